@@ -1,0 +1,39 @@
+"""normgrad: NormGrad saliency maps for image classifiers, with baselines and metrics.
+
+Example:
+    >>> import torch, torchvision, normgrad
+    >>> model = torchvision.models.resnet18(num_classes=2)
+    >>> explainer = normgrad.NormGrad(model, layers="layer4.1", vil="conv1x1")
+    >>> explainer(torch.randn(1, 3, 64, 64)).shape
+    torch.Size([1, 1, 64, 64])
+"""
+
+from __future__ import annotations
+
+from . import functional
+from ._base import Explainer, Explanation
+from ._errors import (
+    ArgumentTypeError,
+    InvalidArgumentError,
+    LayerError,
+    NormGradError,
+    ShapeError,
+)
+from ._normgrad import NormGrad
+from ._target import Target
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArgumentTypeError",
+    "Explainer",
+    "Explanation",
+    "InvalidArgumentError",
+    "LayerError",
+    "NormGrad",
+    "NormGradError",
+    "ShapeError",
+    "Target",
+    "__version__",
+    "functional",
+]

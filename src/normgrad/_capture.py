@@ -1,0 +1,180 @@
+"""One forward and one backward pass: layer activations and the target score's gradients.
+
+This is the only place that registers forward hooks. Gradients come from
+``torch.autograd.grad(score, captured activations)``: no weight gradient is computed,
+``param.grad`` is never written, and backpropagation stops at the earliest captured tensor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._errors import ArgumentTypeError, InvalidArgumentError, LayerError, ShapeError, describe
+from ._model import HookSet, explaining, first_conv_in_channels
+from ._target import Target, check_target_type, target_scores
+
+
+@dataclass(frozen=True)
+class Capture:
+    """What one explained forward/backward pass produced (all tensors detached)."""
+
+    output: Any
+    """The model output."""
+    target: torch.Tensor | None
+    """The class index explained for each sample ``(N,)``, or None for a callable target."""
+    activations: list[torch.Tensor]
+    """One activation ``(N, C, *spatial)`` per requested layer."""
+    gradients: list[torch.Tensor]
+    """The gradient of the score with respect to each activation."""
+    input_gradient: torch.Tensor | None
+    """The gradient with respect to the input, when it was asked for."""
+
+
+def check_input(x: object, argument: str = "x") -> torch.Tensor:
+    """Validate the batch to explain: a finite floating tensor (N, C, H, W) or (N, C, D, H, W)."""
+    if not isinstance(x, torch.Tensor):
+        raise ArgumentTypeError(
+            f"{argument}: expected a tensor of shape (N, C, H, W) or (N, C, D, H, W), "
+            f"got {describe(x)}"
+        )
+    if x.ndim not in (4, 5):
+        raise ShapeError(
+            f"{argument}: expected a 4-D image batch (N, C, H, W) or a 5-D volume batch "
+            f"(N, C, D, H, W), got a {x.ndim}-D tensor of shape {tuple(x.shape)}"
+            + ("; add a batch dimension with x.unsqueeze(0)" if x.ndim in (3,) else ""),
+            x.shape,
+        )
+    if not x.is_floating_point():
+        raise ArgumentTypeError(
+            f"{argument}: expected a floating point tensor, got dtype {x.dtype}"
+        )
+    if x.shape[0] == 0 or any(s == 0 for s in x.shape[1:]):
+        raise ShapeError(
+            f"{argument}: expected a non-empty batch, got shape {tuple(x.shape)}", x.shape
+        )
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise InvalidArgumentError(
+            f"{argument}: expected finite values, got {bad} NaN or infinite value(s)"
+        )
+    return x
+
+
+def _forward(model: nn.Module, x: torch.Tensor) -> Any:
+    try:
+        return model(x)
+    except RuntimeError as error:
+        first = first_conv_in_channels(model)
+        if first is not None and first[1] != x.shape[1]:
+            name, channels = first
+            raise ShapeError(
+                f"x: expected {channels} channels (the first layer {name!r} takes "
+                f"{channels}), got {x.shape[1]} in a tensor of shape {tuple(x.shape)}",
+                x.shape,
+            ) from error
+        raise
+
+
+def capture(
+    model: nn.Module,
+    x: torch.Tensor,
+    layers: Sequence[tuple[str, nn.Module]],
+    target: Target = None,
+    *,
+    input_gradient: bool = False,
+    backward_context: contextlib.AbstractContextManager[Any] | None = None,
+) -> Capture:
+    """Run ``model`` on ``x`` once in eval mode and differentiate the target score once.
+
+    Args:
+        model: the classifier.
+        x: the batch ``(N, C, *spatial)``.
+        layers: ``(name, module)`` pairs whose outputs are captured.
+        target: see :data:`normgrad.Target`.
+        input_gradient: also return the gradient with respect to ``x``.
+        backward_context: entered around the forward and backward pass (e.g. hooks that
+            change how gradients flow), exited before returning.
+
+    The model is left as it was: hooks removed, training flags restored, no ``param.grad``
+    written, also when an error is raised.
+    """
+    check_input(x)
+    check_target_type(target)
+    if not layers and not input_gradient:
+        raise InvalidArgumentError("layers: expected at least one layer to capture")
+    if x.is_inference():
+        with torch.inference_mode(False):
+            x = x.clone()
+    batch = x.shape[0]
+    captured: dict[str, list[torch.Tensor]] = {name: [] for name, _ in layers}
+
+    def make_hook(name: str) -> Any:
+        def hook(module: nn.Module, args: Any, output: Any) -> torch.Tensor:
+            if not isinstance(output, torch.Tensor):
+                raise LayerError(
+                    f"layers: expected layer {name!r} to output a tensor (N, C, *spatial), "
+                    f"got {describe(output)}"
+                )
+            if output.ndim != x.ndim or output.shape[0] != batch:
+                raise LayerError(
+                    f"layers: expected layer {name!r} to output a tensor of shape "
+                    f"({batch}, C, {', '.join(['*'] * (x.ndim - 2))}) like the input, got "
+                    f"shape {tuple(output.shape)}; choose a convolutional block"
+                )
+            leaf = output if output.requires_grad else output.detach().requires_grad_()
+            captured[name].append(leaf)
+            # Hand a copy downstream: an in-place op there (ReLU(inplace=True)) must not
+            # change the tensor whose value and gradient are read here.
+            return leaf.clone()
+
+        return hook
+
+    with explaining(model), HookSet() as hooks:
+        for name, module in layers:
+            hooks.add(module.register_forward_hook(make_hook(name)))
+        x_in = x.detach()
+        if input_gradient:
+            x_in.requires_grad_(True)
+        with backward_context if backward_context is not None else contextlib.nullcontext():
+            output = _forward(model, x_in)
+            hooks.remove()
+            for name, _ in layers:
+                calls = len(captured[name])
+                if calls != 1:
+                    what = "never ran" if calls == 0 else f"ran {calls} times"
+                    raise LayerError(
+                        f"layers: layer {name!r} {what} in the forward pass of "
+                        f"{type(model).__name__}; expected it to run exactly once"
+                    )
+            scores, classes = target_scores(output, target, batch)
+            inputs = [captured[name][0] for name, _ in layers]
+            if input_gradient:
+                inputs.append(x_in)
+            if not scores.requires_grad:
+                raise LayerError(
+                    "layers: the target score does not depend on any captured layer "
+                    f"({', '.join(name for name, _ in layers) or 'input'})"
+                )
+            grads = torch.autograd.grad(scores.sum(), inputs, allow_unused=True)
+    unused = [name for (name, _), g in zip(layers, grads) if g is None]
+    if unused:
+        raise LayerError(
+            f"layers: the target score does not depend on layer(s) {', '.join(map(repr, unused))}"
+        )
+    layer_grads = [g for g in grads[: len(layers)] if g is not None]
+    in_grad = grads[-1] if input_gradient else None
+    if input_gradient and in_grad is None:
+        in_grad = torch.zeros_like(x)
+    return Capture(
+        output=output.detach() if isinstance(output, torch.Tensor) else output,
+        target=classes,
+        activations=[a.detach() for a in inputs[: len(layers)]],
+        gradients=layer_grads,
+        input_gradient=in_grad,
+    )

@@ -1,0 +1,102 @@
+r"""NormGrad (Rebuffi et al., CVPR 2020) on one layer or several fused by geometric mean."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import functional as F
+from ._base import Explainer, Explanation
+from ._capture import capture
+from ._model import Layers, resolve_layers
+from ._target import Target
+
+
+class NormGrad(Explainer):
+    r"""NormGrad saliency from one or several layers.
+
+    For each hooked layer with output :math:`x` and gradient :math:`g` of the target's raw
+    logit, a virtual identity layer (VIL) gives a map at the layer's resolution:
+
+    - ``"scaling"``: :math:`\lVert g_u \odot x_u \rVert_2`
+    - ``"conv1x1"``: :math:`\lVert g_u \rVert_2 \lVert x_u \rVert_2`
+    - ``"convKxK"`` (``K`` odd): :math:`\lVert g_u \rVert_2 \lVert \mathrm{unfold}_K(x)_u \rVert_2`
+
+    Each map is upsampled to the input size (bilinear, ``align_corners=False``) and min-max
+    normalised per sample; several layers are fused by their geometric mean
+    :math:`\prod_j m_j^{1/J}`. A layer whose map is constant over the image for a sample
+    carries no spatial information: it is left out of that sample's geometric mean. A
+    single-layer (or all-layers) constant map gives an all-zero saliency map.
+
+    One forward and one backward pass serve all layers; no weight gradient is computed.
+
+    Args:
+        model: the classifier (any ``nn.Module``).
+        layers: a dotted module name (``"layer4.2"``), an ``nn.Module`` of ``model``, or a
+            sequence of them. Each must output a tensor ``(N, C, *spatial)`` and run once.
+        vil: ``"scaling"``, ``"conv1x1"``, ``"conv3x3"`` or any odd ``"convKxK"``. On
+            volumes ``"convKxK"`` means a ``K x K x K`` patch (``"convKxKxK"`` also works).
+
+    Shape:
+        - x: ``(N, C, H, W)`` (or ``(N, C, D, H, W)``), floating point, finite.
+        - returns: ``(N, 1, H, W)``, values in ``[0, 1]``, float32 for half-precision
+          inputs, else the input's dtype.
+
+    Example:
+        >>> import torch, torchvision
+        >>> import normgrad
+        >>> model = torchvision.models.resnet18(num_classes=4)
+        >>> explainer = normgrad.NormGrad(model, layers=["layer3.0", "layer4.1"], vil="conv3x3")
+        >>> x = torch.randn(2, 3, 64, 64)
+        >>> saliency = explainer(x, target=1)
+        >>> saliency.shape, bool(saliency.min() >= 0), bool(saliency.max() <= 1)
+        (torch.Size([2, 1, 64, 64]), True, True)
+        >>> sorted(explainer.explain(x).layer_maps)
+        ['layer3.0', 'layer4.1']
+    """
+
+    def __init__(self, model: nn.Module, layers: Layers, vil: str = "conv3x3") -> None:
+        super().__init__(model)
+        self.layers = resolve_layers(self.model, layers)
+        self.vil = F.parse_vil(vil)
+
+    @property
+    def layer_names(self) -> list[str]:
+        """The dotted names of the hooked layers, in the order given."""
+        return [name for name, _ in self.layers]
+
+    def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
+        """Explain ``x``; the result holds the fused map and every layer's map.
+
+        Returns:
+            :class:`Explanation` with ``saliency`` ``(N, 1, *spatial)`` in ``[0, 1]``,
+            ``layer_maps`` (normalised, upsampled, by layer name), ``raw_layer_maps`` (raw,
+            at each layer's resolution) and, for a single layer, ``raw`` (upsampled,
+            unnormalised).
+        """
+        result = capture(self.model, x, self.layers, target)
+        raw_maps = [
+            F.normgrad_map(a, g, self.vil) for a, g in zip(result.activations, result.gradients)
+        ]
+        return explanation_from_raw_maps(self.layer_names, raw_maps, x, result.target)
+
+    def __repr__(self) -> str:
+        names = self.layer_names
+        shown = names[0] if len(names) == 1 else names
+        return f"NormGrad({type(self.model).__name__}, layers={shown!r}, vil={self.vil.name!r})"
+
+
+def explanation_from_raw_maps(
+    names: list[str], raw_maps: list[torch.Tensor], x: torch.Tensor, target: torch.Tensor | None
+) -> Explanation:
+    """Normalise, upsample and fuse raw per-layer maps into an :class:`Explanation`."""
+    size = x.shape[2:]
+    saliency, layer_maps, _ = F.layer_maps_to_saliency(raw_maps, size)
+    raw = F.upsample(raw_maps[0], size) if len(raw_maps) == 1 else None
+    return Explanation(
+        saliency=saliency,
+        raw=raw,
+        target=target,
+        layer_maps=dict(zip(names, layer_maps)),
+        raw_layer_maps=dict(zip(names, raw_maps)),
+    )

@@ -1,0 +1,72 @@
+"""Literal, slow reference implementations of the paper's definitions (tests only).
+
+Nothing here is clever: NormGrad is computed per location as the Frobenius norm of the
+weight gradient a virtual identity layer would receive there, i.e. an explicit outer
+product of the gradient with the (unfolded) activation.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+import torch.nn.functional as tf
+
+
+def _positions(spatial: tuple[int, ...]) -> itertools.product[tuple[int, ...]]:
+    return itertools.product(*(range(s) for s in spatial))
+
+
+def reference_normgrad_map(
+    activation: torch.Tensor, gradient: torch.Tensor, kind: str, kernel_size: int = 1
+) -> torch.Tensor:
+    """Per-location Frobenius norm of the VIL's weight gradient, in float64.
+
+    scaling: the VIL is a per-channel scaling, its gradient at u is g_u ⊙ x_u.
+    conv K×K: the VIL is a K×K convolution, its weight gradient at u is the outer product
+    of g_u (C) with the zero-padded K×K patch of x around u (C·K^d).
+    """
+    x = activation.double()
+    g = gradient.double()
+    n, _, *spatial = x.shape
+    pad = kernel_size // 2
+    padded = tf.pad(x, [pad, pad] * len(spatial))
+    out = torch.zeros(n, 1, *spatial, dtype=torch.float64)
+    for b in range(n):
+        for pos in _positions(tuple(spatial)):
+            g_u = g[(b, slice(None), *pos)]
+            if kind == "scaling":
+                weight_grad = g_u * x[(b, slice(None), *pos)]
+            else:
+                window = tuple(slice(p, p + kernel_size) for p in pos)
+                patch = padded[(b, slice(None), *window)].reshape(-1)
+                weight_grad = torch.outer(g_u, patch)
+            out[(b, 0, *pos)] = torch.sqrt((weight_grad**2).sum())
+    return out
+
+
+def reference_normalize(maps: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Per-sample (m - min) / (max - min + eps), written out sample by sample."""
+    out = torch.empty_like(maps)
+    for b in range(maps.shape[0]):
+        low, high = maps[b].min(), maps[b].max()
+        out[b] = (maps[b] - low) / (high - low + eps)
+    return out
+
+
+def reference_geometric_mean(maps: list[torch.Tensor]) -> torch.Tensor:
+    """prod_j m_j ** (1/J), in float64."""
+    product = torch.ones_like(maps[0], dtype=torch.float64)
+    for m in maps:
+        product = product * m.double()
+    return product ** (1.0 / len(maps))
+
+
+def reference_saliency(raw_maps: list[torch.Tensor], size: tuple[int, ...]) -> torch.Tensor:
+    """Upsample (bilinear, align_corners=False), normalise, take the geometric mean."""
+    mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(size)]
+    normalised = [
+        reference_normalize(tf.interpolate(m.double(), size=size, mode=mode, align_corners=False))
+        for m in raw_maps
+    ]
+    return reference_geometric_mean(normalised)

@@ -1,0 +1,51 @@
+"""The repository keeps its promises: README's commands, CI running them, a light import."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bash_blocks(text: str) -> list[str]:
+    return [b.strip() for b in re.findall(r"```bash\n(.*?)```", text, flags=re.S)]
+
+
+def test_ci_runs_readme_test_command_verbatim() -> None:
+    readme = (ROOT / "README.md").read_text()
+    commands = [b for b in _bash_blocks(readme) if "pytest" in b]
+    assert len(commands) == 1, commands
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert commands[0] in ci_lines
+
+
+def test_readme_demo_command_names_an_existing_script() -> None:
+    readme = (ROOT / "README.md").read_text()
+    demo = next(b for b in _bash_blocks(readme) if "pytest" not in b)
+    script = re.search(r"python (\S+\.py)", demo)
+    assert script is not None and (ROOT / script.group(1)).is_file()
+
+
+def test_import_does_not_pull_matplotlib_or_torchvision() -> None:
+    code = (
+        "import sys, normgrad; "
+        "bad = [m for m in ('matplotlib', 'torchvision', 'captum') if m in sys.modules]; "
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_public_names_are_sorted_and_exist() -> None:
+    import normgrad
+
+    assert list(normgrad.__all__) == sorted(normgrad.__all__)
+    for name in normgrad.__all__:
+        assert hasattr(normgrad, name), name
+
+
+def test_py_typed_is_shipped() -> None:
+    assert (ROOT / "src" / "normgrad" / "py.typed").is_file()
