@@ -62,11 +62,26 @@ def reference_geometric_mean(maps: list[torch.Tensor]) -> torch.Tensor:
     return product ** (1.0 / len(maps))
 
 
-def reference_saliency(raw_maps: list[torch.Tensor], size: tuple[int, ...]) -> torch.Tensor:
-    """Upsample (bilinear, align_corners=False), normalise, take the geometric mean."""
+def reference_saliency(
+    raw_maps: list[torch.Tensor], size: tuple[int, ...], constant_rtol: float = 1e-5
+) -> torch.Tensor:
+    """Upsample (bilinear, align_corners=False), normalise, take the geometric mean.
+
+    Written sample by sample: a layer map whose spread is within ``constant_rtol`` of its
+    magnitude is constant for that sample and left out of its mean; a sample whose every
+    map is constant gets zeros.
+    """
     mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(size)]
-    normalised = [
-        reference_normalize(tf.interpolate(m.double(), size=size, mode=mode, align_corners=False))
-        for m in raw_maps
-    ]
-    return reference_geometric_mean(normalised)
+    batch = raw_maps[0].shape[0]
+    out = torch.zeros(batch, 1, *size, dtype=torch.float64)
+    for b in range(batch):
+        kept = []
+        for raw in raw_maps:
+            m = raw[b : b + 1].double()
+            if (m.max() - m.min()) <= constant_rtol * m.abs().max():
+                continue
+            up = tf.interpolate(m, size=size, mode=mode, align_corners=False)
+            kept.append(reference_normalize(up))
+        if kept:
+            out[b : b + 1] = reference_geometric_mean(kept)
+    return out

@@ -49,3 +49,13 @@ def test_public_names_are_sorted_and_exist() -> None:
 
 def test_py_typed_is_shipped() -> None:
     assert (ROOT / "src" / "normgrad" / "py.typed").is_file()
+
+
+def test_readme_python_example_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert blocks
+    namespace: dict[str, object] = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    saliency = namespace["saliency"]
+    assert getattr(saliency, "shape", None) == (4, 1, 224, 224)
