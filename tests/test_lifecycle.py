@@ -1,0 +1,125 @@
+"""Explaining leaves the model exactly as it was, after a normal return and after an error."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import normgrad
+
+from .lifecycle import assert_unchanged, snapshot
+from .models import TinyCNN, seeded
+
+
+class FailingHead(nn.Module):
+    """A model whose forward raises after the hooked layers ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = seeded(TinyCNN())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.body(x)
+        raise RuntimeError("boom")
+
+
+def _models() -> list[tuple[str, nn.Module, list[str], int]]:
+    resnet = seeded(torchvision.models.resnet18(num_classes=5))
+    return [
+        ("tiny", seeded(TinyCNN()), ["bn1", "conv3"], 12),
+        ("resnet18", resnet, ["layer1.0.bn1", "layer2.0", "layer4.1"], 64),
+    ]
+
+
+MODELS = _models()
+
+
+def _prepare(model: nn.Module, train: bool) -> None:
+    model.train(train)
+    # A mixed state: one frozen parameter, one with a gradient already, one submodule
+    # whose flag differs from its parent's.
+    params = list(model.parameters())
+    params[0].requires_grad_(False)
+    params[1].grad = torch.full_like(params[1], 0.25)
+    list(model.modules())[-1].train(not train)
+
+
+def _cleanup(model: nn.Module) -> None:
+    for p in model.parameters():
+        p.requires_grad_(True)
+        p.grad = None
+    model.eval()
+
+
+CALLS: dict[str, Callable[[normgrad.NormGrad, torch.Tensor], object]] = {
+    "normal": lambda e, x: e(x),
+    "target-out-of-range": lambda e, x: e(x, target=99),
+    "bad-callable": lambda e, x: e(x, target=lambda out: out),
+    "nan-input": lambda e, x: e(x * float("nan")),
+}
+
+
+@pytest.mark.parametrize(("arch", "model", "layers", "size"), MODELS, ids=[m[0] for m in MODELS])
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("call", list(CALLS))
+def test_model_left_unchanged(
+    arch: str, model: nn.Module, layers: list[str], size: int, train: bool, call: str
+) -> None:
+    _prepare(model, train)
+    try:
+        probe = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+        before = snapshot(model, probe)
+        explainer = normgrad.NormGrad(model, layers, "conv3x3")
+        if call == "normal":
+            CALLS[call](explainer, probe)
+        else:
+            with pytest.raises(normgrad.NormGradError):
+                CALLS[call](explainer, probe)
+        assert_unchanged(before, snapshot(model, probe))
+    finally:
+        _cleanup(model)
+
+
+def test_error_raised_inside_forward_leaves_model_unchanged() -> None:
+    model = FailingHead()
+    probe = torch.randn(1, 3, 8, 8)
+    before_hooks = [len(m._forward_hooks) for m in model.modules()]
+    model.train()
+    with pytest.raises(RuntimeError, match="boom"):
+        normgrad.NormGrad(model, "body.conv2", "scaling")(probe)
+    assert [len(m._forward_hooks) for m in model.modules()] == before_hooks
+    assert all(m.training for m in model.modules())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_error_raised_by_a_hook_leaves_model_unchanged() -> None:
+    model = seeded(TinyCNN())
+    probe = torch.randn(1, 3, 8, 8)
+    before = snapshot(model, probe)
+    with pytest.raises(normgrad.LayerError, match="'fc'"):
+        normgrad.NormGrad(model, ["conv2", "fc"], "scaling")(probe)
+    assert_unchanged(before, snapshot(model, probe))
+
+
+def test_repeated_calls_do_not_accumulate_state() -> None:
+    model = seeded(TinyCNN())
+    probe = torch.randn(2, 3, 8, 8)
+    explainer = normgrad.NormGrad(model, ["conv2", "conv3"], "conv1x1")
+    first = explainer(probe)
+    before = snapshot(model, probe)
+    for _ in range(3):
+        torch.testing.assert_close(explainer(probe), first)
+    assert_unchanged(before, snapshot(model, probe))
+
+
+def test_input_is_not_modified() -> None:
+    model = seeded(TinyCNN())
+    x = torch.randn(2, 3, 8, 8)
+    copy = x.clone()
+    normgrad.NormGrad(model, ["relu1", "conv3"], "scaling")(x)
+    assert torch.equal(x, copy)
+    assert not x.requires_grad
