@@ -107,7 +107,9 @@ def test_bad_vil(vil: object, error: type[Exception], pattern: str) -> None:
 
 
 def test_model_of_wrong_type() -> None:
-    with pytest.raises(ArgumentTypeError, match="model: expected a torch.nn.Module, got function"):
+    with pytest.raises(
+        ArgumentTypeError, match=r"model: expected a torch\.nn\.Module, got function"
+    ):
         normgrad.NormGrad(lambda x: x, "layer4", "scaling")  # type: ignore[arg-type]
 
 
@@ -129,10 +131,10 @@ def test_input_of_wrong_rank(x: torch.Tensor, pattern: str) -> None:
 
 
 def test_input_not_a_tensor_or_not_float() -> None:
-    with pytest.raises(ArgumentTypeError, match="x: expected a tensor.*got ndarray"):
+    with pytest.raises(ArgumentTypeError, match=r"x: expected a tensor.*got ndarray"):
         normgrad.NormGrad(RESNET, "layer4", "scaling")(X.numpy())  # type: ignore[arg-type]
     with pytest.raises(
-        ArgumentTypeError, match="x: expected a floating point tensor, got dtype torch.int64"
+        ArgumentTypeError, match=r"x: expected a floating point tensor, got dtype torch\.int64"
     ):
         normgrad.NormGrad(RESNET, "layer4", "scaling")(X.long())
 
