@@ -10,6 +10,7 @@ from torch import nn
 import normgrad
 from normgrad import ArgumentTypeError, InvalidArgumentError, LayerError, NormGradError, ShapeError
 
+from .explainers import EXPLAINERS
 from .models import TinyCNN, seeded
 
 RESNET = seeded(torchvision.models.resnet18(num_classes=5))
@@ -194,3 +195,59 @@ def test_class_target_on_non_classifier_output() -> None:
         match=r"model output: expected logits of shape \(2, num_classes\).*pass target=callable",
     ):
         normgrad.NormGrad(model, "0", "scaling")(X)
+
+
+@pytest.mark.parametrize("method", list(EXPLAINERS))
+def test_every_explainer_rejects_bad_input(method: str) -> None:
+    explainer = EXPLAINERS[method](RESNET, ["layer3.1", "layer4.1"])
+    with pytest.raises(ShapeError, match="x: expected a 4-D"):
+        explainer(torch.randn(3, 32, 32))
+    with pytest.raises(InvalidArgumentError, match="x: expected finite values"):
+        explainer(X * float("nan"))
+    with pytest.raises(ShapeError, match="x: expected 3 channels"):
+        explainer(torch.randn(2, 1, 32, 32))
+    with pytest.raises(InvalidArgumentError, match=r"target: expected class indices in \[0, 5\)"):
+        explainer(X, 7)
+    with pytest.raises(ShapeError, match=r"target: expected an int, or one class index per sample"):
+        explainer(X, torch.tensor([1, 2, 3]))
+    with pytest.raises(ArgumentTypeError, match="target: expected None"):
+        explainer(X, "cat")  # type: ignore[arg-type]
+
+
+def test_grad_cam_takes_one_layer() -> None:
+    with pytest.raises(LayerError, match="layer: expected one layer, got 2"):
+        normgrad.GradCAM(RESNET, ["layer3", "layer4"])
+    with pytest.raises(LayerError, match="'layer9' not found"):
+        normgrad.GuidedGradCAM(RESNET, "layer9")
+
+
+def test_smoothgrad_arguments() -> None:
+    base = normgrad.Gradient(RESNET)
+    with pytest.raises(ArgumentTypeError, match="explainer: expected a normgrad explainer"):
+        normgrad.SmoothGrad(RESNET)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="n_samples: expected a positive int, got 0"):
+        normgrad.SmoothGrad(base, n_samples=0)
+    with pytest.raises(
+        InvalidArgumentError, match=r"noise_level: expected a number >= 0, got -0\.1"
+    ):
+        normgrad.SmoothGrad(base, noise_level=-0.1)
+    with pytest.raises(ArgumentTypeError, match="batch_size: expected a positive int, got float"):
+        normgrad.SmoothGrad(base, batch_size=2.5)  # type: ignore[arg-type]
+
+
+def test_integrated_gradients_arguments() -> None:
+    with pytest.raises(InvalidArgumentError, match="steps: expected a positive int, got 0"):
+        normgrad.IntegratedGradients(RESNET, steps=0)
+    with pytest.raises(InvalidArgumentError, match="method: expected one of gausslegendre"):
+        normgrad.IntegratedGradients(RESNET, method="simpson")
+    with pytest.raises(
+        InvalidArgumentError, match="steps: expected at least 2 for riemann_trapezoid"
+    ):
+        normgrad.IntegratedGradients(RESNET, steps=1, method="riemann_trapezoid")
+    with pytest.raises(ArgumentTypeError, match="baseline: expected None, a number or a tensor"):
+        normgrad.IntegratedGradients(RESNET, baseline="black")  # type: ignore[arg-type]
+    with pytest.raises(
+        ShapeError,
+        match=r"baseline: expected a tensor broadcastable to the input shape \(2, 3, 32, 32\), got shape \(5, 5\)",
+    ):
+        normgrad.IntegratedGradients(RESNET, baseline=torch.zeros(5, 5))(X)

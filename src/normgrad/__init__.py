@@ -19,7 +19,10 @@ from ._errors import (
     NormGradError,
     ShapeError,
 )
+from ._gradcam import GradCAM, GuidedGradCAM
+from ._gradients import Gradient, GuidedBackprop, InputXGradient
 from ._normgrad import NormGrad
+from ._perturbation import IntegratedGradients, SmoothGrad
 from ._target import Target
 
 __version__ = "0.1.0"
@@ -28,11 +31,18 @@ __all__ = [
     "ArgumentTypeError",
     "Explainer",
     "Explanation",
+    "GradCAM",
+    "Gradient",
+    "GuidedBackprop",
+    "GuidedGradCAM",
+    "InputXGradient",
+    "IntegratedGradients",
     "InvalidArgumentError",
     "LayerError",
     "NormGrad",
     "NormGradError",
     "ShapeError",
+    "SmoothGrad",
     "Target",
     "__version__",
     "functional",

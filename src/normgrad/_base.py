@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from . import functional as F
 from ._model import check_model
 from ._target import Target
 
@@ -25,6 +26,10 @@ class Explanation:
         layer_maps: per-layer maps, upsampled and normalised to ``[0, 1]`` (unfused), by
             layer name; empty for methods without layers.
         raw_layer_maps: per-layer raw maps at each layer's own resolution, by layer name.
+        attribution: the signed attribution before the channel reduction, where the method
+            has one: ``(N, C, *spatial)`` for input-gradient methods (the gradient, x ⊙ the
+            gradient, ...), the signed class activation map at the layer's resolution for
+            Grad-CAM; ``None`` otherwise.
     """
 
     saliency: torch.Tensor
@@ -32,6 +37,7 @@ class Explanation:
     target: torch.Tensor | None
     layer_maps: dict[str, torch.Tensor] = field(default_factory=dict)
     raw_layer_maps: dict[str, torch.Tensor] = field(default_factory=dict)
+    attribution: torch.Tensor | None = None
 
 
 class Explainer(abc.ABC):
@@ -56,3 +62,16 @@ class Explainer(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({type(self.model).__name__})"
+
+
+def explanation_from_raw(
+    raw: torch.Tensor,
+    target: torch.Tensor | None,
+    attribution: torch.Tensor | None = None,
+) -> Explanation:
+    """Normalise one raw map ``(N, 1, *spatial)`` into an :class:`Explanation`.
+
+    A map that is constant for a sample normalises to zeros, as for NormGrad.
+    """
+    saliency, _, _ = F.layer_maps_to_saliency([raw], raw.shape[2:])
+    return Explanation(saliency=saliency, raw=raw, target=target, attribution=attribution)

@@ -178,3 +178,30 @@ def capture(
         gradients=layer_grads,
         input_gradient=in_grad,
     )
+
+
+def resolve_classes(model: nn.Module, x: torch.Tensor, target: Target) -> Target:
+    """Fix the target of ``x`` before explaining perturbed copies of it.
+
+    Class targets become a tensor ``(N,)`` of class indices, validated against the model's
+    output; ``None`` becomes the class the model predicts for ``x`` itself, so noisy or
+    interpolated inputs are all explained for the same class. This costs one forward pass
+    without gradients. A callable target is returned as it is.
+    """
+    check_input(x)
+    check_target_type(target)
+    if callable(target) and not isinstance(target, torch.Tensor):
+        return target
+    with explaining(model), torch.no_grad():
+        output = _forward(model, x)
+    _, classes = target_scores(output, target, x.shape[0])
+    return classes
+
+
+def repeat_target(target: Target, times: int) -> Target:
+    """The target of ``x`` for ``x`` repeated ``times`` along the batch (``x.repeat``)."""
+    if isinstance(target, torch.Tensor) and target.ndim == 1:
+        return target.repeat(times)
+    if isinstance(target, Sequence) and not isinstance(target, (str, torch.Tensor)):
+        return list(target) * times
+    return target

@@ -50,12 +50,14 @@ __all__ = [
     "box_sum",
     "conv_map",
     "fuse_geometric_mean",
+    "grad_cam_map",
     "is_constant",
     "layer_maps_to_saliency",
     "min_max_normalize",
     "normgrad_map",
     "parse_vil",
     "patch_norm",
+    "reduce_channels",
     "scaling_map",
     "upsample",
 ]
@@ -285,6 +287,37 @@ def normgrad_map(activation: torch.Tensor, gradient: torch.Tensor, vil: str | VI
     if spec.kind == "scaling":
         return scaling_map(activation, gradient)
     return conv_map(activation, gradient, spec.kernel_size)
+
+
+def reduce_channels(attribution: torch.Tensor) -> torch.Tensor:
+    """Reduce an attribution ``(N, C, *spatial)`` to ``(N, 1, *spatial)`` by ``sum_c |a_c|``.
+
+    The reduction the paper applies to every gradient-based map. Half-precision inputs are
+    accumulated and returned in float32.
+    """
+    _check_maps_input("attribution", attribution)
+    return attribution.abs().sum(dim=1, keepdim=True, dtype=_compute_dtype(attribution.dtype))
+
+
+def grad_cam_map(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+    r"""The signed Grad-CAM map :math:`\sum_k \alpha_k A_k` with :math:`\alpha_k = \bar g_k`.
+
+    :math:`\bar g_k` is the spatial mean of the gradient of channel ``k``.
+
+    Grad-CAM (Selvaraju et al., 2017) is ``ReLU`` of this map, upsampled to the input.
+
+    Args:
+        activation: the layer's output :math:`A`, tensor ``(N, C, *spatial)``.
+        gradient: the score's gradient with respect to it, same shape.
+
+    Returns:
+        Tensor ``(N, 1, *spatial)``, signed, at the layer's resolution.
+    """
+    _check_pair(activation, gradient)
+    dtype = _compute_dtype(activation.dtype)
+    spatial = tuple(range(2, activation.ndim))
+    weights = gradient.to(dtype).mean(dim=spatial, keepdim=True)
+    return (weights * activation.to(dtype)).sum(dim=1, keepdim=True)
 
 
 def upsample(maps: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

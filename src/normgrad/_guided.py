@@ -1,0 +1,63 @@
+"""Guided ReLUs for Guided Backpropagation, without patching anything global."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as tf
+from torch.overrides import TorchFunctionMode
+
+
+class _GuidedReLU(torch.autograd.Function):
+    """Identity on a ReLU's output; backward passes only positive gradients where it is > 0."""
+
+    @staticmethod
+    def forward(ctx: Any, relu_output: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(relu_output > 0)
+        # A copy, so that in-place ops downstream never touch the saved ReLU output.
+        return relu_output.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (positive,) = ctx.saved_tensors
+        guided: torch.Tensor = grad.clamp_min(0) * positive
+        return guided
+
+
+_RELUS: frozenset[Callable[..., Any]] = frozenset(
+    {torch.relu, torch.relu_, tf.relu, tf.relu_, torch.Tensor.relu, torch.Tensor.relu_}
+)
+
+
+class GuidedReLUs(TorchFunctionMode):
+    """While active, every ReLU call backpropagates as in Guided Backpropagation.
+
+    Covers ``nn.ReLU`` modules (in-place or not, they call ``F.relu``), ``F.relu``,
+    ``torch.relu`` and ``Tensor.relu`` (and their in-place forms) called inside
+    ``forward``. It is a thread-local torch function mode: nothing global is patched and
+    nothing is left behind when it exits. Other activations (SiLU, GELU, LeakyReLU, ReLU6)
+    are not guided: their gradients pass as in plain backpropagation, as in Captum.
+
+    The forward values are unchanged: the ReLU runs as written (in place where it was) and
+    its result is wrapped in an identity whose backward applies the guided rule
+    ``grad_in = max(grad_out, 0) * [relu output > 0]``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Sequence[type],
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        out = func(*args, **(kwargs or {}))
+        if func in _RELUS and isinstance(out, torch.Tensor) and out.requires_grad:
+            self.count += 1
+            return _GuidedReLU.apply(out)
+        return out

@@ -1,0 +1,24 @@
+"""Every explainer of the library, built the same way, for tests that cover them all."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+import normgrad
+
+Factory = Callable[[nn.Module, list[str]], normgrad.Explainer]
+
+EXPLAINERS: dict[str, Factory] = {
+    "normgrad": lambda m, layers: normgrad.NormGrad(m, layers, "conv3x3"),
+    "gradient": lambda m, layers: normgrad.Gradient(m),
+    "input-x-gradient": lambda m, layers: normgrad.InputXGradient(m),
+    "guided-backprop": lambda m, layers: normgrad.GuidedBackprop(m),
+    "grad-cam": lambda m, layers: normgrad.GradCAM(m, layers[-1]),
+    "guided-grad-cam": lambda m, layers: normgrad.GuidedGradCAM(m, layers[-1]),
+    "smoothgrad": lambda m, layers: normgrad.SmoothGrad(
+        normgrad.NormGrad(m, layers), n_samples=3, batch_size=2
+    ),
+    "integrated-gradients": lambda m, layers: normgrad.IntegratedGradients(m, steps=4),
+}

@@ -1,0 +1,398 @@
+"""Baselines agree with Captum, and with values worked out by hand on a tiny model."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import captum.attr as ca
+import pytest
+import torch
+import torch.nn.functional as tf
+import torchvision
+from torch import nn
+
+import normgrad
+
+from .models import FunctionalReluCNN, TinyCNN, seeded, without_inplace
+
+
+def _model(name: str) -> tuple[nn.Module, int, str]:
+    """A seeded model, an input size, and its last convolutional block."""
+    torch.manual_seed(0)
+    if name == "tiny":
+        return seeded(TinyCNN()), 12, "relu3"
+    if name == "resnet18":
+        return seeded(torchvision.models.resnet18(num_classes=5)), 64, "layer4.1"
+    return seeded(torchvision.models.efficientnet_b0(num_classes=5)), 64, "features.8.2"
+
+
+ARCHS = ["tiny", "resnet18", "efficientnet_b0"]
+MODELS = {name: _model(name) for name in ARCHS}
+TARGETS = [0, torch.tensor([4, 1, 2]), None]
+
+
+def _inputs(size: int, batch: int = 3, seed: int = 0) -> torch.Tensor:
+    return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def _captum_target(model: nn.Module, x: torch.Tensor, target: object) -> torch.Tensor:
+    with torch.no_grad():
+        predicted = model.eval()(x).argmax(1)
+    if target is None:
+        return predicted
+    if isinstance(target, int):
+        return torch.full((x.shape[0],), target)
+    assert isinstance(target, torch.Tensor)
+    return target
+
+
+def _layer(model: nn.Module, name: str) -> nn.Module:
+    return model.get_submodule(name)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("target", TARGETS, ids=["int", "tensor", "predicted"])
+def test_gradient_matches_captum_saliency(arch: str, target: object) -> None:
+    model, size, _ = MODELS[arch]
+    x = _inputs(size)
+    ours = normgrad.Gradient(model).explain(x, target)
+    theirs = ca.Saliency(copy.deepcopy(model)).attribute(
+        x.clone().requires_grad_(), target=_captum_target(model, x, target), abs=True
+    )
+    assert ours.raw is not None and ours.attribution is not None
+    torch.testing.assert_close(ours.attribution.abs(), theirs, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(ours.raw, theirs.sum(dim=1, keepdim=True), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("target", TARGETS, ids=["int", "tensor", "predicted"])
+def test_input_x_gradient_matches_captum(arch: str, target: object) -> None:
+    model, size, _ = MODELS[arch]
+    x = _inputs(size)
+    ours = normgrad.InputXGradient(model).explain(x, target)
+    theirs = ca.InputXGradient(copy.deepcopy(model)).attribute(
+        x.clone().requires_grad_(), target=_captum_target(model, x, target)
+    )
+    assert ours.raw is not None and ours.attribution is not None
+    torch.testing.assert_close(ours.attribution, theirs, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        ours.raw, theirs.abs().sum(dim=1, keepdim=True), rtol=1e-4, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("arch", ["tiny", "resnet18"])
+@pytest.mark.parametrize("target", TARGETS, ids=["int", "tensor", "predicted"])
+def test_guided_backprop_matches_captum(arch: str, target: object) -> None:
+    model, size, _ = MODELS[arch]
+    x = _inputs(size)
+    ours = normgrad.GuidedBackprop(model).explain(x, target)
+    # Captum overrides ReLU modules through module backward hooks, which need
+    # out-of-place ReLUs; normgrad handles in-place ones and gives the same maps.
+    theirs = ca.GuidedBackprop(without_inplace(model)).attribute(
+        x.clone().requires_grad_(), target=_captum_target(model, x, target)
+    )
+    assert ours.attribution is not None
+    torch.testing.assert_close(ours.attribution, theirs, rtol=1e-4, atol=1e-6)
+    plain = normgrad.Gradient(model).explain(x, target).attribution
+    assert plain is not None and not torch.allclose(ours.attribution, plain)
+
+
+def test_guided_backprop_on_efficientnet_is_the_gradient_with_a_warning() -> None:
+    # EfficientNet uses SiLU, which Guided Backpropagation (and Captum) leave alone.
+    model, size, _ = MODELS["efficientnet_b0"]
+    x = _inputs(size, batch=2)
+    with pytest.warns(UserWarning, match="no ReLU ran"):
+        guided = normgrad.GuidedBackprop(model).explain(x, 1)
+    plain = normgrad.Gradient(model).explain(x, 1)
+    assert guided.attribution is not None and plain.attribution is not None
+    torch.testing.assert_close(guided.attribution, plain.attribution)
+    theirs = ca.GuidedBackprop(copy.deepcopy(model)).attribute(x.clone().requires_grad_(), target=1)
+    torch.testing.assert_close(guided.attribution, theirs, rtol=1e-4, atol=1e-6)
+
+
+def test_guided_backprop_covers_functional_relu() -> None:
+    functional = seeded(FunctionalReluCNN())
+
+    class ModuleRelu(nn.Module):
+        def __init__(self, source: FunctionalReluCNN) -> None:
+            super().__init__()
+            self.conv1, self.conv2, self.fc = source.conv1, source.conv2, source.fc
+            self.relu1, self.relu2 = nn.ReLU(), nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.relu2(self.conv2(self.relu1(self.conv1(x))))
+            return self.fc(x.mean(dim=(2, 3)))
+
+    x = _inputs(10, batch=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours = normgrad.GuidedBackprop(functional).explain(x, 2).attribution
+    theirs = ca.GuidedBackprop(ModuleRelu(functional)).attribute(
+        x.clone().requires_grad_(), target=2
+    )
+    assert ours is not None
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
+
+
+def test_guided_backprop_covers_tensor_relu_method() -> None:
+    class MethodRelu(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.conv(x).relu().mean(dim=(2, 3)))
+
+    model = seeded(MethodRelu())
+    x = _inputs(6, batch=2)
+    ours = normgrad.GuidedBackprop(model).explain(x, 0).attribution
+
+    class ModuleVersion(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.fc, self.relu = model.conv, model.fc, nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.relu(self.conv(x)).mean(dim=(2, 3)))
+
+    theirs = ca.GuidedBackprop(ModuleVersion()).attribute(x.clone().requires_grad_(), target=0)
+    assert ours is not None
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("target", TARGETS, ids=["int", "tensor", "predicted"])
+def test_grad_cam_matches_captum(arch: str, target: object) -> None:
+    model, size, layer = MODELS[arch]
+    if arch == "resnet18":
+        layer = "layer3.1"  # a 4x4 map: the 2x2 last block is often all zero after the ReLU
+    x = _inputs(size)
+    ours = normgrad.GradCAM(model, layer).explain(x, target)
+    theirs_model = copy.deepcopy(model)
+    cam = ca.LayerGradCam(theirs_model, _layer(theirs_model, layer)).attribute(
+        x.clone().requires_grad_(), target=_captum_target(model, x, target), relu_attributions=True
+    )
+    upsampled = ca.LayerAttribution.interpolate(cam, (size, size), interpolate_mode="bilinear")
+    assert ours.raw is not None
+    assert float(upsampled.detach().max()) > 0  # the comparison is not between two zero maps
+    torch.testing.assert_close(ours.raw, upsampled, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["tiny", "resnet18"])
+def test_guided_grad_cam_matches_captum(arch: str) -> None:
+    model, size, layer = MODELS[arch]
+    layer = "layer3.1" if arch == "resnet18" else layer
+    x = _inputs(size)
+    target = torch.tensor([1, 0, 3])
+    ours = normgrad.GuidedGradCAM(model, layer).explain(x, target)
+    theirs_model = without_inplace(model)
+    explainer = ca.GuidedGradCam(theirs_model, _layer(theirs_model, layer))
+    bilinear = explainer.attribute(
+        x.clone().requires_grad_(), target=target, interpolate_mode="bilinear"
+    )
+    assert ours.attribution is not None and float(bilinear.detach().abs().max()) > 0
+    torch.testing.assert_close(ours.attribution, bilinear, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        ours.raw, bilinear.abs().sum(dim=1, keepdim=True), rtol=1e-4, atol=1e-6
+    )
+    # Captum's default upsamples the class activation map with nearest neighbours: a
+    # different (blockier) map, hence a documented difference, not an agreement.
+    nearest = explainer.attribute(x.clone().requires_grad_(), target=target)
+    assert not torch.allclose(ours.attribution, nearest, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["tiny", "resnet18"])
+def test_integrated_gradients_matches_captum(arch: str) -> None:
+    model, size, _ = MODELS[arch]
+    x = _inputs(size, batch=2)
+    target = torch.tensor([2, 0])
+    ours = normgrad.IntegratedGradients(model, steps=16, batch_size=5).explain(x, target)
+    theirs = ca.IntegratedGradients(copy.deepcopy(model)).attribute(
+        x.clone(), baselines=0.0, target=target, n_steps=16, method="gausslegendre"
+    )
+    assert ours.attribution is not None
+    torch.testing.assert_close(ours.attribution, theirs, rtol=1e-4, atol=1e-6)
+
+
+def test_integrated_gradients_trapezoid_differs_from_captum_by_its_weights() -> None:
+    # Captum's trapezoid weights are 1/n (halved at the ends): they sum to 1 - 1/n, not 1.
+    model, size, _ = MODELS["tiny"]
+    x = _inputs(size, batch=2)
+    steps = 10
+    ours = normgrad.IntegratedGradients(model, steps=steps, method="riemann_trapezoid").explain(
+        x, 1
+    )
+    theirs = ca.IntegratedGradients(copy.deepcopy(model)).attribute(
+        x.clone(), baselines=0.0, target=1, n_steps=steps, method="riemann_trapezoid"
+    )
+    assert ours.attribution is not None
+    torch.testing.assert_close(ours.attribution * (steps - 1) / steps, theirs, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "method",
+    ["gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right"],
+)
+def test_quadrature_integrates_polynomials(method: str) -> None:
+    from normgrad._perturbation import quadrature
+
+    alphas, weights = quadrature(40, method)
+    assert abs(sum(weights) - 1) < 1e-12
+    approx = sum(w * a**2 for a, w in zip(alphas, weights))
+    assert abs(approx - 1 / 3) < 0.03
+
+
+def test_integrated_gradients_completeness_and_batching() -> None:
+    model, size, _ = MODELS["resnet18"]
+    x = _inputs(size, batch=2)
+    baseline = torch.full_like(x, 0.1)
+    small = normgrad.IntegratedGradients(model, steps=64, baseline=baseline, batch_size=2).explain(
+        x, 3
+    )
+    large = normgrad.IntegratedGradients(model, steps=64, baseline=0.1, batch_size=256).explain(
+        x, 3
+    )
+    assert small.attribution is not None and large.attribution is not None
+    torch.testing.assert_close(small.attribution, large.attribution, rtol=1e-4, atol=1e-7)
+    with torch.no_grad():
+        gap = model(x)[:, 3] - model(baseline)[:, 3]
+    total = small.attribution.sum(dim=(1, 2, 3))
+    torch.testing.assert_close(total, gap, rtol=0.05, atol=0.05)
+
+
+def test_smoothgrad_is_the_mean_of_noisy_maps() -> None:
+    model, size, _ = MODELS["tiny"]
+    x = _inputs(size, batch=2)
+    base = normgrad.Gradient(model)
+    smooth = normgrad.SmoothGrad(base, n_samples=5, noise_level=0.2, batch_size=4, seed=3)
+    result = smooth.explain(x, torch.tensor([1, 2]))
+    # literal: the same noise draws, one at a time
+    gen = torch.Generator().manual_seed(3)
+    sigma = 0.2 * (x.flatten(1).amax(1) - x.flatten(1).amin(1)).view(-1, 1, 1, 1)
+    maps = []
+    for _ in range(5):
+        noisy = x + sigma * torch.randn(x.shape, generator=gen)
+        raw = base.explain(noisy, torch.tensor([1, 2])).raw
+        assert raw is not None
+        maps.append(raw)
+    torch.testing.assert_close(result.raw, torch.stack(maps).mean(0), rtol=1e-5, atol=1e-7)
+    one_batch = normgrad.SmoothGrad(base, n_samples=5, noise_level=0.2, batch_size=100, seed=3)
+    torch.testing.assert_close(one_batch.explain(x, torch.tensor([1, 2])).raw, result.raw)
+
+
+def test_smoothgrad_without_noise_is_the_wrapped_explainer() -> None:
+    model, size, _ = MODELS["resnet18"]
+    x = _inputs(size, batch=2)
+    for base in (
+        normgrad.GradCAM(model, "layer3.1"),
+        normgrad.NormGrad(model, ["layer3.0", "layer4.0"]),
+    ):
+        smooth = normgrad.SmoothGrad(base, n_samples=3, noise_level=0.0)
+        # the mean of identical maps, min-max normalised again
+        expected = normgrad.functional.min_max_normalize(base(x))
+        torch.testing.assert_close(smooth(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_smoothgrad_predicted_class_is_the_clean_one() -> None:
+    model, size, _ = MODELS["tiny"]
+    x = _inputs(size, batch=3)
+    result = normgrad.SmoothGrad(normgrad.Gradient(model), n_samples=2, noise_level=1.0).explain(x)
+    with torch.no_grad():
+        assert torch.equal(result.target, model(x).argmax(1))
+
+
+class HandSet(nn.Module):
+    """conv 1x1 (1 -> 2, weights 1 and -1) -> ReLU -> mean pool -> linear [[1, 2], [3, -1]]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 1, bias=False)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(2, 2, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
+            self.fc.weight.copy_(torch.tensor([[1.0, 2.0], [3.0, -1.0]]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.relu(self.conv(x)).mean(dim=(2, 3)))
+
+
+# x = [2, -1]: ReLU output ch0 = [2, 0], ch1 = [0, 1]; pooled (1, 0.5); logits (2, 2.5).
+# Class 1: dlogit/dReLU-out = ch0 [1.5, 1.5], ch1 [-0.5, -0.5] (3 and -1, times 1/2).
+#   plain backward through the ReLU mask: ch0 [1.5, 0], ch1 [0, -0.5] -> dx = [1.5, 0.5]
+#   guided: the negative ch1 gradient is dropped -> dx = [1.5, 0]
+#   Grad-CAM at the ReLU: weights (1.5, -0.5), map 1.5*[2, 0] - 0.5*[0, 1] = [3, -0.5] -> [3, 0]
+#   NormGrad scaling: |(1.5*2, -0.5*0)| = 3, |(0, -0.5*1)| = 0.5
+#   NormGrad conv1x1: |g| = sqrt(2.5) at both positions, |x| = 2 and 1
+#   Integrated Gradients (zero baseline, piecewise linear, no bias) = x * dx = [3, -0.5]
+HAND_X = torch.tensor([[[[2.0, -1.0]]]])
+SQRT_2_5 = 2.5**0.5
+
+
+@pytest.mark.parametrize(
+    ("factory", "raw", "attribution"),
+    [
+        (lambda m: normgrad.Gradient(m), [1.5, 0.5], [1.5, 0.5]),
+        (lambda m: normgrad.InputXGradient(m), [3.0, 0.5], [3.0, -0.5]),
+        (lambda m: normgrad.GuidedBackprop(m), [1.5, 0.0], [1.5, 0.0]),
+        (lambda m: normgrad.GradCAM(m, "relu"), [3.0, 0.0], [3.0, -0.5]),
+        (lambda m: normgrad.GuidedGradCAM(m, "relu"), [4.5, 0.0], [4.5, 0.0]),
+        (lambda m: normgrad.IntegratedGradients(m, steps=7), [3.0, 0.5], [3.0, -0.5]),
+        (lambda m: normgrad.NormGrad(m, "relu", "scaling"), [3.0, 0.5], None),
+        (lambda m: normgrad.NormGrad(m, "relu", "conv1x1"), [2 * SQRT_2_5, SQRT_2_5], None),
+    ],
+    ids=[
+        "gradient",
+        "ixg",
+        "guided",
+        "gradcam",
+        "guided-gradcam",
+        "ig",
+        "ng-scaling",
+        "ng-conv1x1",
+    ],
+)
+def test_golden_values(factory: object, raw: list[float], attribution: list[float] | None) -> None:
+    model = HandSet().eval()
+    result = factory(model).explain(HAND_X, 1)  # type: ignore[operator]
+    torch.testing.assert_close(result.raw.flatten(), torch.tensor(raw), rtol=1e-6, atol=1e-6)
+    if attribution is not None:
+        torch.testing.assert_close(
+            result.attribution.flatten(), torch.tensor(attribution), rtol=1e-6, atol=1e-6
+        )
+    expected = torch.tensor(raw)
+    expected = (expected - expected.min()) / (expected.max() - expected.min() + 1e-8)
+    torch.testing.assert_close(result.saliency.flatten(), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_golden_constant_maps_are_zero() -> None:
+    model = HandSet().eval()
+    # class 0: Grad-CAM weights (0.5, 1) give [1, 1]; Input x Gradient gives |[1, 1]|
+    for explainer in (normgrad.GradCAM(model, "relu"), normgrad.InputXGradient(model)):
+        result = explainer.explain(HAND_X, 0)
+        torch.testing.assert_close(result.raw.flatten(), torch.tensor([1.0, 1.0]))
+        assert torch.equal(result.saliency, torch.zeros(1, 1, 1, 2))
+    # a 3x3 patch covers both pixels: the conv3x3 map is constant
+    assert torch.equal(
+        normgrad.NormGrad(model, "relu", "conv3x3")(HAND_X, 1), torch.zeros(1, 1, 1, 2)
+    )
+
+
+def test_grad_cam_sees_the_residual_addition() -> None:
+    # The reference code's ResNet Grad-CAM hooked before the residual add; hooking the block
+    # output includes it. Check against the block output computed by hand.
+    model, size, _ = MODELS["resnet18"]
+    x = _inputs(size, batch=1)
+    block = model.layer3[1]
+    with torch.enable_grad():
+        h = model.layer3[0](
+            model.layer2(model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(x))))))
+        )
+        out = block(h)
+        logits = model.fc(torch.flatten(model.avgpool(model.layer4(out)), 1))
+        (g,) = torch.autograd.grad(logits[0, 2], out)
+    cam = tf.relu((g.mean(dim=(2, 3), keepdim=True) * out).sum(1, keepdim=True)).detach()
+    expected = tf.interpolate(cam, size=(size, size), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(normgrad.GradCAM(model, "layer3.1").explain(x, 2).raw, expected)
