@@ -10,8 +10,9 @@ Example:
 
 from __future__ import annotations
 
-from . import functional
+from . import functional, metrics, presets, sanity
 from ._base import Explainer, Explanation
+from ._center import CenterBaseline
 from ._errors import (
     ArgumentTypeError,
     InvalidArgumentError,
@@ -19,9 +20,10 @@ from ._errors import (
     NormGradError,
     ShapeError,
 )
+from ._evaluate import EvaluationResult, MethodScore, evaluate
 from ._gradcam import GradCAM, GuidedGradCAM
 from ._gradients import Gradient, GuidedBackprop, InputXGradient
-from ._normgrad import NormGrad
+from ._normgrad import NormGrad, explain_shared
 from ._perturbation import IntegratedGradients, SmoothGrad
 from ._target import Target
 
@@ -29,6 +31,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ArgumentTypeError",
+    "CenterBaseline",
+    "EvaluationResult",
     "Explainer",
     "Explanation",
     "GradCAM",
@@ -39,11 +43,17 @@ __all__ = [
     "IntegratedGradients",
     "InvalidArgumentError",
     "LayerError",
+    "MethodScore",
     "NormGrad",
     "NormGradError",
     "ShapeError",
     "SmoothGrad",
     "Target",
     "__version__",
+    "evaluate",
+    "explain_shared",
     "functional",
+    "metrics",
+    "presets",
+    "sanity",
 ]

@@ -2,12 +2,15 @@ r"""NormGrad (Rebuffi et al., CVPR 2020) on one layer or several fused by geomet
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from . import functional as F
 from ._base import Explainer, Explanation
 from ._capture import capture
+from ._errors import ArgumentTypeError, InvalidArgumentError, describe
 from ._model import Layers, resolve_layers
 from ._target import Target
 
@@ -100,3 +103,45 @@ def explanation_from_raw_maps(
         layer_maps=dict(zip(names, layer_maps)),
         raw_layer_maps=dict(zip(names, raw_maps)),
     )
+
+
+def explain_shared(
+    explainers: Sequence[NormGrad], x: torch.Tensor, target: Target = None
+) -> list[Explanation]:
+    """Explain ``x`` with several NormGrad explainers of one model in one pass.
+
+    The union of their layers is captured by a single forward and backward pass; each
+    explainer's VIL and fusion are then applied to its own layers. The results equal calling
+    each explainer on its own.
+
+    Example:
+        >>> import torch, torchvision, normgrad
+        >>> model = torchvision.models.resnet18(num_classes=2)
+        >>> variants = [normgrad.NormGrad(model, "layer4.1", vil) for vil in ("scaling", "conv1x1")]
+        >>> [e.saliency.shape for e in normgrad.explain_shared(variants, torch.randn(1, 3, 64, 64))]
+        [torch.Size([1, 1, 64, 64]), torch.Size([1, 1, 64, 64])]
+    """
+    if not explainers:
+        return []
+    model = explainers[0].model
+    for e in explainers:
+        if not isinstance(e, NormGrad):
+            raise ArgumentTypeError(f"explainers: expected NormGrad explainers, got {describe(e)}")
+        if e.model is not model:
+            raise InvalidArgumentError("explainers: expected explainers of one and the same model")
+    union: dict[str, nn.Module] = {}
+    for e in explainers:
+        for name, module in e.layers:
+            union.setdefault(name, module)
+    result = capture(model, x, list(union.items()), target)
+    captured = dict(zip(union, zip(result.activations, result.gradients)))
+    cache: dict[tuple[str, F.VIL], torch.Tensor] = {}
+    explanations = []
+    for e in explainers:
+        raw_maps = []
+        for name in e.layer_names:
+            if (name, e.vil) not in cache:
+                cache[name, e.vil] = F.normgrad_map(*captured[name], e.vil)
+            raw_maps.append(cache[name, e.vil])
+        explanations.append(explanation_from_raw_maps(e.layer_names, raw_maps, x, result.target))
+    return explanations

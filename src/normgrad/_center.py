@@ -1,0 +1,45 @@
+"""The centre baseline: a map that always points at the middle of the image."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._base import Explainer, Explanation, explanation_from_raw
+from ._capture import check_input
+from ._target import Target, check_target_type
+
+
+class CenterBaseline(Explainer):
+    """A saliency map that ignores the model and peaks at the image centre.
+
+    Zhang et al. (2016) report this "centre" baseline beside every Pointing Game score: a
+    method that does not beat it has not shown that it localises anything. The map is
+    ``1 - d^2 / max(d^2)`` with ``d`` the distance to the geometric centre
+    ``((H - 1) / 2, (W - 1) / 2)``; for even sizes the four central pixels tie and the
+    Pointing Game takes the first, ``(H / 2 - 1, W / 2 - 1)``. Volumes work the same way.
+
+    Args:
+        model: optional, ignored; accepted so the baseline can be built like the others.
+    """
+
+    def __init__(self, model: nn.Module | None = None) -> None:
+        super().__init__(model if model is not None else nn.Identity())
+
+    def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
+        check_input(x)
+        check_target_type(target)
+        spatial = x.shape[2:]
+        dist2 = torch.zeros(spatial, dtype=torch.float64, device=x.device)
+        for axis, size in enumerate(spatial):
+            coords = torch.arange(size, dtype=torch.float64, device=x.device) - (size - 1) / 2
+            shape = [1] * len(spatial)
+            shape[axis] = size
+            dist2 = dist2 + (coords**2).view(shape)
+        peak = dist2.max().clamp_min(1e-12)
+        dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+        raw = (1 - dist2 / peak).to(dtype).expand(x.shape[0], 1, *spatial).contiguous()
+        return explanation_from_raw(raw, None)
+
+    def __repr__(self) -> str:
+        return "CenterBaseline()"

@@ -1,0 +1,83 @@
+"""The layers the paper uses, by architecture (torchvision module names).
+
+Example:
+    >>> from normgrad import presets
+    >>> presets.layers("resnet50").single
+    'layer4.2'
+    >>> presets.layers("resnet50").multi
+    ['layer2.0', 'layer3.0', 'layer4.0', 'layer4.2']
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+from ._errors import InvalidArgumentError
+
+__all__ = ["LayerPreset", "available", "layers"]
+
+
+@dataclass(frozen=True)
+class LayerPreset:
+    """Layers for one architecture.
+
+    Attributes:
+        single: the last convolutional block: single-layer NormGrad and Grad-CAM.
+        multi: the layers fused by multi-layer NormGrad ("M" in the paper's tables).
+        source: where the choice comes from.
+    """
+
+    single: str
+    multi: list[str] = field(default_factory=list)
+    source: str = "paper"
+
+
+def _resnet(last: str) -> LayerPreset:
+    return LayerPreset(last, ["layer2.0", "layer3.0", "layer4.0", last])
+
+
+_PRESETS: dict[str, LayerPreset] = {
+    # the paper uses ResNet-34, ResNet-50 and EfficientNet-B0
+    "resnet34": _resnet("layer4.2"),
+    "resnet50": _resnet("layer4.2"),
+    "efficientnet_b0": LayerPreset(
+        "features.8.2", [f"features.{i}.0" for i in range(9)] + ["features.8.2"]
+    ),
+    # the same recipe on related architectures (normgrad's choice, not the paper's)
+    "resnet18": LayerPreset(
+        "layer4.1", ["layer2.0", "layer3.0", "layer4.0", "layer4.1"], "normgrad"
+    ),
+    "resnet101": LayerPreset(
+        "layer4.2", ["layer2.0", "layer3.0", "layer4.0", "layer4.2"], "normgrad"
+    ),
+    "densenet121": LayerPreset(
+        "features.denseblock4",
+        [
+            "features.transition1",
+            "features.transition2",
+            "features.transition3",
+            "features.denseblock4",
+        ],
+        "normgrad",
+    ),
+}
+
+
+def available() -> list[str]:
+    """The architecture names with a preset."""
+    return sorted(_PRESETS)
+
+
+def layers(architecture: str) -> LayerPreset:
+    """The preset for a torchvision architecture name such as ``"resnet50"``."""
+    key = architecture.strip().lower().replace("-", "_")
+    if key not in _PRESETS:
+        close = difflib.get_close_matches(key, list(_PRESETS), n=2, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise InvalidArgumentError(
+            f"architecture: no layer preset for {architecture!r}{hint} "
+            f"(available: {', '.join(available())}); pass layer names yourself"
+        )
+    preset = _PRESETS[key]
+    return LayerPreset(preset.single, list(preset.multi), preset.source)

@@ -1,0 +1,203 @@
+"""Randomisation sanity checks (Adebayo et al., 2018): does a map depend on the weights?
+
+A saliency method whose maps barely change when the model's weights are replaced by random
+ones explains the input (edges, intensity), not the model. ``randomize`` makes the paper's
+semi- and fully-randomised copies; ``cascading_randomization`` randomises from the top layer
+down, one block more at a time, and measures how similar the maps stay.
+
+Example:
+    >>> import torch, torchvision
+    >>> from normgrad import sanity
+    >>> model = torchvision.models.resnet18(num_classes=2)
+    >>> semi = sanity.randomize(model, "semi", seed=0)
+    >>> torch.equal(semi.conv1.weight, model.conv1.weight)
+    True
+    >>> torch.equal(semi.fc.weight, model.fc.weight)
+    False
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ._base import Explainer
+from ._errors import InvalidArgumentError, LayerError
+from ._model import LayerSpec, check_model, resolve_layers
+from ._target import Target
+from .metrics import rank_correlation
+
+__all__ = [
+    "CascadeResult",
+    "cascade_blocks",
+    "cascading_randomization",
+    "randomize",
+    "reinitialize",
+]
+
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+def reinitialize(module: nn.Module, generator: torch.Generator) -> None:
+    """He-initialise every weight of ``module`` and its children, in place.
+
+    Weights of convolutions and linear layers: Kaiming normal (fan in, ReLU gain). Biases:
+    zero. Normalisation layers: weight 1, bias 0, running statistics reset. Values are
+    drawn on the CPU from ``generator`` and copied, so a seed gives the same weights on
+    every device.
+    """
+    with torch.no_grad():
+        for sub in module.modules():
+            if isinstance(sub, _NORMS):
+                weight, bias = getattr(sub, "weight", None), getattr(sub, "bias", None)
+                if isinstance(weight, torch.Tensor):
+                    weight.fill_(1)
+                if isinstance(bias, torch.Tensor):
+                    bias.zero_()
+                if isinstance(sub, nn.modules.batchnorm._NormBase):
+                    sub.reset_running_stats()
+                continue
+            for name, param in sub.named_parameters(recurse=False):
+                if param.ndim >= 2:
+                    fan_in = param[0].numel()
+                    std = math.sqrt(2.0 / fan_in)
+                    values = (
+                        torch.randn(param.shape, generator=generator, dtype=torch.float64) * std
+                    )
+                    param.copy_(values.to(param.dtype))
+                elif name == "bias" or param.ndim < 2:
+                    param.zero_()
+
+
+def _last_linear(model: nn.Module) -> str:
+    name: str | None = None
+    for child_name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            name = child_name
+    if name is None:
+        raise LayerError(
+            f"layer: {type(model).__name__} has no nn.Linear to re-initialise; pass layer= "
+            "the classifier's name"
+        )
+    return name
+
+
+def randomize(
+    model: nn.Module, mode: str = "semi", seed: int = 0, layer: LayerSpec | None = None
+) -> nn.Module:
+    """A randomised copy of ``model``; the original is left untouched.
+
+    Args:
+        model: the trained model.
+        mode: ``"semi"``: re-initialise the final classifier layer only (the paper's SR);
+            ``"full"``: re-initialise every weight (FR). See :func:`reinitialize`.
+        seed: seed of the new weights.
+        layer: for ``"semi"``, the classifier layer (default: the last ``nn.Linear``).
+
+    Returns:
+        A deep copy with new weights, in the original's training mode.
+    """
+    check_model(model)
+    if mode not in ("semi", "full"):
+        raise InvalidArgumentError(f"mode: expected 'semi' or 'full', got {mode!r}")
+    clone = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(seed)
+    if mode == "full":
+        reinitialize(clone, generator)
+        return clone
+    name = layer if isinstance(layer, str) else None
+    if layer is None:
+        name = _last_linear(clone)
+    elif isinstance(layer, nn.Module):
+        name = resolve_layers(model, layer, argument="layer")[0][0]
+    assert name is not None
+    ((_, target_module),) = resolve_layers(clone, name, argument="layer")
+    reinitialize(target_module, generator)
+    return clone
+
+
+def cascade_blocks(model: nn.Module) -> list[str]:
+    """Default cascade, top first: the model's children with weights, containers opened.
+
+    Plain ``nn.Sequential`` / ``nn.ModuleList`` children are opened one level, so a
+    torchvision ResNet gives ``fc, layer4.1, layer4.0, layer3.1, ..., bn1, conv1`` and an
+    EfficientNet ``classifier.1, features.8, features.7, ..., features.0``.
+    """
+    names: list[str] = []
+    for name, child in model.named_children():
+        if type(child) in (nn.Sequential, nn.ModuleList):
+            names.extend(
+                f"{name}.{sub}"
+                for sub, grand in child.named_children()
+                if any(True for _ in grand.parameters())
+            )
+        elif any(True for _ in child.parameters()):
+            names.append(name)
+    return names[::-1]
+
+
+@dataclass(frozen=True)
+class CascadeResult:
+    """Similarity of maps to the trained model's as blocks are randomised, top first."""
+
+    blocks: list[str]
+    """Step ``i`` has randomised ``blocks[: i + 1]``."""
+    spearman: torch.Tensor
+    """Spearman rank correlation with the trained model's maps, ``(steps, N)``."""
+    saliency: torch.Tensor | None
+    """The maps, ``(steps + 1, N, 1, *spatial)`` (trained first), when kept."""
+
+    def mean(self) -> list[float]:
+        """Mean similarity over samples at each step (NaN for constant maps ignored)."""
+        return [float(torch.nanmean(row)) for row in self.spearman]
+
+
+def cascading_randomization(
+    explainer: Callable[[nn.Module], Explainer],
+    model: nn.Module,
+    x: torch.Tensor,
+    target: Target = None,
+    blocks: Sequence[str] | None = None,
+    seed: int = 0,
+    keep_maps: bool = False,
+) -> CascadeResult:
+    """Cascading randomisation: re-initialise blocks from the top down, comparing maps.
+
+    Args:
+        explainer: builds an explainer for a model, e.g.
+            ``lambda m: normgrad.NormGrad(m, "layer4.2", "conv3x3")``.
+        model: the trained model (left untouched: a copy is randomised).
+        x: the batch to explain.
+        target: what to explain; ``None`` means the class the *trained* model predicts, kept
+            fixed while the weights change (so the maps compare the same question).
+        blocks: names to randomise, top first (default :func:`cascade_blocks`).
+        seed: seed of the new weights.
+        keep_maps: keep every step's maps in the result.
+
+    Returns:
+        :class:`CascadeResult` with the Spearman correlation of every step's maps with the
+        trained model's (high = the method ignores the weights).
+    """
+    check_model(model)
+    names = list(blocks) if blocks is not None else cascade_blocks(model)
+    if not names:
+        raise InvalidArgumentError("blocks: expected at least one block to randomise, got none")
+    clone = copy.deepcopy(model)
+    resolved = resolve_layers(clone, names, argument="blocks")
+    reference = explainer(model).explain(x, target)
+    fixed_target = reference.target if reference.target is not None else target
+    maps = [reference.saliency]
+    rows = []
+    generator = torch.Generator().manual_seed(seed)
+    for _, module in resolved:
+        reinitialize(module, generator)
+        current = explainer(clone)(x, fixed_target)
+        rows.append(rank_correlation(reference.saliency, current))
+        if keep_maps:
+            maps.append(current)
+    return CascadeResult(names, torch.stack(rows), torch.stack(maps) if keep_maps else None)
