@@ -1,7 +1,9 @@
 r"""Metrics that judge saliency maps: Pointing Game, Difference of Means, smoothing, baselines.
 
 All functions work on batches, run on the saliency's device, and accept 2-D maps
-``(N, 1, H, W)`` / ``(N, H, W)`` and 3-D maps ``(N, 1, D, H, W)`` / ``(N, D, H, W)``.
+``(N, 1, H, W)`` / ``(N, H, W)`` and 3-D maps ``(N, 1, D, H, W)`` / ``(N, D, H, W)``. A 4-D
+tensor whose second dimension is 1 is read as ``(N, 1, H, W)``: pass volumes of depth 1 as
+``(N, 1, 1, H, W)``.
 
 Pointing Game (Zhang et al., 2016, with TorchRay's benchmark semantics): the point is the
 first maximum of the map in row-major (C) order; it is a hit when a target pixel lies
@@ -399,10 +401,17 @@ def random_point_hit_rate(
     space = _spacing(spacing, len(spatial), torch.device("cpu")).tolist()
     masks = _target_masks(targets, spatial)
     rates = np.full(masks.shape[0], np.nan)
+    grid = np.indices(masks.shape[1:], dtype=np.float64)
+    scale = np.asarray(space, dtype=np.float64).reshape(-1, *([1] * len(spatial)))
     for i, mask in enumerate(masks):  # one distance transform per image
         if mask.any():
-            distance = distance_transform_edt(~mask, sampling=space)
-            rates[i] = float((distance < tol).mean())
+            # the nearest target pixel of every pixel; its squared distance is compared with
+            # tolerance**2 exactly as pointing_game does
+            nearest = distance_transform_edt(
+                ~mask, sampling=space, return_distances=False, return_indices=True
+            )
+            dist2 = (((grid - nearest) * scale) ** 2).sum(axis=0)
+            rates[i] = float((dist2 < tol**2).mean())
     return torch.from_numpy(rates)
 
 
@@ -534,8 +543,7 @@ def dom(
         >>> round(r.dom, 3), r.p_value
         (0.05, 0.1)
     """
-    a = np.asarray(torch.as_tensor(scores_a).detach().cpu(), dtype=np.float64).ravel()
-    b = np.asarray(torch.as_tensor(scores_b).detach().cpu(), dtype=np.float64).ravel()
+    a, b = _scores(scores_a), _scores(scores_b)
     for name, values in (("scores_a", a), ("scores_b", b)):
         if values.size == 0 or not np.isfinite(values).all():
             raise InvalidArgumentError(
@@ -570,6 +578,12 @@ def dom(
     return DoMResult(
         float(observed), float(a.mean()), float(b.mean()), _std(a), _std(b), p_value, low, high
     )
+
+
+def _scores(values: Sequence[float] | torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        return values.detach().cpu().double().numpy().ravel()
+    return np.asarray(values, dtype=np.float64).ravel()
 
 
 def _std(values: np.ndarray) -> float:

@@ -64,14 +64,25 @@ _PRESETS: dict[str, LayerPreset] = {
 }
 
 
+def _squash(name: str) -> str:
+    return "".join(c for c in name.lower() if c.isalnum())
+
+
+# "ResNet-34", "resnet_34" and "resnet34" all name the same preset
+_canonical = {_squash(name): name for name in _PRESETS}
+
+
 def available() -> list[str]:
     """The architecture names with a preset."""
     return sorted(_PRESETS)
 
 
 def layers(architecture: str) -> LayerPreset:
-    """The preset for a torchvision architecture name such as ``"resnet50"``."""
-    key = architecture.strip().lower().replace("-", "_")
+    """The preset for a torchvision architecture name such as ``"resnet50"``.
+
+    Case, hyphens and underscores are ignored: ``"ResNet-50"`` works too.
+    """
+    key = _canonical.get(_squash(architecture), architecture)
     if key not in _PRESETS:
         close = difflib.get_close_matches(key, list(_PRESETS), n=2, cutoff=0.6)
         hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""

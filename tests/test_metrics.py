@@ -1,0 +1,319 @@
+"""Metrics against literal, looped reference implementations."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import ndimage, stats
+
+from normgrad import ArgumentTypeError, InvalidArgumentError, ShapeError, metrics
+
+# ---------------------------------------------------------------------------------------
+# literal references
+
+
+def reference_point(saliency: torch.Tensor) -> tuple[int, ...]:
+    """First maximum in row-major order, found by walking every pixel."""
+    best, where = -math.inf, None
+    for idx in itertools.product(*(range(s) for s in saliency.shape)):
+        value = float(saliency[idx])
+        if value > best:
+            best, where = value, idx
+    assert where is not None
+    return where
+
+
+def reference_box_mask(boxes: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Pixels covered by inclusive boxes (x, y[, z] mins then maxes), walked one by one."""
+    mask = torch.zeros(shape, dtype=torch.bool)
+    ndim = len(shape)
+    for box in boxes.tolist():
+        lo_xyz, hi_xyz = box[:ndim], box[ndim:]
+        for idx in itertools.product(*(range(s) for s in shape)):
+            xyz = idx[::-1]  # array order (z, y, x) -> (x, y, z)
+            if all(lo <= c <= hi for c, lo, hi in zip(xyz, lo_xyz, hi_xyz)):
+                mask[idx] = True
+    return mask
+
+
+def reference_pointing_game(
+    saliency: torch.Tensor, masks: torch.Tensor, tolerance: float, spacing: list[float]
+) -> list[float]:
+    out = []
+    for n in range(saliency.shape[0]):
+        if not bool(masks[n].any()):
+            out.append(math.nan)
+            continue
+        point = reference_point(saliency[n])
+        hit = False
+        for idx in itertools.product(*(range(s) for s in masks[n].shape)):
+            if masks[n][idx]:
+                d2 = sum(((i - p) * s) ** 2 for i, p, s in zip(idx, point, spacing))
+                if d2 < tolerance**2:
+                    hit = True
+        out.append(1.0 if hit else 0.0)
+    return out
+
+
+def reference_random_rate(mask: torch.Tensor, tolerance: float, spacing: list[float]) -> float:
+    pixels = list(itertools.product(*(range(s) for s in mask.shape)))
+    targets = [p for p in pixels if mask[p]]
+    good = 0
+    for p in pixels:
+        if any(
+            sum(((a - b) * s) ** 2 for a, b, s in zip(p, t, spacing)) < tolerance**2
+            for t in targets
+        ):
+            good += 1
+    return good / len(pixels)
+
+
+# ---------------------------------------------------------------------------------------
+# strategies
+
+
+@st.composite
+def games(draw: st.DrawFn) -> tuple[torch.Tensor, list[torch.Tensor], float, list[float] | None]:
+    ndim = draw(st.sampled_from([2, 2, 3]))
+    shape = tuple(draw(st.integers(1, 12 if ndim == 2 else 5)) for _ in range(ndim))
+    batch = draw(st.integers(1, 4))
+    levels = draw(st.sampled_from([1, 2, 3, 100]))  # few levels -> many ties; 1 -> constant
+    seed = draw(st.integers(0, 2**31 - 1))
+    gen = torch.Generator().manual_seed(seed)
+    saliency = torch.randint(0, levels, (batch, *shape), generator=gen).float()
+    boxes = []
+    for _ in range(batch):
+        k = draw(st.integers(0, 3))
+        rows = []
+        for _ in range(k):
+            lo = [draw(st.integers(-4, s + 3)) for s in shape[::-1]]
+            hi = [c + draw(st.integers(0, 5)) for c in lo]  # width 0 = degenerate box
+            rows.append(lo + hi)
+        boxes.append(torch.tensor(rows, dtype=torch.long).view(-1, 2 * ndim))
+    tolerance = draw(st.sampled_from([0, 0.5, 1, 1.5, 2, 3, math.sqrt(2), 5, 20]))
+    spacing = draw(
+        st.one_of(
+            st.none(), st.lists(st.sampled_from([0.5, 1.0, 2.5]), min_size=ndim, max_size=ndim)
+        )
+    )
+    return saliency, boxes, tolerance, spacing
+
+
+@given(games())
+def test_pointing_game_matches_reference(
+    game: tuple[torch.Tensor, list[torch.Tensor], float, list[float] | None],
+) -> None:
+    saliency, boxes, tolerance, spacing = game
+    shape = tuple(saliency.shape[1:])
+    masks = torch.stack([reference_box_mask(b, shape) for b in boxes])
+    expected = reference_pointing_game(saliency, masks, tolerance, spacing or [1.0] * len(shape))
+    by_boxes = metrics.pointing_game(saliency.unsqueeze(1), boxes, tolerance, spacing)
+    by_masks = metrics.pointing_game(saliency.unsqueeze(1), masks, tolerance, spacing)
+    torch.testing.assert_close(
+        by_boxes, torch.tensor(expected, dtype=torch.float32), equal_nan=True
+    )
+    torch.testing.assert_close(by_masks, by_boxes, equal_nan=True)
+
+
+@given(games())
+def test_random_point_rate_matches_reference(
+    game: tuple[torch.Tensor, list[torch.Tensor], float, list[float] | None],
+) -> None:
+    saliency, boxes, tolerance, spacing = game
+    shape = tuple(saliency.shape[1:])
+    rates = metrics.random_point_hit_rate(boxes, shape, tolerance, spacing)
+    for n, b in enumerate(boxes):
+        mask = reference_box_mask(b, shape)
+        if not bool(mask.any()):
+            assert math.isnan(rates[n])
+        else:
+            expected = reference_random_rate(mask, tolerance, spacing or [1.0] * len(shape))
+            assert rates[n].item() == pytest.approx(expected, abs=1e-12)
+
+
+def test_disk_edge_is_a_miss() -> None:
+    saliency = torch.zeros(1, 1, 40, 40)
+    saliency[0, 0, 20, 20] = 1.0  # point (x=20, y=20)
+    # target pixel exactly 15 to the right: distance == tolerance -> miss
+    assert metrics.pointing_game(saliency, [torch.tensor([[35, 20, 35, 20]])], 15).item() == 0.0
+    # one pixel closer -> hit
+    assert metrics.pointing_game(saliency, [torch.tensor([[34, 20, 34, 20]])], 15).item() == 1.0
+    # (9, 12) offset: 81 + 144 = 225 = 15^2 -> miss; (9, 11): 202 < 225 -> hit
+    assert metrics.pointing_game(saliency, [torch.tensor([[29, 32, 29, 32]])], 15).item() == 0.0
+    assert metrics.pointing_game(saliency, [torch.tensor([[29, 31, 29, 31]])], 15).item() == 1.0
+
+
+def test_first_maximum_in_row_major_order() -> None:
+    saliency = torch.zeros(1, 5, 5)
+    saliency[0, 1, 4] = 1.0  # row 1, col 4  (first in row-major order)
+    saliency[0, 3, 0] = 1.0  # row 3, col 0
+    near_first = [torch.tensor([[4, 1, 4, 1]])]
+    near_second = [torch.tensor([[0, 3, 0, 3]])]
+    assert metrics.pointing_game(saliency, near_first, 1).item() == 1.0
+    assert metrics.pointing_game(saliency, near_second, 1).item() == 0.0
+
+
+def test_constant_map_points_at_the_first_pixel() -> None:
+    saliency = torch.full((1, 1, 10, 10), 0.5)
+    assert metrics.pointing_game(saliency, [torch.tensor([[0, 0, 0, 0]])], 1).item() == 1.0
+    assert metrics.pointing_game(saliency, [torch.tensor([[9, 9, 9, 9]])], 5).item() == 0.0
+
+
+def test_boxes_are_clipped_and_empty_samples_are_nan() -> None:
+    saliency = torch.zeros(3, 1, 10, 10)
+    saliency[:, 0, 9, 9] = 1.0
+    boxes = [
+        torch.tensor([[8, 8, 50, 50]]),  # partly outside: clipped, still hits
+        torch.tensor([[20, 20, 30, 30]]),  # wholly outside: no target region
+        torch.zeros(0, 4),  # no boxes
+    ]
+    out = metrics.pointing_game(saliency, boxes, 2)
+    assert out[0].item() == 1.0 and math.isnan(out[1]) and math.isnan(out[2])
+
+
+def test_float_boxes_cover_the_integer_pixels_inside() -> None:
+    saliency = torch.zeros(1, 1, 10, 10)
+    saliency[0, 0, 5, 5] = 1.0
+    # covers columns 7..8 only (ceil 6.5 = 7): distance 2 from x=5
+    assert metrics.pointing_game(saliency, [torch.tensor([[6.5, 5.0, 8.9, 5.0]])], 2).item() == 0.0
+    assert (
+        metrics.pointing_game(saliency, [torch.tensor([[6.5, 5.0, 8.9, 5.0]])], 2.01).item() == 1.0
+    )
+
+
+def test_bad_inputs() -> None:
+    saliency = torch.rand(2, 1, 8, 8)
+    boxes = [torch.tensor([[0, 0, 1, 1]]), torch.tensor([[0, 0, 1, 1]])]
+    with pytest.raises(
+        InvalidArgumentError, match="saliency: expected maps without NaN, got NaN in 1 map"
+    ):
+        bad = saliency.clone()
+        bad[1, 0, 2, 2] = float("nan")
+        metrics.pointing_game(bad, boxes)
+    with pytest.raises(ShapeError, match=r"saliency: expected maps of shape \(N, 1, H, W\)"):
+        metrics.pointing_game(torch.rand(8, 8), boxes)
+    with pytest.raises(ShapeError, match=r"targets: expected one box tensor per map \(2\), got 1"):
+        metrics.pointing_game(saliency, boxes[:1])
+    with pytest.raises(ShapeError, match=r"targets\[0\]: expected boxes of shape \(K, 4\)"):
+        metrics.pointing_game(saliency, [torch.tensor([[0, 0, 1]]), boxes[1]])
+    with pytest.raises(InvalidArgumentError, match=r"targets\[1\]: expected min <= max"):
+        metrics.pointing_game(saliency, [boxes[0], torch.tensor([[5, 0, 1, 1]])])
+    with pytest.raises(ShapeError, match=r"targets: expected boolean masks of shape \(2, 8, 8\)"):
+        metrics.pointing_game(saliency, torch.zeros(2, 7, 8, dtype=torch.bool))
+    with pytest.raises(ArgumentTypeError, match="targets: expected boolean masks"):
+        metrics.pointing_game(saliency, torch.zeros(2, 8, 8))
+    with pytest.raises(
+        InvalidArgumentError, match="tolerance: expected a finite number >= 0, got -1"
+    ):
+        metrics.pointing_game(saliency, boxes, tolerance=-1)
+    with pytest.raises(InvalidArgumentError, match=r"spacing: expected 2 positive voxel sizes"):
+        metrics.pointing_game(saliency, boxes, spacing=[1.0])
+
+
+def test_accumulator_and_wilson_interval() -> None:
+    game = metrics.PointingGame(tolerance=1, confidence=0.9)
+    maps = torch.zeros(4, 1, 6, 6)
+    maps[:, 0, 0, 0] = 1
+    boxes = [
+        torch.tensor([[0, 0, 0, 0]]),
+        torch.tensor([[5, 5, 5, 5]]),
+        torch.zeros(0, 4),
+        torch.tensor([[0, 0, 2, 2]]),
+    ]
+    game.update(maps, boxes)
+    game.update(maps[:1], boxes[:1])
+    result = game.compute()
+    assert (result.hits, result.total, result.skipped) == (3, 4, 1)
+    assert result.accuracy == 0.75
+    ci = stats.binomtest(3, 4).proportion_ci(confidence_level=0.9, method="wilson")
+    assert result.low == pytest.approx(ci.low) and result.high == pytest.approx(ci.high)
+    assert "0.750" in str(result)
+    game.reset()
+    assert math.isnan(game.compute().accuracy)
+
+
+@pytest.mark.parametrize(("hits", "total"), [(0, 10), (10, 10), (37, 120), (1, 1)])
+def test_wilson_matches_scipy(hits: int, total: int) -> None:
+    low, high = metrics.wilson_interval(hits, total)
+    ci = stats.binomtest(hits, total).proportion_ci(method="wilson")
+    assert (low, high) == pytest.approx((ci.low, ci.high))
+
+
+def test_dom_hand_computed() -> None:
+    r = metrics.dom([0.8, 0.9], [0.5, 0.6, 0.7])
+    assert r.dom == pytest.approx(0.25)
+    assert (r.mean_a, r.mean_b) == pytest.approx((0.85, 0.6))
+    assert r.std_a == pytest.approx(math.sqrt(0.005))
+    assert r.std_b == pytest.approx(0.1)
+    # 10 splits of 5 values into 2 + 3; |mean diff| >= 0.25 for {0.8,0.9} and {0.7,0.9}
+    # (0.8 vs 0.6 -> 0.2333 < 0.25 no).  Enumerated by hand below.
+    pooled = [0.8, 0.9, 0.5, 0.6, 0.7]
+    count = 0
+    splits = list(itertools.combinations(range(5), 2))
+    for chosen in splits:
+        a = [pooled[i] for i in chosen]
+        b = [pooled[i] for i in range(5) if i not in chosen]
+        if abs(np.mean(a) - np.mean(b)) >= 0.25 - 1e-12:
+            count += 1
+    assert r.p_value == pytest.approx(count / len(splits))
+    assert r.low <= r.dom <= r.high
+
+
+def test_dom_identical_sets_and_sampled_permutations() -> None:
+    r = metrics.dom([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
+    assert r.dom == 0 and r.p_value == 1.0
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 1, 30), rng.normal(3, 1, 30)
+    r = metrics.dom(a, b, permutations=2000)
+    assert r.p_value < 0.01
+    assert r.dom == pytest.approx(abs(a.mean() - b.mean()))
+    r = metrics.dom(a, b, permutations=None, bootstrap=None)
+    assert math.isnan(r.p_value) and math.isnan(r.low)
+    with pytest.raises(InvalidArgumentError, match="scores_b: expected at least one finite score"):
+        metrics.dom([1.0], [])
+
+
+@pytest.mark.parametrize(("sigma", "size"), [(1.0, 11), (2.0, 11), (0.7, 5), (1.5, 7)])
+def test_smooth_matches_scipy_mirror(sigma: float, size: int) -> None:
+    maps = torch.rand(3, 1, 17, 13, dtype=torch.float64)
+    ours = metrics.smooth(maps, sigma, size)
+    radius = size // 2
+    for n in range(3):
+        expected = ndimage.gaussian_filter(
+            maps[n, 0].numpy(), sigma, mode="mirror", truncate=radius / sigma
+        )
+        np.testing.assert_allclose(ours[n, 0].numpy(), expected, rtol=1e-10, atol=1e-12)
+    assert ours.shape == maps.shape
+
+
+def test_smooth_3d_matches_scipy() -> None:
+    maps = torch.rand(2, 9, 10, 11, dtype=torch.float64)
+    ours = metrics.smooth(maps, 1.0, 5)
+    for n in range(2):
+        expected = ndimage.gaussian_filter(maps[n].numpy(), 1.0, mode="mirror", truncate=2.0)
+        np.testing.assert_allclose(ours[n].numpy(), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_smooth_errors() -> None:
+    with pytest.raises(ShapeError, match="reflection padding of 5 needs every spatial size > 5"):
+        metrics.smooth(torch.rand(1, 1, 5, 40))
+    with pytest.raises(InvalidArgumentError, match="kernel_size: expected an odd positive int"):
+        metrics.smooth(torch.rand(1, 1, 40, 40), kernel_size=4)
+    with pytest.raises(InvalidArgumentError, match="sigma: expected a number > 0"):
+        metrics.smooth(torch.rand(1, 1, 40, 40), sigma=0)
+
+
+def test_rank_correlation_matches_scipy() -> None:
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randint(0, 4, (3, 1, 6, 6), generator=gen).float()  # many ties
+    b = a + torch.rand(3, 1, 6, 6, generator=gen) * 3
+    ours = metrics.rank_correlation(a, b)
+    for n in range(3):
+        expected = stats.spearmanr(a[n].flatten().numpy(), b[n].flatten().numpy()).statistic
+        assert ours[n].item() == pytest.approx(expected)
