@@ -89,3 +89,33 @@ def seeded(model: nn.Module, seed: int = 0) -> nn.Module:
                     + (1.0 if "weight" in name else 0.0)
                 )
     return model.eval()
+
+
+class TinyCNN3d(nn.Module):
+    """A small Conv3d classifier with an in-place ReLU after a BatchNorm."""
+
+    def __init__(self, num_classes: int = 3, inplace: bool = True) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv3d(2, 6, 3, padding=1)
+        self.bn1 = nn.BatchNorm3d(6)
+        self.relu1 = nn.ReLU(inplace=inplace)
+        self.conv2 = nn.Conv3d(6, 8, 3, padding=1, stride=2)
+        self.relu2 = nn.ReLU(inplace=inplace)
+        self.pool = nn.AdaptiveAvgPool3d(1)
+        self.fc = nn.Linear(8, num_classes)
+
+    def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The eval-mode forward pass written out by hand."""
+        out: dict[str, torch.Tensor] = {}
+        out["conv1"] = self.conv1(x)
+        out["bn1"] = self.bn1(out["conv1"])
+        out["relu1"] = torch.relu(out["bn1"])
+        out["conv2"] = self.conv2(out["relu1"])
+        out["relu2"] = torch.relu(out["conv2"])
+        out["fc"] = self.fc(self.pool(out["relu2"]).flatten(1))
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu1(self.bn1(self.conv1(x)))
+        x = self.relu2(self.conv2(x))
+        return self.fc(self.pool(x).flatten(1))

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ._errors import ArgumentTypeError, InvalidArgumentError, LayerError, ShapeError, describe
-from ._model import HookSet, explaining, first_conv_in_channels
+from ._model import HookSet, explaining, first_conv
 from ._target import Target, check_target_type, target_scores
 
 
@@ -69,13 +69,23 @@ def check_input(x: object, argument: str = "x") -> torch.Tensor:
 def _forward(model: nn.Module, x: torch.Tensor) -> Any:
     try:
         return model(x)
-    except RuntimeError as error:
-        first = first_conv_in_channels(model)
-        if first is not None and first[1] != x.shape[1]:
-            name, channels = first
+    except (RuntimeError, ValueError) as error:
+        first = first_conv(model)
+        if first is None:
+            raise
+        name, conv = first
+        spatial = len(conv.kernel_size)
+        if spatial != x.ndim - 2:
+            layout = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}[spatial]
             raise ShapeError(
-                f"x: expected {channels} channels (the first layer {name!r} takes "
-                f"{channels}), got {x.shape[1]} in a tensor of shape {tuple(x.shape)}",
+                f"x: expected a {spatial + 2}-D batch {layout} for the first layer {name!r} "
+                f"({type(conv).__name__}), got a {x.ndim}-D tensor of shape {tuple(x.shape)}",
+                x.shape,
+            ) from error
+        if conv.in_channels != x.shape[1]:
+            raise ShapeError(
+                f"x: expected {conv.in_channels} channels (the first layer {name!r} takes "
+                f"{conv.in_channels}), got {x.shape[1]} in a tensor of shape {tuple(x.shape)}",
                 x.shape,
             ) from error
         raise

@@ -113,9 +113,9 @@ class HookSet:
         self.remove()
 
 
-def first_conv_in_channels(model: nn.Module) -> tuple[str, int] | None:
-    """The name and ``in_channels`` of the first convolution registered in ``model``."""
+def first_conv(model: nn.Module) -> tuple[str, nn.modules.conv._ConvNd] | None:
+    """The name and module of the first convolution registered in ``model``."""
     for name, module in model.named_modules():
         if isinstance(module, nn.modules.conv._ConvNd):
-            return name, module.in_channels
+            return name, module
     return None
