@@ -3,6 +3,8 @@
 This is the only place that registers forward hooks. Gradients come from
 ``torch.autograd.grad(score, captured activations)``: no weight gradient is computed,
 ``param.grad`` is never written, and backpropagation stops at the earliest captured tensor.
+The forward pass records an autograd graph only from the first captured layer on, so the
+layers below it cost no more than in inference.
 """
 
 from __future__ import annotations
@@ -137,6 +139,8 @@ def capture(
                     f"({batch}, C, {', '.join(['*'] * (x.ndim - 2))}) like the input, got "
                     f"shape {tuple(output.shape)}; choose a convolutional block"
                 )
+            # From the first captured layer on, the forward records a graph (see below).
+            torch.set_grad_enabled(True)
             leaf = output if output.requires_grad else output.detach().requires_grad_()
             captured[name].append(leaf)
             # Hand a copy downstream: an in-place op there (ReLU(inplace=True)) must not
@@ -152,7 +156,11 @@ def capture(
         if input_gradient:
             x_in.requires_grad_(True)
         with backward_context if backward_context is not None else contextlib.nullcontext():
-            output = _forward(model, x_in)
+            # Only the part of the forward pass after the first captured layer needs a graph:
+            # nothing computed before it can carry gradient to it. Its hook switches grad
+            # mode on; the context restores the mode on exit.
+            with torch.set_grad_enabled(input_gradient):
+                output = _forward(model, x_in)
             hooks.remove()
             for name, _ in layers:
                 calls = len(captured[name])

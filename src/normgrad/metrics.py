@@ -97,16 +97,29 @@ def _check_tolerance(tolerance: float) -> float:
 
 
 def _points(maps: torch.Tensor) -> torch.Tensor:
-    """First maximum of each map in C order, as indices ``(N, ndim)`` in array order."""
-    if maps.is_floating_point() and bool(torch.isnan(maps).any()):
-        bad = int(torch.isnan(maps.flatten(1)).any(dim=1).sum())
+    """First maximum of each map in C order, as indices ``(N, ndim)`` in array order.
+
+    ``argmax`` over a whole map is slow (it tracks indices element by element); instead the
+    maximum of every row (last dimension) is taken, which runs at memory speed, then the
+    first row holding the map's maximum, then the first column of that row holding it: the
+    same point, first in row-major order.
+    """
+    n, *spatial = maps.shape
+    rows = maps.reshape(n, -1, spatial[-1])
+    row_max = rows.amax(dim=2)
+    top = row_max.amax(dim=1)
+    if maps.is_floating_point() and bool(torch.isnan(top).any()):
+        bad = int(torch.isnan(top).sum())
         raise InvalidArgumentError(
             f"saliency: expected maps without NaN, got NaN in {bad} map(s); a NaN has no place "
             "in a ranking, so no point can be chosen"
         )
-    flat = maps.flatten(1).argmax(dim=1)
+    row = (row_max == top[:, None]).to(torch.uint8).argmax(dim=1)
+    values = rows[torch.arange(n, device=maps.device), row]
+    col = (values == top[:, None]).to(torch.uint8).argmax(dim=1)
+    flat = row * spatial[-1] + col
     coords = []
-    for size in reversed(maps.shape[1:]):
+    for size in reversed(spatial):
         coords.append(flat % size)
         flat = flat // size
     return torch.stack(coords[::-1], dim=1)
@@ -115,51 +128,48 @@ def _points(maps: torch.Tensor) -> torch.Tensor:
 def _boxes_to_ranges(
     targets: Sequence[torch.Tensor], spatial: Sequence[int], device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Concatenate per-sample boxes into (sample index, lo, hi, valid), clipped, array order."""
+    """Concatenate per-sample boxes into (sample index, lo, hi, valid), clipped, array order.
+
+    Only shapes are looked at per sample; values are checked once on the concatenation.
+    """
     ndim = len(spatial)
     width = 2 * ndim
-    rows, owners = [], []
+    order = "xmin, ymin, xmax, ymax" if ndim == 2 else "xmin, ymin, zmin, xmax, ymax, zmax"
+    tensors = []
     for i, boxes in enumerate(targets):
-        b = torch.as_tensor(boxes, device=device)
+        b = boxes if isinstance(boxes, torch.Tensor) else torch.as_tensor(boxes)
         if b.numel() == 0:
-            continue
-        if b.ndim == 1:
+            b = b.reshape(0, width)
+        elif b.ndim == 1:
             b = b.unsqueeze(0)
         if b.ndim != 2 or b.shape[1] != width:
-            order = "xmin, ymin, xmax, ymax" if ndim == 2 else "xmin, ymin, zmin, xmax, ymax, zmax"
             raise ShapeError(
                 f"targets[{i}]: expected boxes of shape (K, {width}) ({order}), "
                 f"got shape {tuple(b.shape)}",
                 b.shape,
             )
-        b = b.to(torch.float64)
-        if not bool(torch.isfinite(b).all()):
-            raise InvalidArgumentError(
-                f"targets[{i}]: expected finite box coordinates, got {b.tolist()}"
-            )
-        if bool((b[:, :ndim] > b[:, ndim:]).any()):
-            raise InvalidArgumentError(
-                f"targets[{i}]: expected min <= max for every box coordinate, got {b.tolist()}"
-            )
-        rows.append(b)
-        owners.append(torch.full((b.shape[0],), i, dtype=torch.long, device=device))
-    if not rows:
+        tensors.append(b)
+    counts = torch.tensor([b.shape[0] for b in tensors], device=device)
+    if not tensors or int(counts.sum()) == 0:
         empty = torch.empty(0, ndim, dtype=torch.float64, device=device)
-        return (
-            torch.empty(0, dtype=torch.long, device=device),
-            empty,
-            empty,
-            torch.empty(0, dtype=torch.bool, device=device),
+        none = torch.empty(0, dtype=torch.long, device=device)
+        return none, empty, empty, torch.empty(0, dtype=torch.bool, device=device)
+    boxes = torch.cat([b.to(device) for b in tensors]).to(torch.float64)
+    owner = torch.repeat_interleave(torch.arange(len(tensors), device=device), counts)
+    bad = ~torch.isfinite(boxes).all(dim=1) | (boxes[:, :ndim] > boxes[:, ndim:]).any(dim=1)
+    if bool(bad.any()):
+        first = int(owner[bad][0])
+        rows = boxes[owner == first].tolist()
+        raise InvalidArgumentError(
+            f"targets[{first}]: expected finite boxes ({order}) with min <= max for every "
+            f"coordinate, got {rows}"
         )
-    boxes = torch.cat(rows)
     # box coordinates are (x, y[, z]); array order is ([z,] y, x)
-    lo = boxes[:, :ndim].flip(1).ceil()
-    hi = boxes[:, ndim:].flip(1).floor()
+    lo = boxes[:, :ndim].flip(1).ceil().clamp_min(0)
     limit = torch.tensor([s - 1 for s in spatial], dtype=torch.float64, device=device)
-    lo = lo.clamp_min(0)
-    hi = torch.minimum(hi, limit)
+    hi = torch.minimum(boxes[:, ndim:].flip(1).floor(), limit)
     valid = (lo <= hi).all(dim=1)
-    return torch.cat(owners), lo, hi, valid
+    return owner, lo, hi, valid
 
 
 def _hits_from_boxes(
