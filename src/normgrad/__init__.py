@@ -29,6 +29,16 @@ from ._target import Target
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # normgrad.viz needs matplotlib (the ``viz`` extra): imported on first use only.
+    if name == "viz":
+        import importlib
+
+        return importlib.import_module(".viz", __name__)
+    raise AttributeError(f"module 'normgrad' has no attribute {name!r}")
+
+
 __all__ = [
     "ArgumentTypeError",
     "CenterBaseline",

@@ -1,0 +1,204 @@
+"""The examples: the synthetic data generator, the Object-CXR reader, the protocol, pictures."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load(name: str) -> ModuleType:
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------------------------------
+# synthetic radiographs
+
+
+@pytest.mark.parametrize("small_central", [False, True])
+@pytest.mark.parametrize("seed", [0, 7, 12345])
+def test_boxes_match_the_drawn_objects_exactly(seed: int, small_central: bool) -> None:
+    cxr = load("synthetic_cxr")
+    drawn = cxr.make_radiograph(96, seed, n_objects=3, small_central=small_central)
+    blank = cxr.make_radiograph(96, seed, n_objects=3, small_central=small_central, object_intensity=0.0)
+    changed = drawn.image != blank.image
+    # every pixel an object brightened, and no other, is in the union of the object masks
+    assert torch.equal(changed, drawn.masks.any(dim=0))
+    for box, mask in zip(drawn.boxes.tolist(), drawn.masks):
+        ys, xs = torch.nonzero(mask, as_tuple=True)
+        assert box == [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())]
+    assert len(drawn.kinds) == 3 and set(drawn.kinds) <= set(cxr.OBJECT_KINDS)
+
+
+def test_dataset_is_deterministic_and_balanced() -> None:
+    cxr = load("synthetic_cxr")
+    a, b = cxr.SyntheticCXR(10, size=64, seed=3), cxr.SyntheticCXR(10, size=64, seed=3)
+    for i in range(10):
+        xa, ya, ba = a[i]
+        xb, yb, bb = b[i]
+        assert torch.equal(xa, xb) and ya == yb and torch.equal(ba, bb)
+        assert xa.shape == (3, 64, 64)
+        assert ya == (i % 2) and (len(ba) > 0) == bool(ya)
+        assert 1 <= len(ba) <= 3 or ya == 0
+    other = cxr.SyntheticCXR(10, size=64, seed=4)
+    assert not torch.equal(a[0][0], other[0][0])
+
+
+def test_objects_are_spread_over_the_lungs_not_at_the_centre() -> None:
+    cxr = load("synthetic_cxr")
+    ds = cxr.SyntheticCXR(80, size=96, seed=0)
+    centres = torch.cat([(b[:, :2] + b[:, 2:]).float() / 2 for _, _, b in (ds[i] for i in range(1, 80, 2))])
+    distance = (centres - 47.5).norm(dim=1)
+    assert float(distance.median()) > 15  # most objects are far from the centre
+    small = cxr.SyntheticCXR(40, size=96, seed=0, small_central=True)
+    small_centres = torch.cat([(b[:, :2] + b[:, 2:]).float() / 2 for _, _, b in (small[i] for i in range(1, 40, 2))])
+    assert float((small_centres - 47.5).norm(dim=1).max()) < 10
+
+
+# ---------------------------------------------------------------------------------------
+# Object-CXR reader, on a tiny fixture in the data set's format
+
+
+def write_fixture(root: Path) -> None:
+    from PIL import Image
+
+    rows = [
+        ("train/a.jpg", ""),
+        ("train/b.jpg", "0 10 20 30 40;1 50 50 60 70"),
+        ("train/c.jpg", "2 5 5 25 8 15 30"),
+        ("train/d.jpg", ""),
+    ]
+    for split in ("train", "dev"):
+        (root / split).mkdir(parents=True)
+        with (root / f"{split}.csv").open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["image_name", "annotation"])
+            for name, annotation in rows:
+                writer.writerow([name.replace("train", split), annotation])
+        for name, _ in rows:
+            image = Image.new("L", (100, 80), color=40)
+            image.save(root / name.replace("train", split))
+
+
+def test_parse_annotation_shapes() -> None:
+    reader = load("object_cxr")
+    assert reader.parse_annotation("") == []
+    assert reader.parse_annotation("0 10 20 30 40") == [[10, 20, 30, 40]]
+    assert reader.parse_annotation("1 50 50 60 70;0 1 2 3 4") == [[50, 50, 60, 70], [1, 2, 3, 4]]
+    assert reader.parse_annotation("2 5 5 25 8 15 30") == [[5, 5, 25, 30]]
+    with pytest.raises(ValueError, match="unknown shape type 3"):
+        reader.parse_annotation("3 1 2 3 4")
+    with pytest.raises(ValueError, match="a rectangle has 4 coordinates"):
+        reader.parse_annotation("0 1 2 3 4 5 6")
+
+
+def test_object_cxr_dataset_on_fixture(tmp_path: Path) -> None:
+    reader = load("object_cxr")
+    write_fixture(tmp_path)
+    ds = reader.ObjectCXR(tmp_path / "train.csv", tmp_path / "train", size=50)
+    assert len(ds) == 4
+    image, label, boxes = ds[1]
+    assert image.shape == (3, 50, 50) and label == 1
+    assert float(image.max()) == pytest.approx(40 / 255, abs=1 / 255)
+    # 100 x 80 -> 50 x 50: x scale 0.5, y scale 0.625; boxes cover every touched pixel
+    assert boxes.tolist() == [[5, 12, 15, 25], [25, 31, 30, 44]]
+    assert ds[0][1] == 0 and ds[0][2].shape == (0, 4)
+    assert ds[2][2].tolist() == [[2, 3, 12, 19]]
+
+
+def test_object_cxr_header_is_checked(tmp_path: Path) -> None:
+    reader = load("object_cxr")
+    (tmp_path / "bad.csv").write_text("file,boxes\na.jpg,\n")
+    with pytest.raises(ValueError, match="expected the header 'image_name,annotation'"):
+        reader.read_annotations(tmp_path / "bad.csv")
+
+
+def test_object_cxr_protocol_runs_on_fixture(tmp_path: Path) -> None:
+    reader = load("object_cxr")
+    write_fixture(tmp_path / "data")
+    out = tmp_path / "out"
+    runs = reader.main(
+        ["--root", str(tmp_path / "data"), "--size", "64", "--epochs", "1", "--seeds", "0",
+         "--archs", "resnet18", "--out", str(out), "--quiet"]
+    )
+    assert len(runs) == 1 and "NormGrad Conv3x3 (M)" in runs[0].scores["trained"]
+    assert (out / "tables.md").read_text().startswith("Object-CXR")
+
+
+# ---------------------------------------------------------------------------------------
+# the protocol's quick path, on a reduced size
+
+
+def test_protocol_quick_path(tmp_path: Path) -> None:
+    protocol = load("protocol")
+    runs = protocol.main(
+        ["--quick", "--size", "64", "--train", "48", "--test", "16", "--epochs", "1",
+         "--seeds", "0", "1", "--out", str(tmp_path), "--quiet"]
+    )
+    assert [(r.arch, r.seed) for r in runs] == [("resnet18", 0), ("resnet18", 1), ("efficientnet_b0", 0), ("efficientnet_b0", 1)]
+    for run in runs:
+        assert set(run.scores) == {"trained", "semi-randomised", "fully-randomised"}
+        trained = run.scores["trained"]
+        for name in ("NormGrad Scaling", "NormGrad Conv3x3 (M)", "Grad-CAM", "Guided Grad-CAM", "Input x Gradient", "Guided Backprop"):
+            assert 0.0 <= trained[name] <= 1.0
+            assert f"{name} (smoothed)" in trained
+        assert "centre baseline" in trained and "random baseline" in trained
+        assert 0.0 <= run.auc <= 1.0
+    text = (tmp_path / "tables.md").read_text()
+    for heading in ("Classifiers", "Table 2", "Tables 3-4", "Tables 5-6"):
+        assert heading in text
+    assert "| NormGrad Conv1x1 (M) |" in text
+    rows = (tmp_path / "results.csv").read_text().splitlines()
+    assert rows[0].startswith("architecture,seed,condition,method")
+    figures = sorted((tmp_path / "figures").glob("*.png"))
+    assert [f.name for f in figures] == [
+        "efficientnet_b0_seed0_example0.png", "efficientnet_b0_seed0_example1.png",
+        "resnet18_seed0_example0.png", "resnet18_seed0_example1.png",
+    ]
+
+
+# ---------------------------------------------------------------------------------------
+# pictures
+
+
+def test_viz_overlay_and_compare(tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from normgrad import viz
+
+    image = torch.rand(3, 32, 32)
+    saliency = torch.zeros(1, 32, 32)
+    saliency[0, 10, 20] = 1.0
+    assert viz.pointed(saliency) == (20, 10)
+    ax = viz.overlay(image, saliency, torch.tensor([[18, 8, 22, 12]]), title="map")
+    assert ax.get_title() == "map"
+    assert len(ax.patches) == 1
+    fig = viz.compare(image, {"a": saliency, "b": saliency}, columns=2)
+    assert len(fig.axes) == 4  # 3 panels on a 2 x 2 grid
+    fig.savefig(tmp_path / "grid.png")
+    assert (tmp_path / "grid.png").stat().st_size > 0
+    with pytest.raises(ValueError, match=r"saliency: expected the image's size \(32, 32\)"):
+        viz.overlay(image, torch.rand(16, 16))
+
+
+def test_viz_is_reachable_lazily() -> None:
+    import normgrad
+
+    assert normgrad.viz.compare is not None
