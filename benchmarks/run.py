@@ -61,6 +61,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+MIN_ROUNDS = 10
+
+
 def measure_group(
     fns: dict[str, Callable[[], Any]], device: torch.device, min_run_time: float
 ) -> dict[str, dict[str, float]]:
@@ -83,7 +86,9 @@ def measure_group(
     times: dict[str, list[float]] = {name: [] for name in fns}
     start = time.perf_counter()
     rounds = 0
-    while rounds < 3 or (time.perf_counter() - start < min_run_time * len(fns) and rounds < 200):
+    while rounds < MIN_ROUNDS or (
+        time.perf_counter() - start < min_run_time * len(fns) and rounds < 200
+    ):
         for name, timer in timers.items():
             times[name].append(timer.timeit(1).mean)
         rounds += 1
@@ -246,6 +251,19 @@ def peak_memory(case: str, size: int, batch: int, device: str) -> int:
 # the benchmarks
 
 
+def _pytorch_grad_cam(
+    model: torch.nn.Module, batch: int
+) -> tuple[Callable[[torch.Tensor], Any], Callable[[], None]] | None:
+    try:
+        from pytorch_grad_cam import GradCAM as PGCGradCAM
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    except ImportError:
+        return None
+    cam = PGCGradCAM(model=model, target_layers=[model.layer4[2]])
+    targets = [ClassifierOutputTarget(1)] * batch
+    return (lambda x: cam(input_tensor=x, targets=targets)), cam.activations_and_grads.release
+
+
 def bench_passes(
     size: int, batch: int, device: torch.device, t: float, peers: bool
 ) -> dict[str, Any]:
@@ -271,17 +289,26 @@ def bench_passes(
             fns["Captum LayerGradCam"] = lambda: lgc.attribute(x, target=1)
         except ImportError:
             pass
-        try:
-            from pytorch_grad_cam import GradCAM as PGCGradCAM
-            from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-            pgc = PGCGradCAM(model=model, target_layers=[model.layer4[2]])
-            targets = [ClassifierOutputTarget(1)] * batch
-            fns["pytorch-grad-cam GradCAM"] = lambda: pgc(input_tensor=x, targets=targets)
-        except ImportError:
-            pass
     res.update(measure_group(fns, device, t))
     if peers:
+        pgc = _pytorch_grad_cam(model, batch)
+        if pgc is not None:
+            # pytorch-grad-cam keeps hooks on the model for its lifetime: it gets a group of
+            # its own, beside normgrad's single-layer methods, and its hooks are released.
+            call, release = pgc
+            try:
+                timed = measure_group(
+                    {
+                        "pytorch-grad-cam GradCAM": lambda: call(x),
+                        "NormGrad single conv3x3 (beside pytorch-grad-cam)": lambda: single(x, 1),
+                        "normgrad GradCAM (beside pytorch-grad-cam)": lambda: gradcam(x, 1),
+                    },
+                    device,
+                    t,
+                )
+            finally:
+                release()
+            res.update(timed)
         variants = {
             f"{vil} {'M' if multi_layer else 'single'}": normgrad.NormGrad(
                 model, MULTI if multi_layer else SINGLE, vil
@@ -562,6 +589,12 @@ def main() -> None:
     parser.add_argument("--min-run-time", type=float, default=None)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None)
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=["passes_224", "passes_600", "kernel", "pointing_game", "memory"],
+        help="run only these parts and merge them into the existing JSON file",
+    )
     parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=224, help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=8, help=argparse.SUPPRESS)
@@ -569,33 +602,43 @@ def main() -> None:
     if args.memory_probe:
         print(memory_probe(args.memory_probe, args.size, args.batch, args.device))
         return
+    global MIN_ROUNDS
+    MIN_ROUNDS = 3 if args.quick else 10
     device = torch.device(args.device)
     t = args.min_run_time if args.min_run_time is not None else (0.5 if args.quick else 3.0)
     small, big, maps = (112, 2, 100) if args.quick else (224, 8, 1000)
     big_size, big_batch = (300, 1) if args.quick else (600, 2)
-    results: dict[str, Any] = {"environment": environment(device), "quick": args.quick}
-    steps: list[tuple[str, Callable[[], Any]]] = [
-        ("passes_224", lambda: bench_passes(small, big, device, t, peers=True)),
-        ("passes_600", lambda: bench_passes(big_size, big_batch, device, t, peers=False)),
-        ("kernel", lambda: bench_kernel(big_size, big_batch, device, t)),
-        (
-            "pointing_game",
-            lambda: bench_pointing_game(maps, 600 if not args.quick else 300, device, t),
+    out_json = (
+        args.json
+        or ROOT / "benchmarks" / "results" / f"{device.type}{'-quick' if args.quick else ''}.json"
+    )
+    results: dict[str, Any] = {}
+    if args.only and out_json.is_file():
+        results = json.loads(out_json.read_text())
+    results.update({"environment": environment(device), "quick": args.quick})
+    steps: dict[str, Callable[[], Any]] = {
+        "passes_224": lambda: bench_passes(small, big, device, t, peers=True),
+        "passes_600": lambda: bench_passes(big_size, big_batch, device, t, peers=False),
+        "kernel": lambda: bench_kernel(big_size, big_batch, device, t),
+        "pointing_game": lambda: bench_pointing_game(
+            maps, 600 if not args.quick else 300, device, t
         ),
-    ]
-    for name, fn in steps:
+    }
+    for name, fn in steps.items():
+        if args.only and name not in args.only:
+            continue
         print(f"running {name} ...", file=sys.stderr)
         results[name] = fn()
-    print("running memory probes ...", file=sys.stderr)
-    results["memory"] = {
-        case: peak_memory(case, small, big, args.device)
-        for case in ("explainer", "floor", "forward-backward")
-    }
-    results["memory"]["size"], results["memory"]["batch"] = small, big
-    results["kernel"]["peak_bytes"] = {
-        "normgrad": peak_memory("kernel-normgrad", big_size, big_batch, args.device),
-        "unfold": peak_memory("kernel-unfold", big_size, big_batch, args.device),
-    }
+    if not args.only or "memory" in args.only:
+        print("running memory probes ...", file=sys.stderr)
+        results["memory"] = {
+            case: peak_memory(case, small, big, args.device)
+            for case in ("explainer", "floor", "forward-backward")
+        }
+        results["kernel"]["peak_bytes"] = {
+            "normgrad": peak_memory("kernel-normgrad", big_size, big_batch, args.device),
+            "unfold": peak_memory("kernel-unfold", big_size, big_batch, args.device),
+        }
     text = markdown(results)
     print(text)
     out_json = (

@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import protocol  # noqa: E402
+import protocol
 
 SHAPES = {0: "rectangle", 1: "ellipse", 2: "polygon"}
 
@@ -46,9 +46,13 @@ def parse_annotation(text: str) -> list[list[float]]:
         kind = int(values[0])
         coords = [float(v) for v in values[1:]]
         if kind not in SHAPES:
-            raise ValueError(f"annotation: unknown shape type {kind} in {shape!r} (expected 0, 1 or 2)")
+            raise ValueError(
+                f"annotation: unknown shape type {kind} in {shape!r} (expected 0, 1 or 2)"
+            )
         if len(coords) < 4 or len(coords) % 2:
-            raise ValueError(f"annotation: expected pairs of coordinates after the type, got {shape!r}")
+            raise ValueError(
+                f"annotation: expected pairs of coordinates after the type, got {shape!r}"
+            )
         if kind in (0, 1) and len(coords) != 4:
             raise ValueError(f"annotation: a {SHAPES[kind]} has 4 coordinates, got {shape!r}")
         xs, ys = coords[0::2], coords[1::2]
@@ -61,8 +65,14 @@ def read_annotations(path: Path) -> list[tuple[str, list[list[float]]]]:
     with path.open(newline="") as f:
         reader = csv.reader(f)
         header = next(reader)
-        if len(header) < 2 or header[0] not in ("image_name", "image_path") or header[1] != "annotation":
-            raise ValueError(f"{path}: expected the header 'image_name,annotation', got {','.join(header)!r}")
+        if (
+            len(header) < 2
+            or header[0] not in ("image_name", "image_path")
+            or header[1] != "annotation"
+        ):
+            raise ValueError(
+                f"{path}: expected the header 'image_name,annotation', got {','.join(header)!r}"
+            )
         return [(row[0], parse_annotation(row[1] if len(row) > 1 else "")) for row in reader if row]
 
 
@@ -80,7 +90,9 @@ def scale_box(box: Sequence[float], sx: float, sy: float) -> list[int]:
 class ObjectCXR(Dataset[tuple[torch.Tensor, int, torch.Tensor]]):
     """Object-CXR images ``(3, size, size)`` in [0, 1], labels (1: foreign objects), boxes."""
 
-    def __init__(self, csv_path: Path, image_dir: Path, size: int = 600, limit: int | None = None) -> None:
+    def __init__(
+        self, csv_path: Path, image_dir: Path, size: int = 600, limit: int | None = None
+    ) -> None:
         self.rows = read_annotations(csv_path)[:limit]
         self.image_dir, self.size = image_dir, size
 
@@ -104,8 +116,12 @@ class ObjectCXR(Dataset[tuple[torch.Tensor, int, torch.Tensor]]):
 
 
 def main(argv: Sequence[str] | None = None) -> list[protocol.Run]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", type=Path, required=True, help="folder with train.csv, train/, dev.csv, dev/")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--root", type=Path, required=True, help="folder with train.csv, train/, dev.csv, dev/"
+    )
     parser.add_argument("--limit", type=int, help="use only the first N images of each split")
     args, rest = parser.parse_known_args(argv)
     config = protocol.parse(rest)
@@ -113,8 +129,12 @@ def main(argv: Sequence[str] | None = None) -> list[protocol.Run]:
         config.size = 600  # the paper's resolution for Object-CXR
     if "--out" not in rest:
         config.out = Path("outputs/object-cxr")
-    limit_train = args.limit if args.limit is not None else (config.train if "--quick" in rest else None)
-    limit_test = args.limit if args.limit is not None else (config.test if "--quick" in rest else None)
+    limit_train = (
+        args.limit if args.limit is not None else (config.train if "--quick" in rest else None)
+    )
+    limit_test = (
+        args.limit if args.limit is not None else (config.test if "--quick" in rest else None)
+    )
     train_set = ObjectCXR(args.root / "train.csv", args.root / "train", config.size, limit_train)
     test_set = ObjectCXR(args.root / "dev.csv", args.root / "dev", config.size, limit_test)
     config.train, config.test = len(train_set), len(test_set)

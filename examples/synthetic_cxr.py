@@ -47,7 +47,9 @@ def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.meshgrid(coords, coords, indexing="ij")
 
 
-def _ellipse(y: torch.Tensor, x: torch.Tensor, cy: float, cx: float, ry: float, rx: float) -> torch.Tensor:
+def _ellipse(
+    y: torch.Tensor, x: torch.Tensor, cy: float, cx: float, ry: float, rx: float
+) -> torch.Tensor:
     return ((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2
 
 
@@ -91,7 +93,9 @@ def _anatomy(size: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tenso
     return image, (torch.minimum(left, right) < 0.85) & (body > 0.5)
 
 
-def _object_mask(kind: str, size: int, cy: float, cx: float, scale: float, gen: torch.Generator) -> torch.Tensor:
+def _object_mask(
+    kind: str, size: int, cy: float, cx: float, scale: float, gen: torch.Generator
+) -> torch.Tensor:
     """The pixels of one object centred at ``(cy, cx)`` (in [0, 1]), ``scale`` its radius."""
     y, x = _grid(size)
     if kind == "button":
@@ -156,7 +160,10 @@ def make_radiograph(
             cy, cx = 0.5 + _u(gen, -0.06, 0.06), 0.5 + _u(gen, -0.06, 0.06)
         else:
             scale = _u(gen, 0.025, 0.06)
-            cy, cx = ((candidates[int(torch.randint(len(candidates), (), generator=gen))].float() + 0.5) / size).tolist()
+            cy, cx = (
+                (candidates[int(torch.randint(len(candidates), (), generator=gen))].float() + 0.5)
+                / size
+            ).tolist()
         mask = _object_mask(kind, size, cy, cx, scale, gen)
         if not bool(mask.any()):  # too small to cover a pixel centre: take the nearest one
             mask[min(size - 1, int(cy * size)), min(size - 1, int(cx * size))] = True
@@ -190,7 +197,12 @@ class SyntheticCXR(Dataset[tuple[torch.Tensor, int, torch.Tensor]]):
         image_seed = self.seed * 1_000_003 + i
         positive = i % 2 == 1
         if positive:
-            count = 1 if self.small_central else 1 + int(torch.randint(3, (), generator=torch.Generator().manual_seed(image_seed)))
+            count = (
+                1
+                if self.small_central
+                else 1
+                + int(torch.randint(3, (), generator=torch.Generator().manual_seed(image_seed)))
+            )
         else:
             count = 0
         return make_radiograph(self.size, image_seed, count, self.small_central)
@@ -200,7 +212,9 @@ class SyntheticCXR(Dataset[tuple[torch.Tensor, int, torch.Tensor]]):
         return r.image.expand(3, -1, -1).clone(), int(r.boxes.shape[0] > 0), r.boxes
 
 
-def collate(batch: list[tuple[torch.Tensor, int, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+def collate(
+    batch: list[tuple[torch.Tensor, int, torch.Tensor]],
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
     """Stack images and labels; keep the boxes as a list (one ``(K, 4)`` tensor per image)."""
     images = torch.stack([b[0] for b in batch])
     labels = torch.tensor([b[1] for b in batch])

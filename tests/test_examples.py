@@ -36,7 +36,9 @@ def load(name: str) -> ModuleType:
 def test_boxes_match_the_drawn_objects_exactly(seed: int, small_central: bool) -> None:
     cxr = load("synthetic_cxr")
     drawn = cxr.make_radiograph(96, seed, n_objects=3, small_central=small_central)
-    blank = cxr.make_radiograph(96, seed, n_objects=3, small_central=small_central, object_intensity=0.0)
+    blank = cxr.make_radiograph(
+        96, seed, n_objects=3, small_central=small_central, object_intensity=0.0
+    )
     changed = drawn.image != blank.image
     # every pixel an object brightened, and no other, is in the union of the object masks
     assert torch.equal(changed, drawn.masks.any(dim=0))
@@ -63,11 +65,15 @@ def test_dataset_is_deterministic_and_balanced() -> None:
 def test_objects_are_spread_over_the_lungs_not_at_the_centre() -> None:
     cxr = load("synthetic_cxr")
     ds = cxr.SyntheticCXR(80, size=96, seed=0)
-    centres = torch.cat([(b[:, :2] + b[:, 2:]).float() / 2 for _, _, b in (ds[i] for i in range(1, 80, 2))])
+    centres = torch.cat(
+        [(b[:, :2] + b[:, 2:]).float() / 2 for _, _, b in (ds[i] for i in range(1, 80, 2))]
+    )
     distance = (centres - 47.5).norm(dim=1)
     assert float(distance.median()) > 15  # most objects are far from the centre
     small = cxr.SyntheticCXR(40, size=96, seed=0, small_central=True)
-    small_centres = torch.cat([(b[:, :2] + b[:, 2:]).float() / 2 for _, _, b in (small[i] for i in range(1, 40, 2))])
+    small_centres = torch.cat(
+        [(b[:, :2] + b[:, 2:]).float() / 2 for _, _, b in (small[i] for i in range(1, 40, 2))]
+    )
     assert float((small_centres - 47.5).norm(dim=1).max()) < 10
 
 
@@ -134,8 +140,21 @@ def test_object_cxr_protocol_runs_on_fixture(tmp_path: Path) -> None:
     write_fixture(tmp_path / "data")
     out = tmp_path / "out"
     runs = reader.main(
-        ["--root", str(tmp_path / "data"), "--size", "64", "--epochs", "1", "--seeds", "0",
-         "--archs", "resnet18", "--out", str(out), "--quiet"]
+        [
+            "--root",
+            str(tmp_path / "data"),
+            "--size",
+            "64",
+            "--epochs",
+            "1",
+            "--seeds",
+            "0",
+            "--archs",
+            "resnet18",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
     )
     assert len(runs) == 1 and "NormGrad Conv3x3 (M)" in runs[0].scores["trained"]
     assert (out / "tables.md").read_text().startswith("Object-CXR")
@@ -148,14 +167,41 @@ def test_object_cxr_protocol_runs_on_fixture(tmp_path: Path) -> None:
 def test_protocol_quick_path(tmp_path: Path) -> None:
     protocol = load("protocol")
     runs = protocol.main(
-        ["--quick", "--size", "64", "--train", "48", "--test", "16", "--epochs", "1",
-         "--seeds", "0", "1", "--out", str(tmp_path), "--quiet"]
+        [
+            "--quick",
+            "--size",
+            "64",
+            "--train",
+            "48",
+            "--test",
+            "16",
+            "--epochs",
+            "1",
+            "--seeds",
+            "0",
+            "1",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ]
     )
-    assert [(r.arch, r.seed) for r in runs] == [("resnet18", 0), ("resnet18", 1), ("efficientnet_b0", 0), ("efficientnet_b0", 1)]
+    assert [(r.arch, r.seed) for r in runs] == [
+        ("resnet18", 0),
+        ("resnet18", 1),
+        ("efficientnet_b0", 0),
+        ("efficientnet_b0", 1),
+    ]
     for run in runs:
         assert set(run.scores) == {"trained", "semi-randomised", "fully-randomised"}
         trained = run.scores["trained"]
-        for name in ("NormGrad Scaling", "NormGrad Conv3x3 (M)", "Grad-CAM", "Guided Grad-CAM", "Input x Gradient", "Guided Backprop"):
+        for name in (
+            "NormGrad Scaling",
+            "NormGrad Conv3x3 (M)",
+            "Grad-CAM",
+            "Guided Grad-CAM",
+            "Input x Gradient",
+            "Guided Backprop",
+        ):
             assert 0.0 <= trained[name] <= 1.0
             assert f"{name} (smoothed)" in trained
         assert "centre baseline" in trained and "random baseline" in trained
@@ -168,8 +214,10 @@ def test_protocol_quick_path(tmp_path: Path) -> None:
     assert rows[0].startswith("architecture,seed,condition,method")
     figures = sorted((tmp_path / "figures").glob("*.png"))
     assert [f.name for f in figures] == [
-        "efficientnet_b0_seed0_example0.png", "efficientnet_b0_seed0_example1.png",
-        "resnet18_seed0_example0.png", "resnet18_seed0_example1.png",
+        "efficientnet_b0_seed0_example0.png",
+        "efficientnet_b0_seed0_example1.png",
+        "resnet18_seed0_example0.png",
+        "resnet18_seed0_example1.png",
     ]
 
 

@@ -233,6 +233,8 @@ def test_works_under_no_grad_and_with_grad_requiring_input() -> None:
         torch.testing.assert_close(explainer(x, 1), expected)
     with torch.inference_mode():
         inference_x = x.clone()
+        inside = explainer(inference_x, 1)
+    torch.testing.assert_close(inside, expected)
     torch.testing.assert_close(explainer(inference_x, 1), expected)
     leaf = x.clone().requires_grad_(True)
     torch.testing.assert_close(explainer(leaf, 1), expected)

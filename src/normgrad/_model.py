@@ -82,11 +82,14 @@ def resolve_layers(
 
 @contextlib.contextmanager
 def explaining(model: nn.Module) -> Iterator[None]:
-    """Put ``model`` in eval mode and enable grad; restore every module's flag afterwards."""
+    """Put ``model`` in eval mode and enable grad; restore every module's flag afterwards.
+
+    Works inside ``torch.no_grad()`` and ``torch.inference_mode()`` blocks of the caller.
+    """
     flags = [(m, m.training) for m in model.modules()]
     try:
         model.eval()
-        with torch.enable_grad():
+        with torch.inference_mode(False), torch.enable_grad():
             yield
     finally:
         for module, training in flags:

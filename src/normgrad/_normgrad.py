@@ -118,8 +118,9 @@ def explain_shared(
         >>> import torch, torchvision, normgrad
         >>> model = torchvision.models.resnet18(num_classes=2)
         >>> variants = [normgrad.NormGrad(model, "layer4.1", vil) for vil in ("scaling", "conv1x1")]
-        >>> [e.saliency.shape for e in normgrad.explain_shared(variants, torch.randn(1, 3, 64, 64))]
-        [torch.Size([1, 1, 64, 64]), torch.Size([1, 1, 64, 64])]
+        >>> results = normgrad.explain_shared(variants, torch.randn(1, 3, 64, 64))
+        >>> len(results), tuple(results[1].saliency.shape)
+        (2, (1, 1, 64, 64))
     """
     if not explainers:
         return []

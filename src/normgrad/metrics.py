@@ -399,7 +399,8 @@ def random_point_hit_rate(
     Args:
         targets: masks or boxes, as for :func:`pointing_game`.
         shape: the spatial shape of the maps, ``(H, W)`` or ``(D, H, W)``.
-        tolerance, spacing: as for :func:`pointing_game`.
+        tolerance: as for :func:`pointing_game`.
+        spacing: as for :func:`pointing_game`.
 
     Returns:
         float64 tensor ``(N,)`` of probabilities, NaN where the sample has no target.
@@ -488,7 +489,8 @@ def rank_correlation(maps_a: torch.Tensor, maps_b: torch.Tensor) -> torch.Tensor
     """Spearman rank correlation between paired maps, per sample (ties get average ranks).
 
     Args:
-        maps_a, maps_b: maps of the same shape ``(N, ...)``.
+        maps_a: maps ``(N, ...)``.
+        maps_b: maps of the same shape.
 
     Returns:
         float64 tensor ``(N,)``; NaN where a map is constant.

@@ -41,7 +41,8 @@ def _image_2d(image: torch.Tensor | Any, argument: str = "image") -> torch.Tenso
         t = t.mean(dim=0) if t.shape[0] == 3 else t[0]
     if t.ndim != 2:
         raise ShapeError(
-            f"{argument}: expected an image (H, W), (1, H, W) or (3, H, W), got shape {tuple(t.shape)}",
+            f"{argument}: expected an image (H, W), (1, H, W) or (3, H, W), "
+            f"got shape {tuple(t.shape)}",
             t.shape,
         )
     return t
@@ -87,7 +88,8 @@ def overlay(
     sal = _image_2d(saliency, "saliency")
     if sal.shape != img.shape:
         raise ShapeError(
-            f"saliency: expected the image's size {tuple(img.shape)}, got {tuple(sal.shape)}", sal.shape
+            f"saliency: expected the image's size {tuple(img.shape)}, got {tuple(sal.shape)}",
+            sal.shape,
         )
     if ax is None:
         _, ax = plt.subplots(figsize=(3, 3))
@@ -97,7 +99,14 @@ def overlay(
         b = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
         for xmin, ymin, xmax, ymax in b.tolist():
             ax.add_patch(
-                Rectangle((xmin - 0.5, ymin - 0.5), xmax - xmin + 1, ymax - ymin + 1, fill=False, color="lime", linewidth=1.2)
+                Rectangle(
+                    (xmin - 0.5, ymin - 0.5),
+                    xmax - xmin + 1,
+                    ymax - ymin + 1,
+                    fill=False,
+                    color="lime",
+                    linewidth=1.2,
+                )
             )
     if point:
         x, y = pointed(sal)
@@ -148,4 +157,5 @@ def compare(
     for ax in flat[panels:]:
         ax.set_axis_off()
     fig.tight_layout()
-    return fig
+    figure: Figure = fig
+    return figure
