@@ -47,10 +47,10 @@ CONDITIONS = ("trained", "semi-randomised", "fully-randomised")
 
 @dataclass
 class Config:
-    size: int = 224
-    train: int = 1600
+    size: int = 160
+    train: int = 960
     test: int = 200
-    epochs: int = 8
+    epochs: int = 6
     batch_size: int = 32
     lr: float = 1e-3
     seeds: Sequence[int] = (0, 1, 2)
