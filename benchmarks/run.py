@@ -466,14 +466,19 @@ def targets_table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 1.0,
             )
         if "pytorch-grad-cam GradCAM" in r:
+            # older result files timed pytorch-grad-cam in the main group
+            single = r.get(
+                "NormGrad single conv3x3 (beside pytorch-grad-cam)", r["NormGrad single conv3x3"]
+            )
+            cam = r.get("normgrad GradCAM (beside pytorch-grad-cam)", r["normgrad GradCAM"])
             add(
                 f"NormGrad single / pytorch-grad-cam GradCAM ({tag})",
-                ratio(r["NormGrad single conv3x3"], r["pytorch-grad-cam GradCAM"]),
+                ratio(single, r["pytorch-grad-cam GradCAM"]),
                 0.35,
             )
             add(
                 f"normgrad GradCAM / pytorch-grad-cam GradCAM ({tag})",
-                ratio(r["normgrad GradCAM"], r["pytorch-grad-cam GradCAM"]),
+                ratio(cam, r["pytorch-grad-cam GradCAM"]),
                 0.35,
             )
         if "six variants shared" in r:
@@ -567,8 +572,11 @@ def markdown(results: dict[str, Any]) -> str:
                     lines.append(f"| {name} | {value['median_s']:.4f} | {value['iqr_s']:.4f} |")
     if "memory" in results:
         lines += ["", "| peak memory (MiB) | |", "| --- | --- |"]
+        shape = f"{results['passes_224']['size']}x{results['passes_224']['size']}, batch {results['passes_224']['batch']}"
         lines += [
-            f"| {k} | {v / 2**20:.1f} |" for k, v in results["memory"].items() if isinstance(v, int)
+            f"| {k} ({shape}) | {v / 2**20:.1f} |"
+            for k, v in results["memory"].items()
+            if k not in ("size", "batch")
         ]
         if "kernel" in results and "peak_bytes" in results["kernel"]:
             lines += [
@@ -595,6 +603,9 @@ def main() -> None:
         choices=["passes_224", "passes_600", "kernel", "pointing_game", "memory"],
         help="run only these parts and merge them into the existing JSON file",
     )
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite the Markdown from the JSON file"
+    )
     parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=224, help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=8, help=argparse.SUPPRESS)
@@ -612,6 +623,12 @@ def main() -> None:
         args.json
         or ROOT / "benchmarks" / "results" / f"{device.type}{'-quick' if args.quick else ''}.json"
     )
+    if args.report_only:
+        text = markdown(json.loads(out_json.read_text()))
+        print(text)
+        if args.markdown:
+            args.markdown.write_text(text)
+        return
     results: dict[str, Any] = {}
     if args.only and out_json.is_file():
         results = json.loads(out_json.read_text())
