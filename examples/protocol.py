@@ -14,7 +14,7 @@ with normgrad's public API only:
 It prints the tables, writes them as Markdown and CSV, and saves figures like the paper's.
 
     python examples/protocol.py --quick            # about 3 to 4 minutes on 2 CPU cores
-    python examples/protocol.py                    # the full run (see docs/protocol.md)
+    python examples/protocol.py                    # the full run: about 20 minutes
     python examples/protocol.py --small-central    # small central objects, LVOT-like
 """
 
@@ -47,10 +47,10 @@ CONDITIONS = ("trained", "semi-randomised", "fully-randomised")
 
 @dataclass
 class Config:
-    size: int = 160
-    train: int = 960
-    test: int = 200
-    epochs: int = 6
+    size: int = 128
+    train: int = 640
+    test: int = 160
+    epochs: int = 5
     batch_size: int = 32
     lr: float = 1e-3
     seeds: Sequence[int] = (0, 1, 2)
