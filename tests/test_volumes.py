@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
-import sys
-from pathlib import Path
 
 import captum.attr as ca
 import pytest
@@ -15,6 +12,7 @@ import torch.nn.functional as tf
 import normgrad
 from normgrad import ShapeError, metrics
 
+from .example_modules import load
 from .explainers import EXPLAINERS
 from .lifecycle import assert_unchanged, snapshot
 from .models import TinyCNN, TinyCNN3d, seeded, without_inplace
@@ -153,18 +151,8 @@ def test_time_series_recipe_fold_slices_into_the_batch() -> None:
     torch.testing.assert_close(maps[1, 2], explainer(clips[1, 2:3], 1)[0], rtol=1e-4, atol=1e-4)
 
 
-def _load_example(name: str) -> object:
-    path = Path(__file__).resolve().parent.parent / "examples" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_volume_generator_boxes_match_the_inclusions() -> None:
-    example = _load_example("volume")
+    example = load("volume")
     volumes, labels, boxes = example.make_volumes(6, size=14, seed=3)  # type: ignore[attr-defined]
     clean, _, _ = example.make_volumes(6, size=14, seed=3, intensity=0.0)  # type: ignore[attr-defined]
     for i in range(6):
@@ -178,7 +166,7 @@ def test_volume_generator_boxes_match_the_inclusions() -> None:
 
 
 def test_volume_example_points_at_the_inclusion() -> None:
-    example = _load_example("volume")
+    example = load("volume")
     scores = example.run(steps=25, size=16, n_eval=24, log=False)  # type: ignore[attr-defined]
     assert scores["classifier accuracy"] >= 0.9
     assert scores["NormGrad conv3x3 (M)"] >= 0.8
