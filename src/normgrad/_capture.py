@@ -217,9 +217,10 @@ def resolve_classes(model: nn.Module, x: torch.Tensor, target: Target) -> Target
 
 
 def repeat_target(target: Target, times: int) -> Target:
-    """The target of ``x`` for ``x`` repeated ``times`` along the batch (``x.repeat``)."""
+    """The target of ``x`` for ``x`` repeated ``times`` along the batch (``x.repeat``).
+
+    Takes what :func:`resolve_classes` returns: class indices ``(N,)`` or a callable.
+    """
     if isinstance(target, torch.Tensor) and target.ndim == 1:
         return target.repeat(times)
-    if isinstance(target, Sequence) and not isinstance(target, (str, torch.Tensor)):
-        return list(target) * times
     return target

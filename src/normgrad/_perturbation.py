@@ -9,7 +9,7 @@ import torch
 
 from . import functional as F
 from ._base import Explainer, Explanation, explanation_from_raw
-from ._capture import capture, check_input, repeat_target, resolve_classes
+from ._capture import capture, repeat_target, resolve_classes
 from ._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
 from ._target import Target
 
@@ -183,8 +183,7 @@ class IntegratedGradients(Explainer):
         return torch.full_like(x, float(self.baseline))
 
     def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
-        check_input(x)
-        target = resolve_classes(self.model, x, target)
+        target = resolve_classes(self.model, x, target)  # also validates x
         x = x.detach()
         baseline = self._baseline(x)
         delta = x - baseline
