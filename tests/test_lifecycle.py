@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import pytest
@@ -161,3 +162,33 @@ def test_input_is_not_modified() -> None:
     normgrad.NormGrad(model, ["relu1", "conv3"], "scaling")(x)
     assert torch.equal(x, copy)
     assert not x.requires_grad
+
+
+@pytest.mark.parametrize("method", list(EXPLAINERS))
+@pytest.mark.parametrize(("arch", "model", "layers", "size"), MODELS, ids=[m[0] for m in MODELS])
+def test_channels_last_input_gives_the_same_maps(
+    method: str, arch: str, model: nn.Module, layers: list[str], size: int
+) -> None:
+    """The same values stored channels-last (NHWC, faster convolutions on many CPUs) give the
+    same maps.
+
+    Compared in float64: in float32 the other convolution kernels round differently, and a
+    ReLU input that rounds across zero switches a gradient path on or off (ResNet-18 at
+    64x64: one such pixel in ``layer1``, a local change of about 1% of the map's maximum).
+    That is a property of the gradient, not of the memory format.
+    """
+    model64 = copy.deepcopy(model).double()
+    explainer = EXPLAINERS[method](model64, layers)
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 3, size, size, generator=gen, dtype=torch.float64)
+    nhwc = x.contiguous(memory_format=torch.channels_last)
+    assert not nhwc.is_contiguous()
+    target = torch.tensor([1, 3])
+    plain, other = explainer.explain(x, target), explainer.explain(nhwc, target)
+    torch.testing.assert_close(other.saliency, plain.saliency, rtol=1e-7, atol=1e-9)
+    assert plain.raw_layer_maps.keys() == other.raw_layer_maps.keys()
+    for name, raw in plain.raw_layer_maps.items():
+        torch.testing.assert_close(other.raw_layer_maps[name], raw, rtol=1e-9, atol=0)
+    if plain.raw is not None:
+        assert other.raw is not None
+        torch.testing.assert_close(other.raw, plain.raw, rtol=1e-7, atol=1e-9)

@@ -121,6 +121,32 @@ def test_pointing_game_matches_reference(
     torch.testing.assert_close(by_masks, by_boxes, equal_nan=True)
 
 
+@given(
+    shape=st.lists(st.integers(1, 9), min_size=2, max_size=3).map(tuple),
+    batch=st.integers(1, 3),
+    levels=st.sampled_from([1, 2, 3, 100]),
+    block=st.integers(1, 40),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_points_by_blocks_match_reference(
+    shape: tuple[int, ...], batch: int, levels: int, block: int, seed: int
+) -> None:
+    """Any block size (blocks cut across rows, one element, the whole map) finds the first
+    maximum in row-major order."""
+    gen = torch.Generator().manual_seed(seed)
+    maps = torch.randint(0, levels, (batch, *shape), generator=gen).float()
+    points = metrics._points(maps, block=block)
+    assert [tuple(p) for p in points.tolist()] == [reference_point(m) for m in maps]
+
+
+def test_block_length_divides_the_map() -> None:
+    assert metrics._block_length(600 * 600, 600, 8192) == 8000
+    assert metrics._block_length(224 * 224, 224, 8192) == 7168
+    assert metrics._block_length(7 * 10007, 10007, 8192) == 10007  # long rows stay whole
+    assert metrics._block_length(2 * 13, 2, 4) == 2  # no divisor between 2 and 4
+    assert metrics._block_length(13, 1, 4) == 1  # a prime length
+
+
 @given(games())
 def test_random_point_rate_matches_reference(
     game: tuple[torch.Tensor, list[torch.Tensor], float, list[float] | None],

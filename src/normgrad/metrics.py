@@ -56,6 +56,8 @@ a tensor ``(K_i, 4)`` of boxes ``(xmin, ymin, xmax, ymax)`` in pixels, inclusive
 
 # Elements per chunk when masks are compared with distance grids.
 _CHUNK_ELEMENTS = 1 << 24
+# Elements per block when maps are searched for their maximum (see _points).
+_BLOCK_ELEMENTS = 4096
 
 
 def _as_maps(saliency: object, argument: str = "saliency") -> torch.Tensor:
@@ -96,32 +98,43 @@ def _check_tolerance(tolerance: float) -> float:
     return float(tolerance)
 
 
-def _points(maps: torch.Tensor) -> torch.Tensor:
+def _block_length(length: int, row: int, target: int) -> int:
+    """Largest divisor of ``length`` that is at most ``max(target, row)``."""
+    for size in range(min(length, max(target, row)), 0, -1):
+        if length % size == 0:
+            return size
+    return 1
+
+
+def _points(maps: torch.Tensor, block: int = _BLOCK_ELEMENTS) -> torch.Tensor:
     """First maximum of each map in C order, as indices ``(N, ndim)`` in array order.
 
-    ``argmax`` over a whole map is slow (it tracks indices element by element); instead the
-    maximum of every row (last dimension) is taken, which runs at memory speed, then the
-    first row holding the map's maximum, then the first column of that row holding it: the
-    same point, first in row-major order.
+    ``argmax`` over a whole map is slow (it tracks indices element by element); instead each
+    flattened map is cut into contiguous blocks of about ``block`` elements whose maxima are
+    taken at memory speed, then the first block holding the map's maximum is searched for
+    its first occurrence: the same point, first in row-major order.
     """
     n, *spatial = maps.shape
-    rows = maps.reshape(n, -1, spatial[-1])
-    row_max = rows.amax(dim=2)
-    top = row_max.amax(dim=1)
+    length = math.prod(spatial)
+    size = _block_length(length, spatial[-1], block)
+    blocks = maps.reshape(n, length // size, size)
+    block_max = blocks.amax(dim=2)
+    top = block_max.amax(dim=1)
     if maps.is_floating_point() and bool(torch.isnan(top).any()):
         bad = int(torch.isnan(top).sum())
         raise InvalidArgumentError(
             f"saliency: expected maps without NaN, got NaN in {bad} map(s); a NaN has no place "
             "in a ranking, so no point can be chosen"
         )
-    row = (row_max == top[:, None]).to(torch.uint8).argmax(dim=1)
-    values = rows[torch.arange(n, device=maps.device), row]
-    col = (values == top[:, None]).to(torch.uint8).argmax(dim=1)
-    flat = row * spatial[-1] + col
+    first = (block_max == top[:, None]).to(torch.uint8).argmax(dim=1)
+    chosen = torch.arange(n, device=maps.device) * blocks.shape[1] + first
+    values = blocks.reshape(-1, size).index_select(0, chosen)
+    offset = (values == top[:, None]).to(torch.uint8).argmax(dim=1)
+    flat = first * size + offset
     coords = []
-    for size in reversed(spatial):
-        coords.append(flat % size)
-        flat = flat // size
+    for extent in reversed(spatial):
+        coords.append(flat % extent)
+        flat = flat // extent
     return torch.stack(coords[::-1], dim=1)
 
 
