@@ -74,7 +74,8 @@ def measure_group(
 
     Each round calls every function once, in turn, so that slow drifts of a shared machine
     (frequency scaling, other processes) hit all of them alike and their ratios hold. Each
-    call is timed with ``torch.utils.benchmark.Timer`` (one run, device synchronised).
+    call is timed with ``torch.utils.benchmark.Timer`` (one run, device synchronised, with
+    torch's current number of threads).
     """
     timers = {}
     for name, fn in fns.items():
@@ -85,7 +86,11 @@ def measure_group(
             fn()
             sync(device)
 
-        timers[name] = Timer(stmt="call()", globals={"call": call})
+        # Timer runs its statement on one thread unless told otherwise: time with the
+        # threads every other part of this script (and the user) runs with
+        timers[name] = Timer(
+            stmt="call()", globals={"call": call}, num_threads=torch.get_num_threads()
+        )
     times: dict[str, list[float]] = {name: [] for name in fns}
     start = time.perf_counter()
     rounds = 0
