@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import subprocess
 import sys
 import time
@@ -63,7 +64,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-MIN_ROUNDS = 10
+MIN_ROUNDS = 15
 LOOP_ROUNDS = 3
 
 
@@ -72,8 +73,9 @@ def measure_group(
 ) -> dict[str, dict[str, float]]:
     """Median and interquartile range (seconds) of each function, timed interleaved.
 
-    Each round calls every function once, in turn, so that slow drifts of a shared machine
-    (frequency scaling, other processes) hit all of them alike and their ratios hold. Each
+    Each round calls every function once, in a fresh random order, so that slow drifts of a
+    shared machine (frequency scaling, other processes) and the after-effects of one call on
+    the next (allocator, caches) hit all of them alike and their ratios hold. Each
     call is timed with ``torch.utils.benchmark.Timer`` (one run, device synchronised, with
     torch's current number of threads).
     """
@@ -92,13 +94,16 @@ def measure_group(
             stmt="call()", globals={"call": call}, num_threads=torch.get_num_threads()
         )
     times: dict[str, list[float]] = {name: [] for name in fns}
+    shuffle = random.Random(0)
     start = time.perf_counter()
     rounds = 0
     while rounds < MIN_ROUNDS or (
         time.perf_counter() - start < min_run_time * len(fns) and rounds < 200
     ):
-        for name, timer in timers.items():
-            times[name].append(timer.timeit(1).mean)
+        order = list(timers)
+        shuffle.shuffle(order)
+        for name in order:
+            times[name].append(timers[name].timeit(1).mean)
         rounds += 1
     out = {}
     for name, values in times.items():
@@ -681,7 +686,7 @@ def main() -> None:
         print(memory_probe(args.memory_probe, args.size, args.batch, args.device))
         return
     global MIN_ROUNDS
-    MIN_ROUNDS = 3 if args.quick else 10
+    MIN_ROUNDS = 3 if args.quick else 15
     device = torch.device(args.device)
     t = args.min_run_time if args.min_run_time is not None else (0.5 if args.quick else 3.0)
     small, big, maps = (112, 2, 100) if args.quick else (224, 8, 1000)
