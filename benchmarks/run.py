@@ -572,16 +572,20 @@ def further_table(results: dict[str, Any]) -> list[tuple[str, str]]:
     """Ratios without a target that explain the ones with a target."""
     rows = []
     for key in ("passes_224", "passes_600"):
-        r = results.get(key, {})
-        nhwc = r.get("NormGrad multi conv3x3, channels_last input")
-        if nhwc is None:
+        if key not in results:
             continue
+        r = results[key]
         tag = f"{r['size']}x{r['size']}, batch {r['batch']}"
-        rows += [
+        rows.append(
             (
                 f"floor / forward+backward ({tag})",
                 f"{ratio(r['floor multi (hooks + autograd.grad)'], r['forward+backward']):.2f}x",
-            ),
+            )
+        )
+        nhwc = r.get("NormGrad multi conv3x3, channels_last input")
+        if nhwc is None:
+            continue
+        rows += [
             (
                 f"NormGrad multi conv3x3, channels_last input / forward+backward ({tag})",
                 f"{ratio(nhwc, r['forward+backward']):.2f}x",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
+from copy import deepcopy
 
 import pytest
 import torch
@@ -177,7 +177,7 @@ def test_channels_last_input_gives_the_same_maps(
     64x64: one such pixel in ``layer1``, a local change of about 1% of the map's maximum).
     That is a property of the gradient, not of the memory format.
     """
-    model64 = copy.deepcopy(model).double()
+    model64 = deepcopy(model).double()
     explainer = EXPLAINERS[method](model64, layers)
     gen = torch.Generator().manual_seed(5)
     x = torch.randn(2, 3, size, size, generator=gen, dtype=torch.float64)
