@@ -21,11 +21,12 @@ It prints the tables, writes them as Markdown and CSV, and saves figures like th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,15 +212,19 @@ def batches(
     ]
 
 
+@contextlib.contextmanager
+def quiet_guided_backprop() -> Iterator[None]:
+    """Guided Backprop on EfficientNet (SiLU, no ReLU) is the plain gradient; normgrad warns
+    once per call, which the tables already say."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="GuidedBackprop: no ReLU ran")
+        yield
+
+
 def measure(
     model: nn.Module, arch: str, data: list[Any], config: Config, condition: str
 ) -> dict[str, float]:
-    import warnings
-
-    with warnings.catch_warnings():
-        # Guided Backprop on EfficientNet (SiLU, no ReLU) is the plain gradient; normgrad
-        # warns once per call, which the tables already say.
-        warnings.filterwarnings("ignore", message="GuidedBackprop: no ReLU ran")
+    with quiet_guided_backprop():
         result = normgrad.evaluate(
             model,
             explainers_for(model, arch),
@@ -253,8 +258,7 @@ def save_figures(
     figures.mkdir(parents=True, exist_ok=True)
     for k in range(min(config.figures, len(images))):
         x = images[k : k + 1]
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="GuidedBackprop: no ReLU ran")
+        with quiet_guided_backprop():
             maps = {name: e(x, 1)[0] for name, e in explainers.items()}
         fig = viz.compare(x[0], maps, boxes[k], columns=6)
         fig.suptitle(
