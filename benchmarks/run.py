@@ -496,11 +496,8 @@ def targets_table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 1.0,
             )
         if "pytorch-grad-cam GradCAM" in r:
-            # older result files timed pytorch-grad-cam in the main group
-            single = r.get(
-                "NormGrad single conv3x3 (beside pytorch-grad-cam)", r["NormGrad single conv3x3"]
-            )
-            cam = r.get("normgrad GradCAM (beside pytorch-grad-cam)", r["normgrad GradCAM"])
+            single = r["NormGrad single conv3x3 (beside pytorch-grad-cam)"]
+            cam = r["normgrad GradCAM (beside pytorch-grad-cam)"]
             add(
                 f"NormGrad single / pytorch-grad-cam GradCAM ({tag})",
                 ratio(single, r["pytorch-grad-cam GradCAM"]),
@@ -734,10 +731,6 @@ def main() -> None:
         }
     text = markdown(results)
     print(text)
-    out_json = (
-        args.json
-        or ROOT / "benchmarks" / "results" / f"{device.type}{'-quick' if args.quick else ''}.json"
-    )
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(results, indent=2, default=str) + "\n")
     if args.markdown:
