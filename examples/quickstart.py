@@ -20,6 +20,7 @@ import torch
 import torchvision
 
 import normgrad
+from normgrad import metrics
 
 SINGLE = "layer4.1"
 MULTI = ["layer2.0", "layer3.0", "layer4.0", "layer4.1"]
@@ -62,8 +63,7 @@ def main() -> None:
             start = time.perf_counter()
             saliency = explainer(x, target=1)
             elapsed = 1000 * (time.perf_counter() - start)
-            flat = int(saliency[0, 0].flatten().argmax())
-            y, xpos = divmod(flat, args.size)
+            ((y, xpos),) = metrics.points(saliency).tolist()
             name = f"NormGrad {vil}{label}"
             maps[name] = saliency[0, 0]
             print(f"{name:<22}{f'({xpos}, {y})':>16}{saliency.mean().item():>8.3f}{elapsed:>11.1f}")
@@ -72,26 +72,12 @@ def main() -> None:
         import matplotlib
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.patches import Rectangle
     except ImportError:
         print("\nmatplotlib is not installed: pip install 'normgrad[viz]' to save the figure")
         return
     args.out.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, len(maps) + 1, figsize=(2.2 * (len(maps) + 1), 2.6))
-    axes[0].imshow(x[0, 0], cmap="gray")
-    axes[0].set_title("image", fontsize=8)
-    for ax, (name, saliency) in zip(axes[1:], maps.items()):
-        ax.imshow(x[0, 0], cmap="gray")
-        ax.imshow(saliency, cmap="jet", alpha=0.5)
-        y, xpos = divmod(int(saliency.flatten().argmax()), args.size)
-        ax.plot([xpos], [y], "w+", markersize=10, markeredgewidth=2)
-        ax.set_title(name.replace("NormGrad ", ""), fontsize=8)
-    for ax in axes:
-        xmin, ymin, xmax, ymax = box
-        ax.add_patch(Rectangle((xmin, ymin), xmax - xmin, ymax - ymin, fill=False, color="lime"))
-        ax.axis("off")
-    fig.tight_layout()
+    titles = {name.replace("NormGrad ", ""): m for name, m in maps.items()}
+    fig = normgrad.viz.compare(x[0, 0], titles, boxes=torch.tensor([box]))
     path = args.out / "quickstart.png"
     fig.savefig(path, dpi=100)
     print(f"\nsaved {path}")

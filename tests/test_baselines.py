@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 
 import captum.attr as ca
@@ -231,17 +232,70 @@ def test_integrated_gradients_trapezoid_differs_from_captum_by_its_weights() -> 
     torch.testing.assert_close(ours.attribution * (steps - 1) / steps, theirs, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "method",
-    ["gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right"],
-)
-def test_quadrature_integrates_polynomials(method: str) -> None:
-    from normgrad._perturbation import quadrature
+@pytest.mark.parametrize("steps", [1, 2, 3, 5, 40])
+def test_quadrature_gauss_legendre_is_exact_to_degree_2n_minus_1(steps: int) -> None:
+    from normgrad.functional import quadrature
 
-    alphas, weights = quadrature(40, method)
-    assert abs(sum(weights) - 1) < 1e-12
-    approx = sum(w * a**2 for a, w in zip(alphas, weights))
-    assert abs(approx - 1 / 3) < 0.03
+    alphas, weights = quadrature(steps, "gausslegendre")
+    assert len(alphas) == len(weights) == steps
+    assert all(0 < a < 1 for a in alphas) and alphas == sorted(alphas)
+    # n Gauss-Legendre points integrate every polynomial of degree <= 2n - 1 exactly ...
+    for k in range(2 * steps):
+        approx = sum(w * a**k for a, w in zip(alphas, weights))
+        assert abs(approx - 1 / (k + 1)) < 1e-12, k
+    # ... and not degree 2n: on [0, 1] the error for a^(2n) is (n!)^4 / ((2n+1) ((2n)!)^2)
+    # (1/12 for n = 1: the midpoint's 1/4 against 1/3); too small to see beyond n = 5
+    if steps <= 5:
+        n = steps
+        error = math.factorial(n) ** 4 / ((2 * n + 1) * math.factorial(2 * n) ** 2)
+        approx = sum(w * a ** (2 * n) for a, w in zip(alphas, weights))
+        assert approx == pytest.approx(1 / (2 * n + 1) - error, rel=1e-12)
+
+
+def _cubic(a: float) -> float:
+    """f(a) = a^3 - a^2 + a/2: integral over [0, 1] 1/6, f(1) - f(0) = 1/2, f'(1) - f'(0) = 1."""
+    return a**3 - a**2 + 0.5 * a
+
+
+@pytest.mark.parametrize("steps", [1, 2, 7, 40])
+@pytest.mark.parametrize("method", ["riemann_left", "riemann_right", "riemann_middle"])
+def test_quadrature_riemann_error_is_its_euler_maclaurin_term(method: str, steps: int) -> None:
+    # Euler-Maclaurin with h = 1/n and [g] = g(1) - g(0); for a cubic (constant f''') the
+    # series stops after the h^2 term, so these are the exact errors, not bounds:
+    #   left   = I - h/2 [f] + h^2/12 [f']      (O(1/n), from f)
+    #   right  = I + h/2 [f] + h^2/12 [f']
+    #   middle = I - h^2/24 [f']                (O(1/n^2), from f')
+    # A node shifted by d/n moves the sum by about d/n * [f], a weight off by e by e times
+    # a value of f: either is far above 1e-12.
+    from normgrad.functional import quadrature
+
+    alphas, weights = quadrature(steps, method)
+    h = 1 / steps
+    offset = {"riemann_left": 0.0, "riemann_right": 1.0, "riemann_middle": 0.5}[method]
+    assert alphas == pytest.approx([(i + offset) * h for i in range(steps)], abs=1e-15)
+    assert weights == pytest.approx([h] * steps, abs=1e-15)
+    jump, slope_jump = 0.5, 1.0
+    error = {
+        "riemann_left": -h / 2 * jump + h**2 / 12 * slope_jump,
+        "riemann_right": h / 2 * jump + h**2 / 12 * slope_jump,
+        "riemann_middle": -(h**2) / 24 * slope_jump,
+    }[method]
+    approx = sum(w * _cubic(a) for a, w in zip(alphas, weights))
+    assert abs(approx - (1 / 6 + error)) < 1e-12
+
+
+@pytest.mark.parametrize("steps", [2, 3, 7, 40])
+def test_quadrature_trapezoid_error_is_its_euler_maclaurin_term(steps: int) -> None:
+    # n points, n - 1 intervals of h = 1/(n - 1), weights h halved at both ends (they sum to
+    # 1, unlike Captum's 1/n). For a cubic the error is exactly h^2/12 [f'] = h^2/12 (O(1/n^2)).
+    from normgrad.functional import quadrature
+
+    alphas, weights = quadrature(steps, "riemann_trapezoid")
+    h = 1 / (steps - 1)
+    assert alphas == pytest.approx([i * h for i in range(steps)], abs=1e-15)
+    assert weights == pytest.approx([h / 2] + [h] * (steps - 2) + [h / 2], abs=1e-15)
+    approx = sum(w * _cubic(a) for a, w in zip(alphas, weights))
+    assert abs(approx - (1 / 6 + h**2 / 12)) < 1e-12
 
 
 def test_integrated_gradients_completeness_and_batching() -> None:
@@ -300,7 +354,7 @@ def test_smoothgrad_predicted_class_is_the_clean_one() -> None:
     x = _inputs(size, batch=3)
     result = normgrad.SmoothGrad(normgrad.Gradient(model), n_samples=2, noise_level=1.0).explain(x)
     with torch.no_grad():
-        assert torch.equal(result.target, model(x).argmax(1))
+        assert torch.equal(result.classes, model(x).argmax(1))
 
 
 class HandSet(nn.Module):
@@ -337,7 +391,7 @@ SQRT_2_5 = 2.5**0.5
         (lambda m: normgrad.Gradient(m), [1.5, 0.5], [1.5, 0.5]),
         (lambda m: normgrad.InputXGradient(m), [3.0, 0.5], [3.0, -0.5]),
         (lambda m: normgrad.GuidedBackprop(m), [1.5, 0.0], [1.5, 0.0]),
-        (lambda m: normgrad.GradCAM(m, "relu"), [3.0, 0.0], [3.0, -0.5]),
+        (lambda m: normgrad.GradCAM(m, "relu"), [3.0, 0.0], None),
         (lambda m: normgrad.GuidedGradCAM(m, "relu"), [4.5, 0.0], [4.5, 0.0]),
         (lambda m: normgrad.IntegratedGradients(m, steps=7), [3.0, 0.5], [3.0, -0.5]),
         (lambda m: normgrad.NormGrad(m, "relu", "scaling"), [3.0, 0.5], None),
@@ -365,6 +419,14 @@ def test_golden_values(factory: object, raw: list[float], attribution: list[floa
     expected = torch.tensor(raw)
     expected = (expected - expected.min()) / (expected.max() - expected.min() + 1e-8)
     torch.testing.assert_close(result.saliency.flatten(), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_golden_grad_cam_layer_map() -> None:
+    # the signed map at the layer is [3, -0.5] (see the table above); Grad-CAM keeps its
+    # ReLU as the layer's raw map, and has no input-space attribution
+    result = normgrad.GradCAM(HandSet().eval(), "relu").explain(HAND_X, 1)
+    torch.testing.assert_close(result.raw_layer_maps["relu"].flatten(), torch.tensor([3.0, 0.0]))
+    assert result.attribution is None
 
 
 def test_golden_constant_maps_are_zero() -> None:

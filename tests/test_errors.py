@@ -228,7 +228,7 @@ def test_smoothgrad_arguments() -> None:
     with pytest.raises(InvalidArgumentError, match="n_samples: expected a positive int, got 0"):
         normgrad.SmoothGrad(base, n_samples=0)
     with pytest.raises(
-        InvalidArgumentError, match=r"noise_level: expected a number >= 0, got -0\.1"
+        InvalidArgumentError, match=r"noise_level: expected a finite number >= 0, got -0\.1"
     ):
         normgrad.SmoothGrad(base, noise_level=-0.1)
     with pytest.raises(ArgumentTypeError, match="batch_size: expected a positive int, got float"):

@@ -230,6 +230,42 @@ def test_viz_overlay_and_compare(tmp_path: Path) -> None:
 
 
 def test_viz_is_reachable_lazily() -> None:
+    import sys
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
     import normgrad
 
-    assert normgrad.viz.compare is not None
+    viz = normgrad.viz  # the module-level __getattr__ imports it on first use
+    assert viz is sys.modules["normgrad.viz"]
+    image = torch.rand(3, 8, 10, generator=torch.Generator().manual_seed(0))
+    peak = torch.zeros(1, 8, 10)
+    peak[0, 2, 3] = 1.0
+    ramp = torch.linspace(0, 1, 80).view(8, 10)  # last pixel largest
+    boxes = torch.tensor([[1, 1, 4, 5]])
+    fig = viz.compare(image, {"peak": peak, "ramp": ramp}, boxes)
+    try:
+        # one row: the image, then one panel per map, in the dict's order
+        assert [ax.get_title() for ax in fig.axes] == ["image", "peak", "ramp"]
+        grey = image.mean(dim=0).numpy()  # a 3-channel image is shown as its channel mean
+        first = fig.axes[0]
+        np.testing.assert_allclose(np.asarray(first.images[0].get_array()), grey, rtol=1e-6)
+        assert not first.lines  # no pointed maximum on the image panel
+        for ax, shown, point in zip(fig.axes[1:], (peak[0], ramp), ((3, 2), (9, 7))):
+            grey_layer, map_layer = ax.images
+            np.testing.assert_allclose(np.asarray(grey_layer.get_array()), grey, rtol=1e-6)
+            np.testing.assert_allclose(np.asarray(map_layer.get_array()), shown.numpy())
+            assert map_layer.get_clim() == (0, 1)
+            # the pointed first maximum (x, y), drawn as two crosses
+            assert [tuple(line.get_xydata()[0]) for line in ax.lines] == [point, point]
+        # the box on every panel: inclusive pixels 1..4 by 1..5 -> a 4 x 5 rectangle
+        for ax in fig.axes:
+            (box,) = ax.patches
+            assert (box.get_x(), box.get_y()) == (0.5, 0.5)
+            assert (box.get_width(), box.get_height()) == (4, 5)
+    finally:
+        plt.close(fig)

@@ -135,16 +135,18 @@ def test_points_by_blocks_match_reference(
     maximum in row-major order."""
     gen = torch.Generator().manual_seed(seed)
     maps = torch.randint(0, levels, (batch, *shape), generator=gen).float()
-    points = metrics._points(maps, block=block)
+    points = metrics.points(maps.unsqueeze(1), block=block)  # (N, 1, *spatial): never ambiguous
     assert [tuple(p) for p in points.tolist()] == [reference_point(m) for m in maps]
 
 
 def test_block_length_divides_the_map() -> None:
-    assert metrics._block_length(600 * 600, 600, 8192) == 8000
-    assert metrics._block_length(224 * 224, 224, 8192) == 7168
-    assert metrics._block_length(7 * 10007, 10007, 8192) == 10007  # long rows stay whole
-    assert metrics._block_length(2 * 13, 2, 4) == 2  # no divisor between 2 and 4
-    assert metrics._block_length(13, 1, 4) == 1  # a prime length
+    from normgrad.metrics._maps import _block_length
+
+    assert _block_length(600 * 600, 600, 8192) == 8000
+    assert _block_length(224 * 224, 224, 8192) == 7168
+    assert _block_length(7 * 10007, 10007, 8192) == 10007  # long rows stay whole
+    assert _block_length(2 * 13, 2, 4) == 2  # no divisor between 2 and 4
+    assert _block_length(13, 1, 4) == 1  # a prime length
 
 
 @given(games())
@@ -224,17 +226,17 @@ def test_bad_inputs() -> None:
         metrics.pointing_game(bad, boxes)
     with pytest.raises(ShapeError, match=r"saliency: expected maps of shape \(N, 1, H, W\)"):
         metrics.pointing_game(torch.rand(8, 8), boxes)
-    with pytest.raises(ShapeError, match=r"targets: expected one box tensor per map \(2\), got 1"):
+    with pytest.raises(ShapeError, match=r"regions: expected one box tensor per map \(2\), got 1"):
         metrics.pointing_game(saliency, boxes[:1])
-    with pytest.raises(ShapeError, match=r"targets\[0\]: expected boxes of shape \(K, 4\)"):
+    with pytest.raises(ShapeError, match=r"regions\[0\]: expected boxes of shape \(K, 4\)"):
         metrics.pointing_game(saliency, [torch.tensor([[0, 0, 1]]), boxes[1]])
     with pytest.raises(
-        InvalidArgumentError, match=r"targets\[1\]: expected finite boxes .* with min <= max"
+        InvalidArgumentError, match=r"regions\[1\]: expected finite boxes .* with min <= max"
     ):
         metrics.pointing_game(saliency, [boxes[0], torch.tensor([[5, 0, 1, 1]])])
-    with pytest.raises(ShapeError, match=r"targets: expected boolean masks of shape \(2, 8, 8\)"):
+    with pytest.raises(ShapeError, match=r"regions: expected boolean masks of shape \(2, 8, 8\)"):
         metrics.pointing_game(saliency, torch.zeros(2, 7, 8, dtype=torch.bool))
-    with pytest.raises(ArgumentTypeError, match="targets: expected boolean masks"):
+    with pytest.raises(ArgumentTypeError, match="regions: expected boolean masks"):
         metrics.pointing_game(saliency, torch.zeros(2, 8, 8))
     with pytest.raises(
         InvalidArgumentError, match="tolerance: expected a finite number >= 0, got -1"
@@ -279,18 +281,26 @@ def test_dom_hand_computed() -> None:
     assert (r.mean_a, r.mean_b) == pytest.approx((0.85, 0.6))
     assert r.std_a == pytest.approx(math.sqrt(0.005))
     assert r.std_b == pytest.approx(0.1)
-    # 10 splits of 5 values into 2 + 3; |mean diff| >= 0.25 for {0.8,0.9} and {0.7,0.9}
-    # (0.8 vs 0.6 -> 0.2333 < 0.25 no).  Enumerated by hand below.
-    pooled = [0.8, 0.9, 0.5, 0.6, 0.7]
-    count = 0
-    splits = list(itertools.combinations(range(5), 2))
-    for chosen in splits:
-        a = [pooled[i] for i in chosen]
-        b = [pooled[i] for i in range(5) if i not in chosen]
-        if abs(np.mean(a) - np.mean(b)) >= 0.25 - 1e-12:
-            count += 1
-    assert r.p_value == pytest.approx(count / len(splits))
+    # C(5, 2) = 10 splits of the pooled 5 values into 2 + 3 (total 3.5). A pair with sum s
+    # gives |s/2 - (3.5 - s)/3| = |5s - 7|/6, which is >= 0.25 iff s >= 1.7 or s <= 1.1.
+    # Pair sums: 0.8+0.9 = 1.7 (the observed split), 0.5+0.6 = 1.1 (its mirror: 0.55 vs
+    # 0.8, also 0.25 apart); the other 8 pairs sum to 1.2 .. 1.6 (e.g. {0.7, 0.9}: 0.8 vs
+    # 0.633, 0.167 apart). 2 of 10 splits: p = 0.2, twice the smallest possible 1/10.
+    assert r.p_value == pytest.approx(0.2)
     assert r.low <= r.dom <= r.high
+
+
+def test_dom_permutation_p_value_counts_ties_and_mirrors() -> None:
+    # a = {1, 2, 6} vs b = {3, 4, 5}: observed |3 - 4| = 1. C(6, 3) = 20 splits of 1..6
+    # (total 21); a triple with sum s gives |s/3 - (21 - s)/3| = |2s - 21|/3 >= 1 iff s <= 9
+    # or s >= 12. Triples of 1..6 by sum: 6: 1, 7: 1, 8: 2, 9: 3 (126, 135, 234),
+    # 10: 3, 11: 3, 12: 3 (156, 246, 345), 13: 2, 14: 1, 15: 1. So 7 + 7 = 14 of 20.
+    r = metrics.dom([1, 2, 6], [3, 4, 5])
+    assert r.dom == 1.0
+    assert r.p_value == pytest.approx(14 / 20)
+    # the docstring's example is as extreme as it gets: only the observed split and its
+    # mirror reach 0.05, so p = 2/20, the smallest possible
+    assert metrics.dom([0.85, 0.86, 0.84], [0.80, 0.79, 0.81]).p_value == pytest.approx(0.1)
 
 
 def test_dom_identical_sets_and_sampled_permutations() -> None:
@@ -333,7 +343,7 @@ def test_smooth_errors() -> None:
         metrics.smooth(torch.rand(1, 1, 5, 40))
     with pytest.raises(InvalidArgumentError, match="kernel_size: expected an odd positive int"):
         metrics.smooth(torch.rand(1, 1, 40, 40), kernel_size=4)
-    with pytest.raises(InvalidArgumentError, match="sigma: expected a number > 0"):
+    with pytest.raises(InvalidArgumentError, match="sigma: expected a finite number > 0"):
         metrics.smooth(torch.rand(1, 1, 40, 40), sigma=0)
 
 

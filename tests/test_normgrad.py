@@ -136,7 +136,7 @@ def test_matches_hand_written_computation(arch: str, layers: list[str], vil: str
     assert result.saliency.min() >= 0 and result.saliency.max() <= 1
     assert_same_saliency(result.saliency, expected, len(layers))
     assert list(result.layer_maps) == layers
-    assert torch.equal(result.target, target)
+    assert torch.equal(result.classes, target)
 
 
 def test_conv5x5_matches_hand_written_computation() -> None:
@@ -189,12 +189,12 @@ def test_target_forms_agree() -> None:
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(5))
     predicted = model(x).argmax(1)
     by_none = explainer.explain(x)
-    assert torch.equal(by_none.target, predicted)
+    assert torch.equal(by_none.classes, predicted)
     torch.testing.assert_close(by_none.saliency, explainer(x, predicted))
     torch.testing.assert_close(explainer(x, 3), explainer(x, torch.tensor([3, 3])))
     torch.testing.assert_close(explainer(x, [3, 3]), explainer(x, torch.tensor(3)))
     by_callable = explainer.explain(x, lambda out: out[:, 3])
-    assert by_callable.target is None
+    assert by_callable.classes is None
     torch.testing.assert_close(by_callable.saliency, explainer(x, 3))
     # different classes give different maps: the target really is used
     assert not torch.allclose(explainer(x, 0), explainer(x, 3))

@@ -178,6 +178,32 @@ def test_shared_pass_equals_each_variant_alone() -> None:
         assert list(result.layer_maps) == list(alone.layer_maps)
 
 
+def _literal_hits(saliency: torch.Tensor, boxes: list[torch.Tensor], tolerance: float) -> list[int]:
+    """Pointing Game by hand: 1 or 0 per image with a box, nothing for one without.
+
+    The point is the first maximum in row-major order, found by walking every pixel; a hit
+    is a box pixel strictly within ``tolerance`` of it. Boxes ``(x0, y0, x1, y1)`` are
+    inclusive and lie inside the image (as ``_data`` draws them).
+    """
+    out = []
+    for sal, box in zip(saliency[:, 0].tolist(), boxes):
+        if box.numel() == 0:
+            continue
+        best, point = -math.inf, (0, 0)
+        for y, row in enumerate(sal):
+            for x, value in enumerate(row):
+                if value > best:
+                    best, point = value, (y, x)
+        x0, y0, x1, y1 = (int(v) for v in box[0].tolist())
+        hit = any(
+            (y - point[0]) ** 2 + (x - point[1]) ** 2 < tolerance**2
+            for y in range(y0, y1 + 1)
+            for x in range(x0, x1 + 1)
+        )
+        out.append(int(hit))
+    return out
+
+
 def test_evaluate_shares_one_pass_and_matches_separate_scores() -> None:
     model = RESNET
     calls = []
@@ -185,30 +211,34 @@ def test_evaluate_shares_one_pass_and_matches_separate_scores() -> None:
     try:
         data = _data()
         result = normgrad.evaluate(
-            model, _variants(model), data, tolerance=10, smoothing=1.0, progress=False
+            model, _variants(model), data, tolerance=10, smoothing_sigma=1.0, progress=False
         )
     finally:
         handle.remove()
     assert len(calls) == len(data)  # one forward pass per batch for all six variants
-    # each variant scored on its own gives the same numbers
+    # each variant's maps, scored by a literal per-image loop, give the same counts
+    counted: dict[str, list[int]] = {}
     for name, explainer in _variants(model).items():
-        game = metrics.PointingGame(tolerance=10)
-        smoothed = metrics.PointingGame(tolerance=10)
+        counted[name], counted[f"{name} (smoothed)"] = [], []
         for x, labels, boxes in data:
             saliency = explainer(x, labels)
-            game.update(saliency, boxes)
-            smoothed.update(metrics.smooth(saliency), boxes)
-        assert result[name].accuracy == game.compute().accuracy
-        assert result[name].total == 9 and result[name].hits == game.compute().hits
-        assert result[f"{name} (smoothed)"].accuracy == smoothed.compute().accuracy
-    # baselines
-    centre = metrics.PointingGame(tolerance=10)
-    expected_random = []
+            counted[name] += _literal_hits(saliency, boxes, 10)
+            counted[f"{name} (smoothed)"] += _literal_hits(metrics.smooth(saliency, 1.0), boxes, 10)
+    counted["centre baseline"] = []
     for x, _, boxes in data:
-        centre.update(normgrad.CenterBaseline()(x), boxes)
+        counted["centre baseline"] += _literal_hits(normgrad.CenterBaseline()(x), boxes, 10)
+    for name, hits in counted.items():
+        assert len(hits) == 9, name  # 3 batches of 4 images, one per batch without a box
+        row = result[name]
+        assert (row.hits, row.total) == (sum(hits), 9), name
+        assert row.accuracy == sum(hits) / 9, name
+    # the counts are not all 0 or all 9, so a hit counted as a miss (or back) would show
+    assert any(0 < sum(hits) < 9 for hits in counted.values())
+    # the random baseline: the exact mean hit rate of a uniformly random point
+    expected_random = []
+    for _, _, boxes in data:
         rates = metrics.random_point_hit_rate(boxes, (64, 64), 10)
         expected_random += rates[~torch.isnan(rates)].tolist()
-    assert result["centre baseline"].accuracy == centre.compute().accuracy
     assert result["random baseline"].accuracy == pytest.approx(
         sum(expected_random) / len(expected_random)
     )
@@ -230,10 +260,12 @@ def test_evaluate_mixes_shared_and_other_explainers(capsys: pytest.CaptureFixtur
     result = normgrad.evaluate(RESNET, explainers, data, baselines=False, progress=True)
     assert [r.method for r in result.rows] == ["NormGrad", "Grad-CAM", "Gradient"]
     assert "evaluate: batch 2/2" in capsys.readouterr().err
-    game = metrics.PointingGame()
-    for x, labels, boxes in data:
-        game.update(explainers["Grad-CAM"](x, labels), boxes)
-    assert result["Grad-CAM"].accuracy == game.compute().accuracy
+    for name, explainer in explainers.items():
+        hits = []
+        for x, labels, boxes in data:
+            hits += _literal_hits(explainer(x, labels), boxes, 15)  # the default tolerance
+        assert len(hits) == 6  # 2 batches of 4 images, one per batch without a box
+        assert (result[name].hits, result[name].total) == (sum(hits), 6), name
 
 
 def test_evaluate_errors() -> None:
@@ -246,7 +278,7 @@ def test_evaluate_errors() -> None:
     with pytest.raises(InvalidArgumentError, match="reserved for the baselines"):
         normgrad.evaluate(RESNET, {"centre baseline": normgrad.Gradient(RESNET)}, _data(1))
     with pytest.raises(
-        InvalidArgumentError, match=r"data: expected batches of \(images, labels, targets\)"
+        InvalidArgumentError, match=r"data: expected batches of \(images, labels, regions\)"
     ):
         normgrad.evaluate(
             RESNET, {"g": normgrad.Gradient(RESNET)}, [torch.zeros(1, 3, 8, 8)], progress=False

@@ -11,8 +11,6 @@ Example:
 from __future__ import annotations
 
 from . import functional, metrics, presets, sanity
-from ._base import Explainer, Explanation
-from ._center import CenterBaseline
 from ._errors import (
     ArgumentTypeError,
     InvalidArgumentError,
@@ -20,12 +18,16 @@ from ._errors import (
     NormGradError,
     ShapeError,
 )
-from ._evaluate import EvaluationResult, MethodScore, evaluate
-from ._gradcam import GradCAM, GuidedGradCAM
-from ._gradients import Gradient, GuidedBackprop, InputXGradient
-from ._normgrad import NormGrad, explain_shared
-from ._perturbation import IntegratedGradients, SmoothGrad
-from ._target import Target
+from ._evaluation.result import EvaluationResult, MethodScore
+from ._evaluation.runner import evaluate
+from ._explainers.base import Explainer, Explanation
+from ._explainers.center import CenterBaseline
+from ._explainers.gradcam import GradCAM, GuidedGradCAM
+from ._explainers.gradients import Gradient, GuidedBackprop, InputXGradient
+from ._explainers.normgrad import NormGrad, explain_shared
+from ._explainers.perturbation import IntegratedGradients, SmoothGrad
+from ._model.layers import Layers, LayerSpec
+from ._model.targets import Target
 
 __version__ = "0.1.0"
 
@@ -53,6 +55,8 @@ __all__ = [
     "IntegratedGradients",
     "InvalidArgumentError",
     "LayerError",
+    "LayerSpec",
+    "Layers",
     "MethodScore",
     "NormGrad",
     "NormGradError",

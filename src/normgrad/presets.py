@@ -33,8 +33,8 @@ class LayerPreset:
     source: str = "paper"
 
 
-def _resnet(last: str) -> LayerPreset:
-    return LayerPreset(last, ["layer2.0", "layer3.0", "layer4.0", last])
+def _resnet(last: str, source: str = "paper") -> LayerPreset:
+    return LayerPreset(last, ["layer2.0", "layer3.0", "layer4.0", last], source)
 
 
 _PRESETS: dict[str, LayerPreset] = {
@@ -45,12 +45,8 @@ _PRESETS: dict[str, LayerPreset] = {
         "features.8.2", [f"features.{i}.0" for i in range(9)] + ["features.8.2"]
     ),
     # the same recipe on related architectures (normgrad's choice, not the paper's)
-    "resnet18": LayerPreset(
-        "layer4.1", ["layer2.0", "layer3.0", "layer4.0", "layer4.1"], "normgrad"
-    ),
-    "resnet101": LayerPreset(
-        "layer4.2", ["layer2.0", "layer3.0", "layer4.0", "layer4.2"], "normgrad"
-    ),
+    "resnet18": _resnet("layer4.1", "normgrad"),
+    "resnet101": _resnet("layer4.2", "normgrad"),
     "densenet121": LayerPreset(
         "features.denseblock4",
         [

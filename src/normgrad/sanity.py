@@ -26,10 +26,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ._base import Explainer
 from ._errors import InvalidArgumentError, LayerError
-from ._model import LayerSpec, check_model, resolve_layers
-from ._target import Target
+from ._explainers.base import Explainer
+from ._model.layers import LayerSpec, check_model, resolve_layers
+from ._model.targets import Target
 from .metrics import rank_correlation
 
 __all__ = [
@@ -40,16 +40,45 @@ __all__ = [
     "reinitialize",
 ]
 
-_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+_NORMS: tuple[type[nn.Module], ...] = (
+    nn.modules.batchnorm._NormBase,  # BatchNorm, InstanceNorm
+    nn.GroupNorm,
+    nn.LayerNorm,  # and its subclasses (torchvision's and timm's LayerNorm2d)
+    nn.LocalResponseNorm,
+    *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),
+)
+
+#: Standard deviation of the parameters that are neither weights, biases nor norms.
+TOKEN_STD = 0.02
+
+
+def _draw(param: torch.Tensor, std: float, generator: torch.Generator) -> None:
+    values = torch.randn(param.shape, generator=generator, dtype=torch.float64) * std
+    param.copy_(values.to(param.dtype))
 
 
 def reinitialize(module: nn.Module, generator: torch.Generator) -> None:
-    """He-initialise every weight of ``module`` and its children, in place.
+    r"""Re-initialise every parameter of ``module`` and its children, in place.
 
-    Weights of convolutions and linear layers: Kaiming normal (fan in, ReLU gain). Biases:
-    zero. Normalisation layers: weight 1, bias 0, running statistics reset. Values are
-    drawn on the CPU from ``generator`` and copied, so a seed gives the same weights on
-    every device.
+    What re-initialising means depends on a parameter's role:
+
+    - **Weights** (parameters named ``weight`` or ``*_weight`` with two or more dimensions:
+      convolutions, linear layers, attention projections): Kaiming normal, fan in, ReLU
+      gain, :math:`\mathcal{N}(0, 2 / \mathrm{fan_{in}})`.
+    - **Biases** (``bias`` or ``*_bias``): zero.
+    - **Normalisation layers** (BatchNorm, InstanceNorm, GroupNorm, LayerNorm and its
+      subclasses, RMSNorm): weight 1, bias 0, running statistics reset: the identity they
+      start as.
+    - **Everything else**: layer scales (ConvNeXt's ``layer_scale``, timm's
+      ``LayerScale.gamma``), class, distillation and register tokens, position embeddings,
+      relative position bias tables: :math:`\mathcal{N}(0, 0.02^2)`, the scale torchvision
+      and timm draw tokens and embeddings from. A layer scale starts small in those models
+      (``1e-6`` to ``1e-5``), so a small random gain keeps each residual branch small, as in
+      a fresh model, while it keeps nothing of the trained value. (Zeroing it would remove
+      the branch altogether; the model would then not be a random model of the same kind.)
+
+    Values are drawn on the CPU in float64 from ``generator`` and copied, so a seed gives
+    the same weights on every device and dtype.
     """
     with torch.no_grad():
         for sub in module.modules():
@@ -63,15 +92,12 @@ def reinitialize(module: nn.Module, generator: torch.Generator) -> None:
                     sub.reset_running_stats()
                 continue
             for name, param in sub.named_parameters(recurse=False):
-                if param.ndim >= 2:
-                    fan_in = param[0].numel()
-                    std = math.sqrt(2.0 / fan_in)
-                    values = (
-                        torch.randn(param.shape, generator=generator, dtype=torch.float64) * std
-                    )
-                    param.copy_(values.to(param.dtype))
-                elif name == "bias" or param.ndim < 2:
+                if name == "bias" or name.endswith("_bias"):
                     param.zero_()
+                elif (name == "weight" or name.endswith("_weight")) and param.ndim >= 2:
+                    _draw(param, math.sqrt(2.0 / param[0].numel()), generator)
+                else:
+                    _draw(param, TOKEN_STD, generator)
 
 
 def _last_linear(model: nn.Module) -> str:
@@ -190,7 +216,7 @@ def cascading_randomization(
     clone = copy.deepcopy(model)
     resolved = resolve_layers(clone, names, argument="blocks")
     reference = explainer(model).explain(x, target)
-    fixed_target = reference.target if reference.target is not None else target
+    fixed_target = reference.classes if reference.classes is not None else target
     maps = [reference.saliency]
     rows = []
     generator = torch.Generator().manual_seed(seed)

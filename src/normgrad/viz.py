@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ._errors import ArgumentTypeError, ShapeError, describe
+from .metrics import points
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -49,9 +50,10 @@ def _image_2d(image: torch.Tensor | Any, argument: str = "image") -> torch.Tenso
 
 
 def pointed(saliency: torch.Tensor) -> tuple[int, int]:
-    """``(x, y)`` of the first maximum of a map, the Pointing Game's point."""
+    """``(x, y)`` of the first maximum of a map, the Pointing Game's point
+    (:func:`normgrad.metrics.points`)."""
     s = _image_2d(saliency, "saliency")
-    y, x = divmod(int(s.flatten().argmax()), s.shape[1])
+    y, x = points(s[None]).tolist()[0]
     return x, y
 
 

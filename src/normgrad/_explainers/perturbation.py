@@ -4,24 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import numpy as np
 import torch
 
-from . import functional as F
-from ._base import Explainer, Explanation, explanation_from_raw
-from ._capture import capture, repeat_target, resolve_classes
-from ._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
-from ._target import Target
+from .._checks import check_input, check_number, check_positive_int
+from .._errors import ArgumentTypeError, ShapeError, describe
+from .._model.capture import capture, predicted_classes
+from .._model.targets import ClassTarget, ResolvedTarget, Target, resolve_target
+from ..functional import quadrature, reduce_channels
+from .base import Explainer, Explanation, build_explanation
 
-_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right")
 
-
-def _check_positive_int(name: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ArgumentTypeError(f"{name}: expected a positive int, got {describe(value)}")
-    if value < 1:
-        raise InvalidArgumentError(f"{name}: expected a positive int, got {value}")
-    return value
+def _fix_target(model: torch.nn.Module, x: torch.Tensor, target: Target) -> ResolvedTarget:
+    """Resolve ``target`` for perturbed copies of ``x``: ``None`` becomes the class predicted
+    for ``x`` itself (one forward pass without a graph), so every copy is explained for the
+    same class. Class indices and score functions are used as they are."""
+    check_input(x)
+    resolved = resolve_target(target)
+    if isinstance(resolved, ClassTarget) and resolved.classes is None:
+        return ClassTarget(predicted_classes(model, x))
+    return resolved
 
 
 def _chunks(total: int, batch: int, per_chunk: int) -> Iterator[tuple[int, int]]:
@@ -67,16 +68,15 @@ class SmoothGrad(Explainer):
             )
         super().__init__(explainer.model)
         self.explainer = explainer
-        self.n_samples = _check_positive_int("n_samples", n_samples)
-        if not isinstance(noise_level, (int, float)) or not noise_level >= 0:
-            raise InvalidArgumentError(f"noise_level: expected a number >= 0, got {noise_level!r}")
-        self.noise_level = float(noise_level)
-        self.batch_size = _check_positive_int("batch_size", batch_size)
+        self.n_samples = check_positive_int(n_samples, "n_samples")
+        self.noise_level = check_number(noise_level, "noise_level", low=0)
+        self.batch_size = check_positive_int(batch_size, "batch_size")
         self.seed = seed
 
     def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
-        target = resolve_classes(self.model, x, target)
+        fixed = _fix_target(self.model, x, target)
         batch = x.shape[0]
+        classes: torch.Tensor | None = None
         flat = x.detach().flatten(1)
         spread = (flat.amax(dim=1) - flat.amin(dim=1)).view(-1, *([1] * (x.ndim - 1)))
         sigma = self.noise_level * spread
@@ -90,42 +90,20 @@ class SmoothGrad(Explainer):
                     for _ in range(start, stop)
                 ]
             )
-            result = self.explainer.explain(noisy, repeat_target(target, stop - start))
+            result = self.explainer.explain(noisy, fixed.repeat(stop - start).argument)
+            if result.classes is not None:
+                classes = result.classes[:batch]
             maps = result.raw if result.raw is not None else result.saliency
             summed = maps.view(stop - start, batch, *maps.shape[1:]).sum(dim=0)
             total = summed if total is None else total + summed
         assert total is not None
-        classes = target if isinstance(target, torch.Tensor) else None
-        return explanation_from_raw(total / self.n_samples, classes)
+        return build_explanation(x.shape[2:], classes, raw=total / self.n_samples)
 
     def __repr__(self) -> str:
         return (
             f"SmoothGrad({self.explainer!r}, n_samples={self.n_samples}, "
             f"noise_level={self.noise_level})"
         )
-
-
-def quadrature(steps: int, method: str = "gausslegendre") -> tuple[list[float], list[float]]:
-    """Points ``alpha`` in ``[0, 1]`` and weights for :math:`\\int_0^1 f(\\alpha) d\\alpha`.
-
-    ``riemann_trapezoid`` weights sum to 1 (``1/(n-1)``, halved at both ends). Captum's
-    trapezoid weights are ``1/n`` (halved at the ends) and sum to ``1 - 1/n``: its result is
-    ``(n - 1) / n`` times this one.
-    """
-    if method not in _METHODS:
-        raise InvalidArgumentError(f"method: expected one of {', '.join(_METHODS)}, got {method!r}")
-    if method == "gausslegendre":
-        nodes, weights = np.polynomial.legendre.leggauss(steps)
-        return (0.5 * (nodes + 1)).tolist(), (0.5 * weights).tolist()
-    if steps < 2 and method == "riemann_trapezoid":
-        raise InvalidArgumentError(f"steps: expected at least 2 for {method}, got {steps}")
-    if method == "riemann_trapezoid":
-        alphas = np.linspace(0, 1, steps)
-        weights = np.full(steps, 1 / (steps - 1))
-        weights[[0, -1]] /= 2
-        return alphas.tolist(), weights.tolist()
-    offset = {"riemann_left": 0.0, "riemann_middle": 0.5, "riemann_right": 1.0}[method]
-    return [(i + offset) / steps for i in range(steps)], [1 / steps] * steps
 
 
 class IntegratedGradients(Explainer):
@@ -135,10 +113,10 @@ class IntegratedGradients(Explainer):
               \frac{\partial s(x' + \alpha (x - x'))}{\partial x} \, d\alpha
 
     with baseline :math:`x'` and the integral approximated by ``steps`` points of
-    :func:`quadrature` (Gauss-Legendre by default, as in Captum). Points are explained
-    ``batch_size`` samples at a time (at least one whole batch), so memory does not grow
-    with ``steps``. ``target=None`` means the class predicted for ``x``. ``attribution``
-    is the signed IG ``(N, C, *spatial)``.
+    :func:`normgrad.functional.quadrature` (Gauss-Legendre by default, as in Captum).
+    Points are explained ``batch_size`` samples at a time (at least one whole batch), so
+    memory does not grow with ``steps``. ``target=None`` means the class predicted for
+    ``x``. ``attribution`` is the signed IG ``(N, C, *spatial)``.
 
     Args:
         model: the classifier.
@@ -158,7 +136,7 @@ class IntegratedGradients(Explainer):
         batch_size: int = 64,
     ) -> None:
         super().__init__(model)
-        self.steps = _check_positive_int("steps", steps)
+        self.steps = check_positive_int(steps, "steps")
         self.alphas, self.weights = quadrature(self.steps, method)
         self.method = method
         if baseline is not None and not isinstance(baseline, (int, float, torch.Tensor)):
@@ -166,7 +144,7 @@ class IntegratedGradients(Explainer):
                 f"baseline: expected None, a number or a tensor, got {describe(baseline)}"
             )
         self.baseline = baseline
-        self.batch_size = _check_positive_int("batch_size", batch_size)
+        self.batch_size = check_positive_int(batch_size, "batch_size")
 
     def _baseline(self, x: torch.Tensor) -> torch.Tensor:
         if self.baseline is None:
@@ -183,25 +161,28 @@ class IntegratedGradients(Explainer):
         return torch.full_like(x, float(self.baseline))
 
     def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
-        target = resolve_classes(self.model, x, target)  # also validates x
+        fixed = _fix_target(self.model, x, target)
         x = x.detach()
         baseline = self._baseline(x)
         delta = x - baseline
         batch = x.shape[0]
         total = torch.zeros_like(x)
+        classes: torch.Tensor | None = None
         for start, stop in _chunks(self.steps, batch, self.batch_size):
             alphas = self.alphas[start:stop]
             points = torch.cat([baseline + a * delta for a in alphas])
             result = capture(
-                self.model, points, [], repeat_target(target, stop - start), input_gradient=True
+                self.model, points, [], fixed.repeat(stop - start), input_gradient=True
             )
             assert result.input_gradient is not None
+            classes = result.classes[:batch] if result.classes is not None else None
             grads = result.input_gradient.view(stop - start, *x.shape)
             weights = torch.tensor(self.weights[start:stop], dtype=x.dtype, device=x.device)
             total += (weights.view(-1, *([1] * x.ndim)) * grads).sum(dim=0)
         attribution = delta * total
-        classes = target if isinstance(target, torch.Tensor) else None
-        return explanation_from_raw(F.reduce_channels(attribution), classes, attribution)
+        return build_explanation(
+            x.shape[2:], classes, raw=reduce_channels(attribution), attribution=attribution
+        )
 
     def __repr__(self) -> str:
         name = type(self.model).__name__

@@ -1,17 +1,14 @@
-"""Everything that touches the model: finding layers, hooks, and putting it back as it was."""
+"""Finding the layers of a model: by dotted name or as modules, with suggestions."""
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Union
 
-import torch
 from torch import nn
-from torch.utils.hooks import RemovableHandle
 
-from ._errors import ArgumentTypeError, LayerError, describe
+from .._errors import ArgumentTypeError, LayerError, describe
 
 LayerSpec = Union[str, nn.Module]
 """A layer given by its dotted name in the model (``"layer4.2"``) or as the module itself."""
@@ -80,45 +77,19 @@ def resolve_layers(
     return resolved
 
 
-@contextlib.contextmanager
-def explaining(model: nn.Module) -> Iterator[None]:
-    """Put ``model`` in eval mode and enable grad; restore every module's flag afterwards.
-
-    Works inside ``torch.no_grad()`` and ``torch.inference_mode()`` blocks of the caller.
-    """
-    flags = [(m, m.training) for m in model.modules()]
-    try:
-        model.eval()
-        with torch.inference_mode(False), torch.enable_grad():
-            yield
-    finally:
-        for module, training in flags:
-            module.training = training
-
-
-class HookSet:
-    """Owns a set of hook handles; removal is idempotent and happens in ``__exit__``."""
-
-    def __init__(self) -> None:
-        self._handles: list[RemovableHandle] = []
-
-    def add(self, handle: RemovableHandle) -> None:
-        self._handles.append(handle)
-
-    def remove(self) -> None:
-        while self._handles:
-            self._handles.pop().remove()
-
-    def __enter__(self) -> HookSet:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.remove()
-
-
 def first_conv(model: nn.Module) -> tuple[str, nn.modules.conv._ConvNd] | None:
     """The name and module of the first convolution registered in ``model``."""
     for name, module in model.named_modules():
         if isinstance(module, nn.modules.conv._ConvNd):
             return name, module
     return None
+
+
+def single_layer(
+    model: nn.Module, layer: LayerSpec, argument: str = "layer"
+) -> tuple[str, nn.Module]:
+    """Resolve exactly one layer (for methods such as Grad-CAM that read one layer)."""
+    layers = resolve_layers(model, layer, argument=argument)
+    if len(layers) != 1:
+        raise LayerError(f"{argument}: expected one layer, got {len(layers)}")
+    return layers[0]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._base import Explainer, Explanation, explanation_from_raw
-from ._capture import check_input
-from ._target import Target, check_target_type
+from .._checks import check_input
+from .._grid import squared_distances
+from .._model.targets import Target, resolve_target
+from .base import Explainer, Explanation, build_explanation
 
 
 class CenterBaseline(Explainer):
@@ -28,18 +29,14 @@ class CenterBaseline(Explainer):
 
     def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
         check_input(x)
-        check_target_type(target)
+        resolve_target(target)  # checked like every explainer's, though unused
         spatial = x.shape[2:]
-        dist2 = torch.zeros(spatial, dtype=torch.float64, device=x.device)
-        for axis, size in enumerate(spatial):
-            coords = torch.arange(size, dtype=torch.float64, device=x.device) - (size - 1) / 2
-            shape = [1] * len(spatial)
-            shape[axis] = size
-            dist2 = dist2 + (coords**2).view(shape)
+        centre = torch.tensor([[(s - 1) / 2 for s in spatial]], dtype=torch.float64)
+        dist2 = squared_distances(centre.to(x.device), spatial)[0]
         peak = dist2.max().clamp_min(1e-12)
         dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
         raw = (1 - dist2 / peak).to(dtype).expand(x.shape[0], 1, *spatial).contiguous()
-        return explanation_from_raw(raw, None)
+        return build_explanation(spatial, None, raw=raw)
 
     def __repr__(self) -> str:
         return "CenterBaseline()"

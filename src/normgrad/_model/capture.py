@@ -1,4 +1,4 @@
-"""One forward and one backward pass: layer activations and the target score's gradients.
+"""The one forward and backward pass: layer activations and the target score's gradients.
 
 This is the only place that registers forward hooks. Gradients come from
 ``torch.autograd.grad(score, captured activations)``: no weight gradient is computed,
@@ -17,55 +17,35 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._errors import ArgumentTypeError, InvalidArgumentError, LayerError, ShapeError, describe
-from ._model import HookSet, explaining, first_conv
-from ._target import Target, check_target_type, target_scores
+from .._checks import check_input
+from .._errors import InvalidArgumentError, LayerError, ShapeError, describe
+from .guided import GuidedReLUs
+from .hooks import HookSet, explaining
+from .layers import first_conv
+from .targets import (
+    ClassTarget,
+    ResolvedTarget,
+    Target,
+    resolve_target,
+    target_classes,
+    target_scores,
+)
 
 
 @dataclass(frozen=True)
 class Capture:
-    """What one explained forward/backward pass produced (all tensors detached)."""
+    """What one explained forward/backward pass produced (tensors detached)."""
 
-    output: Any
-    """The model output."""
-    target: torch.Tensor | None
-    """The class index explained for each sample ``(N,)``, or None for a callable target."""
+    classes: torch.Tensor | None
+    """The class index explained for each sample ``(N,)``, or None for a score target."""
     activations: list[torch.Tensor]
     """One activation ``(N, C, *spatial)`` per requested layer."""
     gradients: list[torch.Tensor]
     """The gradient of the score with respect to each activation."""
     input_gradient: torch.Tensor | None
     """The gradient with respect to the input, when it was asked for."""
-
-
-def check_input(x: object, argument: str = "x") -> torch.Tensor:
-    """Validate the batch to explain: a finite floating tensor (N, C, H, W) or (N, C, D, H, W)."""
-    if not isinstance(x, torch.Tensor):
-        raise ArgumentTypeError(
-            f"{argument}: expected a tensor of shape (N, C, H, W) or (N, C, D, H, W), "
-            f"got {describe(x)}"
-        )
-    if x.ndim not in (4, 5):
-        raise ShapeError(
-            f"{argument}: expected a 4-D image batch (N, C, H, W) or a 5-D volume batch "
-            f"(N, C, D, H, W), got a {x.ndim}-D tensor of shape {tuple(x.shape)}"
-            + ("; add a batch dimension with x.unsqueeze(0)" if x.ndim in (3,) else ""),
-            x.shape,
-        )
-    if not x.is_floating_point():
-        raise ArgumentTypeError(
-            f"{argument}: expected a floating point tensor, got dtype {x.dtype}"
-        )
-    if x.shape[0] == 0 or any(s == 0 for s in x.shape[1:]):
-        raise ShapeError(
-            f"{argument}: expected a non-empty batch, got shape {tuple(x.shape)}", x.shape
-        )
-    if not bool(torch.isfinite(x).all()):
-        bad = int((~torch.isfinite(x)).sum())
-        raise InvalidArgumentError(
-            f"{argument}: expected finite values, got {bad} NaN or infinite value(s)"
-        )
-    return x
+    guided_relus: int = 0
+    """How many ReLU calls were guided (a guided pass only)."""
 
 
 def _forward(model: nn.Module, x: torch.Tensor) -> Any:
@@ -97,10 +77,10 @@ def capture(
     model: nn.Module,
     x: torch.Tensor,
     layers: Sequence[tuple[str, nn.Module]],
-    target: Target = None,
+    target: Target | ResolvedTarget = None,
     *,
     input_gradient: bool = False,
-    backward_context: contextlib.AbstractContextManager[Any] | None = None,
+    guided: bool = False,
 ) -> Capture:
     """Run ``model`` on ``x`` once in eval mode and differentiate the target score once.
 
@@ -108,16 +88,16 @@ def capture(
         model: the classifier.
         x: the batch ``(N, C, *spatial)``.
         layers: ``(name, module)`` pairs whose outputs are captured.
-        target: see :data:`normgrad.Target`.
+        target: see :data:`normgrad.Target` (or a target resolved before).
         input_gradient: also return the gradient with respect to ``x``.
-        backward_context: entered around the forward and backward pass (e.g. hooks that
-            change how gradients flow), exited before returning.
+        guided: run the forward pass with guided ReLUs (Guided Backpropagation); the
+            target callable, if any, runs after it, unguided.
 
     The model is left as it was: hooks removed, training flags restored, no ``param.grad``
     written, also when an error is raised.
     """
     check_input(x)
-    check_target_type(target)
+    resolved = resolve_target(target)
     if not layers and not input_gradient:
         raise InvalidArgumentError("layers: expected at least one layer to capture")
     if x.is_inference():
@@ -149,78 +129,57 @@ def capture(
 
         return hook
 
+    relus = GuidedReLUs() if guided else None
     with explaining(model), HookSet() as hooks:
         for name, module in layers:
             hooks.add(module.register_forward_hook(make_hook(name)))
         x_in = x.detach()
         if input_gradient:
             x_in.requires_grad_(True)
-        with backward_context if backward_context is not None else contextlib.nullcontext():
-            # Only the part of the forward pass after the first captured layer needs a graph:
-            # nothing computed before it can carry gradient to it. Its hook switches grad
-            # mode on; the context restores the mode on exit.
-            with torch.set_grad_enabled(input_gradient):
-                output = _forward(model, x_in)
-            hooks.remove()
-            for name, _ in layers:
-                calls = len(captured[name])
-                if calls != 1:
-                    what = "never ran" if calls == 0 else f"ran {calls} times"
-                    raise LayerError(
-                        f"layers: layer {name!r} {what} in the forward pass of "
-                        f"{type(model).__name__}; expected it to run exactly once"
-                    )
-            scores, classes = target_scores(output, target, batch)
-            inputs = [captured[name][0] for name, _ in layers]
-            if input_gradient:
-                inputs.append(x_in)
-            if not scores.requires_grad:
+        # Only the part of the forward pass after the first captured layer needs a graph:
+        # nothing computed before it can carry gradient to it. Its hook switches grad mode
+        # on; the context restores the mode on exit.
+        with torch.set_grad_enabled(input_gradient), relus or contextlib.nullcontext():
+            output = _forward(model, x_in)
+        hooks.remove()
+        for name, _ in layers:
+            calls = len(captured[name])
+            if calls != 1:
+                what = "never ran" if calls == 0 else f"ran {calls} times"
                 raise LayerError(
-                    "layers: the target score does not depend on any captured layer "
-                    f"({', '.join(name for name, _ in layers) or 'input'})"
+                    f"layers: layer {name!r} {what} in the forward pass of "
+                    f"{type(model).__name__}; expected it to run exactly once"
                 )
-            grads = torch.autograd.grad(scores.sum(), inputs, allow_unused=True)
+        scores, classes = target_scores(output, resolved, batch)
+        inputs = [captured[name][0] for name, _ in layers]
+        if input_gradient:
+            inputs.append(x_in)
+        if not scores.requires_grad:
+            raise LayerError(
+                "layers: the target score does not depend on any captured layer "
+                f"({', '.join(name for name, _ in layers) or 'input'})"
+            )
+        grads = torch.autograd.grad(scores.sum(), inputs, allow_unused=True)
     unused = [name for (name, _), g in zip(layers, grads) if g is None]
     if unused:
         raise LayerError(
             f"layers: the target score does not depend on layer(s) {', '.join(map(repr, unused))}"
         )
-    layer_grads = [g for g in grads[: len(layers)] if g is not None]
     in_grad = grads[-1] if input_gradient else None
     if input_gradient and in_grad is None:
         in_grad = torch.zeros_like(x)
     return Capture(
-        output=output.detach() if isinstance(output, torch.Tensor) else output,
-        target=classes,
+        classes=classes,
         activations=[a.detach() for a in inputs[: len(layers)]],
-        gradients=layer_grads,
+        gradients=[g for g in grads[: len(layers)] if g is not None],
         input_gradient=in_grad,
+        guided_relus=relus.count if relus is not None else 0,
     )
 
 
-def resolve_classes(model: nn.Module, x: torch.Tensor, target: Target) -> Target:
-    """Fix the target of ``x`` before explaining perturbed copies of it.
-
-    Class targets become a tensor ``(N,)`` of class indices, validated against the model's
-    output; ``None`` becomes the class the model predicts for ``x`` itself, so noisy or
-    interpolated inputs are all explained for the same class. This costs one forward pass
-    without gradients. A callable target is returned as it is.
-    """
+def predicted_classes(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The class ``model`` predicts for each sample of ``x``: one forward pass, no graph."""
     check_input(x)
-    check_target_type(target)
-    if callable(target) and not isinstance(target, torch.Tensor):
-        return target
     with explaining(model), torch.no_grad():
         output = _forward(model, x)
-    _, classes = target_scores(output, target, x.shape[0])
-    return classes
-
-
-def repeat_target(target: Target, times: int) -> Target:
-    """The target of ``x`` for ``x`` repeated ``times`` along the batch (``x.repeat``).
-
-    Takes what :func:`resolve_classes` returns: class indices ``(N,)`` or a callable.
-    """
-    if isinstance(target, torch.Tensor) and target.ndim == 1:
-        return target.repeat(times)
-    return target
+    return target_classes(output, ClassTarget(), x.shape[0])

@@ -2,78 +2,25 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from ._base import Explainer
-from ._center import CenterBaseline
-from ._errors import ArgumentTypeError, InvalidArgumentError, describe
-from ._model import check_model
-from ._normgrad import NormGrad, explain_shared
-from .metrics import PointingGame, Targets, random_point_hit_rate, smooth
+from .._checks import check_confidence, check_kernel_size, check_number, check_spacing
+from .._errors import ArgumentTypeError, InvalidArgumentError, describe
+from .._explainers.base import Explainer
+from .._explainers.center import CenterBaseline
+from .._explainers.normgrad import NormGrad, explain_shared
+from .._model.layers import check_model
+from ..metrics import PointingGame, Regions, prepare_regions, random_point_hit_rate, smooth
+from .result import EvaluationResult, MethodScore
 
 CENTRE = "centre baseline"
 RANDOM = "random baseline"
-
-
-@dataclass(frozen=True)
-class MethodScore:
-    """One row of an evaluation table."""
-
-    method: str
-    accuracy: float
-    low: float
-    high: float
-    hits: float
-    total: int
-
-
-@dataclass(frozen=True)
-class EvaluationResult:
-    """Pointing Game accuracy per method, with Wilson intervals and the two baselines.
-
-    The random baseline is an exact expectation (the mean over images of the probability
-    that a uniformly random point hits), so it has no interval and fractional hits.
-    """
-
-    rows: list[MethodScore]
-    tolerance: float
-    confidence: float
-
-    def __getitem__(self, method: str) -> MethodScore:
-        for row in self.rows:
-            if row.method == method:
-                return row
-        raise KeyError(f"no method {method!r} (have: {', '.join(r.method for r in self.rows)})")
-
-    def to_markdown(self) -> str:
-        ci = f"{self.confidence:.0%} CI"
-        lines = [f"| method | accuracy | {ci} | hits / images |", "| --- | --- | --- | --- |"]
-        for r in self.rows:
-            interval = "—" if math.isnan(r.low) else f"[{r.low:.3f}, {r.high:.3f}]"
-            hits = f"{r.hits:.1f}" if r.hits != int(r.hits) else f"{int(r.hits)}"
-            lines.append(f"| {r.method} | {r.accuracy:.3f} | {interval} | {hits} / {r.total} |")
-        return "\n".join(lines)
-
-    def to_csv(self) -> str:
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["method", "accuracy", "ci_low", "ci_high", "hits", "images", "tolerance"])
-        for r in self.rows:
-            writer.writerow([r.method, r.accuracy, r.low, r.high, r.hits, r.total, self.tolerance])
-        return out.getvalue()
-
-    def __str__(self) -> str:
-        return self.to_markdown()
 
 
 class _Progress:
@@ -101,21 +48,15 @@ def _device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _targets_to(targets: Targets, device: torch.device) -> Targets:
-    if isinstance(targets, torch.Tensor):
-        return targets.to(device)
-    return [torch.as_tensor(t, device=device) for t in targets]
-
-
 def evaluate(
     model: nn.Module,
     explainers: Mapping[str, Explainer],
-    data: Iterable[tuple[torch.Tensor, Any, Targets]],
+    data: Iterable[tuple[torch.Tensor, Any, Regions]],
     *,
     tolerance: float = 15,
     spacing: Sequence[float] | None = None,
-    smoothing: float | None = None,
-    kernel_size: int = 11,
+    smoothing_sigma: float | None = None,
+    smoothing_kernel_size: int = 11,
     baselines: bool = True,
     confidence: float = 0.95,
     progress: bool = True,
@@ -128,23 +69,33 @@ def evaluate(
     Args:
         model: the classifier; batches are moved to its device.
         explainers: name -> explainer.
-        data: an iterable of ``(images, labels, targets)``: images ``(N, C, H, W)``; labels
+        data: an iterable of ``(images, labels, regions)``: images ``(N, C, H, W)``; labels
             the class to explain per sample (an int tensor ``(N,)``), or ``None`` for the
-            predicted class; targets the regions, boolean masks or per-sample boxes as in
-            :func:`normgrad.metrics.pointing_game`. Images without a region are not counted.
+            predicted class; regions the objects to point at, boolean masks or per-sample
+            boxes as in :func:`normgrad.metrics.pointing_game`. Images without a region are
+            not counted.
         tolerance: Pointing Game radius in pixels (or in ``spacing`` units).
         spacing: pixel size per array dimension, for anisotropic images.
-        smoothing: if given, also score every method after Gaussian smoothing with this
-            sigma (rows named ``"<method> (smoothed)"``), as in the paper's Table 2.
-        kernel_size: size of the smoothing kernel.
+        smoothing_sigma: if given, also score every method after Gaussian smoothing of its
+            maps with this standard deviation in pixels (rows named
+            ``"<method> (smoothed)"``), as in the paper's Table 2.
+        smoothing_kernel_size: number of taps of the smoothing Gaussian (odd).
         baselines: add the centre baseline and the exact random-point baseline.
         confidence: level of the Wilson intervals.
         progress: print progress to stderr.
+
+    Every argument is checked before the first batch is explained.
 
     Returns:
         :class:`EvaluationResult`; ``print(result)`` shows a Markdown table.
     """
     check_model(model)
+    check_number(tolerance, "tolerance", low=0)
+    check_spacing(spacing)
+    check_confidence(confidence)
+    if smoothing_sigma is not None:
+        check_number(smoothing_sigma, "smoothing_sigma", low=0, open_low=True)
+    check_kernel_size(smoothing_kernel_size, "smoothing_kernel_size")
     if not isinstance(explainers, Mapping) or not explainers:
         raise ArgumentTypeError(
             f"explainers: expected a non-empty dict name -> explainer, got {describe(explainers)}"
@@ -171,7 +122,7 @@ def evaluate(
         return games[name]
 
     order = list(explainers)
-    if smoothing is not None:
+    if smoothing_sigma is not None:
         order += [f"{n} (smoothed)" for n in explainers]
     if baselines:
         order.append(CENTRE)
@@ -182,13 +133,14 @@ def evaluate(
     try:
         for step, batch in enumerate(data, start=1):
             try:
-                x, labels, targets = batch
+                x, labels, batch_regions = batch
             except (TypeError, ValueError):
                 raise InvalidArgumentError(
-                    f"data: expected batches of (images, labels, targets), got {describe(batch)}"
+                    f"data: expected batches of (images, labels, regions), got {describe(batch)}"
                 ) from None
             x = x.to(device)
-            targets = _targets_to(targets, device)
+            # checked and converted once, then scored by every method
+            regions = prepare_regions(batch_regions, (x.shape[0], *x.shape[2:]), device)
             target = labels.to(device) if isinstance(labels, torch.Tensor) else labels
             maps: dict[str, torch.Tensor] = {}
             if shared:
@@ -197,14 +149,13 @@ def evaluate(
             for name in alone:
                 maps[name] = explainers[name](x, target)
             for name, saliency in maps.items():
-                game(name).update(saliency, targets)
-                if smoothing is not None:
-                    game(f"{name} (smoothed)").update(
-                        smooth(saliency, smoothing, kernel_size), targets
-                    )
+                game(name).update(saliency, regions)
+                if smoothing_sigma is not None:
+                    smoothed = smooth(saliency, smoothing_sigma, smoothing_kernel_size)
+                    game(f"{name} (smoothed)").update(smoothed, regions)
             if baselines:
-                game(CENTRE).update(CenterBaseline()(x), targets)
-                rates = random_point_hit_rate(targets, x.shape[2:], tolerance, spacing)
+                game(CENTRE).update(CenterBaseline()(x), regions)
+                rates = random_point_hit_rate(regions, x.shape[2:], tolerance, spacing)
                 counted = ~torch.isnan(rates)
                 random_sum += float(rates[counted].sum())
                 random_count += int(counted.sum())

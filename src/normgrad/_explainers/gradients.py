@@ -6,11 +6,10 @@ import warnings
 
 import torch
 
-from . import functional as F
-from ._base import Explainer, Explanation, explanation_from_raw
-from ._capture import capture
-from ._guided import GuidedReLUs
-from ._target import Target
+from .._model.capture import Capture, capture
+from .._model.targets import ResolvedTarget, Target
+from ..functional import reduce_channels
+from .base import Explainer, Explanation, build_explanation
 
 
 class Gradient(Explainer):
@@ -26,16 +25,20 @@ class Gradient(Explainer):
         torch.Size([2, 1, 32, 32])
     """
 
-    def _input_gradient(
-        self, x: torch.Tensor, target: Target
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        result = capture(self.model, x, [], target, input_gradient=True)
-        assert result.input_gradient is not None
-        return result.input_gradient, result.target
+    def _pass(self, x: torch.Tensor, target: Target | ResolvedTarget) -> Capture:
+        return capture(self.model, x, [], target, input_gradient=True)
+
+    def _attribution(self, x: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+        """The signed attribution ``(N, C, *spatial)`` made of the input and its gradient."""
+        return gradient
 
     def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
-        grad, classes = self._input_gradient(x, target)
-        return explanation_from_raw(F.reduce_channels(grad), classes, grad)
+        result = self._pass(x, target)
+        assert result.input_gradient is not None
+        attribution = self._attribution(x, result.input_gradient)
+        return build_explanation(
+            x.shape[2:], result.classes, raw=reduce_channels(attribution), attribution=attribution
+        )
 
 
 class InputXGradient(Gradient):
@@ -44,10 +47,8 @@ class InputXGradient(Gradient):
     ``attribution`` is the signed product ``x ⊙ ∂s/∂x`` ``(N, C, *spatial)``.
     """
 
-    def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
-        grad, classes = self._input_gradient(x, target)
-        attribution = x.detach() * grad
-        return explanation_from_raw(F.reduce_channels(attribution), classes, attribution)
+    def _attribution(self, x: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+        return x.detach() * gradient
 
 
 class GuidedBackprop(Gradient):
@@ -65,16 +66,12 @@ class GuidedBackprop(Gradient):
     with a warning.
     """
 
-    def _input_gradient(
-        self, x: torch.Tensor, target: Target
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        guided = GuidedReLUs()
-        result = capture(self.model, x, [], target, input_gradient=True, backward_context=guided)
-        if guided.count == 0:
+    def _pass(self, x: torch.Tensor, target: Target | ResolvedTarget) -> Capture:
+        result = capture(self.model, x, [], target, input_gradient=True, guided=True)
+        if result.guided_relus == 0:
             warnings.warn(
                 f"GuidedBackprop: no ReLU ran in the forward pass of {type(self.model).__name__}; "
                 "the result is the plain gradient (other activations are not guided)",
                 stacklevel=3,
             )
-        assert result.input_gradient is not None
-        return result.input_gradient, result.target
+        return result

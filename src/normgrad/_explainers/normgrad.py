@@ -7,12 +7,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from . import functional as F
-from ._base import Explainer, Explanation
-from ._capture import capture
-from ._errors import ArgumentTypeError, InvalidArgumentError, describe
-from ._model import Layers, resolve_layers
-from ._target import Target
+from .._checks import check_input
+from .._errors import ArgumentTypeError, InvalidArgumentError, describe
+from .._model.capture import capture
+from .._model.layers import Layers, resolve_layers
+from .._model.targets import Target
+from ..functional import VIL, normgrad_map, parse_vil
+from .base import Explainer, Explanation, build_explanation
 
 
 class NormGrad(Explainer):
@@ -61,7 +62,7 @@ class NormGrad(Explainer):
     def __init__(self, model: nn.Module, layers: Layers, vil: str = "conv3x3") -> None:
         super().__init__(model)
         self.layers = resolve_layers(self.model, layers)
-        self.vil = F.parse_vil(vil)
+        self.vil = parse_vil(vil)
 
     @property
     def layer_names(self) -> list[str]:
@@ -77,32 +78,12 @@ class NormGrad(Explainer):
             at each layer's resolution) and, for a single layer, ``raw`` (upsampled,
             unnormalised).
         """
-        result = capture(self.model, x, self.layers, target)
-        raw_maps = [
-            F.normgrad_map(a, g, self.vil) for a, g in zip(result.activations, result.gradients)
-        ]
-        return explanation_from_raw_maps(self.layer_names, raw_maps, x, result.target)
+        return explain_shared([self], x, target)[0]
 
     def __repr__(self) -> str:
         names = self.layer_names
         shown = names[0] if len(names) == 1 else names
         return f"NormGrad({type(self.model).__name__}, layers={shown!r}, vil={self.vil.name!r})"
-
-
-def explanation_from_raw_maps(
-    names: list[str], raw_maps: list[torch.Tensor], x: torch.Tensor, target: torch.Tensor | None
-) -> Explanation:
-    """Normalise, upsample and fuse raw per-layer maps into an :class:`Explanation`."""
-    size = x.shape[2:]
-    saliency, layer_maps, _ = F.layer_maps_to_saliency(raw_maps, size)
-    raw = F.upsample(raw_maps[0], size) if len(raw_maps) == 1 else None
-    return Explanation(
-        saliency=saliency,
-        raw=raw,
-        target=target,
-        layer_maps=dict(zip(names, layer_maps)),
-        raw_layer_maps=dict(zip(names, raw_maps)),
-    )
 
 
 def explain_shared(
@@ -130,19 +111,20 @@ def explain_shared(
             raise ArgumentTypeError(f"explainers: expected NormGrad explainers, got {describe(e)}")
         if e.model is not model:
             raise InvalidArgumentError("explainers: expected explainers of one and the same model")
+    check_input(x)
     union: dict[str, nn.Module] = {}
     for e in explainers:
+        e.vil.check_dims(x.ndim - 2, "x", x.shape)  # before spending the pass
         for name, module in e.layers:
             union.setdefault(name, module)
     result = capture(model, x, list(union.items()), target)
     captured = dict(zip(union, zip(result.activations, result.gradients)))
-    cache: dict[tuple[str, F.VIL], torch.Tensor] = {}
+    cache: dict[tuple[str, VIL], torch.Tensor] = {}
     explanations = []
     for e in explainers:
-        raw_maps = []
         for name in e.layer_names:
             if (name, e.vil) not in cache:
-                cache[name, e.vil] = F.normgrad_map(*captured[name], e.vil)
-            raw_maps.append(cache[name, e.vil])
-        explanations.append(explanation_from_raw_maps(e.layer_names, raw_maps, x, result.target))
+                cache[name, e.vil] = normgrad_map(*captured[name], e.vil)
+        layers = {name: cache[name, e.vil] for name in e.layer_names}
+        explanations.append(build_explanation(x.shape[2:], result.classes, layers=layers))
     return explanations

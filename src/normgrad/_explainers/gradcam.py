@@ -5,20 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import functional as F
-from ._base import Explainer, Explanation, explanation_from_raw
-from ._capture import capture
-from ._errors import LayerError
-from ._gradients import GuidedBackprop
-from ._model import LayerSpec, resolve_layers
-from ._target import Target
-
-
-def _single_layer(model: nn.Module, layer: LayerSpec) -> tuple[str, nn.Module]:
-    layers = resolve_layers(model, layer, argument="layer")
-    if len(layers) != 1:
-        raise LayerError(f"layer: expected one layer, got {len(layers)}")
-    return layers[0]
+from .._model.capture import capture
+from .._model.layers import LayerSpec, single_layer
+from .._model.targets import ResolvedTarget, Target, resolve_target
+from ..functional import grad_cam_map, reduce_channels
+from .base import Explainer, Explanation, build_explanation
+from .gradients import GuidedBackprop
 
 
 class GradCAM(Explainer):
@@ -28,10 +20,10 @@ class GradCAM(Explainer):
 
     ``A`` is the output of ``layer`` (the paper uses the last convolutional block,
     ``layer4.2`` of a ResNet-50, ``features.8.2`` of an EfficientNet-B0), ``s`` the target's
-    raw logit. The map is computed at the layer's resolution, upsampled bilinearly
-    (``align_corners=False``) to the input, then min-max normalised. ``raw`` is the
-    upsampled map before normalisation and ``attribution`` the signed map before the ReLU,
-    at the layer's resolution.
+    raw logit. The map is computed at the layer's resolution (``raw_layer_maps[layer]``),
+    upsampled bilinearly (``align_corners=False``) to the input (``raw``), then min-max
+    normalised (``saliency``, also ``layer_maps[layer]``). The signed map before the ReLU
+    is :func:`normgrad.functional.grad_cam_map` of the layer's activation and gradient.
 
     The residual addition of a ResNet block is part of the block's output, so hooking
     ``layer4.2`` sees it (the public reference code hooked before it).
@@ -45,18 +37,15 @@ class GradCAM(Explainer):
 
     def __init__(self, model: nn.Module, layer: LayerSpec) -> None:
         super().__init__(model)
-        self.layer = _single_layer(self.model, layer)
-
-    def _cam(
-        self, x: torch.Tensor, target: Target
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        result = capture(self.model, x, [self.layer], target)
-        signed = F.grad_cam_map(result.activations[0], result.gradients[0])
-        return F.upsample(signed.clamp_min(0), x.shape[2:]), signed, result.target
+        self.layer = single_layer(self.model, layer)
 
     def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
-        cam, signed, classes = self._cam(x, target)
-        return explanation_from_raw(cam, classes, signed)
+        return self._explain(x, target)
+
+    def _explain(self, x: torch.Tensor, target: Target | ResolvedTarget) -> Explanation:
+        result = capture(self.model, x, [self.layer], target)
+        cam = grad_cam_map(result.activations[0], result.gradients[0]).clamp_min(0)
+        return build_explanation(x.shape[2:], result.classes, layers={self.layer[0]: cam})
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({type(self.model).__name__}, layer={self.layer[0]!r})"
@@ -68,15 +57,24 @@ class GuidedGradCAM(GradCAM):
     The Grad-CAM map (ReLU, bilinear upsampling, not normalised) times the Guided
     Backpropagation gradient, then the channel reduction. Two passes: Grad-CAM needs the
     plain gradient at ``layer``, Guided Backpropagation the guided one at the input.
-    ``attribution`` is the signed product ``(N, C, *spatial)``.
+    ``attribution`` is the signed product ``(N, C, *spatial)``; ``layer_maps`` and
+    ``raw_layer_maps`` hold the Grad-CAM map of ``layer``.
 
     Captum's ``GuidedGradCam`` upsamples with ``nearest`` by default; normgrad uses bilinear
     upsampling, like its Grad-CAM (Captum agrees with ``interpolate_mode="bilinear"``).
     """
 
     def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
-        cam, _, classes = self._cam(x, target)
-        guided = GuidedBackprop(self.model).explain(x, classes if classes is not None else target)
-        assert guided.attribution is not None
-        attribution = guided.attribution * cam
-        return explanation_from_raw(F.reduce_channels(attribution), classes, attribution)
+        resolved = resolve_target(target)
+        cam = self._explain(x, resolved)
+        # the guided pass explains the classes the Grad-CAM pass chose
+        guided = GuidedBackprop(self.model)._pass(x, resolved.fixed(cam.classes))
+        assert guided.input_gradient is not None and cam.raw is not None
+        attribution = guided.input_gradient * cam.raw
+        return build_explanation(
+            x.shape[2:],
+            cam.classes,
+            raw=reduce_channels(attribution),
+            layers=cam.raw_layer_maps,
+            attribution=attribution,
+        )

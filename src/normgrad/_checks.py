@@ -1,0 +1,117 @@
+"""Argument checks shared by every part of normgrad: one rule per kind of argument.
+
+Each check returns the validated value, or raises a :class:`~normgrad.NormGradError` whose
+message names the argument, what was expected and what arrived.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from ._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
+
+
+def check_input(x: object, argument: str = "x") -> torch.Tensor:
+    """Validate a batch to explain: a finite floating tensor (N, C, H, W) or (N, C, D, H, W)."""
+    if not isinstance(x, torch.Tensor):
+        raise ArgumentTypeError(
+            f"{argument}: expected a tensor of shape (N, C, H, W) or (N, C, D, H, W), "
+            f"got {describe(x)}"
+        )
+    if x.ndim not in (4, 5):
+        raise ShapeError(
+            f"{argument}: expected a 4-D image batch (N, C, H, W) or a 5-D volume batch "
+            f"(N, C, D, H, W), got a {x.ndim}-D tensor of shape {tuple(x.shape)}"
+            + ("; add a batch dimension with x.unsqueeze(0)" if x.ndim == 3 else ""),
+            x.shape,
+        )
+    if not x.is_floating_point():
+        raise ArgumentTypeError(
+            f"{argument}: expected a floating point tensor, got dtype {x.dtype}"
+        )
+    if any(s == 0 for s in x.shape):
+        raise ShapeError(
+            f"{argument}: expected a non-empty batch, got shape {tuple(x.shape)}", x.shape
+        )
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise InvalidArgumentError(
+            f"{argument}: expected finite values, got {bad} NaN or infinite value(s)"
+        )
+    return x
+
+
+def check_positive_int(value: object, argument: str, *, odd: bool = False) -> int:
+    """An int (not a bool) ``>= 1``, odd when ``odd`` is set."""
+    what = "an odd positive int" if odd else "a positive int"
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ArgumentTypeError(f"{argument}: expected {what}, got {describe(value)}")
+    if value < 1 or (odd and value % 2 == 0):
+        raise InvalidArgumentError(f"{argument}: expected {what}, got {value}")
+    return value
+
+
+def check_kernel_size(value: object, argument: str = "kernel_size") -> int:
+    """An odd positive int: the width of a window centred on its position."""
+    return check_positive_int(value, argument, odd=True)
+
+
+def check_number(
+    value: object,
+    argument: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> float:
+    """A finite real number (not a bool) ``>= low`` (``> low`` when ``open_low``) and
+    ``<= high`` (``< high`` when ``open_high``); a bound left out is not checked."""
+    if low is not None and high is not None:
+        what = f"a number in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+    elif low is not None:
+        what = f"a finite number {'>' if open_low else '>='} {low:g}"
+    elif high is not None:
+        what = f"a finite number {'<' if open_high else '<='} {high:g}"
+    else:
+        what = "a finite number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ArgumentTypeError(f"{argument}: expected {what}, got {describe(value)}")
+    number = float(value)
+    inside = math.isfinite(number)
+    if low is not None:
+        inside = inside and (number > low if open_low else number >= low)
+    if high is not None:
+        inside = inside and (number < high if open_high else number <= high)
+    if not inside:
+        raise InvalidArgumentError(f"{argument}: expected {what}, got {value}")
+    return number
+
+
+def check_spacing(spacing: Sequence[float] | None, ndim: int | None = None) -> list[float] | None:
+    """Positive finite voxel sizes in array order, ``ndim`` of them when ``ndim`` is known."""
+    if spacing is None:
+        return None
+    layout = {2: "(H, W)", 3: "(D, H, W)"}.get(ndim or 0, "array order")
+    try:
+        values = [float(s) for s in spacing]
+    except (TypeError, ValueError):
+        raise ArgumentTypeError(
+            f"spacing: expected a sequence of positive voxel sizes in {layout}, "
+            f"got {describe(spacing)}"
+        ) from None
+    wrong_length = ndim is not None and len(values) != ndim
+    if wrong_length or not values or any(not (s > 0 and math.isfinite(s)) for s in values):
+        count = f"{ndim} " if ndim is not None else ""
+        raise InvalidArgumentError(
+            f"spacing: expected {count}positive voxel sizes in {layout}, got {tuple(spacing)}"
+        )
+    return values
+
+
+def check_confidence(value: object, argument: str = "confidence") -> float:
+    """A confidence level of an interval: a number in (0, 1)."""
+    return check_number(value, argument, low=0, high=1, open_low=True, open_high=True)

@@ -1,0 +1,54 @@
+r"""Metrics that judge saliency maps: Pointing Game, Difference of Means, smoothing, baselines.
+
+All functions work on batches, run on the saliency's device, and accept 2-D maps
+``(N, 1, H, W)`` / ``(N, H, W)`` and 3-D maps ``(N, 1, D, H, W)`` / ``(N, D, H, W)``. A 4-D
+tensor whose second dimension is 1 is read as ``(N, 1, H, W)``: pass volumes of depth 1 as
+``(N, 1, 1, H, W)``.
+
+Pointing Game (Zhang et al., 2016, with TorchRay's benchmark semantics): the point is the
+first maximum of the map in row-major (C) order; it is a hit when a region's pixel lies
+*strictly* inside the disk (ball) of radius ``tolerance`` around it,
+:math:`\sum_i ((p_i - t_i) s_i)^2 < \tau^2` with voxel spacing :math:`s` (1 by default).
+
+One module per idea: reading maps and their first maximum (``_maps``), regions
+(``_regions``), the Pointing Game (``_pointing``), its random-point baseline
+(``_random_point``), smoothing (``_smoothing``), rank correlation (``_correlation``) and
+statistics over runs (``_statistics``); everything is imported from ``normgrad.metrics``.
+
+Example:
+    >>> import torch
+    >>> from normgrad import metrics
+    >>> saliency = torch.zeros(2, 1, 50, 50)
+    >>> saliency[0, 0, 10, 10] = 1    # points at x=10, y=10
+    >>> saliency[1, 0, 40, 40] = 1
+    >>> boxes = [torch.tensor([[20, 5, 30, 15]]), torch.tensor([[0, 0, 5, 5]])]
+    >>> metrics.pointing_game(saliency, boxes, tolerance=15)
+    tensor([1., 0.])
+"""
+
+from __future__ import annotations
+
+from ._correlation import rank_correlation
+from ._maps import points
+from ._pointing import PointingGame, PointingGameResult, pointing_game
+from ._random_point import random_point_hit_rate
+from ._regions import PreparedRegions, Regions, prepare_regions
+from ._smoothing import gaussian_kernel, smooth
+from ._statistics import DoMResult, dom, wilson_interval
+
+__all__ = [
+    "DoMResult",
+    "PointingGame",
+    "PointingGameResult",
+    "PreparedRegions",
+    "Regions",
+    "dom",
+    "gaussian_kernel",
+    "pointing_game",
+    "points",
+    "prepare_regions",
+    "random_point_hit_rate",
+    "rank_correlation",
+    "smooth",
+    "wilson_interval",
+]

@@ -1,0 +1,166 @@
+"""The Pointing Game: is the maximum of a map on (or near) a region?"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .._checks import check_confidence, check_number, check_spacing
+from .._grid import squared_distances
+from ._maps import as_maps, first_maxima
+from ._regions import PreparedRegions, Regions, prepare_regions
+from ._statistics import wilson_interval
+
+# Elements per chunk when masks are compared with distance grids.
+_CHUNK_ELEMENTS = 1 << 24
+
+
+def check_tolerance(tolerance: object) -> float:
+    """The Pointing Game's radius: a finite number >= 0."""
+    return check_number(tolerance, "tolerance", low=0)
+
+
+def spacing_tensor(
+    spacing: Sequence[float] | None, ndim: int, device: torch.device
+) -> torch.Tensor:
+    """Voxel sizes ``(ndim,)`` in float64 (ones when ``spacing`` is None), checked."""
+    values = check_spacing(spacing, ndim)
+    return torch.tensor(values or [1.0] * ndim, dtype=torch.float64, device=device)
+
+
+def _hits_from_boxes(
+    points: torch.Tensor, regions: PreparedRegions, tolerance: float, spacing: torch.Tensor
+) -> torch.Tensor:
+    owner, lo, hi = regions.owner, regions.low, regions.high
+    p = points[owner].to(torch.float64)
+    # the box pixel nearest to an integer point is the point clamped to the box
+    nearest = torch.maximum(torch.minimum(p, hi), lo)
+    dist2 = (((p - nearest) * spacing) ** 2).sum(dim=1)
+    hit_box = regions.valid & (dist2 < tolerance**2)
+    hits = torch.zeros(points.shape[0], dtype=torch.long, device=points.device)
+    return hits.index_add_(0, owner, hit_box.long()) > 0
+
+
+def _hits_from_masks(
+    points: torch.Tensor, masks: torch.Tensor, tolerance: float, spacing: torch.Tensor
+) -> torch.Tensor:
+    n, *spatial = masks.shape
+    chunk = max(1, _CHUNK_ELEMENTS // max(1, masks[0].numel()))
+    hits = []
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        dist2 = squared_distances(points[start:stop], spatial, spacing)
+        inside = (dist2 < tolerance**2) & masks[start:stop]
+        hits.append(inside.flatten(1).any(dim=1))
+    return torch.cat(hits)
+
+
+def pointing_game(
+    saliency: torch.Tensor,
+    regions: Regions,
+    tolerance: float = 15,
+    spacing: Sequence[float] | None = None,
+) -> torch.Tensor:
+    """Pointing Game hit or miss for each map.
+
+    Args:
+        saliency: maps ``(N, 1, *spatial)`` or ``(N, *spatial)``, 2-D or 3-D, without NaN.
+        regions: boolean masks ``(N, *spatial)``, or a sequence of N box tensors ``(K_i, 4)``
+            ``(xmin, ymin, xmax, ymax)`` in pixels, inclusive (``(K_i, 6)`` with z for
+            volumes), or :class:`PreparedRegions`. Boxes are clipped to the image; a box of
+            zero width still covers its row or column of pixels; a box wholly outside the
+            image covers nothing.
+        tolerance: radius of the disk around the point, in pixels (or in the units of
+            ``spacing``). A region exactly ``tolerance`` away is a miss.
+        spacing: size of a pixel (voxel) along each array dimension, e.g. millimetres.
+
+    Returns:
+        float32 tensor ``(N,)`` on the saliency's device: 1.0 for a hit, 0.0 for a miss, NaN
+        where the sample has no region.
+    """
+    maps = as_maps(saliency)
+    tol = check_tolerance(tolerance)
+    space = spacing_tensor(spacing, maps.ndim - 1, maps.device)
+    prepared = prepare_regions(regions, maps.shape, maps.device)
+    points = first_maxima(maps)
+    if prepared.masks is not None:
+        hit = _hits_from_masks(points, prepared.masks, tol, space)
+    else:
+        hit = _hits_from_boxes(points, prepared, tol, space)
+    result = hit.to(torch.float32)
+    return torch.where(prepared.present(), result, torch.full_like(result, float("nan")))
+
+
+@dataclass(frozen=True)
+class PointingGameResult:
+    """Pointing Game accuracy over the counted samples, with a Wilson interval."""
+
+    accuracy: float
+    hits: int
+    total: int
+    skipped: int
+    """Samples without a target region, not counted."""
+    low: float
+    high: float
+    confidence: float
+
+    def __str__(self) -> str:
+        return (
+            f"{self.accuracy:.3f} [{self.low:.3f}, {self.high:.3f}] "
+            f"({self.hits}/{self.total}, {self.confidence:.0%} Wilson)"
+        )
+
+
+class PointingGame:
+    """Accumulates Pointing Game hits over batches: ``update``, ``compute``, ``reset``.
+
+    Example:
+        >>> import torch
+        >>> from normgrad.metrics import PointingGame
+        >>> game = PointingGame(tolerance=2)
+        >>> maps = torch.zeros(3, 1, 8, 8); maps[:, 0, 4, 4] = 1
+        >>> masks = torch.zeros(3, 8, 8, dtype=torch.bool)
+        >>> masks[0, 5, 5] = True; masks[1, 0, 0] = True
+        >>> game.update(maps, masks)
+        tensor([1., 0., nan])
+        >>> game.compute().accuracy
+        0.5
+    """
+
+    def __init__(
+        self,
+        tolerance: float = 15,
+        spacing: Sequence[float] | None = None,
+        confidence: float = 0.95,
+    ) -> None:
+        self.tolerance = check_tolerance(tolerance)
+        self.spacing = check_spacing(spacing)
+        self.confidence = check_confidence(confidence)
+        self.reset()
+
+    def reset(self) -> None:
+        self.hits = 0
+        self.total = 0
+        self.skipped = 0
+
+    def update(self, saliency: torch.Tensor, regions: Regions) -> torch.Tensor:
+        """Score a batch and add it; returns its per-sample results (1, 0 or NaN)."""
+        results = pointing_game(saliency, regions, self.tolerance, self.spacing)
+        self.add(results)
+        return results
+
+    def add(self, results: torch.Tensor) -> None:
+        """Add per-sample results computed elsewhere (1, 0 or NaN)."""
+        counted = ~torch.isnan(results)
+        self.hits += int(results[counted].sum().item())
+        self.total += int(counted.sum().item())
+        self.skipped += int((~counted).sum().item())
+
+    def compute(self) -> PointingGameResult:
+        accuracy = self.hits / self.total if self.total else float("nan")
+        low, high = wilson_interval(self.hits, self.total, self.confidence)
+        return PointingGameResult(
+            accuracy, self.hits, self.total, self.skipped, low, high, self.confidence
+        )
