@@ -230,11 +230,24 @@ def measure(
             explainers_for(model, arch),
             data,
             tolerance=config.pointing_tolerance,
-            smoothing=1.0 if condition == "trained" else None,
+            smoothing_sigma=1.0 if condition == "trained" else None,
             baselines=condition == "trained",
             progress=False,
         )
     return {row.method: row.accuracy for row in result.rows}
+
+
+def add_title(fig: Any, text: str, fontsize: float = 9, margin: float = 0.05) -> None:
+    """Put a title above a laid-out figure without covering the panels' titles.
+
+    The figure grows by the title's height, the title hangs ``margin`` inches below the top
+    edge (a fixed distance, not a fraction of the height, so it holds for any number of
+    rows), and tight_layout, which measures the title, lays the panels out again below it.
+    """
+    height = fig.get_figheight()
+    fig.set_figheight(height + (fontsize * 1.5 / 72 + margin))
+    fig.suptitle(text, fontsize=fontsize, y=1 - margin / fig.get_figheight(), va="top")
+    fig.tight_layout()
 
 
 def save_figures(
@@ -261,9 +274,7 @@ def save_figures(
         with quiet_guided_backprop():
             maps = {name: e(x, 1)[0] for name, e in explainers.items()}
         fig = viz.compare(x[0], maps, boxes[k], columns=6)
-        fig.suptitle(
-            f"{arch}, seed {seed}: + marks each map's maximum, green boxes the objects", fontsize=9
-        )
+        add_title(fig, f"{arch}, seed {seed}: + marks each map's maximum, green boxes the objects")
         path = figures / f"{arch}_seed{seed}_example{k}.png"
         fig.savefig(path, dpi=80, bbox_inches="tight")
         plt.close(fig)
