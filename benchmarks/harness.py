@@ -1,0 +1,68 @@
+"""Timing harness: single calls timed with ``torch.utils.benchmark.Timer``, interleaved.
+
+Each group of functions is timed round by round, every function once per round in a fresh
+random order, and summarised by its median and interquartile range.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.benchmark import Timer
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def summary(times: Sequence[float]) -> dict[str, float]:
+    """Median, interquartile range (seconds) and number of runs of a list of times."""
+    q1, median, q3 = np.quantile(times, [0.25, 0.5, 0.75])
+    return {"median_s": float(median), "iqr_s": float(q3 - q1), "runs": len(times)}
+
+
+def measure_group(
+    fns: dict[str, Callable[[], Any]], device: torch.device, min_run_time: float, min_rounds: int
+) -> dict[str, dict[str, float]]:
+    """Median and interquartile range (seconds) of each function, timed interleaved.
+
+    Each round calls every function once, in a fresh random order, so that slow drifts of a
+    shared machine (frequency scaling, other processes) and the after-effects of one call on
+    the next (allocator, caches) hit all of them alike and their ratios hold. Each
+    call is timed with ``torch.utils.benchmark.Timer`` (one run, device synchronised, with
+    torch's current number of threads). At least ``min_rounds`` rounds are run, then more
+    until the group has taken ``min_run_time`` seconds per function (200 rounds at most).
+    """
+    timers = {}
+    for name, fn in fns.items():
+        fn()  # warm up
+        sync(device)
+
+        def call(fn: Callable[[], Any] = fn) -> None:
+            fn()
+            sync(device)
+
+        # Timer runs its statement on one thread unless told otherwise: time with the
+        # threads every other part of the benchmarks (and the user) runs with
+        timers[name] = Timer(
+            stmt="call()", globals={"call": call}, num_threads=torch.get_num_threads()
+        )
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    shuffle = random.Random(0)
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < min_rounds or (
+        time.perf_counter() - start < min_run_time * len(fns) and rounds < 200
+    ):
+        order = list(timers)
+        shuffle.shuffle(order)
+        for name in order:
+            times[name].append(timers[name].timeit(1).mean)
+        rounds += 1
+    return {name: summary(values) for name, values in times.items()}

@@ -1,0 +1,211 @@
+"""The Markdown report: ratios against their targets, further ratios, and all timings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def ratio(a: dict[str, float], b: dict[str, float]) -> float:
+    return a["median_s"] / b["median_s"]
+
+
+def targets_table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(claim, measured, target, verdict) rows."""
+    rows: list[tuple[str, str, str, str]] = []
+
+    def add(
+        claim: str, value: float, limit: float, better: str = "<=", fmt: str = "{:.2f}x"
+    ) -> None:
+        ok = value <= limit if better == "<=" else value >= limit
+        rows.append(
+            (claim, fmt.format(value), f"{better} {fmt.format(limit)}", "met" if ok else "missed")
+        )
+
+    for key in ("passes_224", "passes_600"):
+        if key not in results:
+            continue
+        r = results[key]
+        tag = f"{r['size']}x{r['size']}, batch {r['batch']}"
+        add(
+            f"NormGrad multi conv3x3 / floor ({tag})",
+            ratio(r["NormGrad multi conv3x3"], r["floor multi (hooks + autograd.grad)"]),
+            1.05,
+        )
+        add(
+            f"NormGrad multi conv3x3 / forward+backward ({tag})",
+            ratio(r["NormGrad multi conv3x3"], r["forward+backward"]),
+            0.55,
+        )
+        if "Captum LayerGradCam" in r:
+            add(
+                f"NormGrad single / Captum LayerGradCam ({tag})",
+                ratio(r["NormGrad single conv3x3"], r["Captum LayerGradCam"]),
+                1.0,
+            )
+            add(
+                f"normgrad GradCAM / Captum LayerGradCam ({tag})",
+                ratio(r["normgrad GradCAM"], r["Captum LayerGradCam"]),
+                1.0,
+            )
+        if "pytorch-grad-cam GradCAM" in r:
+            single = r["NormGrad single conv3x3 (beside pytorch-grad-cam)"]
+            cam = r["normgrad GradCAM (beside pytorch-grad-cam)"]
+            add(
+                f"NormGrad single / pytorch-grad-cam GradCAM ({tag})",
+                ratio(single, r["pytorch-grad-cam GradCAM"]),
+                0.35,
+            )
+            add(
+                f"normgrad GradCAM / pytorch-grad-cam GradCAM ({tag})",
+                ratio(cam, r["pytorch-grad-cam GradCAM"]),
+                0.35,
+            )
+        if "six variants shared" in r:
+            worst = max(v["median_s"] for v in r["variants alone"].values())
+            add(
+                f"six variants shared / slowest single variant ({tag})",
+                r["six variants shared"]["median_s"] / worst,
+                1.15,
+            )
+    if "kernel" in results:
+        k = results["kernel"]
+        add(
+            "conv3x3 kernel: unfold time / normgrad time",
+            ratio(k["unfold reference"], k["normgrad kernel"]),
+            1.0,
+            ">=",
+        )
+        if "peak_bytes" in k:
+            add(
+                "conv3x3 kernel: unfold peak memory / normgrad peak memory",
+                k["peak_bytes"]["unfold"] / max(1, k["peak_bytes"]["normgrad"]),
+                5.0,
+                ">=",
+            )
+        rows.append(
+            (
+                "conv3x3 kernel: max relative difference to unfold",
+                f"{k['max relative difference']:.1e}",
+                "<= 1e-5",
+                "met" if k["max relative difference"] <= 1e-5 else "missed",
+            )
+        )
+    if "pointing_game" in results:
+        p = results["pointing_game"]
+        add(
+            f"Pointing Game speed-up over a per-sample loop ({p['maps']} maps {p['size']}x{p['size']})",
+            ratio(p["per-sample loop"], p["normgrad pointing_game"]),
+            20.0,
+            ">=",
+            "{:.0f}x",
+        )
+        rows.append(
+            (
+                "Pointing Game results identical to the loop",
+                str(p["identical results"]),
+                "True",
+                "met" if p["identical results"] else "missed",
+            )
+        )
+    if "memory" in results:
+        m = results["memory"]
+        add(
+            "peak memory: explainer / forward+backward",
+            m["explainer"] / max(1, m["forward-backward"]),
+            1.2,
+        )
+    return rows
+
+
+def further_table(results: dict[str, Any]) -> list[tuple[str, str]]:
+    """Ratios without a target that explain the ones with a target."""
+    rows = []
+    for key in ("passes_224", "passes_600"):
+        if key not in results:
+            continue
+        r = results[key]
+        tag = f"{r['size']}x{r['size']}, batch {r['batch']}"
+        rows.append(
+            (
+                f"floor / forward+backward ({tag})",
+                f"{ratio(r['floor multi (hooks + autograd.grad)'], r['forward+backward']):.2f}x",
+            )
+        )
+        nhwc = r.get("NormGrad multi conv3x3, channels_last input")
+        if nhwc is None:
+            continue
+        rows += [
+            (
+                f"NormGrad multi conv3x3, channels_last input / forward+backward ({tag})",
+                f"{ratio(nhwc, r['forward+backward']):.2f}x",
+            ),
+            (
+                f"NormGrad multi conv3x3, channels_last input / NormGrad multi conv3x3 ({tag})",
+                f"{ratio(nhwc, r['NormGrad multi conv3x3']):.2f}x",
+            ),
+        ]
+    p = results.get("pointing_game", {})
+    if "one read of the maps (sum)" in p:
+        rows += [
+            (
+                "Pointing Game: per-sample loop / one read of the maps (the ceiling)",
+                f"{ratio(p['per-sample loop'], p['one read of the maps (sum)']):.0f}x",
+            ),
+            (
+                "Pointing Game: normgrad / one read of the maps",
+                f"{ratio(p['normgrad pointing_game'], p['one read of the maps (sum)']):.2f}x",
+            ),
+        ]
+    return rows
+
+
+def markdown(results: dict[str, Any]) -> str:
+    env = results["environment"]
+    lines = [
+        f"Measured on {env['device']} ({env['processor']}, {env['cpu_count']} cores, {env['torch_threads']} torch threads"
+        + (f", {env['gpu']}" if "gpu" in env else "")
+        + f"), torch {env['torch']}, normgrad {env['normgrad']} at commit `{env['commit'][:12]}`, {env['date']}"
+        + (", quick mode (reduced sizes)" if results["quick"] else "")
+        + ".",
+        "",
+        "| claim | measured | target | |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in targets_table(results)]
+    further = further_table(results)
+    if further:
+        lines += ["", "| further ratio (no target) | measured |", "| --- | --- |"]
+        lines += [f"| {a} | {b} |" for a, b in further]
+    lines += ["", "| case | median (s) | IQR (s) |", "| --- | --- | --- |"]
+    for key in ("passes_224", "passes_600"):
+        if key in results:
+            r = results[key]
+            for name, value in r.items():
+                if isinstance(value, dict) and "median_s" in value:
+                    lines.append(
+                        f"| {name} ({r['size']}x{r['size']}, batch {r['batch']}) | {value['median_s']:.4f} | {value['iqr_s']:.4f} |"
+                    )
+                elif name == "variants alone":
+                    for vname, v in value.items():
+                        lines.append(
+                            f"| NormGrad {vname} alone ({r['size']}x{r['size']}, batch {r['batch']}) | {v['median_s']:.4f} | {v['iqr_s']:.4f} |"
+                        )
+    for key in ("kernel", "pointing_game"):
+        if key in results:
+            for name, value in results[key].items():
+                if isinstance(value, dict) and "median_s" in value:
+                    lines.append(f"| {name} | {value['median_s']:.4f} | {value['iqr_s']:.4f} |")
+    if "memory" in results:
+        lines += ["", "| peak memory (MiB) | |", "| --- | --- |"]
+        shape = f"{results['passes_224']['size']}x{results['passes_224']['size']}, batch {results['passes_224']['batch']}"
+        lines += [
+            f"| {k} ({shape}) | {v / 2**20:.1f} |"
+            for k, v in results["memory"].items()
+            if k not in ("size", "batch")
+        ]
+        if "kernel" in results and "peak_bytes" in results["kernel"]:
+            lines += [
+                f"| conv3x3 kernel: {k} | {v / 2**20:.1f} |"
+                for k, v in results["kernel"]["peak_bytes"].items()
+            ]
+    return "\n".join(lines) + "\n"
