@@ -70,7 +70,7 @@ def test_layer_that_does_not_influence_the_score() -> None:
 
 def test_layer_with_non_spatial_output() -> None:
     with pytest.raises(
-        LayerError, match=r"layer 'fc' to output a tensor of shape \(2, C, \*, \*\)"
+        LayerError, match=r"layer 'fc' to output a feature map or tokens of the batch of 2, got "
     ):
         normgrad.NormGrad(RESNET, "fc", "scaling")(X)
 

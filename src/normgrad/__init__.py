@@ -27,6 +27,7 @@ from ._explainers.gradients import Gradient, GuidedBackprop, InputXGradient
 from ._explainers.normgrad import NormGrad, explain_shared
 from ._explainers.perturbation import IntegratedGradients, SmoothGrad
 from ._model.layers import Layers, LayerSpec
+from ._model.layouts import Layout, Tokens
 from ._model.targets import Target
 
 __version__ = "0.1.0"
@@ -57,12 +58,14 @@ __all__ = [
     "LayerError",
     "LayerSpec",
     "Layers",
+    "Layout",
     "MethodScore",
     "NormGrad",
     "NormGradError",
     "ShapeError",
     "SmoothGrad",
     "Target",
+    "Tokens",
     "__version__",
     "evaluate",
     "explain_shared",

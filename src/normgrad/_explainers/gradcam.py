@@ -7,6 +7,7 @@ from torch import nn
 
 from .._model.capture import capture
 from .._model.layers import LayerSpec, single_layer
+from .._model.layouts import Layout, layouts_for
 from .._model.targets import ResolvedTarget, Target, resolve_target
 from ..functional import grad_cam_map, reduce_channels
 from .base import Explainer, Explanation, build_explanation
@@ -35,15 +36,16 @@ class GradCAM(Explainer):
         torch.Size([2, 1, 64, 64])
     """
 
-    def __init__(self, model: nn.Module, layer: LayerSpec) -> None:
+    def __init__(self, model: nn.Module, layer: LayerSpec, *, layout: Layout = None) -> None:
         super().__init__(model)
         self.layer = single_layer(self.model, layer)
+        self.layout = layouts_for([self.layer[0]], layout)[0]
 
     def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
         return self._explain(x, target)
 
     def _explain(self, x: torch.Tensor, target: Target | ResolvedTarget) -> Explanation:
-        result = capture(self.model, x, [self.layer], target)
+        result = capture(self.model, x, [self.layer], target, layouts=[self.layout])
         cam = grad_cam_map(result.activations[0], result.gradients[0]).clamp_min(0)
         return build_explanation(x.shape[2:], result.classes, layers={self.layer[0]: cam})
 

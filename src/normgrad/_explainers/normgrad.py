@@ -11,6 +11,7 @@ from .._checks import check_input
 from .._errors import ArgumentTypeError, InvalidArgumentError, describe
 from .._model.capture import capture
 from .._model.layers import Layers, resolve_layers
+from .._model.layouts import Layout, Layouts, layouts_for
 from .._model.targets import Target
 from ..functional import VIL, normgrad_map, parse_vil
 from .base import Explainer, Explanation, build_explanation
@@ -37,9 +38,15 @@ class NormGrad(Explainer):
     Args:
         model: the classifier (any ``nn.Module``).
         layers: a dotted module name (``"layer4.2"``), an ``nn.Module`` of ``model``, or a
-            sequence of them. Each must output a tensor ``(N, C, *spatial)`` and run once.
+            sequence of them. Each must output a feature map ``(N, C, *spatial)`` or
+            ``(N, *spatial, C)``, or tokens ``(N, T, C)``, and run once.
         vil: ``"scaling"``, ``"conv1x1"``, ``"conv3x3"`` or any odd ``"convKxK"``. On
             volumes ``"convKxK"`` means a ``K x K x K`` patch (``"convKxKxK"`` also works).
+        layout: how the layers' outputs are laid out: ``None`` (detect: see
+            :class:`normgrad.Tokens`), ``"channels_first"``, ``"channels_last"``, ``"tokens"``
+            or :class:`normgrad.Tokens`; one for every layer or a dict by layer name. On
+            tokens the VIL acts on the patch grid (prefix tokens dropped): a linear layer on
+            each token is a 1x1 convolution on the grid, a KxK VIL a KxK patch of it.
 
     Shape:
         - x: ``(N, C, H, W)`` (or ``(N, C, D, H, W)``), floating point, finite.
@@ -59,10 +66,13 @@ class NormGrad(Explainer):
         ['layer3.0', 'layer4.1']
     """
 
-    def __init__(self, model: nn.Module, layers: Layers, vil: str = "conv3x3") -> None:
+    def __init__(
+        self, model: nn.Module, layers: Layers, vil: str = "conv3x3", *, layout: Layouts = None
+    ) -> None:
         super().__init__(model)
         self.layers = resolve_layers(self.model, layers)
         self.vil = parse_vil(vil)
+        self.layouts = layouts_for(self.layer_names, layout)
 
     @property
     def layer_names(self) -> list[str]:
@@ -113,11 +123,17 @@ def explain_shared(
             raise InvalidArgumentError("explainers: expected explainers of one and the same model")
     check_input(x)
     union: dict[str, nn.Module] = {}
+    layouts: dict[str, Layout] = {}
     for e in explainers:
         e.vil.check_dims(x.ndim - 2, "x", x.shape)  # before spending the pass
-        for name, module in e.layers:
+        for (name, module), layout in zip(e.layers, e.layouts):
             union.setdefault(name, module)
-    result = capture(model, x, list(union.items()), target)
+            if layouts.setdefault(name, layout) != layout:
+                raise InvalidArgumentError(
+                    f"explainers: layer {name!r} is given two layouts, {layouts[name]!r} and "
+                    f"{layout!r}; state one"
+                )
+    result = capture(model, x, list(union.items()), target, layouts=list(layouts.values()))
     captured = dict(zip(union, zip(result.activations, result.gradients)))
     cache: dict[tuple[str, VIL], torch.Tensor] = {}
     explanations = []

@@ -22,6 +22,7 @@ from .._errors import InvalidArgumentError, LayerError, ShapeError, describe
 from .guided import GuidedReLUs
 from .hooks import HookSet, explaining
 from .layers import first_conv
+from .layouts import Layout, Resolved, resolve_layout
 from .targets import (
     ClassTarget,
     ResolvedTarget,
@@ -39,7 +40,7 @@ class Capture:
     classes: torch.Tensor | None
     """The class index explained for each sample ``(N,)``, or None for a score target."""
     activations: list[torch.Tensor]
-    """One activation ``(N, C, *spatial)`` per requested layer."""
+    """One activation ``(N, C, *spatial)`` per requested layer, whatever its layout."""
     gradients: list[torch.Tensor]
     """The gradient of the score with respect to each activation."""
     input_gradient: torch.Tensor | None
@@ -79,6 +80,7 @@ def capture(
     layers: Sequence[tuple[str, nn.Module]],
     target: Target | ResolvedTarget = None,
     *,
+    layouts: Sequence[Layout] | None = None,
     input_gradient: bool = False,
     guided: bool = False,
 ) -> Capture:
@@ -89,6 +91,8 @@ def capture(
         x: the batch ``(N, C, *spatial)``.
         layers: ``(name, module)`` pairs whose outputs are captured.
         target: see :data:`normgrad.Target` (or a target resolved before).
+        layouts: the stated layout of each layer's output (``None``: detect); every
+            activation and gradient is returned as ``(N, C, *spatial)``.
         input_gradient: also return the gradient with respect to ``x``.
         guided: run the forward pass with guided ReLUs (Guided Backpropagation); the
             target callable, if any, runs after it, unguided.
@@ -105,6 +109,8 @@ def capture(
             x = x.clone()
     batch = x.shape[0]
     captured: dict[str, list[torch.Tensor]] = {name: [] for name, _ in layers}
+    stated = dict(zip((name for name, _ in layers), layouts or [None] * len(layers)))
+    found: dict[str, Resolved] = {}
 
     def make_hook(name: str) -> Any:
         def hook(module: nn.Module, args: Any, output: Any) -> torch.Tensor:
@@ -113,12 +119,13 @@ def capture(
                     f"layers: expected layer {name!r} to output a tensor (N, C, *spatial), "
                     f"got {describe(output)}"
                 )
-            if output.ndim != x.ndim or output.shape[0] != batch:
+            if output.ndim < 3 or output.shape[0] != batch:
                 raise LayerError(
-                    f"layers: expected layer {name!r} to output a tensor of shape "
-                    f"({batch}, C, {', '.join(['*'] * (x.ndim - 2))}) like the input, got "
-                    f"shape {tuple(output.shape)}; choose a convolutional block"
+                    f"layers: expected layer {name!r} to output a feature map or tokens of "
+                    f"the batch of {batch}, got shape {tuple(output.shape)}; choose a block "
+                    "whose output keeps the image's spatial layout"
                 )
+            found[name] = resolve_layout(output, x.shape[2:], stated[name], model, name, module)
             # From the first captured layer on, the forward records a graph (see below).
             torch.set_grad_enabled(True)
             leaf = output if output.requires_grad else output.detach().requires_grad_()
@@ -170,8 +177,10 @@ def capture(
         in_grad = torch.zeros_like(x)
     return Capture(
         classes=classes,
-        activations=[a.detach() for a in inputs[: len(layers)]],
-        gradients=[g for g in grads[: len(layers)] if g is not None],
+        activations=[found[n].to_channels_first(a.detach()) for (n, _), a in zip(layers, inputs)],
+        gradients=[
+            found[n].to_channels_first(g) for (n, _), g in zip(layers, grads) if g is not None
+        ],
         input_gradient=in_grad,
         guided_relus=relus.count if relus is not None else 0,
     )
