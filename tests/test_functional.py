@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as tf
+import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
 from normgrad import InvalidArgumentError, ShapeError
-from normgrad import functional as F
+from normgrad import functional as nf
 
 from .conftest import requires_cuda
 from .reference import (
@@ -52,7 +52,7 @@ def assert_matches_reference(fast: torch.Tensor, ref: torch.Tensor, dtype: torch
 def test_scaling_map_matches_reference(pair: tuple[torch.Tensor, torch.Tensor]) -> None:
     x, g = pair
     ref = reference_normgrad_map(x, g, "scaling")
-    assert_matches_reference(F.normgrad_map(x, g, "scaling"), ref, x.dtype)
+    assert_matches_reference(nf.normgrad_map(x, g, "scaling"), ref, x.dtype)
 
 
 @given(activation_pairs(), st.sampled_from([1, 3, 5, 7]))
@@ -62,7 +62,7 @@ def test_conv_map_matches_unfolded_outer_product(
     x, g = pair
     ref = reference_normgrad_map(x, g, "conv", kernel_size)
     vil = f"conv{kernel_size}x{kernel_size}"
-    assert_matches_reference(F.normgrad_map(x, g, vil), ref, x.dtype)
+    assert_matches_reference(nf.normgrad_map(x, g, vil), ref, x.dtype)
 
 
 @given(activation_pairs(max_ndim=2), st.sampled_from([1, 3, 5]))
@@ -72,9 +72,9 @@ def test_patch_norm_equals_unfold_norm(pair: tuple[torch.Tensor, torch.Tensor], 
         x = x.unsqueeze(-1)
     xd = x.double()
     n, _, h, w = xd.shape
-    unfolded = tf.unfold(xd, kernel_size=k, padding=k // 2)
+    unfolded = F.unfold(xd, kernel_size=k, padding=k // 2)
     ref = unfolded.norm(dim=1).view(n, 1, h, w)
-    assert_matches_reference(F.patch_norm(x, k), ref, x.dtype)
+    assert_matches_reference(nf.patch_norm(x, k), ref, x.dtype)
 
 
 def test_conv1x1_is_product_of_norms() -> None:
@@ -83,7 +83,7 @@ def test_conv1x1_is_product_of_norms() -> None:
         torch.randn(2, 4, 5, 5, dtype=torch.float64),
     )
     expected = g.norm(dim=1, keepdim=True) * x.norm(dim=1, keepdim=True)
-    torch.testing.assert_close(F.normgrad_map(x, g, "conv1x1"), expected)
+    torch.testing.assert_close(nf.normgrad_map(x, g, "conv1x1"), expected)
 
 
 def test_scaling_differs_from_conv1x1() -> None:
@@ -91,8 +91,8 @@ def test_scaling_differs_from_conv1x1() -> None:
     # product-of-norms test for one of them only.
     x = torch.tensor([[[[1.0]], [[0.0]]]])
     g = torch.tensor([[[[0.0]], [[1.0]]]])
-    assert F.normgrad_map(x, g, "scaling").item() == 0.0
-    assert F.normgrad_map(x, g, "conv1x1").item() == 1.0
+    assert nf.normgrad_map(x, g, "scaling").item() == 0.0
+    assert nf.normgrad_map(x, g, "conv1x1").item() == 1.0
 
 
 @given(
@@ -112,7 +112,7 @@ def test_layer_maps_to_saliency_matches_reference(
     raw_maps = [m for m in raw_maps if m[0].numel() > 1] or [
         torch.rand(batch, 1, *size, dtype=torch.float64)
     ]
-    saliency, layer_maps, informative = F.layer_maps_to_saliency(raw_maps, size)
+    saliency, layer_maps, informative = nf.layer_maps_to_saliency(raw_maps, size)
     assert all(bool(i.all()) for i in informative)
     torch.testing.assert_close(saliency, reference_saliency(raw_maps, size))
     assert saliency.shape == (batch, 1, *size)
@@ -121,12 +121,12 @@ def test_layer_maps_to_saliency_matches_reference(
 
 def test_min_max_normalize_matches_reference() -> None:
     maps = torch.randn(4, 1, 6, 7, dtype=torch.float64)
-    torch.testing.assert_close(F.min_max_normalize(maps), reference_normalize(maps))
+    torch.testing.assert_close(nf.min_max_normalize(maps), reference_normalize(maps))
 
 
 def test_geometric_mean_matches_reference_and_is_not_the_plain_product() -> None:
     maps = [torch.rand(2, 1, 4, 4, dtype=torch.float64) for _ in range(3)]
-    fused = F.fuse_geometric_mean(maps)
+    fused = nf.fuse_geometric_mean(maps)
     torch.testing.assert_close(fused, reference_geometric_mean(maps))
     product = maps[0] * maps[1] * maps[2]
     assert not torch.allclose(fused, product)
@@ -135,10 +135,10 @@ def test_geometric_mean_matches_reference_and_is_not_the_plain_product() -> None
 def test_constant_layer_is_neutral_in_fusion() -> None:
     informative_raw = torch.rand(2, 1, 4, 4, dtype=torch.float64)
     constant_raw = torch.full((2, 1, 2, 2), 3.0, dtype=torch.float64)
-    fused, layer_maps, informative = F.layer_maps_to_saliency(
+    fused, layer_maps, informative = nf.layer_maps_to_saliency(
         [informative_raw, constant_raw], (8, 8)
     )
-    alone, _, _ = F.layer_maps_to_saliency([informative_raw], (8, 8))
+    alone, _, _ = nf.layer_maps_to_saliency([informative_raw], (8, 8))
     torch.testing.assert_close(fused, alone)
     assert not bool(informative[1].any())
     assert torch.equal(layer_maps[1], torch.zeros_like(layer_maps[1]))
@@ -148,17 +148,17 @@ def test_constant_only_for_one_sample() -> None:
     raw = torch.rand(2, 1, 3, 3, dtype=torch.float64)
     other = torch.rand(2, 1, 3, 3, dtype=torch.float64)
     other[1] = 0.5
-    fused, _, informative = F.layer_maps_to_saliency([raw, other], (3, 3))
+    fused, _, informative = nf.layer_maps_to_saliency([raw, other], (3, 3))
     assert informative[1].tolist() == [True, False]
-    torch.testing.assert_close(fused[1:], F.min_max_normalize(raw[1:]))
+    torch.testing.assert_close(fused[1:], nf.min_max_normalize(raw[1:]))
     torch.testing.assert_close(
         fused[:1],
-        reference_geometric_mean([F.min_max_normalize(raw[:1]), F.min_max_normalize(other[:1])]),
+        reference_geometric_mean([nf.min_max_normalize(raw[:1]), nf.min_max_normalize(other[:1])]),
     )
 
 
 def test_single_constant_map_is_all_zero() -> None:
-    saliency, _, informative = F.layer_maps_to_saliency([torch.ones(1, 1, 2, 2)], (6, 6))
+    saliency, _, informative = nf.layer_maps_to_saliency([torch.ones(1, 1, 2, 2)], (6, 6))
     assert torch.equal(saliency, torch.zeros(1, 1, 6, 6))
     assert informative[0].tolist() == [False]
 
@@ -166,10 +166,10 @@ def test_single_constant_map_is_all_zero() -> None:
 def test_rounding_noise_counts_as_constant_but_real_variation_does_not() -> None:
     base = torch.full((1, 1, 2, 2), 0.3)
     noisy = base + torch.tensor([0.0, 1.0, -1.0, 0.0]).view(1, 1, 2, 2) * 0.3 * 2**-22
-    assert F.is_constant(noisy).tolist() == [True]
+    assert nf.is_constant(noisy).tolist() == [True]
     varied = base + torch.tensor([0.0, 1.0, -1.0, 0.0]).view(1, 1, 2, 2) * 1e-3
-    assert F.is_constant(varied).tolist() == [False]
-    assert F.is_constant(torch.zeros(1, 1, 2, 2)).tolist() == [True]
+    assert nf.is_constant(varied).tolist() == [False]
+    assert nf.is_constant(torch.zeros(1, 1, 2, 2)).tolist() == [True]
 
 
 def test_zero_layer_does_not_reset_the_product() -> None:
@@ -178,8 +178,8 @@ def test_zero_layer_does_not_reset_the_product() -> None:
     first = torch.rand(1, 1, 4, 4, dtype=torch.float64)
     second = torch.rand(1, 1, 4, 4, dtype=torch.float64)
     zeros = torch.zeros(1, 1, 4, 4, dtype=torch.float64)
-    fused, _, _ = F.layer_maps_to_saliency([first, zeros, second], (4, 4))
-    expected, _, _ = F.layer_maps_to_saliency([first, second], (4, 4))
+    fused, _, _ = nf.layer_maps_to_saliency([first, zeros, second], (4, 4))
+    expected, _, _ = nf.layer_maps_to_saliency([first, second], (4, 4))
     torch.testing.assert_close(fused, expected)
 
 
@@ -195,7 +195,7 @@ def test_zero_layer_does_not_reset_the_product() -> None:
     ],
 )
 def test_parse_vil(name: str, kernel: int) -> None:
-    assert F.parse_vil(name).kernel_size == kernel
+    assert nf.parse_vil(name).kernel_size == kernel
 
 
 @pytest.mark.parametrize(
@@ -203,26 +203,26 @@ def test_parse_vil(name: str, kernel: int) -> None:
 )
 def test_parse_vil_rejects(name: str) -> None:
     with pytest.raises(InvalidArgumentError, match="vil"):
-        F.parse_vil(name)
+        nf.parse_vil(name)
 
 
 def test_kernel_errors_name_the_argument() -> None:
     x = torch.randn(1, 2, 3, 3)
     with pytest.raises(ShapeError, match="gradient: expected the shape"):
-        F.normgrad_map(x, torch.randn(1, 2, 3, 4), "conv1x1")
+        nf.normgrad_map(x, torch.randn(1, 2, 3, 4), "conv1x1")
     with pytest.raises(ShapeError, match="activation: expected a tensor of shape"):
-        F.normgrad_map(torch.randn(2, 3), torch.randn(2, 3), "conv1x1")
+        nf.normgrad_map(torch.randn(2, 3), torch.randn(2, 3), "conv1x1")
     with pytest.raises(InvalidArgumentError, match="needs 3 spatial dimensions"):
-        F.normgrad_map(x, x, "conv3x3x3")
+        nf.normgrad_map(x, x, "conv3x3x3")
     with pytest.raises(InvalidArgumentError, match="floating point"):
-        F.normgrad_map(x.long(), x.long(), "scaling")
+        nf.normgrad_map(x.long(), x.long(), "scaling")
     with pytest.raises(InvalidArgumentError, match="kernel_size"):
-        F.patch_norm(x, 4)
+        nf.patch_norm(x, 4)
 
 
 def test_half_precision_does_not_overflow() -> None:
     x = torch.full((1, 64, 3, 3), 300.0, dtype=torch.float16)  # 300² · 64 · 9 ≫ 65504
-    out = F.normgrad_map(x, x, "conv3x3")
+    out = nf.normgrad_map(x, x, "conv3x3")
     assert out.dtype == torch.float32
     assert bool(torch.isfinite(out).all())
 
@@ -232,6 +232,6 @@ def test_half_precision_does_not_overflow() -> None:
 def test_kernels_on_cuda_match_cpu(dtype: torch.dtype) -> None:
     x, g = torch.randn(2, 8, 9, 9).to(dtype), torch.randn(2, 8, 9, 9).to(dtype)
     for vil in ["scaling", "conv1x1", "conv3x3", "conv5x5"]:
-        gpu = F.normgrad_map(x.cuda(), g.cuda(), vil)
+        gpu = nf.normgrad_map(x.cuda(), g.cuda(), vil)
         assert gpu.device.type == "cuda"
-        torch.testing.assert_close(gpu.cpu(), F.normgrad_map(x, g, vil), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(gpu.cpu(), nf.normgrad_map(x, g, vil), rtol=1e-4, atol=1e-5)

@@ -24,6 +24,9 @@ class Block(nn.Module):
         self.layer_scale = nn.Parameter(torch.full((dim, 1, 1), 1e-6))  # ConvNeXt's
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embedding = nn.Parameter(torch.zeros(1, 50, dim))
+        self.relative_position_bias_table = nn.Parameter(torch.zeros(49, 4))
+        self.rnn = nn.LSTM(dim, dim)
+        self.normed = nn.utils.parametrizations.weight_norm(nn.Linear(dim, dim))
 
 
 def _reinitialized() -> tuple[Block, Block]:
@@ -47,8 +50,17 @@ def test_weights_are_he_normal_and_biases_zero() -> None:
     assert _near(float(m.conv.weight.detach().std()), math.sqrt(2 / (3 * 4 * 4)))
     assert _near(float(m.fc.weight.detach().std()), math.sqrt(2 / 64))
     assert _near(float(m.attn.in_proj_weight.detach().std()), math.sqrt(2 / 64))
+    assert _near(float(m.rnn.weight_ih_l0.detach().std()), math.sqrt(2 / 64))
+    direction = m.normed.parametrizations.weight.original1  # weight norm's direction
+    assert _near(float(direction.detach().std()), math.sqrt(2 / 64))
     assert abs(float(m.conv.weight.detach().mean())) < 0.05
-    for bias in (m.conv.bias, m.fc.bias, m.attn.in_proj_bias, m.attn.out_proj.bias):
+    for bias in (
+        m.conv.bias,
+        m.fc.bias,
+        m.attn.in_proj_bias,
+        m.attn.out_proj.bias,
+        m.rnn.bias_ih_l0,
+    ):
         assert bias is not None and torch.equal(bias, torch.zeros_like(bias))
 
 
@@ -63,7 +75,13 @@ def test_norms_are_reset_to_the_identity() -> None:
 
 def test_layer_scales_and_tokens_are_small_random_not_zero() -> None:
     trained, m = _reinitialized()
-    for name in ("gamma", "layer_scale", "cls_token", "pos_embedding"):
+    for name in (
+        "gamma",
+        "layer_scale",
+        "cls_token",
+        "pos_embedding",
+        "relative_position_bias_table",
+    ):
         before, after = getattr(trained, name), getattr(m, name)
         assert not torch.equal(before, after), name
         assert bool((after != 0).all()), f"{name} was zeroed"

@@ -7,6 +7,7 @@ message names the argument, what was expected and what arrived.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -45,13 +46,13 @@ def check_input(x: object, argument: str = "x") -> torch.Tensor:
 
 
 def check_positive_int(value: object, argument: str, *, odd: bool = False) -> int:
-    """An int (not a bool) ``>= 1``, odd when ``odd`` is set."""
+    """An integer (Python or numpy, not a bool) ``>= 1``, odd when ``odd`` is set."""
     what = "an odd positive int" if odd else "a positive int"
-    if not isinstance(value, int) or isinstance(value, bool):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
         raise ArgumentTypeError(f"{argument}: expected {what}, got {describe(value)}")
     if value < 1 or (odd and value % 2 == 0):
         raise InvalidArgumentError(f"{argument}: expected {what}, got {value}")
-    return value
+    return int(value)
 
 
 def check_kernel_size(value: object, argument: str = "kernel_size") -> int:
@@ -78,7 +79,7 @@ def check_number(
         what = f"a finite number {'<' if open_high else '<='} {high:g}"
     else:
         what = "a finite number"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ArgumentTypeError(f"{argument}: expected {what}, got {describe(value)}")
     number = float(value)
     inside = math.isfinite(number)
@@ -103,9 +104,9 @@ def check_spacing(spacing: Sequence[float] | None, ndim: int | None = None) -> l
             f"spacing: expected a sequence of positive voxel sizes in {layout}, "
             f"got {describe(spacing)}"
         ) from None
-    wrong_length = ndim is not None and len(values) != ndim
-    if wrong_length or not values or any(not (s > 0 and math.isfinite(s)) for s in values):
-        count = f"{ndim} " if ndim is not None else ""
+    wrong_length = len(values) != ndim if ndim is not None else len(values) not in (2, 3)
+    if wrong_length or any(not (s > 0 and math.isfinite(s)) for s in values):
+        count = f"{ndim} " if ndim is not None else "2 or 3 "
         raise InvalidArgumentError(
             f"spacing: expected {count}positive voxel sizes in {layout}, got {tuple(spacing)}"
         )
@@ -115,3 +116,13 @@ def check_spacing(spacing: Sequence[float] | None, ndim: int | None = None) -> l
 def check_confidence(value: object, argument: str = "confidence") -> float:
     """A confidence level of an interval: a number in (0, 1)."""
     return check_number(value, argument, low=0, high=1, open_low=True, open_high=True)
+
+
+def check_tolerance(value: object, argument: str = "tolerance") -> float:
+    """A distance such as the Pointing Game's radius: a finite number >= 0."""
+    return check_number(value, argument, low=0)
+
+
+def check_sigma(value: object, argument: str = "sigma") -> float:
+    """The standard deviation of a Gaussian: a finite number > 0."""
+    return check_number(value, argument, low=0, open_low=True)

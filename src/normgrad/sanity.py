@@ -62,20 +62,24 @@ def reinitialize(module: nn.Module, generator: torch.Generator) -> None:
 
     What re-initialising means depends on a parameter's role:
 
-    - **Weights** (parameters named ``weight`` or ``*_weight`` with two or more dimensions:
-      convolutions, linear layers, attention projections): Kaiming normal, fan in, ReLU
-      gain, :math:`\mathcal{N}(0, 2 / \mathrm{fan_{in}})`.
-    - **Biases** (``bias`` or ``*_bias``): zero.
     - **Normalisation layers** (BatchNorm, InstanceNorm, GroupNorm, LayerNorm and its
       subclasses, RMSNorm): weight 1, bias 0, running statistics reset: the identity they
       start as.
-    - **Everything else**: layer scales (ConvNeXt's ``layer_scale``, timm's
-      ``LayerScale.gamma``), class, distillation and register tokens, position embeddings,
-      relative position bias tables: :math:`\mathcal{N}(0, 0.02^2)`, the scale torchvision
-      and timm draw tokens and embeddings from. A layer scale starts small in those models
-      (``1e-6`` to ``1e-5``), so a small random gain keeps each residual branch small, as in
-      a fresh model, while it keeps nothing of the trained value. (Zeroing it would remove
-      the branch altogether; the model would then not be a random model of the same kind.)
+    - **Position embeddings, tokens and tables** (a name holding ``pos``, ``token`` or
+      ``table``: class, distillation and register tokens, position embeddings, relative
+      position bias tables): :math:`\mathcal{N}(0, 0.02^2)`, the scale torchvision and timm
+      draw them from.
+    - **Biases** (any other name holding ``bias``: ``bias``, ``in_proj_bias``,
+      ``bias_ih_l0``): zero.
+    - **Gains** (at most one dimension larger than 1: layer scales such as ConvNeXt's
+      ``layer_scale`` and timm's ``LayerScale.gamma``, weight-norm magnitudes):
+      :math:`\mathcal{N}(0, 0.02^2)`. A layer scale starts small in those models (``1e-6``
+      to ``1e-5``), so a small random gain keeps each residual branch small, as in a fresh
+      model, while it keeps nothing of the trained value; zeroing it would delete the
+      branch instead of randomising it.
+    - **Weights** (everything else: convolutions, linear layers, attention projections,
+      recurrent weights, parametrised weights): Kaiming normal, fan in, ReLU gain,
+      :math:`\mathcal{N}(0, 2 / \mathrm{fan_{in}})` with ``fan_in = numel / shape[0]``.
 
     Values are drawn on the CPU in float64 from ``generator`` and copied, so a seed gives
     the same weights on every device and dtype.
@@ -92,12 +96,15 @@ def reinitialize(module: nn.Module, generator: torch.Generator) -> None:
                     sub.reset_running_stats()
                 continue
             for name, param in sub.named_parameters(recurse=False):
-                if name == "bias" or name.endswith("_bias"):
-                    param.zero_()
-                elif (name == "weight" or name.endswith("_weight")) and param.ndim >= 2:
-                    _draw(param, math.sqrt(2.0 / param[0].numel()), generator)
-                else:
+                lowered = name.lower()
+                if any(word in lowered for word in ("pos", "token", "table")):
                     _draw(param, TOKEN_STD, generator)
+                elif "bias" in lowered:
+                    param.zero_()
+                elif sum(size > 1 for size in param.shape) <= 1:
+                    _draw(param, TOKEN_STD, generator)
+                else:
+                    _draw(param, math.sqrt(param.shape[0] / param.numel() * 2.0), generator)
 
 
 def _last_linear(model: nn.Module) -> str:

@@ -68,7 +68,7 @@ def overlay(
     cmap: str = "jet",
     point: bool = True,
 ) -> Axes:
-    """Draw a saliency map over a grey image, with target boxes and the pointed maximum.
+    """Draw a saliency map over a grey image, with the boxes of the regions and the pointed maximum.
 
     Args:
         image: ``(H, W)``, ``(1, H, W)`` or ``(3, H, W)`` (shown in grey).
@@ -133,7 +133,7 @@ def compare(
     Args:
         image: the image, as for :func:`overlay`.
         maps: method name -> saliency map ``(H, W)`` or ``(1, H, W)``.
-        boxes: target boxes, drawn on every panel.
+        boxes: boxes of the regions, drawn on every panel.
         columns: panels per row (default: all in one row).
         size: panel size in inches.
 

@@ -10,7 +10,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._checks import check_confidence, check_kernel_size, check_number, check_spacing
+from .._checks import (
+    check_confidence,
+    check_kernel_size,
+    check_sigma,
+    check_spacing,
+    check_tolerance,
+)
 from .._errors import ArgumentTypeError, InvalidArgumentError, describe
 from .._explainers.base import Explainer
 from .._explainers.center import CenterBaseline
@@ -90,11 +96,11 @@ def evaluate(
         :class:`EvaluationResult`; ``print(result)`` shows a Markdown table.
     """
     check_model(model)
-    check_number(tolerance, "tolerance", low=0)
+    check_tolerance(tolerance)
     check_spacing(spacing)
     check_confidence(confidence)
     if smoothing_sigma is not None:
-        check_number(smoothing_sigma, "smoothing_sigma", low=0, open_low=True)
+        check_sigma(smoothing_sigma, "smoothing_sigma")
     check_kernel_size(smoothing_kernel_size, "smoothing_kernel_size")
     if not isinstance(explainers, Mapping) or not explainers:
         raise ArgumentTypeError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import torch
+from torch import nn
 
 from .._model.capture import Capture, capture
 from .._model.targets import ResolvedTarget, Target
@@ -67,11 +68,17 @@ class GuidedBackprop(Gradient):
     """
 
     def _pass(self, x: torch.Tensor, target: Target | ResolvedTarget) -> Capture:
-        result = capture(self.model, x, [], target, input_gradient=True, guided=True)
-        if result.guided_relus == 0:
-            warnings.warn(
-                f"GuidedBackprop: no ReLU ran in the forward pass of {type(self.model).__name__}; "
-                "the result is the plain gradient (other activations are not guided)",
-                stacklevel=3,
-            )
-        return result
+        return guided_pass(self.model, x, target)
+
+
+def guided_pass(model: nn.Module, x: torch.Tensor, target: Target | ResolvedTarget) -> Capture:
+    """The input gradient with guided ReLUs (Guided Backprop, Guided Grad-CAM); warns when
+    no ReLU ran, since the result is then the plain gradient."""
+    result = capture(model, x, [], target, input_gradient=True, guided=True)
+    if result.guided_relus == 0:
+        warnings.warn(
+            f"GuidedBackprop: no ReLU ran in the forward pass of {type(model).__name__}; "
+            "the result is the plain gradient (other activations are not guided)",
+            stacklevel=4,
+        )
+    return result

@@ -9,7 +9,13 @@ import torch
 from .._checks import check_input, check_number, check_positive_int
 from .._errors import ArgumentTypeError, ShapeError, describe
 from .._model.capture import capture, predicted_classes
-from .._model.targets import ClassTarget, ResolvedTarget, Target, resolve_target
+from .._model.targets import (
+    ClassTarget,
+    ResolvedTarget,
+    Target,
+    check_class_shape,
+    resolve_target,
+)
 from ..functional import quadrature, reduce_channels
 from .base import Explainer, Explanation, build_explanation
 
@@ -20,8 +26,10 @@ def _fix_target(model: torch.nn.Module, x: torch.Tensor, target: Target) -> Reso
     same class. Class indices and score functions are used as they are."""
     check_input(x)
     resolved = resolve_target(target)
-    if isinstance(resolved, ClassTarget) and resolved.classes is None:
-        return ClassTarget(predicted_classes(model, x))
+    if isinstance(resolved, ClassTarget):
+        check_class_shape(resolved, x.shape[0])  # before it is repeated for the copies
+        if resolved.classes is None:
+            return ClassTarget(predicted_classes(model, x))
     return resolved
 
 

@@ -187,8 +187,8 @@ def capture(
 
 
 def predicted_classes(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The class ``model`` predicts for each sample of ``x``: one forward pass, no graph."""
-    check_input(x)
+    """The class ``model`` predicts for each sample of ``x`` (checked by the caller): one
+    forward pass, no graph."""
     with explaining(model), torch.no_grad():
         output = _forward(model, x)
     return target_classes(output, ClassTarget(), x.shape[0])

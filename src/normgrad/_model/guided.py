@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as tf
+import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 
@@ -27,7 +27,7 @@ class _GuidedReLU(torch.autograd.Function):
 
 
 _RELUS: frozenset[Callable[..., Any]] = frozenset(
-    {torch.relu, torch.relu_, tf.relu, tf.relu_, torch.Tensor.relu, torch.Tensor.relu_}
+    {torch.relu, torch.relu_, F.relu, F.relu_, torch.Tensor.relu, torch.Tensor.relu_}
 )
 
 

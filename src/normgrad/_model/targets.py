@@ -100,23 +100,27 @@ def _logits(output: Any, batch: int) -> torch.Tensor:
     return output
 
 
+def check_class_shape(target: ClassTarget, batch: int) -> None:
+    """Raise unless the classes are one for all samples or one per sample of ``batch``."""
+    classes = target.classes
+    if classes is not None and classes.ndim != 0 and tuple(classes.shape) != (batch,):
+        raise ShapeError(
+            f"target: expected an int, or one class index per sample (shape ({batch},)), "
+            f"got shape {tuple(classes.shape)}",
+            classes.shape,
+        )
+
+
 def target_classes(output: Any, target: ClassTarget, batch: int) -> torch.Tensor:
     """The class index ``(N,)`` explained for each sample, checked against the logits."""
     logits = _logits(output, batch)
     num_classes = logits.shape[1]
     if target.classes is None:
         return logits.detach().argmax(dim=1)
+    check_class_shape(target, batch)
     classes = target.classes.to(logits.device)
-    if classes.is_inference():  # made in the caller's inference mode; the pass is not
-        classes = classes.clone()
-    if classes.ndim == 0:
-        classes = classes.expand(batch)
-    if classes.shape != (batch,):
-        raise ShapeError(
-            f"target: expected an int, or one class index per sample (shape ({batch},)), "
-            f"got shape {tuple(classes.shape)}",
-            classes.shape,
-        )
+    # a fresh tensor (the caller's may be an inference tensor or an int broadcast)
+    classes = classes.expand(batch).clone() if classes.ndim == 0 else classes.clone()
     bad = (classes < 0) | (classes >= num_classes)
     if bool(bad.any()):
         raise InvalidArgumentError(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._checks import check_confidence, check_number, check_spacing
+from .._checks import check_confidence, check_spacing, check_tolerance
 from .._grid import squared_distances
 from ._maps import as_maps, first_maxima
 from ._regions import PreparedRegions, Regions, prepare_regions
@@ -15,11 +15,6 @@ from ._statistics import wilson_interval
 
 # Elements per chunk when masks are compared with distance grids.
 _CHUNK_ELEMENTS = 1 << 24
-
-
-def check_tolerance(tolerance: object) -> float:
-    """The Pointing Game's radius: a finite number >= 0."""
-    return check_number(tolerance, "tolerance", low=0)
 
 
 def spacing_tensor(
@@ -101,7 +96,7 @@ class PointingGameResult:
     hits: int
     total: int
     skipped: int
-    """Samples without a target region, not counted."""
+    """Samples without a region, not counted."""
     low: float
     high: float
     confidence: float

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ._pointing import check_tolerance, spacing_tensor
+from .._checks import check_tolerance
+from ._pointing import spacing_tensor
 from ._regions import PreparedRegions, Regions, prepare_regions
 
 
@@ -19,8 +20,8 @@ def random_point_hit_rate(
 ) -> torch.Tensor:
     """Exact expected Pointing Game hit rate of a uniformly random point, per sample.
 
-    The fraction of pixels whose disk of radius ``tolerance`` (strictly) reaches a target
-    pixel: the area of the target region dilated by the open disk, over the image area.
+    The fraction of pixels whose disk of radius ``tolerance`` (strictly) reaches a region
+    pixel: the area of the region dilated by the open disk, over the image area.
     Computed exactly with a Euclidean distance transform, not sampled.
 
     Args:
@@ -45,7 +46,7 @@ def random_point_hit_rate(
     scale = np.asarray(space, dtype=np.float64).reshape(-1, *([1] * len(spatial)))
     for i, mask in enumerate(masks):  # one distance transform per image
         if mask.any():
-            # the nearest target pixel of every pixel; its squared distance is compared with
+            # the nearest region pixel of every pixel; its squared distance is compared with
             # tolerance**2 exactly as pointing_game does
             nearest = distance_transform_edt(
                 ~mask, sampling=space, return_distances=False, return_indices=True

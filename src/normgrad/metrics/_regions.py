@@ -32,6 +32,17 @@ class PreparedRegions:
     valid: torch.Tensor
     """For boxes: whether a box covers at least one pixel of the image ``(B,)``."""
 
+    def to(self, device: torch.device) -> PreparedRegions:
+        """These regions on ``device``."""
+        return PreparedRegions(
+            self.shape,
+            self.masks.to(device) if self.masks is not None else None,
+            self.owner.to(device),
+            self.low.to(device),
+            self.high.to(device),
+            self.valid.to(device),
+        )
+
     def present(self) -> torch.Tensor:
         """Which samples have a region ``(N,)`` (bool)."""
         if self.masks is not None:
@@ -87,7 +98,7 @@ def prepare_regions(
                 f"prepared for {regions.shape}",
                 regions.shape,
             )
-        return regions
+        return regions.to(dev) if dev is not None else regions
     n, spatial = shape[0], shape[1:]
     empty = torch.empty(0, dtype=torch.long, device=dev)
     if isinstance(regions, torch.Tensor) and regions.dtype == torch.bool:

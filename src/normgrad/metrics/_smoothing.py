@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_kernel_size, check_number
+from .._checks import check_kernel_size, check_sigma
 from .._errors import ArgumentTypeError, ShapeError
 from ._maps import as_maps
 
@@ -17,7 +17,7 @@ def gaussian_kernel(
     device: torch.device | None = None,
 ) -> torch.Tensor:
     """Normalised 1-D Gaussian kernel of odd length ``kernel_size``."""
-    check_number(sigma, "sigma", low=0, open_low=True)
+    check_sigma(sigma)
     check_kernel_size(kernel_size)
     x = torch.arange(kernel_size, dtype=torch.float64) - kernel_size // 2
     kernel = torch.exp(-(x**2) / (2 * sigma**2))
