@@ -85,3 +85,16 @@ def reference_saliency(
         if kept:
             out[b : b + 1] = reference_geometric_mean(kept)
     return out
+
+
+def reference_grad_cam(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+    """ReLU(sum_k alpha_k A_k), alpha_k = mean_u g_k(u), written channel by channel, float64."""
+    a = activation.double()
+    g = gradient.double()
+    n, c, *spatial = a.shape
+    out = torch.zeros(n, 1, *spatial, dtype=torch.float64)
+    for b in range(n):
+        for k in range(c):
+            alpha = g[b, k].sum() / g[b, k].numel()
+            out[b, 0] += alpha * a[b, k]
+    return out.clamp_min(0)

@@ -7,11 +7,11 @@ from torch import nn
 
 from .._model.capture import capture
 from .._model.layers import LayerSpec, single_layer
-from .._model.layouts import Layout, layouts_for
+from .._model.layouts import Layouts, layouts_for
 from .._model.targets import ResolvedTarget, Target, resolve_target
 from ..functional import grad_cam_map, reduce_channels
 from .base import Explainer, Explanation, build_explanation
-from .gradients import GuidedBackprop
+from .gradients import guided_pass
 
 
 class GradCAM(Explainer):
@@ -36,7 +36,7 @@ class GradCAM(Explainer):
         torch.Size([2, 1, 64, 64])
     """
 
-    def __init__(self, model: nn.Module, layer: LayerSpec, *, layout: Layout = None) -> None:
+    def __init__(self, model: nn.Module, layer: LayerSpec, *, layout: Layouts = None) -> None:
         super().__init__(model)
         self.layer = single_layer(self.model, layer)
         self.layout = layouts_for([self.layer[0]], layout)[0]
@@ -70,7 +70,7 @@ class GuidedGradCAM(GradCAM):
         resolved = resolve_target(target)
         cam = self._explain(x, resolved)
         # the guided pass explains the classes the Grad-CAM pass chose
-        guided = GuidedBackprop(self.model)._pass(x, resolved.fixed(cam.classes))
+        guided = guided_pass(self.model, x, resolved.fixed(cam.classes))
         assert guided.input_gradient is not None and cam.raw is not None
         attribution = guided.input_gradient * cam.raw
         return build_explanation(

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .._checks import check_input
 from .._errors import ArgumentTypeError, InvalidArgumentError, describe
 from .._model.capture import capture
 from .._model.layers import Layers, resolve_layers
@@ -121,11 +120,11 @@ def explain_shared(
             raise ArgumentTypeError(f"explainers: expected NormGrad explainers, got {describe(e)}")
         if e.model is not model:
             raise InvalidArgumentError("explainers: expected explainers of one and the same model")
-    check_input(x)
     union: dict[str, nn.Module] = {}
     layouts: dict[str, Layout] = {}
     for e in explainers:
-        e.vil.check_dims(x.ndim - 2, "x", x.shape)  # before spending the pass
+        if isinstance(x, torch.Tensor):  # capture checks x itself; the VIL before the pass
+            e.vil.check_dims(x.ndim - 2, "x", x.shape)
         for (name, module), layout in zip(e.layers, e.layouts):
             union.setdefault(name, module)
             if layouts.setdefault(name, layout) != layout:

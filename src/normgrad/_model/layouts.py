@@ -168,7 +168,9 @@ def _module_hint(module: nn.Module) -> str | None:
     channels first; linear layers and LayerNorm (not the 2-D variants, which are
     subclasses taking channels first) on channels last; a ``Permute`` says where it puts
     them. Only used to settle a shape that reads both ways, in a model that is not a plain
-    CNN (see :func:`_convolutional`)."""
+    CNN (see :func:`_convolutional`). A ``forward`` that permutes its output outside any
+    submodule cannot be seen here: for such a layer with as many channels as positions,
+    state the layout."""
     hint: str | None = None
     for sub in module.modules():
         dims = getattr(sub, "dims", None)
@@ -260,6 +262,11 @@ def resolve_layout(
     k = len(image)
     if stated == TOKENS or isinstance(stated, Tokens) or (stated is None and output.ndim == k + 1):
         return _resolve_tokens(shape, image, stated, model, name)
+    if output.ndim == k + 1:
+        raise LayerError(
+            f"layers: layer {name!r} outputs tokens {shape} (N, T, C), not a feature map as "
+            f"stated ({stated!r}); leave layout=None or state normgrad.Tokens(...)"
+        )
     if output.ndim != k + 2:
         raise LayerError(
             f"layers: layer {name!r} outputs shape {shape}, which is not (N, C, *spatial), "
@@ -282,6 +289,8 @@ def resolve_layout(
                 if _fits(readings[other], image)
                 else ""
             )
+            + "; "
+            + _how_to_state(name)
         )
     # a reading at one integer stride first, then one that fits up to rounding; when both
     # read well (channels as many as the positions), the layer's own kind settles it
@@ -312,23 +321,35 @@ def _resolve_tokens(
 ) -> Resolved:
     if len(shape) != len(image) + 1:
         raise LayerError(
-            f"layers: layer {name!r} outputs shape {shape}; tokens are (N, T, C) for an input "
-            f"with {len(image)} spatial dimensions"
+            f"layers: layer {name!r} outputs shape {shape}, not tokens (N, T, C) as stated "
+            f"({stated!r}); " + _how_to_state(name)
         )
     tokens = shape[1]
     given = stated if isinstance(stated, Tokens) else Tokens()
+    if given.grid is not None and not _fits(given.grid, image):
+        raise LayerError(
+            f"layers: the stated grid {given.grid} of layer {name!r} is not the input's "
+            f"{tuple(image)} seen at one stride (a transposed grid?); " + _how_to_state(name)
+        )
     prefix, grid = _model_tokens(model, image)
-    hinted = Tokens(given.prefix if given.prefix is not None else prefix, given.grid or grid)
-    for spec in (hinted, given):
+    # stated fields are fixed; unstated ones come from the model where it says, and are
+    # searched only where it does not (or, when nothing is stated, where its word fails,
+    # e.g. the patch embedding before the prefix tokens are added)
+    first = Tokens(given.prefix if given.prefix is not None else prefix, given.grid or grid)
+    specs = [first]
+    if given == Tokens():
+        specs += [Tokens(None, grid), Tokens(prefix, None), Tokens()]
+    for spec in specs:
         candidates = _token_candidates(tokens, image, spec)
         if len(candidates) == 1:
             return candidates[0]
-    candidates = _token_candidates(tokens, image, given)
+    candidates = _token_candidates(tokens, image, first)
     if not candidates:
         raise LayerError(
             f"layers: layer {name!r} outputs {tokens} tokens {shape}, which is no prefix "
             f"(<= {_MAX_PREFIX} tokens) plus a patch grid of the input's {tuple(image)} "
-            f"(stated: {given}); " + _how_to_state(name)
+            f"(stated {given}, from the model: prefix {prefix}, grid {grid}); "
+            + _how_to_state(name)
         )
     listed = ", ".join(f"prefix {c.prefix} + grid {c.grid}" for c in candidates[:4])
     raise LayerError(
