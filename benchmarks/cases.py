@@ -192,6 +192,31 @@ def bench_passes(
     return res
 
 
+VIT_MULTI = [f"encoder.layers.encoder_layer_{k}" for k in (2, 5, 8)] + [
+    "encoder.layers.encoder_layer_11.ln_1"
+]
+
+
+def bench_transformer(
+    size: int, batch: int, device: torch.device, t: float, rounds: int
+) -> dict[str, Any]:
+    """Multi-layer NormGrad on ViT-B/16 (tokens read as a patch grid) against its floor."""
+    torch.manual_seed(0)
+    model = torchvision.models.vit_b_16(num_classes=2, image_size=size).eval().to(device)
+    torch.nn.init.normal_(model.heads.head.weight, std=0.02)  # torchvision starts it at zero
+    x = torch.randn(batch, 3, size, size, device=device)
+    multi = normgrad.NormGrad(model, VIT_MULTI, "conv3x3")
+    fns: dict[str, Callable[[], Any]] = {
+        "forward": lambda: model(x),
+        "forward+backward": lambda: forward_backward(model, x),
+        "floor multi (hooks + autograd.grad)": lambda: floor(model, x, VIT_MULTI),
+        "NormGrad multi conv3x3": lambda: multi(x, 1),
+    }
+    res: dict[str, Any] = {"model": "vit_b_16", "size": size, "batch": batch}
+    res.update(measure_group(fns, device, t, rounds))
+    return res
+
+
 def bench_kernel(
     size: int, batch: int, device: torch.device, t: float, rounds: int
 ) -> dict[str, Any]:

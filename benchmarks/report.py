@@ -67,6 +67,14 @@ def targets_table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 r["six variants shared"]["median_s"] / worst,
                 1.15,
             )
+    if "transformer" in results:
+        v = results["transformer"]
+        tag = f"{v['model']} {v['size']}x{v['size']}, batch {v['batch']}, 4 blocks"
+        add(
+            f"NormGrad multi conv3x3 / floor ({tag})",
+            ratio(v["NormGrad multi conv3x3"], v["floor multi (hooks + autograd.grad)"]),
+            1.1,
+        )
     if "kernel" in results:
         k = results["kernel"]
         add(
@@ -190,7 +198,7 @@ def markdown(results: dict[str, Any]) -> str:
                         lines.append(
                             f"| NormGrad {vname} alone ({r['size']}x{r['size']}, batch {r['batch']}) | {v['median_s']:.4f} | {v['iqr_s']:.4f} |"
                         )
-    for key in ("kernel", "pointing_game"):
+    for key in ("transformer", "kernel", "pointing_game"):
         if key in results:
             for name, value in results[key].items():
                 if isinstance(value, dict) and "median_s" in value:

@@ -16,7 +16,10 @@ Measures, on ResNet-50 with random weights:
    of a 600x600 input: agreement, time and peak memory;
 5. the Pointing Game on 1,000 maps of 600x600 with boxes against a per-sample loop and
    against one read of the maps (the memory-bandwidth bound of any exact method);
-6. peak memory of the explainer call against a plain forward plus backward.
+6. peak memory of the explainer call against a plain forward plus backward;
+7. multi-layer NormGrad on a ViT-B/16 (four blocks, tokens read as the patch grid) against
+   its floor (forward plus an activation-only backward to the earliest hooked block), at the
+   size and batch of part 1.
 
 Times are medians with the spread (interquartile range) of single calls timed with
 ``torch.utils.benchmark.Timer``, interleaved round by round so that ratios survive a noisy
@@ -36,7 +39,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from cases import ROOT, bench_kernel, bench_passes, bench_pointing_game, environment
+from cases import (
+    ROOT,
+    bench_kernel,
+    bench_passes,
+    bench_pointing_game,
+    bench_transformer,
+    environment,
+)
 from memory import memory_probe, peak_memory
 from report import markdown
 
@@ -55,7 +65,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=["passes_224", "passes_600", "kernel", "pointing_game", "memory"],
+        choices=["passes_224", "passes_600", "kernel", "transformer", "pointing_game", "memory"],
         help="run only these parts and merge them into the existing JSON file",
     )
     parser.add_argument(
@@ -91,6 +101,7 @@ def main() -> None:
         "passes_224": lambda: bench_passes(small, big, device, t, rounds, peers=True),
         "passes_600": lambda: bench_passes(big_size, big_batch, device, t, rounds, peers=False),
         "kernel": lambda: bench_kernel(big_size, big_batch, device, t, rounds),
+        "transformer": lambda: bench_transformer(small, big, device, t, rounds),
         "pointing_game": lambda: bench_pointing_game(
             maps, 600 if not args.quick else 300, device, t, rounds
         ),
