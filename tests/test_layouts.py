@@ -25,6 +25,7 @@ from torchvision.models.swin_transformer import SwinTransformer
 from torchvision.models.vision_transformer import VisionTransformer
 
 import normgrad
+from normgrad import metrics, sanity
 
 from .lifecycle import assert_unchanged, snapshot
 from .models import seeded
@@ -724,3 +725,55 @@ def test_model_left_unchanged(family: str, outcome: str, method: str) -> None:
     assert all(p.grad is None for p in model.parameters())
     assert torch.is_grad_enabled()
     assert torch._C._len_torch_function_stack() == 0
+
+
+# ---------------------------------------------------------------------------------------
+# The protocol on transformers: evaluate and the randomisation checks
+# ---------------------------------------------------------------------------------------
+
+
+def test_evaluate_accepts_transformers_like_any_cnn() -> None:
+    """evaluate's shared pass serves NormGrad on tokens and channels-last layers; its counts
+    equal each explainer scored on its own."""
+    x = _x(32, 32)
+    boxes = [torch.tensor([[0, 0, 15, 15]]), torch.tensor([[16, 16, 31, 31]])] * (x.shape[0] // 2)
+    boxes = boxes + [torch.tensor([[8, 8, 23, 23]])] * (x.shape[0] - len(boxes))
+    for model, layers in (
+        (tv_vit(), [ENC0, "encoder.layers.encoder_layer_1.ln_1"]),
+        (swin(), ["features.1", "norm"]),
+    ):
+        explainers: dict[str, normgrad.Explainer] = {
+            "single": normgrad.NormGrad(model, layers[-1], "conv3x3"),
+            "multi": normgrad.NormGrad(model, layers, "conv1x1"),
+            "cam": normgrad.GradCAM(model, layers[-1]),
+        }
+        result = normgrad.evaluate(
+            model, explainers, [(x, None, boxes)], tolerance=4, progress=False
+        )
+        for name, explainer in explainers.items():
+            alone = metrics.pointing_game(explainer(x), boxes, tolerance=4)
+            assert result[name].hits == int(alone.sum()), name
+            assert result[name].total == x.shape[0], name
+
+
+def test_cascading_randomisation_on_transformers() -> None:
+    """Randomising from the top down changes a ViT's and a Swin's NormGrad maps, and the
+    trained model is left untouched."""
+    x = _x(32, 32)
+    cases = (
+        (
+            tv_vit(),
+            ENC0,
+            ["heads.head", "encoder.ln", "encoder.layers.encoder_layer_1", ENC0, "conv_proj"],
+        ),
+        (swin(), "features.1", None),  # default blocks: head, norm, features.3, ..., features.0
+    )
+    for model, layer, blocks in cases:
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        result = sanity.cascading_randomization(
+            lambda m, layer=layer: normgrad.NormGrad(m, layer, "conv1x1"), model, x, 0, blocks
+        )
+        assert len(result.blocks) == result.spearman.shape[0] >= 4
+        assert result.mean()[-1] < 0.9  # fully randomised below the layer: maps change
+        after = model.state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before)
