@@ -10,7 +10,7 @@ import torchvision
 from torch import nn
 
 import normgrad
-from normgrad import InvalidArgumentError, LayerError, metrics, presets, sanity
+from normgrad import InvalidArgumentError, LayerError, functional, metrics, presets, sanity
 
 from .models import TinyCNN, seeded
 
@@ -105,14 +105,20 @@ def test_cascading_randomisation() -> None:
 
 @pytest.mark.parametrize("arch", presets.available())
 def test_presets_name_real_layers(arch: str) -> None:
-    model = getattr(torchvision.models, arch)(num_classes=2)
+    size = 64
+    extra = {"image_size": size} if arch.startswith("vit") else {}
+    model = getattr(torchvision.models, arch)(num_classes=2, **extra)
+    if arch.startswith("vit"):  # torchvision starts a ViT's head at zero: no gradient at all
+        torch.nn.init.normal_(model.heads.head.weight)
     preset = presets.layers(arch)
     names = dict(model.named_modules())
     assert preset.single in names
     assert all(name in names for name in preset.multi)
-    size = 64
-    saliency = normgrad.NormGrad(model, preset.multi, "conv1x1")(torch.randn(1, 3, size, size))
-    assert saliency.shape == (1, 1, size, size)
+    result = normgrad.NormGrad(model, preset.multi, "conv1x1").explain(
+        torch.randn(1, 3, size, size)
+    )
+    assert result.saliency.shape == (1, 1, size, size)
+    assert all(not bool(functional.is_constant(m)) for m in result.raw_layer_maps.values())
 
 
 def test_paper_presets() -> None:

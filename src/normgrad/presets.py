@@ -37,6 +37,19 @@ def _resnet(last: str, source: str = "paper") -> LayerPreset:
     return LayerPreset(last, ["layer2.0", "layer3.0", "layer4.0", last], source)
 
 
+def _vit(depth: int) -> LayerPreset:
+    blocks = [f"encoder.layers.encoder_layer_{k}" for k in (depth // 4 - 1, depth // 2 - 1)]
+    blocks.append(f"encoder.layers.encoder_layer_{3 * depth // 4 - 1}")
+    last = f"encoder.layers.encoder_layer_{depth - 1}.ln_1"
+    return LayerPreset(last, [*blocks, last], "normgrad")
+
+
+def _staged() -> LayerPreset:
+    return LayerPreset(
+        "features.7", ["features.3.0", "features.5.0", "features.7.0", "features.7"], "normgrad"
+    )
+
+
 _PRESETS: dict[str, LayerPreset] = {
     # the paper uses ResNet-34, ResNet-50 and EfficientNet-B0
     "resnet34": _resnet("layer4.2"),
@@ -57,6 +70,20 @@ _PRESETS: dict[str, LayerPreset] = {
         ],
         "normgrad",
     ),
+    # Transformers (normgrad's choice). A ViT reads only the class token after its last
+    # block, so the last block's output patch tokens get no gradient (an all-zero map): the
+    # single layer is the last block's first norm, whose patch tokens reach the class
+    # token through the last attention (pytorch-grad-cam's advice too). Multi-layer: the
+    # outputs of blocks 3, 6 and 9 of 12, then that norm, like the paper's one layer per
+    # ResNet stage.
+    "vit_b_16": _vit(12),
+    "vit_b_32": _vit(12),
+    # Swin and ConvNeXt are staged like a ResNet (strides 4, 8, 16, 32): the last stage's
+    # output is the single layer (Swin's is channels-last, read as such), and the first
+    # block of stages 2-4 plus the last stage are fused, as the paper does for ResNets.
+    "swin_t": _staged(),
+    "swin_v2_t": _staged(),
+    "convnext_tiny": _staged(),
 }
 
 
