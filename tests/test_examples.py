@@ -269,3 +269,37 @@ def test_viz_is_reachable_lazily() -> None:
             assert (box.get_width(), box.get_height()) == (4, 5)
     finally:
         plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------
+# vision transformers: the quick path of examples/vision_transformers.py
+
+
+def test_transformers_quick_path(tmp_path: Path) -> None:
+    example = load("vision_transformers")
+    threads = torch.get_num_threads()
+    results = example.main(["--quick", "--out", str(tmp_path), "--quiet"])
+    assert torch.get_num_threads() == threads  # restored
+    assert [r.arch.name for r in results] == ["ViT", "Swin"]
+    text = (tmp_path / "tables.md").read_text()
+    for result in results:
+        name = result.arch.name
+        assert f"| {name} | " in text  # the classifier's row
+        for heading in ("single layers", "constant maps", "multi-layer NormGrad"):
+            assert f"### {name}: {heading}" in text
+        for layer in result.arch.candidates:
+            assert text.count(f"| `{layer}` |") == 2  # the Pointing Game and constant-map rows
+        for label in result.arch.multi:
+            assert f"| {label}: " in text
+        assert set(result.scores) == {"trained", "fully-randomised"}
+        for scores in result.scores.values():
+            assert all(0.0 <= row.accuracy <= 1.0 for row in scores.values())
+        assert 0.0 <= result.auc <= 1.0
+    # only the class token is read after the last ViT block: its maps are all constant
+    last = "encoder.layers.encoder_layer_3"
+    vit = results[0]
+    assert vit.constant[last] == (1.0, 1.0, 0.0)
+    assert vit.constant[f"{last}.ln_1"][0] == 0.0
+    assert vit.scores["trained"][f"NormGrad conv1x1 @ {last}"].accuracy == 0.0
+    figures = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
+    assert figures == ["swin.png", "vit.png"]

@@ -44,12 +44,6 @@ def _vit(depth: int) -> LayerPreset:
     return LayerPreset(last, [*blocks, last], "normgrad")
 
 
-def _staged() -> LayerPreset:
-    return LayerPreset(
-        "features.7", ["features.3.0", "features.5.0", "features.7.0", "features.7"], "normgrad"
-    )
-
-
 _PRESETS: dict[str, LayerPreset] = {
     # the paper uses ResNet-34, ResNet-50 and EfficientNet-B0
     "resnet34": _resnet("layer4.2"),
@@ -75,15 +69,30 @@ _PRESETS: dict[str, LayerPreset] = {
     # single layer is the last block's first norm, whose patch tokens reach the class
     # token through the last attention (pytorch-grad-cam's advice too). Multi-layer: the
     # outputs of blocks 3, 6 and 9 of 12, then that norm, like the paper's one layer per
-    # ResNet stage.
+    # ResNet stage. Measured on a small trained ViT (docs/transformers.md): 0.55 for the
+    # last block's ln_1 and the block before it, 0 for the last block's output and ln_2.
     "vit_b_16": _vit(12),
     "vit_b_32": _vit(12),
-    # Swin and ConvNeXt are staged like a ResNet (strides 4, 8, 16, 32): the last stage's
-    # output is the single layer (Swin's is channels-last, read as such), and the first
-    # block of stages 2-4 plus the last stage are fused, as the paper does for ResNets.
-    "swin_t": _staged(),
-    "swin_v2_t": _staged(),
-    "convnext_tiny": _staged(),
+    # Swin: the last block's first norm, measured best of the candidate layers on a small
+    # trained Swin (docs/transformers.md: 0.24 against 0.05-0.13 for the last stage's
+    # output and the final norm, which scored below their own randomised models); fused
+    # with one layer per earlier stage, also measured best among the fusions tried. Swin V2
+    # normalises after attention (post-norm), so its norm1 is not the same place: the last
+    # block's input (features.7.0), by analogy, not measured.
+    "swin_t": LayerPreset(
+        "features.7.1.norm1",
+        ["features.1", "features.3", "features.5", "features.7.1.norm1"],
+        "normgrad (measured)",
+    ),
+    "swin_v2_t": LayerPreset(
+        "features.7.0", ["features.1", "features.3", "features.5", "features.7.0"], "normgrad"
+    ),
+    # ConvNeXt is a CNN staged like a ResNet (strides 4 to 32): the paper's ResNet recipe,
+    # the last stage alone or the first block of stages 2-4 plus the last stage; not
+    # measured on a trained ConvNeXt.
+    "convnext_tiny": LayerPreset(
+        "features.7", ["features.3.0", "features.5.0", "features.7.0", "features.7"], "normgrad"
+    ),
 }
 
 
