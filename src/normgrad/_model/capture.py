@@ -22,7 +22,8 @@ from .._errors import InvalidArgumentError, LayerError, ShapeError, describe
 from .guided import GuidedReLUs
 from .hooks import HookSet, explaining
 from .layers import first_conv
-from .layouts import Layout, Resolved, resolve_layout
+from .layout_detection import resolve_layout
+from .layouts import Layout, Resolved
 from .targets import (
     ClassTarget,
     ResolvedTarget,

@@ -3,22 +3,20 @@
 A captured layer may output ``(N, C, *spatial)`` (convolutions), ``(N, *spatial, C)``
 (channels-last blocks: Swin stages and norms, ConvNeXt's permuted norms) or tokens
 ``(N, T, C)``: ``P`` prefix tokens (class, distillation, register tokens) followed by a patch
-grid in row-major order (vision transformers). The layout is detected where the shapes
-leave one reading that fits the input's geometry, taken from the model where it says (a
-torchvision ``VisionTransformer``'s patch size and class token, timm's ``patch_embed`` and
-``num_prefix_tokens``), and otherwise must be stated: a reading that does not fit is never
-guessed.
+grid in row-major order (vision transformers). ``layout_detection`` detects the layout
+where the shapes leave one reading that fits the input's geometry, takes it from the model
+where it says (a torchvision ``VisionTransformer``'s patch size and class token, timm's
+``patch_embed`` and ``num_prefix_tokens``), and otherwise asks for it to be stated: a
+reading that does not fit is never guessed.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Union
 
 import torch
-from torch import nn
 
 from .._errors import ArgumentTypeError, InvalidArgumentError, LayerError, describe
 
@@ -38,9 +36,6 @@ _NAMES = {
     "tokens": TOKENS,
     "auto": "auto",
 }
-
-# At most this many prefix tokens are considered when nothing says how many there are.
-_MAX_PREFIX = 16
 
 
 @dataclass(frozen=True)
@@ -125,235 +120,3 @@ def layouts_for(names: Sequence[str], layout: Layouts) -> list[Layout]:
         return [_check_layout(layout.get(n), f"layout[{n!r}]") for n in names]
     checked = _check_layout(layout, "layout")
     return [checked] * len(names)
-
-
-def _fits(spatial: Sequence[int], image: Sequence[int]) -> bool:
-    """Whether a map of size ``spatial`` is the image seen at one stride, up to rounding:
-    some scale ``t`` (1 / stride) has ``|spatial_d - image_d * t| <= 1`` in every dimension."""
-    if len(spatial) != len(image) or any(s < 1 or s > i for s, i in zip(spatial, image)):
-        return False
-    low = max((s - 1) / i for s, i in zip(spatial, image))
-    high = min((s + 1) / i for s, i in zip(spatial, image))
-    return low <= high + 1e-12
-
-
-def _exact(spatial: Sequence[int], image: Sequence[int]) -> bool:
-    """Whether a map of size ``spatial`` is the image at one integer stride ``s``, each size
-    ``image_d / s`` rounded down or up."""
-    if len(spatial) != len(image):
-        return False
-    return any(
-        all(o in (i // s, -(-i // s)) for o, i in zip(spatial, image))
-        for s in range(1, max(image) + 1)
-    )
-
-
-_FIRST: tuple[type[nn.Module], ...] = (
-    nn.modules.conv._ConvNd,
-    nn.BatchNorm2d,
-    nn.BatchNorm3d,
-    nn.modules.instancenorm._InstanceNorm,
-    nn.GroupNorm,
-    nn.modules.pooling._MaxPoolNd,
-    nn.modules.pooling._AvgPoolNd,
-    nn.modules.pooling._AdaptiveAvgPoolNd,
-    nn.modules.pooling._AdaptiveMaxPoolNd,
-    nn.Upsample,
-)
-
-
-def _module_hint(module: nn.Module) -> str | None:
-    """The layout the last layout-setting layer inside ``module`` (in registration order)
-    leaves its output in: convolutions, batch/group/instance norms and pooling work on
-    channels first; linear layers and LayerNorm (not the 2-D variants, which are
-    subclasses taking channels first) on channels last; a ``Permute`` says where it puts
-    them. Only used to settle a shape that reads both ways, in a model that is not a plain
-    CNN (see :func:`_convolutional`). A ``forward`` that permutes its output outside any
-    submodule cannot be seen here: for such a layer with as many channels as positions,
-    state the layout."""
-    hint: str | None = None
-    for sub in module.modules():
-        dims = getattr(sub, "dims", None)
-        if isinstance(sub, _FIRST):
-            hint = CHANNELS_FIRST
-        elif type(sub) in (nn.Linear, nn.LayerNorm):
-            hint = CHANNELS_LAST
-        elif type(sub).__name__ == "Permute" and isinstance(dims, (list, tuple)) and dims:
-            hint = CHANNELS_FIRST if list(dims)[1] == len(dims) - 1 else CHANNELS_LAST
-    return hint
-
-
-def _convolutional(model: nn.Module) -> bool:
-    """Whether ``model`` holds nothing that works on channels last or on tokens (no
-    LayerNorm over the last dimension, no attention, no permutation): a plain CNN."""
-    for sub in model.modules():
-        kind = type(sub).__name__
-        if type(sub) is nn.LayerNorm or isinstance(sub, nn.MultiheadAttention):
-            return False
-        if kind == "Permute" or "Attention" in kind or "Transformer" in kind:
-            return False
-    return True
-
-
-def _model_tokens(
-    model: nn.Module, image: Sequence[int]
-) -> tuple[int | None, tuple[int, ...] | None]:
-    """Prefix count and patch grid as the model states them (timm, torchvision ViT)."""
-    for module in model.modules():
-        embed = getattr(module, "patch_embed", None)
-        prefix = getattr(module, "num_prefix_tokens", None)
-        if isinstance(embed, nn.Module):
-            grid: tuple[int, ...] | None = None
-            feat_size = getattr(embed, "dynamic_feat_size", None)
-            patch: object = getattr(embed, "patch_size", None)
-            if callable(feat_size):
-                grid = tuple(int(g) for g in feat_size(tuple(image)))
-            elif isinstance(patch, (int, tuple, list)):
-                sizes = (patch,) * len(image) if isinstance(patch, int) else tuple(patch)
-                grid = tuple(i // int(p) for i, p in zip(image, sizes))
-            return (prefix if isinstance(prefix, int) else None), grid
-        patch_size = getattr(module, "patch_size", None)
-        if isinstance(patch_size, int) and isinstance(
-            getattr(module, "class_token", None), nn.Parameter
-        ):
-            return 1, tuple(i // patch_size for i in image)  # torchvision VisionTransformer
-    return None, None
-
-
-def _token_candidates(tokens: int, image: Sequence[int], stated: Tokens) -> list[Resolved]:
-    prefixes = [stated.prefix] if stated.prefix is not None else range(_MAX_PREFIX + 1)
-    grids: set[tuple[int, ...]] = set()
-    if stated.grid is not None:
-        grids.add(stated.grid)
-    else:
-        for stride in range(1, max(image) + 1):
-            grid = tuple(i // stride for i in image)
-            if min(grid) >= 1:
-                grids.add(grid)
-    return [
-        Resolved(TOKENS, p, g)
-        for p in prefixes
-        for g in sorted(grids)
-        if p + math.prod(g) == tokens
-    ]
-
-
-def _how_to_state(name: str) -> str:
-    return (
-        f"state it with layout='channels_first', 'channels_last' or "
-        f"normgrad.Tokens(prefix=..., grid=...) (or layout={{{name!r}: ...}} for this layer)"
-    )
-
-
-def resolve_layout(
-    output: torch.Tensor,
-    image: Sequence[int],
-    stated: Layout,
-    model: nn.Module,
-    name: str,
-    module: nn.Module,
-) -> Resolved:
-    """Fix the layout of ``output`` of layer ``name`` for an input of spatial size ``image``.
-
-    Raises :class:`LayerError` when the stated layout does not fit, or when no layout or
-    several layouts fit and none is stated.
-    """
-    shape = tuple(output.shape)
-    k = len(image)
-    if stated == TOKENS or isinstance(stated, Tokens) or (stated is None and output.ndim == k + 1):
-        return _resolve_tokens(shape, image, stated, model, name)
-    if output.ndim == k + 1:
-        raise LayerError(
-            f"layers: layer {name!r} outputs tokens {shape} (N, T, C), not a feature map as "
-            f"stated ({stated!r}); leave layout=None or state normgrad.Tokens(...)"
-        )
-    if output.ndim != k + 2:
-        raise LayerError(
-            f"layers: layer {name!r} outputs shape {shape}, which is not (N, C, *spatial), "
-            f"(N, *spatial, C) or tokens (N, T, C) for an input with {k} spatial "
-            "dimensions; choose a layer whose output is a feature map or a token sequence"
-        )
-    readings = {CHANNELS_FIRST: shape[2:], CHANNELS_LAST: shape[1:-1]}
-    if stated in readings:
-        assert isinstance(stated, str)
-        other = CHANNELS_LAST if stated == CHANNELS_FIRST else CHANNELS_FIRST
-        inside = all(1 <= s <= i for s, i in zip(readings[stated], image))
-        if inside and (_fits(readings[stated], image) or not _fits(readings[other], image)):
-            return Resolved(stated)
-        raise LayerError(
-            f"layers: layer {name!r} outputs shape {shape}; read as {stated} (the stated "
-            f"layout) its spatial size {readings[stated]} does not fit the input's "
-            f"{tuple(image)}"
-            + (
-                f", read as {other} it does ({readings[other]})"
-                if _fits(readings[other], image)
-                else ""
-            )
-            + "; "
-            + _how_to_state(name)
-        )
-    # a reading at one integer stride first, then one that fits up to rounding; when both
-    # read well (channels as many as the positions), the layer's own kind settles it
-    hint = CHANNELS_FIRST if _convolutional(model) else _module_hint(module)
-    for test in (_exact, _fits):
-        fitting = [kind for kind, spatial in readings.items() if test(spatial, image)]
-        if len(fitting) == 1:
-            return Resolved(fitting[0])
-        if len(fitting) == 2 and hint is not None:
-            return Resolved(hint)
-    plausible = [
-        kind
-        for kind, spatial in readings.items()
-        if all(1 <= s <= i for s, i in zip(spatial, image))
-    ]
-    if not fitting and len(plausible) == 1:
-        return Resolved(plausible[0])
-    which = " and ".join(f"{kind} (spatial {readings[kind]})" for kind in (fitting or plausible))
-    raise LayerError(
-        f"layers: cannot tell the layout of layer {name!r}: its output {shape} for an input "
-        f"of spatial size {tuple(image)} reads as {which or 'no feature map'}; "
-        + _how_to_state(name)
-    )
-
-
-def _resolve_tokens(
-    shape: tuple[int, ...], image: Sequence[int], stated: Layout, model: nn.Module, name: str
-) -> Resolved:
-    if len(shape) != len(image) + 1:
-        raise LayerError(
-            f"layers: layer {name!r} outputs shape {shape}, not tokens (N, T, C) as stated "
-            f"({stated!r}); " + _how_to_state(name)
-        )
-    tokens = shape[1]
-    given = stated if isinstance(stated, Tokens) else Tokens()
-    if given.grid is not None and not _fits(given.grid, image):
-        raise LayerError(
-            f"layers: the stated grid {given.grid} of layer {name!r} is not the input's "
-            f"{tuple(image)} seen at one stride (a transposed grid?); " + _how_to_state(name)
-        )
-    prefix, grid = _model_tokens(model, image)
-    # stated fields are fixed; unstated ones come from the model where it says, and are
-    # searched only where it does not (or, when nothing is stated, where its word fails,
-    # e.g. the patch embedding before the prefix tokens are added)
-    first = Tokens(given.prefix if given.prefix is not None else prefix, given.grid or grid)
-    specs = [first]
-    if given == Tokens():
-        specs += [Tokens(None, grid), Tokens(prefix, None), Tokens()]
-    for spec in specs:
-        candidates = _token_candidates(tokens, image, spec)
-        if len(candidates) == 1:
-            return candidates[0]
-    candidates = _token_candidates(tokens, image, first)
-    if not candidates:
-        raise LayerError(
-            f"layers: layer {name!r} outputs {tokens} tokens {shape}, which is no prefix "
-            f"(<= {_MAX_PREFIX} tokens) plus a patch grid of the input's {tuple(image)} "
-            f"(stated {given}, from the model: prefix {prefix}, grid {grid}); "
-            + _how_to_state(name)
-        )
-    listed = ", ".join(f"prefix {c.prefix} + grid {c.grid}" for c in candidates[:4])
-    raise LayerError(
-        f"layers: cannot tell how the {tokens} tokens of layer {name!r} {shape} are laid "
-        f"out for an input of spatial size {tuple(image)}: {listed}"
-        f"{', ...' if len(candidates) > 4 else ''} all fit; " + _how_to_state(name)
-    )
