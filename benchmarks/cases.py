@@ -124,18 +124,25 @@ def _pytorch_grad_cam(
     return (lambda x: cam(input_tensor=x, targets=targets)), cam.activations_and_grads.release
 
 
+def multi_layer_cases(multi: normgrad.NormGrad, x: torch.Tensor) -> dict[str, Callable[[], Any]]:
+    """Multi-layer NormGrad beside its model's forward, the forward plus a full backward,
+    and the floor (bare hooks, ``autograd.grad`` to the same layers' activations)."""
+    model = multi.model
+    return {
+        "forward": lambda: model(x),
+        "forward+backward": lambda: forward_backward(model, x),
+        "floor multi (hooks + autograd.grad)": lambda: floor(model, x, multi.layer_names),
+        "NormGrad multi conv3x3": lambda: multi(x, 1),
+    }
+
+
 def bench_passes(
     size: int, batch: int, device: torch.device, t: float, rounds: int, peers: bool
 ) -> dict[str, Any]:
     model, x = model_and_input(size, batch, device)
     res: dict[str, Any] = {"size": size, "batch": batch}
     multi = normgrad.NormGrad(model, MULTI, "conv3x3")
-    fns: dict[str, Callable[[], Any]] = {
-        "forward": lambda: model(x),
-        "forward+backward": lambda: forward_backward(model, x),
-        "floor multi (hooks + autograd.grad)": lambda: floor(model, x, MULTI),
-        "NormGrad multi conv3x3": lambda: multi(x, 1),
-    }
+    fns = multi_layer_cases(multi, x)
     if x.ndim == 4:
         # the same explainer on the same values stored channels-last (NHWC); the model is
         # untouched, convolutions follow the input's layout
@@ -205,15 +212,9 @@ def bench_transformer(
     model = torchvision.models.vit_b_16(num_classes=2, image_size=size).eval().to(device)
     torch.nn.init.normal_(model.heads.head.weight, std=0.02)  # torchvision starts it at zero
     x = torch.randn(batch, 3, size, size, device=device)
-    multi = normgrad.NormGrad(model, VIT_MULTI, "conv3x3")
-    fns: dict[str, Callable[[], Any]] = {
-        "forward": lambda: model(x),
-        "forward+backward": lambda: forward_backward(model, x),
-        "floor multi (hooks + autograd.grad)": lambda: floor(model, x, VIT_MULTI),
-        "NormGrad multi conv3x3": lambda: multi(x, 1),
-    }
     res: dict[str, Any] = {"model": "vit_b_16", "size": size, "batch": batch}
-    res.update(measure_group(fns, device, t, rounds))
+    multi = normgrad.NormGrad(model, VIT_MULTI, "conv3x3")
+    res.update(measure_group(multi_layer_cases(multi, x), device, t, rounds))
     return res
 
 

@@ -22,10 +22,16 @@ from .layouts import CHANNELS_FIRST, CHANNELS_LAST, TOKENS, Layout, Resolved, To
 _MAX_PREFIX = 16
 
 
+def _inside(spatial: Sequence[int], image: Sequence[int]) -> bool:
+    """Whether a map of size ``spatial`` could be the image downsampled: no size above the
+    image's, none empty."""
+    return len(spatial) == len(image) and all(1 <= s <= i for s, i in zip(spatial, image))
+
+
 def _fits(spatial: Sequence[int], image: Sequence[int]) -> bool:
     """Whether a map of size ``spatial`` is the image seen at one stride, up to rounding:
     some scale ``t`` (1 / stride) has ``|spatial_d - image_d * t| <= 1`` in every dimension."""
-    if len(spatial) != len(image) or any(s < 1 or s > i for s, i in zip(spatial, image)):
+    if not _inside(spatial, image):
         return False
     low = max((s - 1) / i for s, i in zip(spatial, image))
     high = min((s + 1) / i for s, i in zip(spatial, image))
@@ -172,8 +178,9 @@ def resolve_layout(
     if stated in readings:
         assert isinstance(stated, str)
         other = CHANNELS_LAST if stated == CHANNELS_FIRST else CHANNELS_FIRST
-        inside = all(1 <= s <= i for s, i in zip(readings[stated], image))
-        if inside and (_fits(readings[stated], image) or not _fits(readings[other], image)):
+        if _inside(readings[stated], image) and (
+            _fits(readings[stated], image) or not _fits(readings[other], image)
+        ):
             return Resolved(stated)
         raise LayerError(
             f"layers: layer {name!r} outputs shape {shape}; read as {stated} (the stated "
@@ -188,19 +195,17 @@ def resolve_layout(
             + _how_to_state(name)
         )
     # a reading at one integer stride first, then one that fits up to rounding; when both
-    # read well (channels as many as the positions), the layer's own kind settles it
-    hint = CHANNELS_FIRST if _convolutional(model) else _module_hint(module)
+    # read well (channels as many as the positions), the model and the layer's own kind
+    # settle it (looked at only then: it walks the model's modules)
     for test in (_exact, _fits):
         fitting = [kind for kind, spatial in readings.items() if test(spatial, image)]
         if len(fitting) == 1:
             return Resolved(fitting[0])
-        if len(fitting) == 2 and hint is not None:
-            return Resolved(hint)
-    plausible = [
-        kind
-        for kind, spatial in readings.items()
-        if all(1 <= s <= i for s, i in zip(spatial, image))
-    ]
+        if len(fitting) == 2:
+            hint = CHANNELS_FIRST if _convolutional(model) else _module_hint(module)
+            if hint is not None:
+                return Resolved(hint)
+    plausible = [kind for kind, spatial in readings.items() if _inside(spatial, image)]
     if not fitting and len(plausible) == 1:
         return Resolved(plausible[0])
     which = " and ".join(f"{kind} (spatial {readings[kind]})" for kind in (fitting or plausible))
