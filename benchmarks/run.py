@@ -60,6 +60,9 @@ def main() -> None:
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--min-run-time", type=float, default=None)
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="interleaved rounds per case (default 15, quick 3)"
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None)
     parser.add_argument(
@@ -78,7 +81,7 @@ def main() -> None:
     if args.memory_probe:
         print(memory_probe(args.memory_probe, args.size, args.batch, args.device))
         return
-    rounds = 3 if args.quick else 15
+    rounds = args.rounds or (3 if args.quick else 15)
     device = torch.device(args.device)
     t = args.min_run_time if args.min_run_time is not None else (0.5 if args.quick else 3.0)
     small, big, maps = (112, 2, 100) if args.quick else (224, 8, 1000)
