@@ -281,7 +281,7 @@ def test_evaluate_errors() -> None:
         normgrad.ArgumentTypeError, match=r"explainers\['x'\]: expected a normgrad explainer"
     ):
         normgrad.evaluate(RESNET, {"x": 3}, _data(1))  # type: ignore[dict-item]
-    with pytest.raises(InvalidArgumentError, match="reserved for the baselines"):
+    with pytest.raises(InvalidArgumentError, match="reserved for the centre baseline"):
         normgrad.evaluate(RESNET, {"centre baseline": normgrad.Gradient(RESNET)}, _data(1))
     with pytest.raises(
         InvalidArgumentError, match=r"data: expected batches of \(images, labels, regions\)"

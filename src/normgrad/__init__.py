@@ -18,14 +18,16 @@ from ._errors import (
     NormGradError,
     ShapeError,
 )
-from ._evaluation.result import EvaluationResult, MethodScore
+from ._evaluation.distributed import DistributedEvaluationError, ShardSampler
+from ._evaluation.result import EvaluationResult, MethodScore, Record
 from ._evaluation.runner import evaluate
 from ._explainers.base import Explainer, Explanation
 from ._explainers.center import CenterBaseline
 from ._explainers.gradcam import GradCAM, GuidedGradCAM
 from ._explainers.gradients import Gradient, GuidedBackprop, InputXGradient
-from ._explainers.normgrad import NormGrad, explain_shared
+from ._explainers.normgrad import NormGrad
 from ._explainers.perturbation import IntegratedGradients, SmoothGrad
+from ._explainers.shared import explain_shared
 from ._model.layers import Layers, LayerSpec
 from ._model.layouts import Layout, Tokens
 from ._model.targets import Target
@@ -45,6 +47,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "ArgumentTypeError",
     "CenterBaseline",
+    "DistributedEvaluationError",
     "EvaluationResult",
     "Explainer",
     "Explanation",
@@ -62,7 +65,9 @@ __all__ = [
     "MethodScore",
     "NormGrad",
     "NormGradError",
+    "Record",
     "ShapeError",
+    "ShardSampler",
     "SmoothGrad",
     "Target",
     "Tokens",

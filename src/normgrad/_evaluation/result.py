@@ -5,7 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+FIELDS = ["image", "method", "hit", "point"]
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,39 @@ class MethodScore:
     total: int
 
 
+class Record(NamedTuple):
+    """One image scored by one method."""
+
+    image: str
+    """The image's id: its index in the data, or the id the data gave (as text)."""
+    method: str
+    hit: float
+    """1.0 hit, 0.0 miss, NaN not counted (no region); the random baseline's hit
+    probability."""
+    point: tuple[int, ...] | None
+    """The pointed pixel in array order (``(row, column)``, ``(depth, row, column)``), or
+    ``None`` for the random baseline."""
+
+
+def records_csv(records: Iterable[Record], header: bool = True) -> str:
+    """Records as CSV text: ``image, method, hit, point`` (point as ``"row column"``)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    if header:
+        writer.writerow(FIELDS)
+    for r in records:
+        hit = (
+            ""
+            if math.isnan(r.hit)
+            else repr(float(r.hit))
+            if r.hit not in (0, 1)
+            else str(int(r.hit))
+        )
+        point = "" if r.point is None else " ".join(map(str, r.point))
+        writer.writerow([r.image, r.method, hit, point])
+    return out.getvalue()
+
+
 @dataclass(frozen=True)
 class EvaluationResult:
     """Pointing Game accuracy per method, with Wilson intervals and the two baselines.
@@ -31,6 +68,9 @@ class EvaluationResult:
     rows: list[MethodScore]
     tolerance: float
     confidence: float
+    records: list[Record] = field(default_factory=list)
+    """Every image scored by every method, sorted by image then method; the rows are
+    computed from them."""
 
     def __getitem__(self, method: str) -> MethodScore:
         for row in self.rows:
@@ -54,6 +94,15 @@ class EvaluationResult:
         for r in self.rows:
             writer.writerow([r.method, r.accuracy, r.low, r.high, r.hits, r.total, self.tolerance])
         return out.getvalue()
+
+    def records_to_csv(self) -> str:
+        """The per-image records as CSV: ``image, method, hit, point``.
+
+        ``hit`` is ``1`` or ``0``, empty where the image has no region (not counted), the
+        hit probability for the random baseline; ``point`` is the pointed pixel in array
+        order, separated by spaces (``"row column"``), empty for the random baseline.
+        """
+        return records_csv(self.records)
 
     def __str__(self) -> str:
         return self.to_markdown()

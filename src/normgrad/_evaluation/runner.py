@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,16 +23,22 @@ from .._checks import (
 from .._errors import ArgumentTypeError, InvalidArgumentError, describe
 from .._explainers.base import Explainer
 from .._explainers.center import CenterBaseline
-from .._explainers.normgrad import NormGrad, explain_shared
+from .._explainers.shared import explain_shared
 from .._model.layers import check_model
-from ..metrics import PointingGame, Regions, prepare_regions, random_point_hit_rate, smooth
-from .result import EvaluationResult, MethodScore
+from ..metrics import Regions, prepare_regions, random_point_hit_rate, smooth
+from ..metrics._pointing import pointing_game_points
+from .distributed import gather, raise_first_error, sampler_indices, world
+from .records import RecordFile, image_order, sort_records, table
+from .result import EvaluationResult, Record
 
 CENTRE = "centre baseline"
 RANDOM = "random baseline"
+SMOOTHED = "{} (smoothed)"
 
 
 class _Progress:
+    """Batches, images, images per second and time left, on one line of stderr."""
+
     def __init__(self, enabled: bool, total: int | None) -> None:
         self.enabled = enabled
         self.total = total
@@ -38,9 +47,15 @@ class _Progress:
     def step(self, done: int, images: int) -> None:
         if not self.enabled:
             return
-        of = f"/{self.total}" if self.total is not None else ""
-        rate = images / max(time.perf_counter() - self.start, 1e-9)
-        sys.stderr.write(f"\revaluate: batch {done}{of}, {images} images, {rate:.1f} images/s")
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        line = f"\revaluate: batch {done}"
+        if self.total is not None:
+            left = elapsed / done * (self.total - done)
+            line += f"/{self.total}"
+        line += f", {images} images, {images / elapsed:.1f} images/s"
+        if self.total is not None:
+            line += f", {left:.0f} s left"
+        sys.stderr.write(line + "   ")
         sys.stderr.flush()
 
     def close(self) -> None:
@@ -54,10 +69,50 @@ def _device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def _methods(explainers: Mapping[str, Explainer], smoothing: bool, baselines: bool) -> list[str]:
+    """The rows' names, refusing names that collide with the generated ones."""
+    names = list(explainers)
+    generated = [SMOOTHED.format(n) for n in names] if smoothing else []
+    reserved = {CENTRE: "the centre baseline", RANDOM: "the random baseline"} if baselines else {}
+    reserved.update({g: f"the smoothed row of {n!r}" for g, n in zip(generated, names)})
+    for name in names:
+        if name in reserved:
+            raise InvalidArgumentError(
+                f"explainers: the name {name!r} is reserved for {reserved[name]}; rename the "
+                "explainer"
+            )
+    return names + generated + ([CENTRE, RANDOM] if baselines else [])
+
+
+def _unpack(batch: Any) -> tuple[torch.Tensor, Any, Regions, list[str] | None]:
+    if isinstance(batch, (tuple, list)) and len(batch) in (3, 4):
+        x, labels, regions = batch[:3]
+        ids = batch[3] if len(batch) == 4 else None
+        if not isinstance(x, torch.Tensor):
+            raise ArgumentTypeError(f"data: expected images as a tensor, got {describe(x)}")
+        if ids is None:
+            return x, labels, regions, None
+        values = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+        if len(values) != x.shape[0]:
+            raise InvalidArgumentError(
+                f"data: expected one id per image ({x.shape[0]}), got {len(values)} ids"
+            )
+        return x, labels, regions, [str(v) for v in values]
+    raise InvalidArgumentError(
+        "data: expected batches of (images, labels, regions) or (images, labels, regions, ids), "
+        f"got {describe(batch)}"
+    )
+
+
+def _record_path(path: str | os.PathLike[str], rank: int, size: int) -> Path:
+    p = Path(path)
+    return p if size == 1 else p.with_name(f"{p.stem}.rank{rank}-of-{size}{p.suffix}")
+
+
 def evaluate(
     model: nn.Module,
     explainers: Mapping[str, Explainer],
-    data: Iterable[tuple[torch.Tensor, Any, Regions]],
+    data: Iterable[Any],
     *,
     tolerance: float = 15,
     spacing: Sequence[float] | None = None,
@@ -66,20 +121,27 @@ def evaluate(
     baselines: bool = True,
     confidence: float = 0.95,
     progress: bool = True,
+    records: str | os.PathLike[str] | None = None,
+    group: Any = None,
 ) -> EvaluationResult:
     """Run the Pointing Game for every explainer over ``data``.
 
-    NormGrad explainers of ``model`` share one forward and one backward pass per batch
-    (see :func:`normgrad.explain_shared`); every other explainer runs on its own.
+    The explainers share their passes (see :func:`normgrad.explain_shared`): per batch, one
+    forward and backward pass serves every NormGrad variant, Grad-CAM, Gradient and
+    Input x Gradient of a model, and one guided pass serves Guided Backpropagation and
+    Guided Grad-CAM.
 
     Args:
         model: the classifier; batches are moved to its device.
         explainers: name -> explainer.
-        data: an iterable of ``(images, labels, regions)``: images ``(N, C, H, W)``; labels
-            the class to explain per sample (an int tensor ``(N,)``), or ``None`` for the
-            predicted class; regions the objects to point at, boolean masks or per-sample
-            boxes as in :func:`normgrad.metrics.pointing_game`. Images without a region are
-            not counted.
+        data: an iterable of ``(images, labels, regions)`` or ``(images, labels, regions,
+            ids)``: images ``(N, C, H, W)``; labels the class to explain per sample (an int
+            tensor ``(N,)``), or ``None`` for the predicted class; regions the objects to
+            point at, boolean masks or per-sample boxes as in
+            :func:`normgrad.metrics.pointing_game`; ids one id per image (ints or strings).
+            Without ids an image's id is its index in the data (for a ``DataLoader`` over
+            a :class:`normgrad.ShardSampler`, its index in the data set). Images without a
+            region are recorded but not counted.
         tolerance: Pointing Game radius in pixels (or in ``spacing`` units).
         spacing: pixel size per array dimension, for anisotropic images.
         smoothing_sigma: if given, also score every method after Gaussian smoothing of its
@@ -88,94 +150,185 @@ def evaluate(
         smoothing_kernel_size: number of taps of the smoothing Gaussian (odd).
         baselines: add the centre baseline and the exact random-point baseline.
         confidence: level of the Wilson intervals.
-        progress: print progress to stderr.
+        progress: print progress (batches, images per second, time left) to stderr, on
+            rank 0 only.
+        records: a CSV file to write the per-image records to as batches finish. If it
+            exists (an interrupted run with the same settings), its images are not
+            explained again: the run continues where it stopped. With several processes
+            each rank writes its own file, ``<name>.rank<r>-of-<W><suffix>``.
+        group: the ``torch.distributed`` process group (default: the default group, when
+            one is initialised).
+
+    With an initialised process group of several ranks, every rank calls ``evaluate`` on
+    its own share of the data (shard with :class:`normgrad.ShardSampler`, never with
+    ``DistributedSampler``, which repeats images); the records are gathered once at the
+    end and every rank returns the result of the whole data set, equal to one process
+    over all of it. An image id seen twice is an error. Ranks whose explainers or
+    arguments differ, and a rank that fails, make every rank raise (no rank waits).
 
     Every argument is checked before the first batch is explained.
 
     Returns:
-        :class:`EvaluationResult`; ``print(result)`` shows a Markdown table.
+        :class:`EvaluationResult`: ``print(result)`` shows a Markdown table;
+        ``result.records`` holds every image's point and hit per method.
     """
-    check_model(model)
-    check_tolerance(tolerance)
-    check_spacing(spacing)
-    check_confidence(confidence)
-    if smoothing_sigma is not None:
-        check_sigma(smoothing_sigma, "smoothing_sigma")
-    check_kernel_size(smoothing_kernel_size, "smoothing_kernel_size")
-    if not isinstance(explainers, Mapping) or not explainers:
-        raise ArgumentTypeError(
-            f"explainers: expected a non-empty dict name -> explainer, got {describe(explainers)}"
-        )
-    for name, explainer in explainers.items():
-        if not isinstance(explainer, Explainer):
+    rank, size = world(group)
+    error: BaseException | None = None
+    settings: dict[str, Any] | None = None
+    try:
+        check_model(model)
+        check_tolerance(tolerance)
+        spacing = check_spacing(spacing)
+        check_confidence(confidence)
+        if smoothing_sigma is not None:
+            check_sigma(smoothing_sigma, "smoothing_sigma")
+        check_kernel_size(smoothing_kernel_size, "smoothing_kernel_size")
+        if not isinstance(explainers, Mapping) or not explainers:
             raise ArgumentTypeError(
-                f"explainers[{name!r}]: expected a normgrad explainer, got {describe(explainer)}"
+                "explainers: expected a non-empty dict name -> explainer, got "
+                f"{describe(explainers)}"
             )
-    reserved = {CENTRE, RANDOM} if baselines else set()
-    clash = reserved & set(explainers)
-    if clash:
-        raise InvalidArgumentError(
-            f"explainers: the names {sorted(clash)} are reserved for the baselines"
-        )
+        for name, explainer in explainers.items():
+            if not isinstance(explainer, Explainer):
+                raise ArgumentTypeError(
+                    f"explainers[{name!r}]: expected a normgrad explainer, got "
+                    f"{describe(explainer)}"
+                )
+        methods = _methods(explainers, smoothing_sigma is not None, baselines)
+        settings = {
+            "explainers": {n: repr(e) for n, e in explainers.items()},
+            "tolerance": float(tolerance),
+            "spacing": None if spacing is None else [float(s) for s in spacing],
+            "smoothing_sigma": None if smoothing_sigma is None else float(smoothing_sigma),
+            "smoothing_kernel_size": smoothing_kernel_size,
+            "baselines": baselines,
+            "confidence": float(confidence),
+        }
+    except Exception as e:
+        error = e
+    if size > 1:
+        # one exchange before the data: every rank learns of another's bad arguments
+        shared = gather((settings, None if error is None else str(error)), size, group)
+        raise_first_error([err for _, err in shared], rank, error)
+        for other, (theirs, _) in enumerate(shared):
+            if theirs != settings:
+                assert theirs is not None and settings is not None
+                differ = sorted(k for k in settings if theirs.get(k) != settings.get(k))
+                raise InvalidArgumentError(
+                    f"evaluate: rank {other} was called with other {', '.join(differ)} than "
+                    f"rank {rank}; every rank must pass the same explainers and arguments"
+                )
+    elif error is not None:
+        raise error
+    assert settings is not None
     device = _device(model)
-    shared = [n for n, e in explainers.items() if isinstance(e, NormGrad) and e.model is model]
-    alone = [n for n in explainers if n not in shared]
-    games: dict[str, PointingGame] = {}
-
-    def game(name: str) -> PointingGame:
-        if name not in games:
-            games[name] = PointingGame(tolerance, spacing, confidence)
-        return games[name]
-
-    order = list(explainers)
-    if smoothing_sigma is not None:
-        order += [f"{n} (smoothed)" for n in explainers]
-    if baselines:
-        order.append(CENTRE)
-    random_sum, random_count = 0.0, 0
+    log = RecordFile(_record_path(records, rank, size), settings, methods) if records else None
+    indices = sampler_indices(data)
     total = len(data) if hasattr(data, "__len__") else None  # type: ignore[arg-type]
-    bar = _Progress(progress, total)
+    bar = _Progress(progress and rank == 0, total)
+    mine: list[Record] = []
     images = 0
     try:
         for step, batch in enumerate(data, start=1):
-            try:
-                x, labels, batch_regions = batch
-            except (TypeError, ValueError):
-                raise InvalidArgumentError(
-                    f"data: expected batches of (images, labels, regions), got {describe(batch)}"
-                ) from None
-            x = x.to(device)
-            # checked and converted once, then scored by every method
-            regions = prepare_regions(batch_regions, (x.shape[0], *x.shape[2:]), device)
-            target = labels.to(device) if isinstance(labels, torch.Tensor) else labels
-            maps: dict[str, torch.Tensor] = {}
-            if shared:
-                results = explain_shared([explainers[n] for n in shared], x, target)  # type: ignore[misc]
-                maps.update({n: r.saliency for n, r in zip(shared, results)})
-            for name in alone:
-                maps[name] = explainers[name](x, target)
-            for name, saliency in maps.items():
-                game(name).update(saliency, regions)
-                if smoothing_sigma is not None:
-                    smoothed = smooth(saliency, smoothing_sigma, smoothing_kernel_size)
-                    game(f"{name} (smoothed)").update(smoothed, regions)
-            if baselines:
-                game(CENTRE).update(CenterBaseline()(x), regions)
-                rates = random_point_hit_rate(regions, x.shape[2:], tolerance, spacing)
-                counted = ~torch.isnan(rates)
-                random_sum += float(rates[counted].sum())
-                random_count += int(counted.sum())
-            images += x.shape[0]
+            x, labels, batch_regions, ids = _unpack(batch)
+            n = x.shape[0]
+            if ids is None:
+                if indices is None and size > 1:
+                    raise InvalidArgumentError(
+                        "data: in an evaluation over several processes every image needs an id "
+                        "shared by all ranks: give batches (images, labels, regions, ids), or "
+                        "a DataLoader over a normgrad.ShardSampler"
+                    )
+                ids = [str(indices[images + i] if indices else images + i) for i in range(n)]
+            images += n
+            if log is not None and all(i in log.done for i in ids):
+                mine.extend(r for i in ids for r in log.done[i])
+                bar.step(step, images)
+                continue
+            batch_records = _score_batch(
+                explainers, x.to(device), labels, batch_regions, ids, methods,
+                tolerance=tolerance, spacing=spacing, sigma=smoothing_sigma,
+                kernel_size=smoothing_kernel_size, baselines=baselines,
+            )  # fmt: skip
+            if log is not None:
+                log.append(batch_records)
+            mine.extend(batch_records)
             bar.step(step, images)
+    except Exception as e:
+        if size == 1:
+            raise
+        error = e
     finally:
         bar.close()
-    rows = []
-    for name in order:
-        r = game(name).compute()
-        rows.append(MethodScore(name, r.accuracy, r.low, r.high, r.hits, r.total))
-    if baselines:
-        accuracy = random_sum / random_count if random_count else float("nan")
-        rows.append(
-            MethodScore(RANDOM, accuracy, float("nan"), float("nan"), random_sum, random_count)
+    everything = mine
+    if size > 1:
+        # the one exchange after the data (never per batch: shards may differ in length)
+        shared = gather(
+            (mine, None if error is None else f"{type(error).__name__}: {error}"), size, group
         )
-    return EvaluationResult(rows, float(tolerance), confidence)
+        raise_first_error([err for _, err in shared], rank, error)
+        everything = [r for theirs, _ in shared for r in theirs]
+    _refuse_duplicates(everything, len(methods))
+    everything = sort_records(everything, methods)
+    interval = [m != RANDOM for m in methods]
+    return EvaluationResult(
+        table(everything, methods, interval, confidence), float(tolerance), confidence, everything
+    )
+
+
+def _refuse_duplicates(records: list[Record], per_image: int) -> None:
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r.image] = counts.get(r.image, 0) + 1
+    twice = sorted((i for i, c in counts.items() if c > per_image), key=image_order)
+    if twice:
+        shown = ", ".join(twice[:5]) + (", ..." if len(twice) > 5 else "")
+        raise InvalidArgumentError(
+            f"data: image(s) {shown} given more than once ({len(twice)} in all); each image "
+            "must be scored once (DistributedSampler repeats images to even out shards: use "
+            "normgrad.ShardSampler)"
+        )
+
+
+def _score_batch(
+    explainers: Mapping[str, Explainer],
+    x: torch.Tensor,
+    labels: Any,
+    batch_regions: Regions,
+    ids: list[str],
+    methods: list[str],
+    *,
+    tolerance: float,
+    spacing: Sequence[float] | None,
+    sigma: float | None,
+    kernel_size: int,
+    baselines: bool,
+) -> list[Record]:
+    """Explain one batch with every method and score it: one record per image and method."""
+    # checked and converted once, then scored by every method
+    regions = prepare_regions(batch_regions, (x.shape[0], *x.shape[2:]), x.device)
+    target = labels.to(x.device) if isinstance(labels, torch.Tensor) else labels
+    names = list(explainers)
+    results = explain_shared([explainers[n] for n in names], x, target)
+    maps = {n: r.saliency for n, r in zip(names, results)}
+    if sigma is not None:
+        maps.update(
+            {SMOOTHED.format(n): smooth(m, sigma, kernel_size) for n, m in list(maps.items())}
+        )
+    if baselines:
+        maps[CENTRE] = CenterBaseline()(x)
+    by_method: dict[str, tuple[list[Any], list[float]]] = {}
+    for name, saliency in maps.items():
+        points, hits = pointing_game_points(saliency, regions, tolerance, spacing)
+        by_method[name] = (points.tolist(), hits.tolist())
+    if baselines:
+        rates = random_point_hit_rate(regions, x.shape[2:], tolerance, spacing).tolist()
+        by_method[RANDOM] = ([None] * len(ids), rates)
+    out = []
+    for i, image in enumerate(ids):
+        for method in methods:
+            at, hit_list = by_method[method]
+            point = None if at[i] is None else tuple(int(v) for v in at[i])
+            hit = float(hit_list[i])
+            out.append(Record(image, method, hit if not math.isnan(hit) else math.nan, point))
+    return out

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import abc
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from .._errors import InvalidArgumentError
+from .._model.capture import capture
 from .._model.layers import check_model
-from .._model.targets import Target
+from .._model.layouts import Layout
+from .._model.targets import ResolvedTarget, Target, resolve_target
 from ..functional import layer_maps_to_saliency, upsample
 
 
@@ -41,21 +44,127 @@ class Explanation:
     attribution: torch.Tensor | None = None
 
 
-class Explainer(abc.ABC):
+@dataclass(frozen=True)
+class PassNeeds:
+    """What an explainer reads from the two passes that explainers of one model share.
+
+    The plain pass is one forward and one backward: the activations and gradients of the
+    hooked layers, and the gradient with respect to the input. The guided pass is one more
+    forward and backward with guided ReLUs, to the input.
+    """
+
+    layers: tuple[tuple[str, nn.Module], ...] = ()
+    layouts: tuple[Layout, ...] = ()
+    input_gradient: bool = False
+    guided: bool = False
+
+
+@dataclass
+class Passes:
+    """What the shared passes produced for one batch (tensors detached)."""
+
+    classes: torch.Tensor | None
+    layers: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    """Activation and gradient ``(N, C, *spatial)`` of each hooked layer, by name."""
+    input_gradient: torch.Tensor | None
+    guided_gradient: torch.Tensor | None
+    memo: dict[Hashable, torch.Tensor] = field(default_factory=dict)
+    """Maps derived from the passes, computed once for all the explainers that read them."""
+
+    def derived(self, key: Hashable, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """``make()``, computed once per ``key`` for this batch."""
+        if key not in self.memo:
+            self.memo[key] = make()
+        return self.memo[key]
+
+
+def run_passes(
+    model: nn.Module,
+    x: torch.Tensor,
+    needs: Sequence[PassNeeds],
+    target: Target | ResolvedTarget = None,
+) -> Passes:
+    """Run at most two passes of ``model`` on ``x`` serving every need in ``needs``.
+
+    The plain pass captures the union of the layers (and the input gradient if any
+    explainer reads it); the guided pass, if any explainer needs it, explains the classes
+    the plain pass chose (a ``None`` target resolves once).
+    """
+    resolved = resolve_target(target)
+    layers: dict[str, nn.Module] = {}
+    layouts: dict[str, Layout] = {}
+    for need in needs:
+        for (name, module), layout in zip(need.layers, need.layouts):
+            layers.setdefault(name, module)
+            if layouts.setdefault(name, layout) != layout:
+                raise InvalidArgumentError(
+                    f"explainers: layer {name!r} is given two layouts, {layouts[name]!r} and "
+                    f"{layout!r}; state one"
+                )
+    input_gradient = any(need.input_gradient for need in needs)
+    passes = Passes(None, {}, None, None)
+    if layers or input_gradient:
+        plain = capture(
+            model,
+            x,
+            list(layers.items()),
+            resolved,
+            layouts=list(layouts.values()),
+            input_gradient=input_gradient,
+        )
+        passes.classes = plain.classes
+        passes.layers = dict(zip(layers, zip(plain.activations, plain.gradients)))
+        passes.input_gradient = plain.input_gradient
+        resolved = resolved.fixed(plain.classes)
+    if any(need.guided for need in needs):
+        guided = capture(model, x, [], resolved, input_gradient=True, guided=True)
+        if guided.guided_relus == 0:
+            warnings.warn(
+                f"GuidedBackprop: no ReLU ran in the forward pass of {type(model).__name__}; "
+                "the result is the plain gradient (other activations are not guided)",
+                stacklevel=4,
+            )
+        if passes.classes is None:
+            passes.classes = guided.classes
+        passes.guided_gradient = guided.input_gradient
+    return passes
+
+
+class Explainer:
     """Base class of the saliency methods: ``explainer(x, target) -> (N, 1, *spatial)``.
 
     Subclasses implement :meth:`explain`; calling the explainer returns
     ``explain(x, target).saliency``. Every explainer runs the model in eval mode and
     leaves it exactly as it found it (hooks removed, training flags restored, no
     ``param.grad`` written), also when it raises.
+
+    A method made of what the shared passes give (layer activations and gradients, the
+    input gradient, the guided input gradient) says so with :meth:`_needs` and builds its
+    result in :meth:`_assemble`; :func:`normgrad.explain_shared` then serves it and other
+    explainers of the same model from one plain and at most one guided pass.
     """
 
     def __init__(self, model: nn.Module) -> None:
         self.model = check_model(model)
 
-    @abc.abstractmethod
     def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
         """Explain ``x`` ``(N, C, *spatial)`` for ``target``; see :class:`Explanation`."""
+        needs = self._needs()
+        if needs is None:
+            raise NotImplementedError(f"{type(self).__name__} must implement explain")
+        self._check(x)
+        return self._assemble(x, run_passes(self.model, x, [needs], target))
+
+    def _needs(self) -> PassNeeds | None:
+        """What this method reads from the shared passes; ``None``: it runs its own."""
+        return None
+
+    def _check(self, x: torch.Tensor) -> None:
+        """Checks of ``x`` specific to this method, before any pass is spent on it."""
+
+    def _assemble(self, x: torch.Tensor, passes: Passes) -> Explanation:
+        """This method's explanation of ``x`` from the shared passes."""
+        raise NotImplementedError
 
     def __call__(self, x: torch.Tensor, target: Target = None) -> torch.Tensor:
         """Saliency maps ``(N, 1, *spatial)`` with values in ``[0, 1]``."""

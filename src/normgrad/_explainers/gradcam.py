@@ -5,13 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._model.capture import capture
 from .._model.layers import LayerSpec, single_layer
 from .._model.layouts import Layouts, layouts_for
-from .._model.targets import ResolvedTarget, Target, resolve_target
-from ..functional import grad_cam_map, reduce_channels
-from .base import Explainer, Explanation, build_explanation
-from .gradients import guided_pass
+from ..functional import grad_cam_map, reduce_channels, upsample
+from .base import Explainer, Explanation, Passes, PassNeeds, build_explanation
 
 
 class GradCAM(Explainer):
@@ -41,13 +38,20 @@ class GradCAM(Explainer):
         self.layer = single_layer(self.model, layer)
         self.layout = layouts_for([self.layer[0]], layout)[0]
 
-    def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
-        return self._explain(x, target)
+    def _needs(self) -> PassNeeds:
+        return PassNeeds(layers=(self.layer,), layouts=(self.layout,))
 
-    def _explain(self, x: torch.Tensor, target: Target | ResolvedTarget) -> Explanation:
-        result = capture(self.model, x, [self.layer], target, layouts=[self.layout])
-        cam = grad_cam_map(result.activations[0], result.gradients[0]).clamp_min(0)
-        return build_explanation(x.shape[2:], result.classes, layers={self.layer[0]: cam})
+    def _cam(self, passes: Passes) -> torch.Tensor:
+        """The class activation map at the layer's resolution, after its ReLU."""
+        name = self.layer[0]
+        return passes.derived(
+            ("grad-cam", name), lambda: grad_cam_map(*passes.layers[name]).clamp_min(0)
+        )
+
+    def _assemble(self, x: torch.Tensor, passes: Passes) -> Explanation:
+        return build_explanation(
+            x.shape[2:], passes.classes, layers={self.layer[0]: self._cam(passes)}
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({type(self.model).__name__}, layer={self.layer[0]!r})"
@@ -66,17 +70,17 @@ class GuidedGradCAM(GradCAM):
     upsampling, like its Grad-CAM (Captum agrees with ``interpolate_mode="bilinear"``).
     """
 
-    def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
-        resolved = resolve_target(target)
-        cam = self._explain(x, resolved)
-        # the guided pass explains the classes the Grad-CAM pass chose
-        guided = guided_pass(self.model, x, resolved.fixed(cam.classes))
-        assert guided.input_gradient is not None and cam.raw is not None
-        attribution = guided.input_gradient * cam.raw
+    def _needs(self) -> PassNeeds:
+        return PassNeeds(layers=(self.layer,), layouts=(self.layout,), guided=True)
+
+    def _assemble(self, x: torch.Tensor, passes: Passes) -> Explanation:
+        assert passes.guided_gradient is not None
+        cam = self._cam(passes)
+        attribution = passes.guided_gradient * upsample(cam, x.shape[2:])
         return build_explanation(
             x.shape[2:],
-            cam.classes,
+            passes.classes,
             raw=reduce_channels(attribution),
-            layers=cam.raw_layer_maps,
+            layers={self.layer[0]: cam},
             attribution=attribution,
         )

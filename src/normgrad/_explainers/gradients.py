@@ -2,15 +2,10 @@ r"""Input-gradient baselines: Gradient, Input × Gradient and Guided Backpropaga
 
 from __future__ import annotations
 
-import warnings
-
 import torch
-from torch import nn
 
-from .._model.capture import Capture, capture
-from .._model.targets import ResolvedTarget, Target
 from ..functional import reduce_channels
-from .base import Explainer, Explanation, build_explanation
+from .base import Explainer, Explanation, Passes, PassNeeds, build_explanation
 
 
 class Gradient(Explainer):
@@ -26,19 +21,21 @@ class Gradient(Explainer):
         torch.Size([2, 1, 32, 32])
     """
 
-    def _pass(self, x: torch.Tensor, target: Target | ResolvedTarget) -> Capture:
-        return capture(self.model, x, [], target, input_gradient=True)
+    def _needs(self) -> PassNeeds:
+        return PassNeeds(input_gradient=True)
+
+    def _gradient(self, passes: Passes) -> torch.Tensor:
+        assert passes.input_gradient is not None
+        return passes.input_gradient
 
     def _attribution(self, x: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
         """The signed attribution ``(N, C, *spatial)`` made of the input and its gradient."""
         return gradient
 
-    def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
-        result = self._pass(x, target)
-        assert result.input_gradient is not None
-        attribution = self._attribution(x, result.input_gradient)
+    def _assemble(self, x: torch.Tensor, passes: Passes) -> Explanation:
+        attribution = self._attribution(x, self._gradient(passes))
         return build_explanation(
-            x.shape[2:], result.classes, raw=reduce_channels(attribution), attribution=attribution
+            x.shape[2:], passes.classes, raw=reduce_channels(attribution), attribution=attribution
         )
 
 
@@ -67,18 +64,9 @@ class GuidedBackprop(Gradient):
     with a warning.
     """
 
-    def _pass(self, x: torch.Tensor, target: Target | ResolvedTarget) -> Capture:
-        return guided_pass(self.model, x, target)
+    def _needs(self) -> PassNeeds:
+        return PassNeeds(guided=True)
 
-
-def guided_pass(model: nn.Module, x: torch.Tensor, target: Target | ResolvedTarget) -> Capture:
-    """The input gradient with guided ReLUs (Guided Backprop, Guided Grad-CAM); warns when
-    no ReLU ran, since the result is then the plain gradient."""
-    result = capture(model, x, [], target, input_gradient=True, guided=True)
-    if result.guided_relus == 0:
-        warnings.warn(
-            f"GuidedBackprop: no ReLU ran in the forward pass of {type(model).__name__}; "
-            "the result is the plain gradient (other activations are not guided)",
-            stacklevel=4,
-        )
-    return result
+    def _gradient(self, passes: Passes) -> torch.Tensor:
+        assert passes.guided_gradient is not None
+        return passes.guided_gradient

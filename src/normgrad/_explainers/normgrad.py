@@ -2,18 +2,16 @@ r"""NormGrad (Rebuffi et al., CVPR 2020) on one layer or several fused by geomet
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
 
 import torch
 from torch import nn
 
-from .._errors import ArgumentTypeError, InvalidArgumentError, describe
-from .._model.capture import capture
 from .._model.layers import Layers, resolve_layers
-from .._model.layouts import Layout, Layouts, layouts_for
+from .._model.layouts import Layouts, layouts_for
 from .._model.targets import Target
-from ..functional import VIL, normgrad_map, parse_vil
-from .base import Explainer, Explanation, build_explanation
+from ..functional import normgrad_map, parse_vil
+from .base import Explainer, Explanation, Passes, PassNeeds, build_explanation
 
 
 class NormGrad(Explainer):
@@ -87,59 +85,26 @@ class NormGrad(Explainer):
             at each layer's resolution) and, for a single layer, ``raw`` (upsampled,
             unnormalised).
         """
-        return explain_shared([self], x, target)[0]
+        return super().explain(x, target)
+
+    def _needs(self) -> PassNeeds:
+        return PassNeeds(layers=tuple(self.layers), layouts=tuple(self.layouts))
+
+    def _check(self, x: torch.Tensor) -> None:
+        if isinstance(x, torch.Tensor):  # capture checks x itself; the VIL before the pass
+            self.vil.check_dims(x.ndim - 2, "x", x.shape)
+
+    def _assemble(self, x: torch.Tensor, passes: Passes) -> Explanation:
+        layers = {
+            name: passes.derived(
+                ("normgrad", name, self.vil),
+                functools.partial(normgrad_map, *passes.layers[name], self.vil),
+            )
+            for name in self.layer_names
+        }
+        return build_explanation(x.shape[2:], passes.classes, layers=layers)
 
     def __repr__(self) -> str:
         names = self.layer_names
         shown = names[0] if len(names) == 1 else names
         return f"NormGrad({type(self.model).__name__}, layers={shown!r}, vil={self.vil.name!r})"
-
-
-def explain_shared(
-    explainers: Sequence[NormGrad], x: torch.Tensor, target: Target = None
-) -> list[Explanation]:
-    """Explain ``x`` with several NormGrad explainers of one model in one pass.
-
-    The union of their layers is captured by a single forward and backward pass; each
-    explainer's VIL and fusion are then applied to its own layers. The results equal calling
-    each explainer on its own.
-
-    Example:
-        >>> import torch, torchvision, normgrad
-        >>> model = torchvision.models.resnet18(num_classes=2)
-        >>> variants = [normgrad.NormGrad(model, "layer4.1", vil) for vil in ("scaling", "conv1x1")]
-        >>> results = normgrad.explain_shared(variants, torch.randn(1, 3, 64, 64))
-        >>> len(results), tuple(results[1].saliency.shape)
-        (2, (1, 1, 64, 64))
-    """
-    if not explainers:
-        return []
-    model = explainers[0].model
-    for e in explainers:
-        if not isinstance(e, NormGrad):
-            raise ArgumentTypeError(f"explainers: expected NormGrad explainers, got {describe(e)}")
-        if e.model is not model:
-            raise InvalidArgumentError("explainers: expected explainers of one and the same model")
-    union: dict[str, nn.Module] = {}
-    layouts: dict[str, Layout] = {}
-    for e in explainers:
-        if isinstance(x, torch.Tensor):  # capture checks x itself; the VIL before the pass
-            e.vil.check_dims(x.ndim - 2, "x", x.shape)
-        for (name, module), layout in zip(e.layers, e.layouts):
-            union.setdefault(name, module)
-            if layouts.setdefault(name, layout) != layout:
-                raise InvalidArgumentError(
-                    f"explainers: layer {name!r} is given two layouts, {layouts[name]!r} and "
-                    f"{layout!r}; state one"
-                )
-    result = capture(model, x, list(union.items()), target, layouts=list(layouts.values()))
-    captured = dict(zip(union, zip(result.activations, result.gradients)))
-    cache: dict[tuple[str, VIL], torch.Tensor] = {}
-    explanations = []
-    for e in explainers:
-        for name in e.layer_names:
-            if (name, e.vil) not in cache:
-                cache[name, e.vil] = normgrad_map(*captured[name], e.vil)
-        layers = {name: cache[name, e.vil] for name in e.layer_names}
-        explanations.append(build_explanation(x.shape[2:], result.classes, layers=layers))
-    return explanations

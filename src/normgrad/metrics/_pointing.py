@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from .._checks import check_confidence, check_spacing, check_tolerance
+from .._errors import ArgumentTypeError, InvalidArgumentError, describe
 from .._grid import squared_distances
 from ._maps import as_maps, first_maxima
 from ._regions import PreparedRegions, Regions, prepare_regions
@@ -75,6 +77,17 @@ def pointing_game(
         float32 tensor ``(N,)`` on the saliency's device: 1.0 for a hit, 0.0 for a miss, NaN
         where the sample has no region.
     """
+    return pointing_game_points(saliency, regions, tolerance, spacing)[1]
+
+
+def pointing_game_points(
+    saliency: torch.Tensor,
+    regions: Regions,
+    tolerance: float = 15,
+    spacing: Sequence[float] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The points ``(N, ndim)`` (array order, as :func:`normgrad.metrics.points`) and the
+    results ``(N,)`` of :func:`pointing_game`, from one search for the maxima."""
     maps = as_maps(saliency)
     tol = check_tolerance(tolerance)
     space = spacing_tensor(spacing, maps.ndim - 1, maps.device)
@@ -85,7 +98,7 @@ def pointing_game(
     else:
         hit = _hits_from_boxes(points, prepared, tol, space)
     result = hit.to(torch.float32)
-    return torch.where(prepared.present(), result, torch.full_like(result, float("nan")))
+    return points, torch.where(prepared.present(), result, torch.full_like(result, float("nan")))
 
 
 @dataclass(frozen=True)
@@ -152,6 +165,39 @@ class PointingGame:
         self.hits += int(results[counted].sum().item())
         self.total += int(counted.sum().item())
         self.skipped += int((~counted).sum().item())
+
+    def merge(self, other: PointingGame) -> PointingGame:
+        """Add the counts of ``other`` (same tolerance, spacing and confidence) to this game;
+        returns ``self``. Games of disjoint parts of a data set merge into the game of the
+        whole."""
+        if not isinstance(other, PointingGame):
+            raise ArgumentTypeError(f"other: expected a PointingGame, got {describe(other)}")
+        mine = (self.tolerance, self.spacing, self.confidence)
+        theirs = (other.tolerance, other.spacing, other.confidence)
+        if mine != theirs:
+            raise InvalidArgumentError(
+                "other: expected a game with the same (tolerance, spacing, confidence), "
+                f"got {theirs} for {mine}"
+            )
+        self.hits += other.hits
+        self.total += other.total
+        self.skipped += other.skipped
+        return self
+
+    def all_reduce(self, group: Any = None) -> PointingGame:
+        """Sum the counts over the ranks of a ``torch.distributed`` process group (every
+        rank must call it); afterwards every rank holds the game of all ranks' data.
+        Returns ``self``; without an initialised process group it changes nothing."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return self
+        counts = torch.tensor([self.hits, self.total, self.skipped], dtype=torch.float64)
+        if dist.get_backend(group) == "nccl":
+            counts = counts.cuda()
+        dist.all_reduce(counts, group=group)
+        self.hits, self.total, self.skipped = (int(v) for v in counts.round().tolist())
+        return self
 
     def compute(self) -> PointingGameResult:
         accuracy = self.hits / self.total if self.total else float("nan")

@@ -1,0 +1,142 @@
+"""Per-image records of an evaluation, the table made from them, and the file they go to.
+
+A record is one image scored by one method: the point the map chose, whether it hit
+(``1``/``0``; NaN when the image has no region; a probability for the random baseline).
+The table of :class:`EvaluationResult` is computed from the records, so a run split over
+processes, or interrupted and resumed, gives the same table as one uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .._errors import InvalidArgumentError
+from ..metrics import wilson_interval
+from .result import MethodScore, Record, records_csv
+
+_MAGIC = "# normgrad evaluate records v1 "
+
+
+def image_order(image: str) -> tuple[int, int, str]:
+    """Sort key of image ids: integers numerically, then other ids as text."""
+    return (0, int(image), image) if image.isdigit() else (1, 0, image)
+
+
+def sort_records(records: Iterable[Record], methods: Sequence[str]) -> list[Record]:
+    """Records by image, then in the order of ``methods``."""
+    rank = {m: i for i, m in enumerate(methods)}
+    return sorted(records, key=lambda r: (image_order(r.image), rank.get(r.method, len(rank))))
+
+
+def table(
+    records: Iterable[Record], methods: Sequence[str], interval: Sequence[bool], confidence: float
+) -> list[MethodScore]:
+    """One row per method: hits over counted images, with a Wilson interval where
+    ``interval`` says the hits are counts (not the random baseline's probabilities)."""
+    hits = dict.fromkeys(methods, 0.0)
+    total = dict.fromkeys(methods, 0)
+    for r in records:
+        if not math.isnan(r.hit):
+            hits[r.method] += r.hit
+            total[r.method] += 1
+    rows = []
+    for method, counted in zip(methods, interval):
+        n, h = total[method], hits[method]
+        accuracy = h / n if n else float("nan")
+        if counted:
+            low, high = wilson_interval(int(h), n, confidence)
+            rows.append(MethodScore(method, accuracy, low, high, int(h), n))
+        else:
+            rows.append(MethodScore(method, accuracy, float("nan"), float("nan"), h, n))
+    return rows
+
+
+def _parse(row: list[str], path: Path, line: int) -> Record:
+    try:
+        image, method, hit, point = row
+        return Record(
+            image,
+            method,
+            float(hit) if hit else float("nan"),
+            tuple(int(v) for v in point.split()) if point else None,
+        )
+    except ValueError:
+        raise InvalidArgumentError(
+            f"records: {str(path)!r} line {line} is not a record ({','.join(row)!r}); "
+            "was the file written by normgrad.evaluate?"
+        ) from None
+
+
+class RecordFile:
+    """The CSV file an evaluation writes its records to, batch by batch.
+
+    Its first line holds the evaluation's settings; a file that exists is resumed: its
+    records are kept for the images whose every method was recorded, the rest are done
+    again. Settings that differ from the file's are refused.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], settings: dict[str, Any], methods: Sequence[str]
+    ):
+        self.path = Path(path)
+        self.settings = json.loads(json.dumps(settings))
+        self.methods = list(methods)
+        self.done: dict[str, list[Record]] = {}
+        if self.path.exists() and self.path.stat().st_size > 0:
+            self._load()
+        self._rewrite()
+
+    def _load(self) -> None:
+        with self.path.open(newline="") as f:
+            first = f.readline()
+            if not first.startswith(_MAGIC):
+                raise InvalidArgumentError(
+                    f"records: {str(self.path)!r} exists and is not a normgrad records file; "
+                    "choose another path"
+                )
+            stated = json.loads(first[len(_MAGIC) :])
+            if stated != self.settings:
+                changed = sorted(
+                    k for k in {*stated, *self.settings} if stated.get(k) != self.settings.get(k)
+                )
+                raise InvalidArgumentError(
+                    f"records: {str(self.path)!r} was written by an evaluation with other "
+                    f"settings ({', '.join(changed)} differ); resume with the same explainers "
+                    "and arguments, or choose another path"
+                )
+            text = f.read()
+        lines = text.splitlines(keepends=True)
+        if lines and not lines[-1].endswith("\n"):
+            lines.pop()  # a record cut off by the interruption
+        by_image: dict[str, list[Record]] = {}
+        for number, row in enumerate(csv.reader(lines[1:]), start=3):
+            record = _parse(row, self.path, number)
+            by_image.setdefault(record.image, []).append(record)
+        wanted = set(self.methods)
+        self.done = {
+            image: rs
+            for image, rs in by_image.items()
+            if {r.method for r in rs} == wanted and len(rs) == len(wanted)
+        }
+
+    def _rewrite(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        kept = [r for rs in self.done.values() for r in rs]
+        self.path.write_text(
+            _MAGIC + json.dumps(self.settings, sort_keys=True) + "\n" + records_csv(kept)
+        )
+
+    def append(self, records: Sequence[Record]) -> None:
+        """Add one batch's records (one write, flushed)."""
+        with self.path.open("a", newline="") as f:
+            f.write(records_csv(records, header=False))
+            f.flush()
+            os.fsync(f.fileno())
+        for r in records:
+            self.done.setdefault(r.image, []).append(r)

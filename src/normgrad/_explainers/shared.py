@@ -1,0 +1,67 @@
+"""Many explainers of one batch from shared passes: :func:`explain_shared`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .._errors import ArgumentTypeError, describe
+from .._model.targets import Target, resolve_target
+from .base import Explainer, Explanation, PassNeeds, run_passes
+
+
+def explain_shared(
+    explainers: Sequence[Explainer], x: torch.Tensor, target: Target = None
+) -> list[Explanation]:
+    """Explain ``x`` with several explainers, sharing the passes they have in common.
+
+    The explainers of one model are grouped by the pass they read: one plain forward and
+    backward pass serves every NormGrad variant (single and multi-layer, any VIL), Grad-CAM,
+    Gradient and Input x Gradient (the union of their layers is hooked, the input
+    gradient taken if any of them needs it); one guided pass serves Guided Backpropagation
+    and Guided Grad-CAM, whose Grad-CAM factor comes from the plain pass. A ``None``
+    target resolves once, in the first pass. SmoothGrad, Integrated Gradients and the
+    centre baseline run their own passes. The results equal calling each explainer on its
+    own.
+
+    Args:
+        explainers: any normgrad explainers, of one model or several.
+        x: the batch ``(N, C, *spatial)``.
+        target: as for each explainer; one target for all.
+
+    Returns:
+        One :class:`Explanation` per explainer, in order.
+
+    Example:
+        >>> import torch, torchvision, normgrad
+        >>> model = torchvision.models.resnet18(num_classes=2)
+        >>> methods = [normgrad.NormGrad(model, "layer4.1", "conv1x1"),
+        ...            normgrad.GradCAM(model, "layer4.1"), normgrad.GuidedBackprop(model)]
+        >>> results = normgrad.explain_shared(methods, torch.randn(1, 3, 64, 64))
+        >>> len(results), tuple(results[2].saliency.shape)
+        (3, (1, 1, 64, 64))
+    """
+    resolve_target(target)  # checked once, before any pass is spent
+    groups: dict[int, list[tuple[int, Explainer, PassNeeds]]] = {}
+    results: dict[int, Explanation] = {}
+    for i, e in enumerate(explainers):
+        if not isinstance(e, Explainer):
+            raise ArgumentTypeError(
+                f"explainers[{i}]: expected a normgrad explainer, got {describe(e)}"
+            )
+    for i, e in enumerate(explainers):
+        needs = e._needs()
+        if needs is None:
+            continue
+        e._check(x)
+        groups.setdefault(id(e.model), []).append((i, e, needs))
+    for group in groups.values():
+        model = group[0][1].model
+        passes = run_passes(model, x, [needs for _, _, needs in group], target)
+        for i, e, _ in group:
+            results[i] = e._assemble(x, passes)
+    for i, e in enumerate(explainers):
+        if i not in results:
+            results[i] = e.explain(x, target)
+    return [results[i] for i in range(len(explainers))]
