@@ -72,7 +72,7 @@ class ShardSampler(Sampler[int]):
     def __init__(
         self, data: Sized | int, num_replicas: int | None = None, rank: int | None = None
     ) -> None:
-        if isinstance(data, bool) or not isinstance(data, (int, Sized)):
+        if isinstance(data, (bool, str, bytes)) or not isinstance(data, (int, Sized)):
             raise ArgumentTypeError(
                 f"data: expected a data set or its length, got {describe(data)}"
             )

@@ -1,0 +1,176 @@
+"""What each process of the distributed tests runs (imported by spawned processes)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+import normgrad
+
+from .models import TinyCNN, seeded
+
+SIZE = 16
+IMAGES = 7  # not a multiple of 2 or 3: the shards differ in length
+
+
+class Radiographs(Dataset[Any]):
+    """Seven float64 images with zero, one or two boxes each."""
+
+    def __init__(self, with_ids: bool = False) -> None:
+        gen = torch.Generator().manual_seed(0)
+        self.images = torch.randn(IMAGES, 3, SIZE, SIZE, generator=gen, dtype=torch.float64)
+        self.boxes = []
+        for i in range(IMAGES):
+            corners = torch.randint(0, SIZE - 4, (i % 3, 2), generator=gen)
+            self.boxes.append(torch.cat([corners, corners + 3], dim=1))
+        self.with_ids = with_ids
+
+    def __len__(self) -> int:
+        return IMAGES
+
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
+        item = (self.images[i], torch.tensor(i % 4), self.boxes[i])
+        return (*item, f"image-{i}") if self.with_ids else item
+
+
+def collate(samples: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    columns = list(zip(*samples))
+    out = [torch.stack(columns[0]), torch.stack(columns[1]), list(columns[2])]
+    return tuple([*out, list(columns[3])] if len(columns) == 4 else out)
+
+
+def model() -> torch.nn.Module:
+    return seeded(TinyCNN()).double()
+
+
+def explainers(m: torch.nn.Module) -> dict[str, normgrad.Explainer]:
+    return {
+        "NormGrad multi": normgrad.NormGrad(m, ["conv2", "relu3"], "conv3x3"),
+        "Grad-CAM": normgrad.GradCAM(m, "relu3"),
+        "Guided Backprop": normgrad.GuidedBackprop(m),
+    }
+
+
+def run(m: torch.nn.Module, data: Any, **kwargs: Any) -> normgrad.EvaluationResult:
+    kwargs = {"tolerance": 3, "smoothing_sigma": 1.0, "progress": False, **kwargs}
+    return normgrad.evaluate(m, explainers(m), data, **kwargs)
+
+
+def _sharded(rank: int, world: int, with_ids: bool = False) -> DataLoader[Any]:
+    data = Radiographs(with_ids)
+    sampler = normgrad.ShardSampler(data, world, rank)
+    return DataLoader(data, batch_size=2, sampler=sampler, collate_fn=collate)
+
+
+class Failing:
+    """A rank's data that fails at its second batch."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    def __iter__(self) -> Any:
+        for step, batch in enumerate(self.data):
+            if step == 1:
+                raise RuntimeError("disk read failed")
+            yield batch
+
+
+def _evaluate(rank: int, world: int) -> Any:
+    result = run(model(), _sharded(rank, world))
+    return result.rows, result.records
+
+
+def _with_ids(rank: int, world: int) -> Any:
+    result = run(model(), _sharded(rank, world, with_ids=True))
+    return result.rows, result.records
+
+
+def _tolerance_differs(rank: int, world: int) -> Any:
+    return run(model(), _sharded(rank, world), tolerance=3 + rank)
+
+
+def _explainers_differ(rank: int, world: int) -> Any:
+    m = model()
+    chosen = explainers(m)
+    if rank == 1:
+        chosen["Gradient"] = normgrad.Gradient(m)
+    return normgrad.evaluate(m, chosen, _sharded(rank, world), progress=False)
+
+
+def _bad_argument_on_one_rank(rank: int, world: int) -> Any:
+    return run(model(), _sharded(rank, world), confidence=0.95 if rank == 0 else 1.5)
+
+
+def _rank_fails(rank: int, world: int) -> Any:
+    data = _sharded(rank, world, with_ids=True)
+    return run(model(), Failing(data) if rank == 1 else data)
+
+
+def _distributed_sampler(rank: int, world: int) -> Any:
+    data = Radiographs(with_ids=True)
+    sampler = DistributedSampler(data, world, rank, shuffle=False)  # pads with repeats
+    return run(model(), DataLoader(data, batch_size=2, sampler=sampler, collate_fn=collate))
+
+
+def _no_ids(rank: int, world: int) -> Any:
+    data = Radiographs()
+    sampler = DistributedSampler(data, world, rank, shuffle=False)
+    return run(model(), DataLoader(data, batch_size=2, sampler=sampler, collate_fn=collate))
+
+
+def _pointing_game(rank: int, world: int) -> Any:
+    m = model()
+    game = normgrad.metrics.PointingGame(tolerance=3)
+    for x, labels, boxes in _sharded(rank, world):
+        game.update(normgrad.NormGrad(m, "relu3")(x, labels), boxes)
+    game.all_reduce()
+    return game.hits, game.total, game.skipped
+
+
+SCENARIOS: dict[str, Callable[[int, int], Any]] = {
+    "evaluate": _evaluate,
+    "with ids": _with_ids,
+    "tolerance differs": _tolerance_differs,
+    "explainers differ": _explainers_differ,
+    "bad argument on one rank": _bad_argument_on_one_rank,
+    "rank fails": _rank_fails,
+    "distributed sampler": _distributed_sampler,
+    "no ids": _no_ids,
+    "pointing game": _pointing_game,
+}
+
+
+def main(rank: int, world: int, port: int, out: str, scenarios: list[str]) -> None:
+    """One process: join the gloo group on localhost, run the scenarios, save what each
+    returned or raised."""
+    if sys.platform.startswith("linux"):
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
+        timeout=timedelta(seconds=60),
+    )
+    results: dict[str, Any] = {}
+    try:
+        for name in scenarios:
+            try:
+                results[name] = ("ok", SCENARIOS[name](rank, world))
+            except Exception as error:
+                results[name] = ("error", type(error).__name__, str(error))
+    except BaseException:
+        results["crash"] = traceback.format_exc()
+    finally:
+        torch.save(results, Path(out) / f"rank{rank}.pt")
+        dist.destroy_process_group()
