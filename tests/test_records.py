@@ -1,0 +1,221 @@
+"""Per-image records of an evaluation: content, CSV, and resuming an interrupted run."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import normgrad
+from normgrad import metrics
+
+from .models import TinyCNN, seeded
+
+SIZE = 16
+
+
+def _model() -> torch.nn.Module:
+    return seeded(TinyCNN()).double()
+
+
+def _explainers(model: torch.nn.Module) -> dict[str, normgrad.Explainer]:
+    return {
+        "NormGrad": normgrad.NormGrad(model, ["conv2", "relu3"], "conv1x1"),
+        "Gradient": normgrad.Gradient(model),
+    }
+
+
+def _data(batches: int = 4, batch: int = 3) -> list[tuple[torch.Tensor, torch.Tensor, Any]]:
+    gen = torch.Generator().manual_seed(1)
+    data = []
+    for _ in range(batches):
+        x = torch.randn(batch, 3, SIZE, SIZE, generator=gen, dtype=torch.float64)
+        labels = torch.randint(0, 5, (batch,), generator=gen)
+        boxes = []
+        for i in range(batch):
+            corner = torch.randint(0, SIZE - 5, (1, 2), generator=gen)
+            boxes.append(torch.cat([corner, corner + 4], dim=1) if i else torch.zeros(0, 4))
+        data.append((x, labels, boxes))
+    return data
+
+
+def _run(data: Any, **kwargs: Any) -> normgrad.EvaluationResult:
+    model = _model()
+    kwargs = {"tolerance": 2, "smoothing_sigma": 1.0, "progress": False, **kwargs}
+    return normgrad.evaluate(model, _explainers(model), data, **kwargs)
+
+
+def _canon(result: normgrad.EvaluationResult) -> Any:
+    def c(v: Any) -> Any:
+        return "nan" if isinstance(v, float) and math.isnan(v) else v
+
+    rows = [
+        tuple(c(getattr(r, f)) for f in ("method", "accuracy", "low", "high", "hits", "total"))
+        for r in result.rows
+    ]
+    return rows, [tuple(c(v) for v in r) for r in result.records]
+
+
+def test_records_hold_each_images_point_and_hit() -> None:
+    data = _data()
+    result = _run(data)
+    model = _model()
+    methods = [r.method for r in result.rows]
+    assert len(result.records) == 12 * len(methods)
+    by_key = {(r.image, r.method): r for r in result.records}
+    for b, (x, labels, boxes) in enumerate(data):
+        for name, explainer in _explainers(model).items():
+            for method, saliency in (
+                (name, explainer(x, labels)),
+                (f"{name} (smoothed)", metrics.smooth(explainer(x, labels), 1.0)),
+            ):
+                points = metrics.points(saliency)
+                hits = metrics.pointing_game(saliency, boxes, 2)
+                for i in range(x.shape[0]):
+                    record = by_key[str(b * 3 + i), method]
+                    assert record.point == tuple(points[i].tolist())
+                    assert (math.isnan(record.hit) and i == 0) or record.hit == float(hits[i])
+        rates = metrics.random_point_hit_rate(boxes, (SIZE, SIZE), 2)
+        for i in range(1, x.shape[0]):
+            record = by_key[str(b * 3 + i), "random baseline"]
+            assert record.point is None and record.hit == pytest.approx(float(rates[i]))
+        assert by_key[str(b * 3 + 1), "centre baseline"].point == (7, 7)
+    # the table is the records counted
+    for row in result.rows:
+        counted = [
+            r.hit for r in result.records if r.method == row.method and not math.isnan(r.hit)
+        ]
+        assert row.total == len(counted) == 8
+        assert row.hits == pytest.approx(sum(counted))
+
+
+def test_records_to_csv() -> None:
+    result = _run(_data(1))
+    rows = list(csv.reader(io.StringIO(result.records_to_csv())))
+    assert rows[0] == ["image", "method", "hit", "point"]
+    assert len(rows) == 1 + len(result.records)
+    first = {(r[0], r[1]): r for r in rows[1:]}
+    assert first["0", "NormGrad"][2] == ""  # no region: not counted
+    assert first["1", "centre baseline"][3] == "7 7"
+    assert first["1", "random baseline"][3] == ""
+    assert first["1", "NormGrad"][2] in ("0", "1")
+
+
+class Interrupted:
+    """The data of a run stopped (Ctrl-C) after ``stop`` batches."""
+
+    def __init__(self, data: list[Any], stop: int) -> None:
+        self.data, self.stop = data, stop
+
+    def __iter__(self) -> Iterator[Any]:
+        for step, batch in enumerate(self.data):
+            if step == self.stop:
+                raise KeyboardInterrupt
+            yield batch
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+@pytest.mark.parametrize("stop", [0, 1, 3])
+def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path: Path, stop: int) -> None:
+    data = _data()
+    whole = _run(data)
+    path = tmp_path / "records.csv"
+    with pytest.raises(KeyboardInterrupt):
+        _run(Interrupted(data, stop), records=path)
+    model = _model()
+    explained = []
+    handle = model.register_forward_pre_hook(lambda m, args: explained.append(args[0].shape[0]))
+    try:
+        resumed = normgrad.evaluate(
+            model, _explainers(model), data, tolerance=2, smoothing_sigma=1.0,
+            progress=False, records=path,
+        )  # fmt: skip
+    finally:
+        handle.remove()
+    assert _canon(resumed) == _canon(whole)
+    assert len(explained) == len(data) - stop  # one pass per batch not yet done
+    # the file now holds the whole run, and resuming it again explains nothing
+    text = path.read_text()
+    assert text.count("\n") == 2 + len(whole.records)
+    again = _run(data, records=path)
+    assert _canon(again) == _canon(whole)
+
+
+def test_a_record_cut_off_mid_write_is_done_again(tmp_path: Path) -> None:
+    data = _data(2)
+    path = tmp_path / "records.csv"
+    whole = _run(data, records=path)
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:-3]) + lines[-3][:5])  # the last image lost two records
+    assert _canon(_run(data, records=path)) == _canon(whole)
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "records.csv"
+    _run(_data(1), records=path)
+    with pytest.raises(normgrad.InvalidArgumentError, match="tolerance differ"):
+        _run(_data(1), records=path, tolerance=3)
+    other = tmp_path / "notes.csv"
+    other.write_text("a,b\n")
+    with pytest.raises(normgrad.InvalidArgumentError, match="not a normgrad records file"):
+        _run(_data(1), records=other)
+
+
+def test_ids_from_the_data_and_duplicates() -> None:
+    data = [(x, y, r, [f"scan-{b}-{i}" for i in range(3)]) for b, (x, y, r) in enumerate(_data(2))]
+    result = _run(data)
+    assert {r.image for r in result.records} == {
+        f"scan-{b}-{i}" for b in range(2) for i in range(3)
+    }
+    assert [r.hits for r in result.rows] == [r.hits for r in _run(_data(2)).rows]
+    with pytest.raises(
+        normgrad.InvalidArgumentError, match="scan-0-0, scan-0-1, scan-0-2 given more than once"
+    ):
+        _run([data[0], data[0]])
+    with pytest.raises(normgrad.InvalidArgumentError, match="one id per image"):
+        _run([(*data[0][:3], ["a"])])
+
+
+def test_name_clashes_with_generated_rows_are_refused() -> None:
+    model = _model()
+    clash = {"a": normgrad.Gradient(model), "a (smoothed)": normgrad.Gradient(model)}
+    with pytest.raises(
+        normgrad.InvalidArgumentError,
+        match=r"'a \(smoothed\)' is reserved for the smoothed row of 'a'",
+    ):
+        normgrad.evaluate(model, clash, _data(1), smoothing_sigma=1.0, progress=False)
+    result = normgrad.evaluate(model, clash, _data(1), progress=False)  # no smoothing: no clash
+    assert [r.method for r in result.rows][:2] == ["a", "a (smoothed)"]
+
+
+def test_progress_shows_rate_and_time_left(capsys: pytest.CaptureFixture[str]) -> None:
+    _run(_data(2), progress=True)
+    err = capsys.readouterr().err
+    assert "batch 2/2" in err and "images/s" in err and "s left" in err
+
+
+def test_pointing_games_merge() -> None:
+    gen = torch.Generator().manual_seed(0)
+    maps = torch.rand(10, 1, 8, 8, generator=gen)
+    masks = torch.rand(10, 8, 8, generator=gen) > 0.8
+    masks[3] = False
+    whole = metrics.PointingGame(tolerance=1)
+    whole.update(maps, masks)
+    first, second = metrics.PointingGame(tolerance=1), metrics.PointingGame(tolerance=1)
+    first.update(maps[:4], masks[:4])
+    second.update(maps[4:], masks[4:])
+    merged = first.merge(second)
+    assert (merged.hits, merged.total, merged.skipped) == (whole.hits, whole.total, whole.skipped)
+    assert merged.all_reduce() is merged  # no process group: nothing to do
+    with pytest.raises(normgrad.InvalidArgumentError, match="same"):
+        first.merge(metrics.PointingGame(tolerance=2))
+    with pytest.raises(normgrad.ArgumentTypeError, match="other"):
+        first.merge(3)  # type: ignore[arg-type]
