@@ -218,6 +218,53 @@ def bench_transformer(
     return res
 
 
+def paper_methods(model: torch.nn.Module) -> dict[str, normgrad.Explainer]:
+    """The paper's ten methods: six NormGrad variants, Input x Gradient, Guided Backprop,
+    Grad-CAM and Guided Grad-CAM."""
+    methods: dict[str, normgrad.Explainer] = {}
+    for vil in ("scaling", "conv1x1", "conv3x3"):
+        methods[f"NormGrad {vil}"] = normgrad.NormGrad(model, SINGLE, vil)
+        methods[f"NormGrad {vil} M"] = normgrad.NormGrad(model, MULTI, vil)
+    methods["Input x Gradient"] = normgrad.InputXGradient(model)
+    methods["Guided Backprop"] = normgrad.GuidedBackprop(model)
+    methods["Grad-CAM"] = normgrad.GradCAM(model, SINGLE)
+    methods["Guided Grad-CAM"] = normgrad.GuidedGradCAM(model, SINGLE)
+    return methods
+
+
+def bench_protocol(
+    size: int, batch: int, device: torch.device, t: float, rounds: int
+) -> dict[str, Any]:
+    """One batch of the paper's protocol (ten methods, smoothed rows, both baselines) through
+    ``evaluate``, beside one multi-layer NormGrad call and the ten methods called alone."""
+    model, x = model_and_input(size, batch, device)
+    box = torch.tensor([[size // 4, size // 4, size // 2, size // 2]], device=device)
+    data = [(x, None, [box] * batch)]
+    methods = paper_methods(model)
+    multi = normgrad.NormGrad(model, MULTI, "conv3x3")
+
+    def alone() -> None:
+        for explainer in methods.values():
+            metrics.smooth(explainer(x), 2.0)
+
+    res: dict[str, Any] = {"size": size, "batch": batch, "methods": len(methods)}
+    res.update(
+        measure_group(
+            {
+                "NormGrad multi conv3x3": lambda: multi(x),
+                "protocol batch (evaluate, shared passes)": lambda: normgrad.evaluate(
+                    model, methods, data, smoothing_sigma=2.0, progress=False
+                ),
+                "ten methods called alone, smoothed": alone,
+            },
+            device,
+            t,
+            rounds,
+        )
+    )
+    return res
+
+
 def bench_kernel(
     size: int, batch: int, device: torch.device, t: float, rounds: int
 ) -> dict[str, Any]:

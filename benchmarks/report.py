@@ -75,6 +75,14 @@ def targets_table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             ratio(v["NormGrad multi conv3x3"], v["floor multi (hooks + autograd.grad)"]),
             1.1,
         )
+    if "protocol" in results:
+        v = results["protocol"]
+        tag = f"resnet50 {v['size']}x{v['size']}, batch {v['batch']}, {v['methods']} methods"
+        add(
+            f"protocol batch (evaluate) / NormGrad multi conv3x3 ({tag})",
+            ratio(v["protocol batch (evaluate, shared passes)"], v["NormGrad multi conv3x3"]),
+            2.5,
+        )
     if "kernel" in results:
         k = results["kernel"]
         add(
@@ -152,6 +160,14 @@ def further_table(results: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{ratio(nhwc, r['NormGrad multi conv3x3']):.2f}x",
             ),
         ]
+    v = results.get("protocol", {})
+    if "ten methods called alone, smoothed" in v:
+        rows.append(
+            (
+                "ten methods called alone / protocol batch (evaluate, shared passes)",
+                f"{ratio(v['ten methods called alone, smoothed'], v['protocol batch (evaluate, shared passes)']):.2f}x",
+            )
+        )
     p = results.get("pointing_game", {})
     if "one read of the maps (sum)" in p:
         rows += [
@@ -198,7 +214,7 @@ def markdown(results: dict[str, Any]) -> str:
                         lines.append(
                             f"| NormGrad {vname} alone ({r['size']}x{r['size']}, batch {r['batch']}) | {v['median_s']:.4f} | {v['iqr_s']:.4f} |"
                         )
-    for key in ("transformer", "kernel", "pointing_game"):
+    for key in ("transformer", "protocol", "kernel", "pointing_game"):
         if key in results:
             for name, value in results[key].items():
                 if isinstance(value, dict) and "median_s" in value:

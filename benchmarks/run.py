@@ -44,6 +44,7 @@ from cases import (
     bench_kernel,
     bench_passes,
     bench_pointing_game,
+    bench_protocol,
     bench_transformer,
     environment,
 )
@@ -68,7 +69,15 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=["passes_224", "passes_600", "kernel", "transformer", "pointing_game", "memory"],
+        choices=[
+            "passes_224",
+            "passes_600",
+            "kernel",
+            "transformer",
+            "protocol",
+            "pointing_game",
+            "memory",
+        ],
         help="run only these parts and merge them into the existing JSON file",
     )
     parser.add_argument(
@@ -105,6 +114,7 @@ def main() -> None:
         "passes_600": lambda: bench_passes(big_size, big_batch, device, t, rounds, peers=False),
         "kernel": lambda: bench_kernel(big_size, big_batch, device, t, rounds),
         "transformer": lambda: bench_transformer(small, big, device, t, rounds),
+        "protocol": lambda: bench_protocol(small, big, device, t, rounds),
         "pointing_game": lambda: bench_pointing_game(
             maps, 600 if not args.quick else 300, device, t, rounds
         ),

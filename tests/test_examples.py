@@ -303,3 +303,49 @@ def test_transformers_quick_path(tmp_path: Path) -> None:
     assert vit.scores["trained"][f"NormGrad conv1x1 @ {last}"].accuracy == 0.0
     figures = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
     assert figures == ["swin.png", "vit.png"]
+
+
+# ---------------------------------------------------------------------------------------
+# the distributed example, under torchrun with two gloo processes on localhost
+
+
+def test_distributed_example_under_torchrun(tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_gloo_available()):
+        pytest.skip("needs torch.distributed gloo")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = Path(__file__).resolve().parent.parent / "examples" / "distributed.py"
+    small = ["--images", "7", "--size", "48", "--batch", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    if sys.platform.startswith("linux"):
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
+    launch += ["--master_addr=127.0.0.1", f"--master_port={port}", str(script)]
+    two = subprocess.run(
+        [*launch, *small, "--out", str(tmp_path / "two"), "--resume"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "7 images on 2 process(es)" in two.stdout
+    one = subprocess.run(
+        [sys.executable, str(script), *small, "--out", str(tmp_path / "one")],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    # the same images and methods, each once; in float32 a batch of other images may move a
+    # maximum by a pixel where two nearly tie (tests/test_distributed.py: float64, identical)
+    keyed = {}
+    for run in ("one", "two"):
+        with (tmp_path / run / "records.csv").open() as f:
+            keyed[run] = [(r["image"], r["method"]) for r in csv.DictReader(f)]
+    assert keyed["one"] == keyed["two"] and len(set(keyed["two"])) == len(keyed["two"])
+    assert {i for i, _ in keyed["two"]} == {str(i) for i in range(7)}
+    assert (tmp_path / "two" / "progress.rank1-of-2.csv").is_file()
