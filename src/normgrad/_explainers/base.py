@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .._errors import warn
 from .._model.layers import check_model
 from .._model.targets import Target
 from ..functional import layer_maps_to_saliency, upsample
@@ -86,12 +87,17 @@ def build_explanation(
         attribution: the signed attribution ``(N, C, *size)``, if any.
 
     A map that is constant for a sample normalises to zeros (see
-    :func:`normgrad.functional.layer_maps_to_saliency`).
+    :func:`normgrad.functional.layer_maps_to_saliency`), with a warning naming the layer
+    and its resolution: it carries no spatial information (a 1x1 map, a KxK VIL whose
+    patch covers the whole map, a layer the score does not reach spatially).
     """
     layer_raws = dict(layers or {})
-    fused, normalised, _ = (
+    fused, normalised, informative = (
         layer_maps_to_saliency(list(layer_raws.values()), size) if layer_raws else (None, [], [])
     )
+    for (name, layer_raw), kept in zip(layer_raws.items(), informative):
+        if not bool(kept.all()):
+            _warn_constant(name, layer_raw, kept, len(layer_raws))
     if raw is not None:
         saliency = layer_maps_to_saliency([raw], size)[0]
     elif fused is not None:
@@ -107,4 +113,20 @@ def build_explanation(
         layer_maps=dict(zip(layer_raws, normalised)),
         raw_layer_maps=layer_raws,
         attribution=attribution,
+    )
+
+
+def _warn_constant(name: str, raw: torch.Tensor, kept: torch.Tensor, count: int) -> None:
+    samples = [int(i) for i in torch.nonzero(~kept).flatten()]
+    resolution = "x".join(str(s) for s in raw.shape[2:])
+    effect = (
+        "the saliency map of those samples is all zero (no point to choose: the Pointing "
+        "Game scores it a miss)"
+        if count == 1
+        else "it is left out of the geometric mean of those samples"
+    )
+    warn(
+        f"layer {name!r} gives a constant map at its resolution {resolution} for sample(s) "
+        f"{samples}: it carries no spatial information, and {effect}; choose an earlier "
+        "layer (a finer map), a larger input, or a smaller VIL"
     )
