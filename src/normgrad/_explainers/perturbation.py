@@ -2,6 +2,7 @@ r"""Methods that average over perturbed inputs: SmoothGrad and Integrated Gradie
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator
 
 import torch
@@ -160,7 +161,11 @@ class IntegratedGradients(Explainer):
         self.method = method
         if isinstance(baseline, torch.Tensor):
             check_finite_tensor(baseline, "baseline")
-        elif baseline is not None:  # a finite number (a tensor or None otherwise)
+        elif baseline is not None:
+            if isinstance(baseline, bool) or not isinstance(baseline, numbers.Real):
+                raise ArgumentTypeError(
+                    f"baseline: expected None, a number or a tensor, got {describe(baseline)}"
+                )
             baseline = check_number(baseline, "baseline")
         self.baseline = baseline
         self.batch_size = check_positive_int(batch_size, "batch_size")

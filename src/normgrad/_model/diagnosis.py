@@ -138,18 +138,18 @@ def _blame_first_conv(
     """Raise a ShapeError when the first convolution failed on an input it cannot take."""
     name, conv = first
     spatial = len(conv.kernel_size)
-    came = "x" if got == tuple(x.shape) else f"x (shape {tuple(x.shape)}, passed on as)"
+    came = "" if got == tuple(x.shape) else f" (made by the model from x of shape {tuple(x.shape)})"
     if len(got) not in (spatial + 1, spatial + 2):
         layout = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}[spatial]
         raise ShapeError(
             f"x: expected a {spatial + 2}-D batch {layout} for the first layer {name!r} "
-            f"({type(conv).__name__}), got {came} a {len(got)}-D tensor of shape {got}",
+            f"({type(conv).__name__}), got a {len(got)}-D tensor of shape {got}{came}",
             x.shape,
         ) from error
     if len(got) == spatial + 2 and got[1] != conv.in_channels:
         raise ShapeError(
             f"x: expected {conv.in_channels} channels (the first layer {name!r} takes "
-            f"{conv.in_channels}), got {came} {got[1]} in a tensor of shape {got}",
+            f"{conv.in_channels}), got {got[1]} in a tensor of shape {got}{came}",
             x.shape,
         ) from error
 
