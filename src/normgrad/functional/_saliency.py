@@ -10,8 +10,11 @@ import torch.nn.functional as F
 from .._errors import InvalidArgumentError
 
 # A per-layer map whose spread (max - min) is at most this many machine epsilons of its
-# magnitude is treated as constant: the spread is rounding noise, not signal.
+# magnitude is treated as constant: the spread is rounding noise, not signal...
 _CONSTANT_ULPS = 64
+# ... but never more than this fraction of its magnitude: 64 epsilons are 6 % of a float16
+# value and 50 % of a bfloat16 one, far more than rounding noise.
+_CONSTANT_CAP = 2.0**-7
 
 
 def upsample(maps: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -79,7 +82,8 @@ def is_constant(maps: torch.Tensor) -> torch.Tensor:
     """Which samples of ``maps`` ``(N, ...)`` are constant up to rounding noise.
 
     A sample is constant when its spread ``max - min`` is at most 64 machine epsilons of
-    its largest magnitude (or it is all zero). The rule is relative, and evaluated on the
+    its largest magnitude, and at most 2**-7 of it (the cap matters for float16 and
+    bfloat16 only), or it is all zero. The rule is relative, and evaluated on the
     sample divided by its largest magnitude (:func:`scale_to_unit`), so it does not depend
     on the map's units: no underflow for tiny values, no overflow for huge ones. Such a
     map carries no spatial information.
@@ -87,8 +91,10 @@ def is_constant(maps: torch.Tensor) -> torch.Tensor:
     Returns:
         Bool tensor ``(N,)``.
     """
-    low, high = _per_sample_extrema(scale_to_unit(maps))
-    tol = _CONSTANT_ULPS * torch.finfo(maps.dtype).eps
+    # half precision is checked in float32, so that the division adds no rounding of its own
+    wide = maps.float() if torch.finfo(maps.dtype).bits < 32 else maps
+    low, high = _per_sample_extrema(scale_to_unit(wide))
+    tol = min(_CONSTANT_ULPS * torch.finfo(maps.dtype).eps, _CONSTANT_CAP)
     return ((high - low) <= tol).flatten()
 
 
