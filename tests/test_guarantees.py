@@ -90,7 +90,8 @@ def test_non_finite_gradient_raises() -> None:
     x = _x()
     x[1, :, :8] = 0  # the convolution's output is exactly 0 there
     with pytest.raises(
-        NonFiniteError, match=r"with respect to layer 'conv' is NaN or infinite for sample\(s\) \[1\]"
+        NonFiniteError,
+        match=r"with respect to layer 'conv' is NaN or infinite for sample\(s\) \[1\]",
     ):
         normgrad.NormGrad(SqrtHead(), "conv")(x)
 
@@ -303,12 +304,14 @@ def test_densenet_memory_efficient_guided_backprop_is_refused() -> None:
 def test_torchscript_is_refused_where_hooks_or_guided_relus_are_needed() -> None:
     model = seeded(TinyCNN())
     traced = torch.jit.trace(model, _x())
-    with pytest.raises(UnsupportedModelError, match="TorchScript.*explain the eager model"):
+    with pytest.raises(UnsupportedModelError, match=r"TorchScript.*explain the eager model"):
         normgrad.NormGrad(traced, "conv2")(_x(), 0)
-    with pytest.raises(UnsupportedModelError, match="TorchScript.*plain gradient"):
+    with pytest.raises(UnsupportedModelError, match=r"TorchScript.*plain gradient"):
         normgrad.GuidedBackprop(traced)(_x(), 0)
     # no hook and no guided ReLU needed: the input gradient is exact
-    torch.testing.assert_close(normgrad.Gradient(traced)(_x(), 0), normgrad.Gradient(model)(_x(), 0))
+    torch.testing.assert_close(
+        normgrad.Gradient(traced)(_x(), 0), normgrad.Gradient(model)(_x(), 0)
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -319,7 +322,7 @@ def test_detached_or_integer_scores_are_blamed_on_the_callable() -> None:
     explainer = normgrad.NormGrad(seeded(TinyCNN()), LAYERS)
     with pytest.raises(InvalidArgumentError, match="callable's scores are detached"):
         explainer(_x(), lambda o: o[:, 0].detach())
-    with pytest.raises(ArgumentTypeError, match="returned scores of dtype torch.int64"):
+    with pytest.raises(ArgumentTypeError, match=r"returned scores of dtype torch\.int64"):
         explainer(_x(), lambda o: o.argmax(dim=1))
 
 

@@ -62,7 +62,7 @@ def test_normalised_maps_span_zero_to_one_whatever_the_units(
 def test_saliency_from_layer_maps_does_not_depend_on_units(
     case: tuple[torch.Tensor, torch.Tensor, float, torch.dtype],
 ) -> None:
-    base, scaled, _, dtype = case
+    _, scaled, _, dtype = case
     raw = scaled.abs().to(dtype)  # raw maps are non-negative
     saliency, _, informative = nf.layer_maps_to_saliency([raw], (9, 7))
     assert all(bool(i.all()) for i in informative)

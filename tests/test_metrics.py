@@ -70,8 +70,7 @@ def reference_random_rate(mask: torch.Tensor, tolerance: float, spacing: list[fl
     good = 0
     for p in pixels:
         if any(
-            sum(((a - b) * s) ** 2 for a, b, s in zip(p, t, spacing)) < tolerance**2
-            or p == t
+            sum(((a - b) * s) ** 2 for a, b, s in zip(p, t, spacing)) < tolerance**2 or p == t
             for t in targets
         ):
             good += 1
