@@ -119,8 +119,8 @@ def forward(model: nn.Module, x: torch.Tensor) -> Any:
                     f"{dtype}, and the forward pass failed ({error}); normgrad does not cast "
                     f"the input for you: pass x.to({dtype}) (or convert the model)"
                 ) from error
-            if first is not None and received and not finished:
-                _blame_first_conv(first, received[-1], x, error)
+            if first is not None and received:
+                _blame_first_conv(first, received[-1], bool(finished), x, error)
             raise
 
 
@@ -132,21 +132,24 @@ def _shape(args: Any) -> tuple[int, ...]:
 def _blame_first_conv(
     first: tuple[str, nn.modules.conv._ConvNd],
     got: tuple[int, ...],
+    finished: bool,
     x: torch.Tensor,
     error: Exception,
 ) -> None:
-    """Raise a ShapeError when the first convolution failed on an input it cannot take."""
+    """Raise a ShapeError when the forward pass failed and the first convolution got an
+    input it cannot take as a batch: one of another rank (an unbatched one runs, and the
+    next layer fails), or, when the convolution itself failed, of other channels."""
     name, conv = first
     spatial = len(conv.kernel_size)
     came = "" if got == tuple(x.shape) else f" (made by the model from x of shape {tuple(x.shape)})"
-    if len(got) not in (spatial + 1, spatial + 2):
+    if len(got) != spatial + 2:
         layout = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}[spatial]
         raise ShapeError(
             f"x: expected a {spatial + 2}-D batch {layout} for the first layer {name!r} "
             f"({type(conv).__name__}), got a {len(got)}-D tensor of shape {got}{came}",
             x.shape,
         ) from error
-    if len(got) == spatial + 2 and got[1] != conv.in_channels:
+    if not finished and got[1] != conv.in_channels:
         raise ShapeError(
             f"x: expected {conv.in_channels} channels (the first layer {name!r} takes "
             f"{conv.in_channels}), got {got[1]} in a tensor of shape {got}{came}",
@@ -197,8 +200,8 @@ def check_finite_scores(model: nn.Module, x: torch.Tensor, scores: torch.Tensor)
     cause = (
         "likely causes: weights re-initialised or loaded while BatchNorm running statistics "
         "were kept (eval mode divides by running_var), an input far outside the range the "
-        "model was trained on (e.g. raw Hounsfield units or counts, not normalised), or a "
-        "half-precision overflow"
+        "model was trained on (e.g. raw Hounsfield units or counts, not normalised), a "
+        "half-precision overflow, or the arithmetic of a target callable"
     )
     if where is not None:
         name, module = where
