@@ -174,6 +174,20 @@ def test_callable_written_for_the_batch_works_on_stacked_copies(name: str) -> No
     torch.testing.assert_close(by_callable.saliency, by_classes.saliency)
 
 
+class TupleOut(TinyCNN):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, str]:  # type: ignore[override]
+        return super().forward(x), "aux"
+
+
+def test_callable_on_tuple_outputs_sees_each_copy() -> None:
+    model = seeded(TupleOut())
+    labels = torch.tensor([1, 3])
+    explainer = normgrad.IntegratedGradients(model, steps=4)
+    by_callable = explainer(_x(), lambda o: o[0][torch.arange(2), labels])
+    plain = normgrad.IntegratedGradients(seeded(TinyCNN()), steps=4)(_x(), labels)
+    torch.testing.assert_close(by_callable, plain)
+
+
 # ---------------------------------------------------------------------------------------
 # a single logit is a binary classifier (defect 7)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -75,8 +75,10 @@ class ScoreTarget:
 ResolvedTarget = Union[ClassTarget, ScoreTarget]
 
 
-def _split(output: Any, times: int) -> list[Any]:
-    """The model output of ``times`` stacked copies of a batch, cut into one per copy."""
+def _split(output: Any, times: int, top: bool = True) -> list[Any]:
+    """The model output of ``times`` stacked copies of a batch, cut into one per copy
+    (tensors along their first dimension, inside tuples, lists and dicts too; other values
+    inside them are the same for every copy)."""
     if isinstance(output, torch.Tensor):
         if output.ndim == 0 or output.shape[0] % times:
             raise ShapeError(
@@ -86,11 +88,16 @@ def _split(output: Any, times: int) -> list[Any]:
             )
         return list(output.chunk(times))
     if isinstance(output, (list, tuple)):
-        parts = [_split(o, times) for o in output]
-        return [type(output)(p[i] for p in parts) for i in range(times)]
+        parts = [_split(o, times, top=False) for o in output]
+        copies = [[p[i] for p in parts] for i in range(times)]
+        if hasattr(output, "_fields"):  # a named tuple
+            return [type(output)(*c) for c in copies]
+        return [type(output)(c) for c in copies]
     if isinstance(output, dict):
-        split = {k: _split(v, times) for k, v in output.items()}
+        split = {k: _split(v, times, top=False) for k, v in output.items()}
         return [{k: v[i] for k, v in split.items()} for i in range(times)]
+    if not top:
+        return [output] * times
     raise ArgumentTypeError(
         f"target: a callable target is called on the output of each copy of the batch, and "
         f"an output of type {type(output).__name__} cannot be split into copies; return a "
@@ -116,11 +123,14 @@ class PerCopy:
 
 
 def _batch_of(output: Any) -> int:
+    """The batch size of one copy's output: the first dimension of its first tensor."""
     if isinstance(output, torch.Tensor):
         return int(output.shape[0])
-    if isinstance(output, (list, tuple)):
-        return _batch_of(output[0])
-    return _batch_of(next(iter(output.values())))
+    values = output.values() if isinstance(output, dict) else output
+    for value in values if isinstance(values, Iterable) else ():
+        if isinstance(value, (torch.Tensor, list, tuple, dict)):
+            return _batch_of(value)
+    raise ShapeError("model output: expected at least one tensor in the output")
 
 
 def _any_requires_grad(output: Any) -> bool:
