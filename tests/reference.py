@@ -45,12 +45,21 @@ def reference_normgrad_map(
     return out
 
 
-def reference_normalize(maps: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Per-sample (m - min) / (max - min + eps), written out sample by sample."""
-    out = torch.empty_like(maps)
+def reference_unit(m: torch.Tensor) -> torch.Tensor:
+    """One sample divided by its largest magnitude (unchanged when all zero)."""
+    scale = m.abs().max()
+    return m / scale if scale > 0 else m
+
+
+def reference_normalize(maps: torch.Tensor) -> torch.Tensor:
+    """Per-sample (m - min) / (max - min) of the sample divided by its largest magnitude,
+    zeros for a sample of equal values, written out sample by sample."""
+    out = torch.zeros_like(maps)
     for b in range(maps.shape[0]):
-        low, high = maps[b].min(), maps[b].max()
-        out[b] = (maps[b] - low) / (high - low + eps)
+        m = reference_unit(maps[b])
+        low, high = m.min(), m.max()
+        if high > low:
+            out[b] = (m - low) / (high - low)
     return out
 
 
@@ -80,7 +89,7 @@ def reference_saliency(
             m = raw[b : b + 1].double()
             if (m.max() - m.min()) <= constant_rtol * m.abs().max():
                 continue
-            up = tf.interpolate(m, size=size, mode=mode, align_corners=False)
+            up = tf.interpolate(reference_unit(m), size=size, mode=mode, align_corners=False)
             kept.append(reference_normalize(up))
         if kept:
             out[b : b + 1] = reference_geometric_mean(kept)

@@ -19,14 +19,17 @@ from normgrad import ArgumentTypeError, InvalidArgumentError, ShapeError, metric
 
 
 def reference_point(saliency: torch.Tensor) -> tuple[int, ...]:
-    """First maximum in row-major order, found by walking every pixel."""
+    """First maximum in row-major order, found by walking every pixel; -1 in every
+    coordinate when all pixels are equal (no maximum to point at)."""
     best, where = -math.inf, None
+    values = set()
     for idx in itertools.product(*(range(s) for s in saliency.shape)):
         value = float(saliency[idx])
+        values.add(value)
         if value > best:
             best, where = value, idx
     assert where is not None
-    return where
+    return where if len(values) > 1 else (-1,) * saliency.ndim
 
 
 def reference_box_mask(boxes: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -53,9 +56,9 @@ def reference_pointing_game(
         point = reference_point(saliency[n])
         hit = False
         for idx in itertools.product(*(range(s) for s in masks[n].shape)):
-            if masks[n][idx]:
+            if masks[n][idx] and point[0] >= 0:  # a constant map points nowhere: a miss
                 d2 = sum(((i - p) * s) ** 2 for i, p, s in zip(idx, point, spacing))
-                if d2 < tolerance**2:
+                if d2 < tolerance**2 or d2 == 0:  # on the region: a hit at any tolerance
                     hit = True
         out.append(1.0 if hit else 0.0)
     return out
@@ -67,7 +70,7 @@ def reference_random_rate(mask: torch.Tensor, tolerance: float, spacing: list[fl
     good = 0
     for p in pixels:
         if any(
-            sum(((a - b) * s) ** 2 for a, b, s in zip(p, t, spacing)) < tolerance**2
+            sum(((a - b) * s) ** 2 for a, b, s in zip(p, t, spacing)) < tolerance**2 or p == t
             for t in targets
         ):
             good += 1
@@ -187,10 +190,11 @@ def test_first_maximum_in_row_major_order() -> None:
     assert metrics.pointing_game(saliency, near_second, 1).item() == 0.0
 
 
-def test_constant_map_points_at_the_first_pixel() -> None:
+def test_constant_map_points_nowhere_and_is_a_miss() -> None:
     saliency = torch.full((1, 1, 10, 10), 0.5)
-    assert metrics.pointing_game(saliency, [torch.tensor([[0, 0, 0, 0]])], 1).item() == 1.0
-    assert metrics.pointing_game(saliency, [torch.tensor([[9, 9, 9, 9]])], 5).item() == 0.0
+    assert metrics.points(saliency).tolist() == [[-1, -1]]
+    assert metrics.pointing_game(saliency, [torch.tensor([[0, 0, 0, 0]])], 1).item() == 0.0
+    assert metrics.pointing_game(saliency, [torch.tensor([[0, 0, 9, 9]])], 50).item() == 0.0
 
 
 def test_boxes_are_clipped_and_empty_samples_are_nan() -> None:

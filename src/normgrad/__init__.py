@@ -15,8 +15,10 @@ from ._errors import (
     ArgumentTypeError,
     InvalidArgumentError,
     LayerError,
+    NonFiniteError,
     NormGradError,
     ShapeError,
+    UnsupportedModelError,
 )
 from ._evaluation.distributed import DistributedEvaluationError, ShardSampler
 from ._evaluation.result import EvaluationResult, MethodScore, Record
@@ -63,6 +65,7 @@ __all__ = [
     "Layers",
     "Layout",
     "MethodScore",
+    "NonFiniteError",
     "NormGrad",
     "NormGradError",
     "Record",
@@ -71,6 +74,7 @@ __all__ = [
     "SmoothGrad",
     "Target",
     "Tokens",
+    "UnsupportedModelError",
     "__version__",
     "evaluate",
     "explain_shared",

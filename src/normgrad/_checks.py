@@ -37,7 +37,12 @@ def check_input(x: object, argument: str = "x") -> torch.Tensor:
         raise ShapeError(
             f"{argument}: expected a non-empty batch, got shape {tuple(x.shape)}", x.shape
         )
-    if not bool(torch.isfinite(x).all()):
+    return check_finite_tensor(x, argument)
+
+
+def check_finite_tensor(x: torch.Tensor, argument: str) -> torch.Tensor:
+    """A tensor without NaN or infinite values."""
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
         bad = int((~torch.isfinite(x)).sum())
         raise InvalidArgumentError(
             f"{argument}: expected finite values, got {bad} NaN or infinite value(s)"
@@ -52,6 +57,15 @@ def check_positive_int(value: object, argument: str, *, odd: bool = False) -> in
         raise ArgumentTypeError(f"{argument}: expected {what}, got {describe(value)}")
     if value < 1 or (odd and value % 2 == 0):
         raise InvalidArgumentError(f"{argument}: expected {what}, got {value}")
+    return int(value)
+
+
+def check_count(value: object, argument: str) -> int:
+    """An integer (Python or numpy, not a bool) ``>= 0``: a number of draws, a seed."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise ArgumentTypeError(f"{argument}: expected an int >= 0, got {describe(value)}")
+    if value < 0:
+        raise InvalidArgumentError(f"{argument}: expected an int >= 0, got {value}")
     return int(value)
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from .._errors import InvalidArgumentError
+from .._errors import InvalidArgumentError, warn
 from .._model.capture import capture
 from .._model.layers import check_model
 from .._model.layouts import Layout
@@ -119,10 +118,9 @@ def run_passes(
     if any(need.guided for need in needs):
         guided = capture(model, x, [], resolved, input_gradient=True, guided=True)
         if guided.guided_relus == 0:
-            warnings.warn(
+            warn(
                 f"GuidedBackprop: no ReLU ran in the forward pass of {type(model).__name__}; "
-                "the result is the plain gradient (other activations are not guided)",
-                stacklevel=4,
+                "the result is the plain gradient (other activations are not guided)"
             )
         if passes.classes is None:
             passes.classes = guided.classes
@@ -195,12 +193,17 @@ def build_explanation(
         attribution: the signed attribution ``(N, C, *size)``, if any.
 
     A map that is constant for a sample normalises to zeros (see
-    :func:`normgrad.functional.layer_maps_to_saliency`).
+    :func:`normgrad.functional.layer_maps_to_saliency`), with a warning naming the layer
+    and its resolution: it carries no spatial information (a 1x1 map, a KxK VIL whose
+    patch covers the whole map, a layer the score does not reach spatially).
     """
     layer_raws = dict(layers or {})
-    fused, normalised, _ = (
+    fused, normalised, informative = (
         layer_maps_to_saliency(list(layer_raws.values()), size) if layer_raws else (None, [], [])
     )
+    for (name, layer_raw), kept in zip(layer_raws.items(), informative):
+        if not bool(kept.all()):
+            _warn_constant(name, layer_raw, kept, len(layer_raws))
     if raw is not None:
         saliency = layer_maps_to_saliency([raw], size)[0]
     elif fused is not None:
@@ -216,4 +219,22 @@ def build_explanation(
         layer_maps=dict(zip(layer_raws, normalised)),
         raw_layer_maps=layer_raws,
         attribution=attribution,
+    )
+
+
+def _warn_constant(name: str, raw: torch.Tensor, kept: torch.Tensor, count: int) -> None:
+    samples = [int(i) for i in torch.nonzero(~kept).flatten()]
+    resolution = "x".join(str(s) for s in raw.shape[2:])
+    effect = (
+        "the saliency map of those samples is all zero (no point to choose: the Pointing "
+        "Game scores it a miss)"
+        if count == 1
+        else "it is left out of the geometric mean of those samples"
+    )
+    warn(
+        f"layer {name!r} gives a constant map at its resolution {resolution} for sample(s) "
+        f"{samples}: it carries no spatial information, and {effect}. Usual causes: a map "
+        "of one or very few pixels (choose an earlier layer or a larger input), a KxK VIL "
+        "whose patch covers the whole map (a smaller VIL), or a Grad-CAM map negative "
+        "everywhere before its ReLU"
     )

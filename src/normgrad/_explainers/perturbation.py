@@ -2,11 +2,18 @@ r"""Methods that average over perturbed inputs: SmoothGrad and Integrated Gradie
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator
 
 import torch
 
-from .._checks import check_input, check_number, check_positive_int
+from .._checks import (
+    check_count,
+    check_finite_tensor,
+    check_input,
+    check_number,
+    check_positive_int,
+)
 from .._errors import ArgumentTypeError, ShapeError, describe
 from .._model.capture import capture, predicted_classes
 from .._model.targets import (
@@ -59,7 +66,10 @@ class SmoothGrad(Explainer):
         n_samples: number of noisy copies.
         noise_level: noise standard deviation as a fraction of each sample's value range.
         batch_size: samples per forward/backward pass.
-        seed: seed of the noise (a generator on the input's device).
+        seed: seed of the noise (a generator on the input's device), an int >= 0.
+
+    A callable target is called on each noisy copy's output of N samples, as for the
+    caller's batch.
     """
 
     def __init__(
@@ -79,7 +89,7 @@ class SmoothGrad(Explainer):
         self.n_samples = check_positive_int(n_samples, "n_samples")
         self.noise_level = check_number(noise_level, "noise_level", low=0)
         self.batch_size = check_positive_int(batch_size, "batch_size")
-        self.seed = seed
+        self.seed = check_count(seed, "seed")
 
     def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
         fixed = _fix_target(self.model, x, target)
@@ -124,12 +134,14 @@ class IntegratedGradients(Explainer):
     :func:`normgrad.functional.quadrature` (Gauss-Legendre by default, as in Captum).
     Points are explained ``batch_size`` samples at a time (at least one whole batch), so
     memory does not grow with ``steps``. ``target=None`` means the class predicted for
-    ``x``. ``attribution`` is the signed IG ``(N, C, *spatial)``.
+    ``x``; a callable target is called on each point's output of N samples, as for the
+    caller's batch. ``attribution`` is the signed IG ``(N, C, *spatial)``.
 
     Args:
         model: the classifier.
         steps: number of quadrature points.
-        baseline: ``None`` (zeros), a number, or a tensor broadcastable to the input.
+        baseline: ``None`` (zeros), a finite number, or a finite tensor broadcastable to
+            the input.
         method: ``"gausslegendre"``, ``"riemann_trapezoid"``, ``"riemann_middle"``,
             ``"riemann_left"`` or ``"riemann_right"``.
         batch_size: samples per forward/backward pass.
@@ -147,10 +159,14 @@ class IntegratedGradients(Explainer):
         self.steps = check_positive_int(steps, "steps")
         self.alphas, self.weights = quadrature(self.steps, method)
         self.method = method
-        if baseline is not None and not isinstance(baseline, (int, float, torch.Tensor)):
-            raise ArgumentTypeError(
-                f"baseline: expected None, a number or a tensor, got {describe(baseline)}"
-            )
+        if isinstance(baseline, torch.Tensor):
+            check_finite_tensor(baseline, "baseline")
+        elif baseline is not None:
+            if isinstance(baseline, bool) or not isinstance(baseline, numbers.Real):
+                raise ArgumentTypeError(
+                    f"baseline: expected None, a number or a tensor, got {describe(baseline)}"
+                )
+            baseline = check_number(baseline, "baseline")
         self.baseline = baseline
         self.batch_size = check_positive_int(batch_size, "batch_size")
 

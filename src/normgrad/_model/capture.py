@@ -18,10 +18,18 @@ import torch
 from torch import nn
 
 from .._checks import check_input
-from .._errors import InvalidArgumentError, LayerError, ShapeError, describe
+from .._errors import InvalidArgumentError, LayerError, describe
+from .diagnosis import (
+    check_finite_gradients,
+    check_finite_scores,
+    check_supported,
+    checkpoint_backward_error,
+    forward,
+    inside_checkpoint,
+    reentrant_layer_error,
+)
 from .guided import GuidedReLUs
 from .hooks import HookSet, explaining
-from .layers import first_conv
 from .layout_detection import resolve_layout
 from .layouts import Layout, Resolved
 from .targets import (
@@ -50,31 +58,6 @@ class Capture:
     """How many ReLU calls were guided (a guided pass only)."""
 
 
-def _forward(model: nn.Module, x: torch.Tensor) -> Any:
-    try:
-        return model(x)
-    except (RuntimeError, ValueError) as error:
-        first = first_conv(model)
-        if first is None:
-            raise
-        name, conv = first
-        spatial = len(conv.kernel_size)
-        if spatial != x.ndim - 2:
-            layout = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}[spatial]
-            raise ShapeError(
-                f"x: expected a {spatial + 2}-D batch {layout} for the first layer {name!r} "
-                f"({type(conv).__name__}), got a {x.ndim}-D tensor of shape {tuple(x.shape)}",
-                x.shape,
-            ) from error
-        if conv.in_channels != x.shape[1]:
-            raise ShapeError(
-                f"x: expected {conv.in_channels} channels (the first layer {name!r} takes "
-                f"{conv.in_channels}), got {x.shape[1]} in a tensor of shape {tuple(x.shape)}",
-                x.shape,
-            ) from error
-        raise
-
-
 def capture(
     model: nn.Module,
     x: torch.Tensor,
@@ -99,15 +82,16 @@ def capture(
             target callable, if any, runs after it, unguided.
 
     The model is left as it was: hooks removed, training flags restored, no ``param.grad``
-    written, also when an error is raised.
+    written, also when an error is raised. ``x`` is never written: the model runs on a
+    copy, so a forward that normalises its input in place changes only the copy. Calls on
+    one model are serialised (see :func:`~normgrad._model.hooks.explaining`). A NaN or
+    infinite score or gradient raises :class:`~normgrad._errors.NonFiniteError`.
     """
     check_input(x)
     resolved = resolve_target(target)
     if not layers and not input_gradient:
         raise InvalidArgumentError("layers: expected at least one layer to capture")
-    if x.is_inference():
-        with torch.inference_mode(False):
-            x = x.clone()
+    check_supported(model, layers, guided)
     batch = x.shape[0]
     captured: dict[str, list[torch.Tensor]] = {name: [] for name, _ in layers}
     stated = dict(zip((name for name, _ in layers), layouts or [None] * len(layers)))
@@ -126,6 +110,8 @@ def capture(
                     f"the batch of {batch}, got shape {tuple(output.shape)}; choose a block "
                     "whose output keeps the image's spatial layout"
                 )
+            if inside_checkpoint(reentrant_only=True):
+                raise reentrant_layer_error(name)
             found[name] = resolve_layout(output, x.shape[2:], stated[name], model, name, module)
             # From the first captured layer on, the forward records a graph (see below).
             torch.set_grad_enabled(True)
@@ -141,14 +127,15 @@ def capture(
     with explaining(model), HookSet() as hooks:
         for name, module in layers:
             hooks.add(module.register_forward_hook(make_hook(name)))
-        x_in = x.detach()
-        if input_gradient:
-            x_in.requires_grad_(True)
+        with torch.inference_mode(False):
+            # the model gets a copy: an in-place op in its forward (x.sub_(mean)) must
+            # change neither the caller's tensor nor the leaf differentiated against
+            x_in = x.detach().clone().requires_grad_(input_gradient)
         # Only the part of the forward pass after the first captured layer needs a graph:
         # nothing computed before it can carry gradient to it. Its hook switches grad mode
         # on; the context restores the mode on exit.
         with torch.set_grad_enabled(input_gradient), relus or contextlib.nullcontext():
-            output = _forward(model, x_in)
+            output = forward(model, x_in.clone())
         hooks.remove()
         for name, _ in layers:
             calls = len(captured[name])
@@ -159,6 +146,7 @@ def capture(
                     f"{type(model).__name__}; expected it to run exactly once"
                 )
         scores, classes = target_scores(output, resolved, batch)
+        check_finite_scores(model, x_in, scores)
         inputs = [captured[name][0] for name, _ in layers]
         if input_gradient:
             inputs.append(x_in)
@@ -167,7 +155,13 @@ def capture(
                 "layers: the target score does not depend on any captured layer "
                 f"({', '.join(name for name, _ in layers) or 'input'})"
             )
-        grads = torch.autograd.grad(scores.sum(), inputs, allow_unused=True)
+        try:
+            grads = torch.autograd.grad(scores.sum(), inputs, allow_unused=True)
+        except RuntimeError as error:
+            if "checkpoint" in str(error):
+                raise checkpoint_backward_error(error) from error
+            raise
+    check_finite_gradients([f"layer {n!r}" for n, _ in layers] + ["the input"], grads)
     unused = [name for (name, _), g in zip(layers, grads) if g is None]
     if unused:
         raise LayerError(
@@ -191,5 +185,5 @@ def predicted_classes(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The class ``model`` predicts for each sample of ``x`` (checked by the caller): one
     forward pass, no graph."""
     with explaining(model), torch.no_grad():
-        output = _forward(model, x)
+        output = forward(model, x.detach().clone())
     return target_classes(output, ClassTarget(), x.shape[0])

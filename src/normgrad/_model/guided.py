@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from .diagnosis import guided_checkpoint_error, inside_checkpoint
+
 
 class _GuidedReLU(torch.autograd.Function):
     """Identity on a ReLU's output; backward passes only positive gradients where it is > 0."""
@@ -43,6 +45,10 @@ class GuidedReLUs(TorchFunctionMode):
     The forward values are unchanged: the ReLU runs as written (in place where it was) and
     its result is wrapped in an identity whose backward applies the guided rule
     ``grad_in = max(grad_out, 0) * [relu output > 0]``.
+
+    A ReLU run inside activation checkpointing (``torch.utils.checkpoint``) raises
+    :class:`~normgrad._errors.UnsupportedModelError`: the backward pass would recompute
+    it unguided.
     """
 
     def __init__(self) -> None:
@@ -56,6 +62,8 @@ class GuidedReLUs(TorchFunctionMode):
         args: Sequence[Any] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
+        if func in _RELUS and inside_checkpoint():
+            raise guided_checkpoint_error()
         out = func(*args, **(kwargs or {}))
         if func in _RELUS and isinstance(out, torch.Tensor) and out.requires_grad:
             self.count += 1

@@ -23,7 +23,10 @@ def check_model(model: object) -> nn.Module:
 
 
 def _suggest(name: str, names: Sequence[str], model: nn.Module) -> str:
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    # the same layer under a wrapper's prefix first: torch.compile ('_orig_mod.'),
+    # DataParallel and DistributedDataParallel ('module.')
+    wrapped = [n for n in names if n.endswith("." + name)]
+    close = (wrapped or difflib.get_close_matches(name, names, n=3, cutoff=0.5))[:3]
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     shown = [n for n in names if n.count(".") <= 1][:20]
     more = ", ..." if len(shown) < len(names) else ""

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import numbers
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
+import numpy as np
 import torch
 
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
 
-Target = Union[None, int, Sequence[int], torch.Tensor, Callable[[Any], torch.Tensor]]
-"""What to explain: ``None`` (the predicted class), a class index for every sample, a
-per-sample int tensor ``(N,)`` of class indices, or a callable mapping the model output to
-one scalar score per sample (a tensor ``(N,)``), e.g. for regression or segmentation."""
+Target = Union[None, int, Sequence[int], torch.Tensor, np.ndarray, Callable[[Any], torch.Tensor]]
+"""What to explain: ``None`` (the predicted class), a class index for every sample (an int,
+numpy integers too), per-sample class indices ``(N,)`` (an int tensor, an int numpy array or
+a sequence of ints), or a callable mapping the model output to one differentiable float
+score per sample (a tensor ``(N,)``), e.g. for regression or segmentation. The callable
+always sees the output of the caller's batch of N samples, also in methods that run the
+model on several copies of it at once (SmoothGrad, Integrated Gradients).
 
-_EXPECTED = "expected None, an int, an int tensor (N,) or a callable"
+A model with a single logit ``(N, 1)`` is read as a binary classifier whose logit is the
+log-odds of class 1: the predicted class is 1 where the logit is > 0, else 0; class 1 is
+explained by ``+logit`` and class 0 by ``-logit`` (the log-odds of class 0), so
+``target=0`` and ``target=1`` are both valid. NormGrad, a norm, gives the same map for
+both; Grad-CAM does not."""
+
+_EXPECTED = "expected None, an int, an int tensor or numpy array (N,) or a callable"
 
 
 @dataclass(frozen=True)
@@ -49,7 +60,9 @@ class ScoreTarget:
     score: Callable[[Any], torch.Tensor]
 
     def repeat(self, times: int) -> ScoreTarget:
-        return self
+        """The target of the batch repeated ``times``: the callable is called on each
+        copy's part of the output (N samples, as its author wrote it for)."""
+        return self if times == 1 else ScoreTarget(PerCopy(self.score, times))
 
     def fixed(self, classes: torch.Tensor | None) -> ResolvedTarget:
         return self
@@ -62,6 +75,98 @@ class ScoreTarget:
 ResolvedTarget = Union[ClassTarget, ScoreTarget]
 
 
+def _split(output: Any, times: int, top: bool = True) -> list[Any]:
+    """The model output of ``times`` stacked copies of a batch, cut into one per copy
+    (tensors along their first dimension, inside tuples, lists and dicts too; other values
+    inside them are the same for every copy)."""
+    if isinstance(output, torch.Tensor):
+        if output.ndim == 0 or output.shape[0] % times:
+            raise ShapeError(
+                f"model output: expected {times} copies of the batch along the first "
+                f"dimension, got shape {tuple(output.shape)}",
+                output.shape,
+            )
+        return list(output.chunk(times))
+    if isinstance(output, (list, tuple)):
+        parts = [_split(o, times, top=False) for o in output]
+        copies = [[p[i] for p in parts] for i in range(times)]
+        if hasattr(output, "_fields"):  # a named tuple
+            return [type(output)(*c) for c in copies]
+        return [type(output)(c) for c in copies]
+    if isinstance(output, dict):
+        split = {k: _split(v, times, top=False) for k, v in output.items()}
+        return [{k: v[i] for k, v in split.items()} for i in range(times)]
+    if not top:
+        return [output] * times
+    raise ArgumentTypeError(
+        f"target: a callable target is called on the output of each copy of the batch, and "
+        f"an output of type {type(output).__name__} cannot be split into copies; return a "
+        "tensor, or a tuple, list or dict of tensors, from the model"
+    )
+
+
+@dataclass(frozen=True)
+class PerCopy:
+    """A score callable written for a batch of N samples, applied to ``times`` stacked
+    copies of that batch: called on each copy's output, the scores concatenated."""
+
+    score: Callable[[Any], torch.Tensor]
+    times: int
+
+    def __call__(self, output: Any) -> torch.Tensor:
+        scores = []
+        for part in _split(output, self.times):
+            value = self.score(part)
+            check_scores(value, part, _batch_of(part))
+            scores.append(value)
+        return torch.cat(scores)
+
+
+def _batch_of(output: Any) -> int:
+    """The batch size of one copy's output: the first dimension of its first tensor."""
+    if isinstance(output, torch.Tensor):
+        return int(output.shape[0])
+    values = output.values() if isinstance(output, dict) else output
+    for value in values if isinstance(values, Iterable) else ():
+        if isinstance(value, (torch.Tensor, list, tuple, dict)):
+            return _batch_of(value)
+    raise ShapeError("model output: expected at least one tensor in the output")
+
+
+def _any_requires_grad(output: Any) -> bool:
+    if isinstance(output, torch.Tensor):
+        return output.requires_grad
+    if isinstance(output, (list, tuple)):
+        return any(_any_requires_grad(o) for o in output)
+    if isinstance(output, dict):
+        return any(_any_requires_grad(o) for o in output.values())
+    return False
+
+
+def check_scores(scores: object, output: Any, batch: int) -> torch.Tensor:
+    """The scores a callable target returned: a float tensor ``(batch,)`` that the
+    autograd graph connects to the model output (when the output has one)."""
+    if not isinstance(scores, torch.Tensor) or scores.shape != (batch,):
+        raise ShapeError(
+            f"target: expected the callable to return one score per sample, a tensor "
+            f"of shape ({batch},), got {describe(scores)}",
+            getattr(scores, "shape", None),
+        )
+    if not scores.is_floating_point():
+        raise ArgumentTypeError(
+            f"target: the callable returned scores of dtype {scores.dtype}; expected float "
+            "scores computed from the model output (a class index or an argmax has no "
+            "gradient): return e.g. output[:, k], not output.argmax(1)"
+        )
+    if not scores.requires_grad and _any_requires_grad(output):
+        raise InvalidArgumentError(
+            "target: the callable's scores are detached from the model output (no autograd "
+            "graph: .detach(), .item(), torch.no_grad() or a numpy round trip inside it); "
+            "return scores computed from the output with differentiable torch operations"
+        )
+    return scores
+
+
 def resolve_target(target: Target | ResolvedTarget) -> ResolvedTarget:
     """Check what ``target`` is, once, before any forward pass is spent on it."""
     if isinstance(target, (ClassTarget, ScoreTarget)):
@@ -70,12 +175,18 @@ def resolve_target(target: Target | ResolvedTarget) -> ResolvedTarget:
         return ClassTarget()
     if callable(target):
         return ScoreTarget(target)
-    if isinstance(target, bool):
+    if isinstance(target, (bool, np.bool_)):
         raise ArgumentTypeError(f"target: {_EXPECTED}, got {describe(target)}")
-    if isinstance(target, int):
+    if isinstance(target, numbers.Integral):
         if target < 0:
             raise InvalidArgumentError(f"target: expected a class index >= 0, got {target}")
-        return ClassTarget(torch.tensor(target))
+        return ClassTarget(torch.tensor(int(target)))
+    if isinstance(target, np.ndarray):
+        if not np.issubdtype(target.dtype, np.integer):
+            raise ArgumentTypeError(
+                f"target: expected an integer array of class indices, got dtype {target.dtype}"
+            )
+        return ClassTarget(torch.from_numpy(np.array(target, dtype=np.int64)))
     if isinstance(target, torch.Tensor):
         if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
             raise ArgumentTypeError(
@@ -83,9 +194,9 @@ def resolve_target(target: Target | ResolvedTarget) -> ResolvedTarget:
             )
         return ClassTarget(target.detach().long())
     if isinstance(target, Sequence) and all(
-        isinstance(t, int) and not isinstance(t, bool) for t in target
+        isinstance(t, numbers.Integral) and not isinstance(t, (bool, np.bool_)) for t in target
     ):
-        return ClassTarget(torch.tensor(list(target), dtype=torch.long))
+        return ClassTarget(torch.tensor([int(t) for t in target], dtype=torch.long))
     raise ArgumentTypeError(f"target: {_EXPECTED}, got {describe(target)}")
 
 
@@ -115,6 +226,10 @@ def target_classes(output: Any, target: ClassTarget, batch: int) -> torch.Tensor
     """The class index ``(N,)`` explained for each sample, checked against the logits."""
     logits = _logits(output, batch)
     num_classes = logits.shape[1]
+    if num_classes == 1:  # one logit: the log-odds of class 1 (see Target)
+        num_classes = 2
+        if target.classes is None:
+            return (logits.detach()[:, 0] > 0).long()
     if target.classes is None:
         return logits.detach().argmax(dim=1)
     check_class_shape(target, batch)
@@ -125,7 +240,9 @@ def target_classes(output: Any, target: ClassTarget, batch: int) -> torch.Tensor
     if bool(bad.any()):
         raise InvalidArgumentError(
             f"target: expected class indices in [0, {num_classes}) for a model with "
-            f"{num_classes} outputs, got {sorted(set(classes[bad].tolist()))}"
+            f"{logits.shape[1]} output(s)"
+            + (" (a single logit: class 0 or 1)" if logits.shape[1] == 1 else "")
+            + f", got {sorted(set(classes[bad].tolist()))}"
         )
     return classes
 
@@ -135,16 +252,14 @@ def target_scores(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The per-sample scores ``(N,)`` to differentiate and the class indices (or None).
 
-    The score of a class is its raw logit: not a softmax probability, not a loss.
+    The score of a class is its raw logit: not a softmax probability, not a loss. For a
+    single-logit model, class 1 is scored by ``+logit`` and class 0 by ``-logit``.
     """
     if isinstance(target, ScoreTarget):
-        scores = target.score(output)
-        if not isinstance(scores, torch.Tensor) or scores.shape != (batch,):
-            raise ShapeError(
-                f"target: expected the callable to return one score per sample, a tensor "
-                f"of shape ({batch},), got {describe(scores)}",
-                getattr(scores, "shape", None),
-            )
-        return scores, None
+        return check_scores(target.score(output), output, batch), None
     classes = target_classes(output, target, batch)
-    return _logits(output, batch).gather(1, classes.unsqueeze(1)).squeeze(1), classes
+    logits = _logits(output, batch)
+    if logits.shape[1] == 1:
+        sign = (2 * classes - 1).to(logits.dtype)
+        return sign * logits[:, 0], classes
+    return logits.gather(1, classes.unsqueeze(1)).squeeze(1), classes

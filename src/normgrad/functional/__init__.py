@@ -51,17 +51,16 @@ from ._maps import (
 )
 from ._quadrature import QUADRATURE_METHODS, quadrature
 from ._saliency import (
-    EPS,
     fuse_geometric_mean,
     is_constant,
     layer_maps_to_saliency,
     min_max_normalize,
+    scale_to_unit,
     upsample,
 )
 from ._vil import VIL, parse_vil
 
 __all__ = [
-    "EPS",
     "QUADRATURE_METHODS",
     "VIL",
     "box_sum",
@@ -76,6 +75,7 @@ __all__ = [
     "patch_norm",
     "quadrature",
     "reduce_channels",
+    "scale_to_unit",
     "scaling_map",
     "upsample",
 ]

@@ -9,12 +9,12 @@ import torch.nn.functional as F
 
 from .._errors import InvalidArgumentError
 
-#: Added to the denominator of the min-max normalisation.
-EPS = 1e-8
-
 # A per-layer map whose spread (max - min) is at most this many machine epsilons of its
-# magnitude is treated as constant: the spread is rounding noise, not signal.
+# magnitude is treated as constant: the spread is rounding noise, not signal...
 _CONSTANT_ULPS = 64
+# ... but never more than this fraction of its magnitude: 64 epsilons are 6 % of a float16
+# value and 50 % of a bfloat16 one, far more than rounding noise.
+_CONSTANT_CAP = 2.0**-7
 
 
 def upsample(maps: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -37,33 +37,65 @@ def _per_sample_extrema(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return low.view(view), high.view(view)
 
 
-def min_max_normalize(maps: torch.Tensor, eps: float = EPS) -> torch.Tensor:
-    """Per-sample min-max normalisation: ``(m - min) / (max - min + eps)``.
+def scale_to_unit(maps: torch.Tensor) -> torch.Tensor:
+    """Divide each sample by its largest magnitude, so its values lie in ``[-1, 1]``.
+
+    The units of the map (a score times 1e-6, raw counts, Hounsfield units) drop out here,
+    before any arithmetic could underflow or overflow: every later step is scale-free.
+    An all-zero sample stays zero.
+    """
+    low, high = _per_sample_extrema(maps)
+    scale = torch.maximum(low.abs(), high.abs())
+    return maps / torch.where(scale > 0, scale, torch.ones_like(scale))
+
+
+def min_max_normalize(maps: torch.Tensor) -> torch.Tensor:
+    """Per-sample min-max normalisation: ``(m - min) / (max - min)``.
+
+    Scale-free: each sample is first divided by its largest magnitude
+    (:func:`scale_to_unit`), so a map spans exactly ``[0, 1]`` whatever its units or
+    dtype, for values from the smallest to the largest the dtype holds. A sample whose
+    values are all equal has no spread to normalise and becomes all zero. (The reference
+    code adds 1e-8 to the denominator, which leaves a map of small values far below 1.)
 
     Args:
         maps: tensor ``(N, ...)``; each sample is normalised over all its other dims.
-        eps: added to the denominator.
 
     Returns:
-        Tensor of the same shape with values in ``[0, 1)``; a constant sample becomes 0.
+        Tensor of the same shape and dtype: minimum 0 and maximum exactly 1 per sample,
+        or all zero for a sample with equal values.
+
+    Example:
+        >>> maps = torch.tensor([[1e-30, 3e-30, 2e-30], [5.0, 5.0, 5.0]])
+        >>> min_max_normalize(maps)
+        tensor([[0.0000, 1.0000, 0.5000],
+                [0.0000, 0.0000, 0.0000]])
     """
-    low, high = _per_sample_extrema(maps)
-    return (maps - low) / (high - low + eps)
+    unit = scale_to_unit(maps)
+    low, high = _per_sample_extrema(unit)
+    spread = high - low
+    out = (unit - low) / torch.where(spread > 0, spread, torch.ones_like(spread))
+    return out
 
 
 def is_constant(maps: torch.Tensor) -> torch.Tensor:
     """Which samples of ``maps`` ``(N, ...)`` are constant up to rounding noise.
 
     A sample is constant when its spread ``max - min`` is at most 64 machine epsilons of
-    its largest magnitude (or it is all zero). Such a map carries no spatial information.
+    its largest magnitude, and at most 2**-7 of it (the cap matters for float16 and
+    bfloat16 only), or it is all zero. The rule is relative, and evaluated on the
+    sample divided by its largest magnitude (:func:`scale_to_unit`), so it does not depend
+    on the map's units: no underflow for tiny values, no overflow for huge ones. Such a
+    map carries no spatial information.
 
     Returns:
         Bool tensor ``(N,)``.
     """
-    low, high = _per_sample_extrema(maps)
-    scale = torch.maximum(low.abs(), high.abs())
-    tol = _CONSTANT_ULPS * torch.finfo(maps.dtype).eps
-    return ((high - low) <= tol * scale).flatten()
+    # half precision is checked in float32, so that the division adds no rounding of its own
+    wide = maps.float() if torch.finfo(maps.dtype).bits < 32 else maps
+    low, high = _per_sample_extrema(scale_to_unit(wide))
+    tol = min(_CONSTANT_ULPS * torch.finfo(maps.dtype).eps, _CONSTANT_CAP)
+    return ((high - low) <= tol).flatten()
 
 
 def fuse_geometric_mean(
@@ -102,18 +134,18 @@ def fuse_geometric_mean(
 
 
 def layer_maps_to_saliency(
-    raw_maps: Sequence[torch.Tensor], size: Sequence[int], eps: float = EPS
+    raw_maps: Sequence[torch.Tensor], size: Sequence[int]
 ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
     """Turn raw per-layer maps into one saliency map, as in the paper's protocol.
 
-    Each map is upsampled to ``size``, min-max normalised per sample, and the maps are
+    Each map is scaled to ``[-1, 1]`` (:func:`scale_to_unit`, so that no step depends on
+    its units), upsampled to ``size``, min-max normalised per sample, and the maps are
     fused by their geometric mean. A map that is constant for a sample (see
     :func:`is_constant`) normalises to all zeros and is neutral in the fusion.
 
     Args:
         raw_maps: J tensors ``(N, 1, *spatial_j)``, e.g. from :func:`normgrad_map`.
         size: the input's spatial size.
-        eps: added to the denominator of the normalisation.
 
     Returns:
         ``(saliency, layer_maps, informative)``: the fused map ``(N, 1, *size)`` in
@@ -124,7 +156,7 @@ def layer_maps_to_saliency(
     informative: list[torch.Tensor] = []
     for raw in raw_maps:
         constant = is_constant(raw)
-        normalised = min_max_normalize(upsample(raw, size), eps)
+        normalised = min_max_normalize(upsample(scale_to_unit(raw), size))
         view = (-1,) + (1,) * (normalised.ndim - 1)
         normalised = torch.where(constant.view(view), torch.zeros_like(normalised), normalised)
         layer_maps.append(normalised)

@@ -46,24 +46,31 @@ def points(saliency: torch.Tensor, block: int = _BLOCK_ELEMENTS) -> torch.Tensor
     taken at memory speed, then the first block holding the map's maximum is searched for
     its first occurrence: the same point, first in row-major order.
 
+    A constant map (all values equal, e.g. the all-zero saliency of a layer whose map
+    carries no spatial information) has no maximum to point at: its point is ``-1`` in
+    every coordinate, never its first pixel (which would score hits for objects in the
+    top-left corner). Test for it with ``(p < 0).any(dim=1)`` before indexing with it.
+
     Args:
         saliency: maps ``(N, 1, *spatial)`` or ``(N, *spatial)``, 2-D or 3-D, without NaN.
         block: elements per block of the search (a tuning knob; the result does not
             depend on it).
 
     Returns:
-        int64 tensor ``(N, ndim)`` of indices in array order (``(y, x)`` or ``(z, y, x)``).
+        int64 tensor ``(N, ndim)`` of indices in array order (``(y, x)`` or ``(z, y, x)``),
+        ``-1`` for a constant map.
 
     Example:
-        >>> maps = torch.zeros(1, 1, 4, 5); maps[0, 0, 2, 3] = 1; maps[0, 0, 3, 0] = 1
+        >>> maps = torch.zeros(2, 1, 4, 5); maps[0, 0, 2, 3] = 1; maps[0, 0, 3, 0] = 1
         >>> points(maps).tolist()
-        [[2, 3]]
+        [[2, 3], [-1, -1]]
     """
     return first_maxima(as_maps(saliency), block)
 
 
 def first_maxima(maps: torch.Tensor, block: int = _BLOCK_ELEMENTS) -> torch.Tensor:
-    """:func:`points` of maps already read by :func:`as_maps` ``(N, *spatial)``."""
+    """:func:`points` of maps already read by :func:`as_maps` ``(N, *spatial)``: ``-1``
+    in every coordinate for a constant map."""
     n, *spatial = maps.shape
     length = math.prod(spatial)
     size = _block_length(length, spatial[-1], block)
@@ -85,4 +92,6 @@ def first_maxima(maps: torch.Tensor, block: int = _BLOCK_ELEMENTS) -> torch.Tens
     for extent in reversed(spatial):
         coords.append(flat % extent)
         flat = flat // extent
-    return torch.stack(coords[::-1], dim=1)
+    found = torch.stack(coords[::-1], dim=1)
+    constant = top == maps.reshape(n, -1).amin(dim=1)
+    return torch.where(constant[:, None], torch.full_like(found, -1), found)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import numpy as np
 import torch
 
 from .._checks import check_confidence, check_spacing, check_tolerance
@@ -14,6 +15,8 @@ from .._grid import squared_distances
 from ._maps import as_maps, first_maxima
 from ._regions import PreparedRegions, Regions, prepare_regions
 from ._statistics import wilson_interval
+
+T = TypeVar("T", torch.Tensor, np.ndarray)
 
 # Elements per chunk when masks are compared with distance grids.
 _CHUNK_ELEMENTS = 1 << 24
@@ -27,6 +30,15 @@ def spacing_tensor(
     return torch.tensor(values or [1.0] * ndim, dtype=torch.float64, device=device)
 
 
+def within(dist2: T, tolerance: float) -> T:
+    """The Pointing Game's rule for a region pixel at squared distance ``dist2`` (a torch
+    tensor or a numpy array): a hit strictly inside the disk of radius ``tolerance``
+    (TorchRay's boundary), and a point on the pixel itself is a hit at any tolerance,
+    also 0."""
+    hit: T = (dist2 < tolerance**2) | (dist2 == 0)
+    return hit
+
+
 def _hits_from_boxes(
     points: torch.Tensor, regions: PreparedRegions, tolerance: float, spacing: torch.Tensor
 ) -> torch.Tensor:
@@ -35,7 +47,7 @@ def _hits_from_boxes(
     # the box pixel nearest to an integer point is the point clamped to the box
     nearest = torch.maximum(torch.minimum(p, hi), lo)
     dist2 = (((p - nearest) * spacing) ** 2).sum(dim=1)
-    hit_box = regions.valid & (dist2 < tolerance**2)
+    hit_box = regions.valid & within(dist2, tolerance)
     hits = torch.zeros(points.shape[0], dtype=torch.long, device=points.device)
     return hits.index_add_(0, owner, hit_box.long()) > 0
 
@@ -49,7 +61,7 @@ def _hits_from_masks(
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         dist2 = squared_distances(points[start:stop], spatial, spacing)
-        inside = (dist2 < tolerance**2) & masks[start:stop]
+        inside = within(dist2, tolerance) & masks[start:stop]
         hits.append(inside.flatten(1).any(dim=1))
     return torch.cat(hits)
 
@@ -70,12 +82,14 @@ def pointing_game(
             zero width still covers its row or column of pixels; a box wholly outside the
             image covers nothing.
         tolerance: radius of the disk around the point, in pixels (or in the units of
-            ``spacing``). A region exactly ``tolerance`` away is a miss.
+            ``spacing``). A region exactly ``tolerance`` away is a miss; a point on a
+            region pixel is a hit at any tolerance, 0 included.
         spacing: size of a pixel (voxel) along each array dimension, e.g. millimetres.
 
     Returns:
         float32 tensor ``(N,)`` on the saliency's device: 1.0 for a hit, 0.0 for a miss, NaN
-        where the sample has no region.
+        where the sample has no region. A constant map (e.g. all zero) has no maximum to
+        point at and is a miss (see :func:`points`).
     """
     return pointing_game_points(saliency, regions, tolerance, spacing)[1]
 
@@ -93,11 +107,12 @@ def pointing_game_points(
     space = spacing_tensor(spacing, maps.ndim - 1, maps.device)
     prepared = prepare_regions(regions, maps.shape, maps.device)
     points = first_maxima(maps)
+    pointed = (points >= 0).all(dim=1)  # a constant map points nowhere
     if prepared.masks is not None:
-        hit = _hits_from_masks(points, prepared.masks, tol, space)
+        hit = _hits_from_masks(points.clamp_min(0), prepared.masks, tol, space)
     else:
-        hit = _hits_from_boxes(points, prepared, tol, space)
-    result = hit.to(torch.float32)
+        hit = _hits_from_boxes(points.clamp_min(0), prepared, tol, space)
+    result = (hit & pointed).to(torch.float32)
     return points, torch.where(prepared.present(), result, torch.full_like(result, float("nan")))
 
 
@@ -123,6 +138,9 @@ class PointingGameResult:
 
 class PointingGame:
     """Accumulates Pointing Game hits over batches: ``update``, ``compute``, ``reset``.
+
+    As in :func:`pointing_game`, a constant map is a miss, and a point on a region pixel a
+    hit at any tolerance.
 
     Example:
         >>> import torch

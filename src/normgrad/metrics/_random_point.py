@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .._checks import check_tolerance
-from ._pointing import spacing_tensor
+from ._pointing import spacing_tensor, within
 from ._regions import PreparedRegions, Regions, prepare_regions
 
 
@@ -21,7 +21,8 @@ def random_point_hit_rate(
     """Exact expected Pointing Game hit rate of a uniformly random point, per sample.
 
     The fraction of pixels whose disk of radius ``tolerance`` (strictly) reaches a region
-    pixel: the area of the region dilated by the open disk, over the image area.
+    pixel, or that are region pixels (a hit at any tolerance, 0 included): the area of
+    the region dilated by the open disk, over the image area.
     Computed exactly with a Euclidean distance transform, not sampled.
 
     Args:
@@ -52,5 +53,5 @@ def random_point_hit_rate(
                 ~mask, sampling=space, return_distances=False, return_indices=True
             )
             dist2 = (((grid - nearest) * scale) ** 2).sum(axis=0)
-            rates[i] = float((dist2 < tol**2).mean())
+            rates[i] = float(within(dist2, tol).mean())
     return torch.from_numpy(rates)

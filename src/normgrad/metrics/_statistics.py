@@ -10,6 +10,7 @@ from itertools import combinations
 import numpy as np
 import torch
 
+from .._checks import check_confidence, check_count
 from .._errors import InvalidArgumentError
 
 
@@ -17,6 +18,10 @@ def wilson_interval(hits: int, total: int, confidence: float = 0.95) -> tuple[fl
     """Wilson score interval for a binomial proportion ``hits / total`` (NaN when empty)."""
     from scipy.stats import norm
 
+    check_confidence(confidence)
+    hits, total = check_count(hits, "hits"), check_count(total, "total")
+    if hits > total:
+        raise InvalidArgumentError(f"hits: expected at most total={total}, got {hits}")
     if total == 0:
         return float("nan"), float("nan")
     z = float(norm.ppf(0.5 + confidence / 2))
@@ -64,11 +69,23 @@ def dom(
     splits enumerated when there are at most ``permutations`` of them, else random ones)
     and a bootstrap interval of the DoM (runs resampled within each set).
 
+    Args:
+        scores_a: the scores of the runs of A (at least one, finite).
+        scores_b: the scores of the runs of B.
+        permutations: how many random splits at most (an int >= 0); 0 or None: no test.
+        bootstrap: how many bootstrap draws (an int >= 0); 0 or None: no interval.
+        confidence: level of the bootstrap interval, in (0, 1).
+        seed: seed of the random draws (an int >= 0).
+
     Example:
         >>> r = dom([0.85, 0.86, 0.84], [0.80, 0.79, 0.81])
         >>> round(r.dom, 3), r.p_value
         (0.05, 0.1)
     """
+    permutations = None if permutations is None else check_count(permutations, "permutations")
+    bootstrap = None if bootstrap is None else check_count(bootstrap, "bootstrap")
+    confidence = check_confidence(confidence)
+    seed = check_count(seed, "seed")
     a, b = _scores(scores_a), _scores(scores_b)
     for name, values in (("scores_a", a), ("scores_b", b)):
         if values.size == 0 or not np.isfinite(values).all():
