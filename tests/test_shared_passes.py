@@ -92,7 +92,7 @@ class Counting:
         self.handle.remove()
 
 
-def test_the_paper_protocol_takes_one_plain_and_one_guided_pass() -> None:
+def test_the_paper_protocol_takes_one_forward_pass() -> None:
     model = seeded(TinyCNN())
     x = torch.randn(2, 3, 16, 16)
     counter = Counting(model)
@@ -100,7 +100,7 @@ def test_the_paper_protocol_takes_one_plain_and_one_guided_pass() -> None:
         normgrad.explain_shared(list(paper_methods(model).values()), x)
     finally:
         counter.close()
-    assert counter.calls == [False, True]  # the plain pass, then the guided one
+    assert counter.calls == [True]  # one forward, its ReLUs wrapped for the guided backward
     counter = Counting(model)
     try:
         without_guided = [e for e in paper_methods(model).values() if "Guided" not in repr(e)]
@@ -108,10 +108,10 @@ def test_the_paper_protocol_takes_one_plain_and_one_guided_pass() -> None:
         normgrad.explain_shared([normgrad.GuidedBackprop(model)], x)
     finally:
         counter.close()
-    assert counter.calls == [False, True]  # no guided pass when nobody needs it, no plain one
+    assert counter.calls == [False, True]  # ReLUs wrapped only when a method is guided
 
 
-def test_the_guided_pass_explains_the_classes_the_plain_pass_chose() -> None:
+def test_the_guided_gradient_explains_the_classes_the_plain_one_chose() -> None:
     model = seeded(TinyCNN())
     x = torch.randn(4, 3, 16, 16)
     grad_cam, guided = normgrad.explain_shared(

@@ -126,9 +126,9 @@ def evaluate(
 ) -> EvaluationResult:
     """Run the Pointing Game for every explainer over ``data``.
 
-    The explainers share their passes (see :func:`normgrad.explain_shared`): per batch, one
-    forward and backward pass serves every NormGrad variant, Grad-CAM, Gradient and
-    Input x Gradient of a model, and one guided pass serves Guided Backpropagation and
+    The explainers share their passes (see :func:`normgrad.explain_shared`): per batch and
+    model, one forward pass, one plain backward for every NormGrad variant, Grad-CAM,
+    Gradient and Input x Gradient, and one guided backward for Guided Backpropagation and
     Guided Grad-CAM.
 
     Args:

@@ -45,11 +45,11 @@ class Explanation:
 
 @dataclass(frozen=True)
 class PassNeeds:
-    """What an explainer reads from the two passes that explainers of one model share.
+    """What an explainer reads from the pass that explainers of one model share.
 
-    The plain pass is one forward and one backward: the activations and gradients of the
-    hooked layers, and the gradient with respect to the input. The guided pass is one more
-    forward and backward with guided ReLUs, to the input.
+    One forward pass records the activations of the hooked layers; the plain backward
+    gives their gradients and the gradient with respect to the input; the guided backward
+    (ReLUs guided) gives the guided gradient with respect to the input.
     """
 
     layers: tuple[tuple[str, nn.Module], ...] = ()
@@ -83,11 +83,13 @@ def run_passes(
     needs: Sequence[PassNeeds],
     target: Target | ResolvedTarget = None,
 ) -> Passes:
-    """Run at most two passes of ``model`` on ``x`` serving every need in ``needs``.
+    """One forward pass of ``model`` on ``x`` and at most two backward passes, serving
+    every need in ``needs``.
 
-    The plain pass captures the union of the layers (and the input gradient if any
-    explainer reads it); the guided pass, if any explainer needs it, explains the classes
-    the plain pass chose (a ``None`` target resolves once).
+    The forward pass captures the union of the layers; the plain backward gives their
+    gradients (and the input's, if any explainer reads it); the guided backward, if any
+    explainer needs it, gives the guided input gradient, from the same forward pass and so
+    for the same score and classes (a ``None`` target resolves once).
     """
     resolved = resolve_target(target)
     layers: dict[str, nn.Module] = {}
@@ -101,30 +103,28 @@ def run_passes(
                     f"{layout!r}; state one"
                 )
     input_gradient = any(need.input_gradient for need in needs)
+    guided = any(need.guided for need in needs)
     passes = Passes(None, {}, None, None)
-    if layers or input_gradient:
-        plain = capture(
-            model,
-            x,
-            list(layers.items()),
-            resolved,
-            layouts=list(layouts.values()),
-            input_gradient=input_gradient,
+    if not (layers or input_gradient or guided):
+        return passes
+    result = capture(
+        model,
+        x,
+        list(layers.items()),
+        resolved,
+        layouts=list(layouts.values()),
+        input_gradient=input_gradient,
+        guided=guided,
+    )
+    if guided and result.guided_relus == 0:
+        warn(
+            f"GuidedBackprop: no ReLU ran in the forward pass of {type(model).__name__}; "
+            "the result is the plain gradient (other activations are not guided)"
         )
-        passes.classes = plain.classes
-        passes.layers = dict(zip(layers, zip(plain.activations, plain.gradients)))
-        passes.input_gradient = plain.input_gradient
-        resolved = resolved.fixed(plain.classes)
-    if any(need.guided for need in needs):
-        guided = capture(model, x, [], resolved, input_gradient=True, guided=True)
-        if guided.guided_relus == 0:
-            warn(
-                f"GuidedBackprop: no ReLU ran in the forward pass of {type(model).__name__}; "
-                "the result is the plain gradient (other activations are not guided)"
-            )
-        if passes.classes is None:
-            passes.classes = guided.classes
-        passes.guided_gradient = guided.input_gradient
+    passes.classes = result.classes
+    passes.layers = dict(zip(layers, zip(result.activations, result.gradients)))
+    passes.input_gradient = result.input_gradient
+    passes.guided_gradient = result.guided_gradient
     return passes
 
 
@@ -139,7 +139,8 @@ class Explainer:
     A method made of what the shared passes give (layer activations and gradients, the
     input gradient, the guided input gradient) says so with :meth:`_needs` and builds its
     result in :meth:`_assemble`; :func:`normgrad.explain_shared` then serves it and other
-    explainers of the same model from one plain and at most one guided pass.
+    explainers of the same model from one forward pass, a plain and at most one guided
+    backward pass.
     """
 
     def __init__(self, model: nn.Module) -> None:

@@ -61,8 +61,9 @@ class GuidedGradCAM(GradCAM):
     r"""Guided Grad-CAM: :math:`\sum_c |\mathrm{GB}_c \cdot \mathrm{up}(\mathrm{GradCAM})|`.
 
     The Grad-CAM map (ReLU, bilinear upsampling, not normalised) times the Guided
-    Backpropagation gradient, then the channel reduction. Two passes: Grad-CAM needs the
-    plain gradient at ``layer``, Guided Backpropagation the guided one at the input.
+    Backpropagation gradient, then the channel reduction. One forward pass and two
+    backward passes: Grad-CAM needs the plain gradient at ``layer``, Guided
+    Backpropagation the guided one at the input.
     ``attribution`` is the signed product ``(N, C, *spatial)``; ``layer_maps`` and
     ``raw_layer_maps`` hold the Grad-CAM map of ``layer``.
 

@@ -16,14 +16,14 @@ def explain_shared(
 ) -> list[Explanation]:
     """Explain ``x`` with several explainers, sharing the passes they have in common.
 
-    The explainers of one model are grouped by the pass they read: one plain forward and
-    backward pass serves every NormGrad variant (single and multi-layer, any VIL), Grad-CAM,
-    Gradient and Input x Gradient (the union of their layers is hooked, the input
-    gradient taken if any of them needs it); one guided pass serves Guided Backpropagation
-    and Guided Grad-CAM, whose Grad-CAM factor comes from the plain pass. A ``None``
-    target resolves once, in the first pass. SmoothGrad, Integrated Gradients and the
-    centre baseline run their own passes. The results equal calling each explainer on its
-    own.
+    The explainers of one model share one forward pass (the union of their layers hooked)
+    and at most two backward passes: the plain one serves every NormGrad variant (single
+    and multi-layer, any VIL), Grad-CAM, Gradient and Input x Gradient (the input
+    gradient taken if any of them needs it); the guided one (ReLUs guided, from the same
+    forward pass) serves Guided Backpropagation and Guided Grad-CAM, whose Grad-CAM factor
+    comes from the plain one. A ``None`` target resolves once. SmoothGrad, Integrated
+    Gradients and the centre baseline run their own passes. The results equal calling each
+    explainer on its own.
 
     Args:
         explainers: any normgrad explainers, of one model or several.

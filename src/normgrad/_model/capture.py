@@ -54,6 +54,8 @@ class Capture:
     """The gradient of the score with respect to each activation."""
     input_gradient: torch.Tensor | None
     """The gradient with respect to the input, when it was asked for."""
+    guided_gradient: torch.Tensor | None = None
+    """The guided gradient with respect to the input (a guided pass only)."""
     guided_relus: int = 0
     """How many ReLU calls were guided (a guided pass only)."""
 
@@ -78,8 +80,10 @@ def capture(
         layouts: the stated layout of each layer's output (``None``: detect); every
             activation and gradient is returned as ``(N, C, *spatial)``.
         input_gradient: also return the gradient with respect to ``x``.
-        guided: run the forward pass with guided ReLUs (Guided Backpropagation); the
-            target callable, if any, runs after it, unguided.
+        guided: also return the guided gradient with respect to ``x`` (Guided
+            Backpropagation), from the same forward pass: its ReLUs are wrapped so that a
+            second backward, after the plain one, is guided. The target callable, if any,
+            runs after the forward pass, unguided.
 
     The model is left as it was: hooks removed, training flags restored, no ``param.grad``
     written, also when an error is raised. ``x`` is never written: the model runs on a
@@ -89,7 +93,7 @@ def capture(
     """
     check_input(x)
     resolved = resolve_target(target)
-    if not layers and not input_gradient:
+    if not layers and not input_gradient and not guided:
         raise InvalidArgumentError("layers: expected at least one layer to capture")
     check_supported(model, layers, guided)
     batch = x.shape[0]
@@ -130,11 +134,11 @@ def capture(
         with torch.inference_mode(False):
             # the model gets a copy: an in-place op in its forward (x.sub_(mean)) must
             # change neither the caller's tensor nor the leaf differentiated against
-            x_in = x.detach().clone().requires_grad_(input_gradient)
+            x_in = x.detach().clone().requires_grad_(input_gradient or guided)
         # Only the part of the forward pass after the first captured layer needs a graph:
         # nothing computed before it can carry gradient to it. Its hook switches grad mode
         # on; the context restores the mode on exit.
-        with torch.set_grad_enabled(input_gradient), relus or contextlib.nullcontext():
+        with torch.set_grad_enabled(input_gradient or guided), relus or contextlib.nullcontext():
             output = forward(model, x_in.clone())
         hooks.remove()
         for name, _ in layers:
@@ -155,13 +159,24 @@ def capture(
                 "layers: the target score does not depend on any captured layer "
                 f"({', '.join(name for name, _ in layers) or 'input'})"
             )
+        grads: Sequence[torch.Tensor | None] = []
+        guided_grad = None
         try:
-            grads = torch.autograd.grad(scores.sum(), inputs, allow_unused=True)
+            if inputs:
+                if relus is not None:
+                    relus.guiding = False  # the plain gradients first, the graph kept
+                grads = torch.autograd.grad(
+                    scores.sum(), inputs, allow_unused=True, retain_graph=guided
+                )
+            if relus is not None:
+                relus.guiding = True
+                (guided_grad,) = torch.autograd.grad(scores.sum(), [x_in], allow_unused=True)
         except RuntimeError as error:
             if "checkpoint" in str(error):
                 raise checkpoint_backward_error(error) from error
             raise
-    check_finite_gradients([f"layer {n!r}" for n, _ in layers] + ["the input"], grads)
+    names = [f"layer {n!r}" for n, _ in layers] + ["the input"] * input_gradient
+    check_finite_gradients(names + ["the input (guided)"] * guided, [*grads, guided_grad])
     unused = [name for (name, _), g in zip(layers, grads) if g is None]
     if unused:
         raise LayerError(
@@ -170,6 +185,8 @@ def capture(
     in_grad = grads[-1] if input_gradient else None
     if input_gradient and in_grad is None:
         in_grad = torch.zeros_like(x)
+    if guided and guided_grad is None:
+        guided_grad = torch.zeros_like(x)
     return Capture(
         classes=classes,
         activations=[found[n].to_channels_first(a.detach()) for (n, _), a in zip(layers, inputs)],
@@ -177,6 +194,7 @@ def capture(
             found[n].to_channels_first(g) for (n, _), g in zip(layers, grads) if g is not None
         ],
         input_gradient=in_grad,
+        guided_gradient=guided_grad,
         guided_relus=relus.count if relus is not None else 0,
     )
 

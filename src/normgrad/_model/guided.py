@@ -13,19 +13,24 @@ from .diagnosis import guided_checkpoint_error, inside_checkpoint
 
 
 class _GuidedReLU(torch.autograd.Function):
-    """Identity on a ReLU's output; backward passes only positive gradients where it is > 0."""
+    """Identity on a ReLU's output. Its backward passes only positive gradients where the
+    output is > 0 while its mode is guiding, and the gradient unchanged otherwise, so one
+    forward pass serves a plain and a guided backward."""
 
     @staticmethod
-    def forward(ctx: Any, relu_output: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, relu_output: torch.Tensor, mode: GuidedReLUs) -> torch.Tensor:
         ctx.save_for_backward(relu_output > 0)
+        ctx.mode = mode
         # A copy, so that in-place ops downstream never touch the saved ReLU output.
         return relu_output.clone()
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        if not ctx.mode.guiding:
+            return grad, None
         (positive,) = ctx.saved_tensors
         guided: torch.Tensor = grad.clamp_min(0) * positive
-        return guided
+        return guided, None
 
 
 _RELUS: frozenset[Callable[..., Any]] = frozenset(
@@ -44,7 +49,9 @@ class GuidedReLUs(TorchFunctionMode):
 
     The forward values are unchanged: the ReLU runs as written (in place where it was) and
     its result is wrapped in an identity whose backward applies the guided rule
-    ``grad_in = max(grad_out, 0) * [relu output > 0]``.
+    ``grad_in = max(grad_out, 0) * [relu output > 0]`` while :attr:`guiding` is true, and
+    passes the gradient unchanged otherwise (one forward pass, a plain and a guided
+    backward).
 
     A ReLU run inside activation checkpointing (``torch.utils.checkpoint``) raises
     :class:`~normgrad._errors.UnsupportedModelError`: the backward pass would recompute
@@ -54,6 +61,8 @@ class GuidedReLUs(TorchFunctionMode):
     def __init__(self) -> None:
         super().__init__()
         self.count = 0
+        self.guiding = True
+        """Read when the gradient flows back: ``False`` gives the plain gradient."""
 
     def __torch_function__(
         self,
@@ -67,5 +76,5 @@ class GuidedReLUs(TorchFunctionMode):
         out = func(*args, **(kwargs or {}))
         if func in _RELUS and isinstance(out, torch.Tensor) and out.requires_grad:
             self.count += 1
-            return _GuidedReLU.apply(out)
+            return _GuidedReLU.apply(out, self)
         return out
