@@ -2,7 +2,7 @@
 
 matplotlib is imported when a function here is called, never by ``import normgrad``.
 
-Example:
+Examples:
     >>> import torch
     >>> from normgrad import viz
     >>> image, saliency = torch.rand(64, 64), torch.rand(1, 64, 64)
@@ -51,7 +51,7 @@ def _image_2d(image: torch.Tensor | Any, argument: str = "image") -> torch.Tenso
 
 def pointed(saliency: torch.Tensor) -> tuple[int, int]:
     """``(x, y)`` of the first maximum of a map, the Pointing Game's point
-    (:func:`normgrad.metrics.points`)."""
+    ([`metrics.points`][normgrad.metrics.points])."""
     s = _image_2d(saliency, "saliency")
     y, x = points(s[None]).tolist()[0]
     return x, y
@@ -131,7 +131,7 @@ def compare(
     """A figure with the image and each method's map side by side, as in the paper.
 
     Args:
-        image: the image, as for :func:`overlay`.
+        image: the image, as for [`overlay`][normgrad.viz.overlay].
         maps: method name -> saliency map ``(H, W)`` or ``(1, H, W)``.
         boxes: boxes of the regions, drawn on every panel.
         columns: panels per row (default: all in one row).

@@ -70,7 +70,7 @@ def evaluate(
     """Run the Pointing Game for every explainer over ``data``.
 
     NormGrad explainers of ``model`` share one forward and one backward pass per batch
-    (see :func:`normgrad.explain_shared`); every other explainer runs on its own.
+    (see [`explain_shared`][normgrad.explain_shared]); every other explainer runs on its own.
 
     Args:
         model: the classifier; batches are moved to its device.
@@ -78,8 +78,8 @@ def evaluate(
         data: an iterable of ``(images, labels, regions)``: images ``(N, C, H, W)``; labels
             the class to explain per sample (an int tensor ``(N,)``), or ``None`` for the
             predicted class; regions the objects to point at, boolean masks or per-sample
-            boxes as in :func:`normgrad.metrics.pointing_game`. Images without a region are
-            not counted.
+            boxes as in [`metrics.pointing_game`][normgrad.metrics.pointing_game]. Images without a
+            region are not counted.
         tolerance: Pointing Game radius in pixels (or in ``spacing`` units).
         spacing: pixel size per array dimension, for anisotropic images.
         smoothing_sigma: if given, also score every method after Gaussian smoothing of its
@@ -93,7 +93,7 @@ def evaluate(
     Every argument is checked before the first batch is explained.
 
     Returns:
-        :class:`EvaluationResult`; ``print(result)`` shows a Markdown table.
+        [`EvaluationResult`][normgrad.EvaluationResult]; ``print(result)`` shows a Markdown table.
     """
     check_model(model)
     check_tolerance(tolerance)

@@ -1,7 +1,8 @@
 """The explainers: one module per family, each built on one pass of ``normgrad._model``.
 
-- ``base``: the :class:`Explainer` protocol, :class:`Explanation` and its one builder.
-- ``normgrad``: NormGrad (single and multi-layer) and :func:`explain_shared`.
+- ``base``: the [`Explainer`][normgrad.Explainer] protocol, [`Explanation`][normgrad.Explanation]
+  and its one builder.
+- ``normgrad``: NormGrad (single and multi-layer) and [`explain_shared`][normgrad.explain_shared].
 - ``gradients``: Gradient, Input x Gradient, Guided Backpropagation (input gradients).
 - ``gradcam``: Grad-CAM and Guided Grad-CAM (one layer).
 - ``perturbation``: SmoothGrad and Integrated Gradients (many inputs per sample).

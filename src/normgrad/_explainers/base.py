@@ -44,7 +44,7 @@ class Explanation:
 class Explainer(abc.ABC):
     """Base class of the saliency methods: ``explainer(x, target) -> (N, 1, *spatial)``.
 
-    Subclasses implement :meth:`explain`; calling the explainer returns
+    Subclasses implement [`explain`][normgrad.Explainer.explain]; calling the explainer returns
     ``explain(x, target).saliency``. Every explainer runs the model in eval mode and
     leaves it exactly as it found it (hooks removed, training flags restored, no
     ``param.grad`` written), also when it raises.
@@ -55,7 +55,8 @@ class Explainer(abc.ABC):
 
     @abc.abstractmethod
     def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
-        """Explain ``x`` ``(N, C, *spatial)`` for ``target``; see :class:`Explanation`."""
+        """Explain ``x`` ``(N, C, *spatial)`` for ``target``; see
+        [`Explanation`][normgrad.Explanation]."""
 
     def __call__(self, x: torch.Tensor, target: Target = None) -> torch.Tensor:
         """Saliency maps ``(N, 1, *spatial)`` with values in ``[0, 1]``."""
@@ -73,7 +74,7 @@ def build_explanation(
     raw: torch.Tensor | None = None,
     attribution: torch.Tensor | None = None,
 ) -> Explanation:
-    """The one way an :class:`Explanation` is made, from raw (non-negative) maps.
+    """The one way an [`Explanation`][normgrad.Explanation] is made, from raw (non-negative) maps.
 
     Args:
         size: the input's spatial size.
@@ -86,7 +87,7 @@ def build_explanation(
         attribution: the signed attribution ``(N, C, *size)``, if any.
 
     A map that is constant for a sample normalises to zeros (see
-    :func:`normgrad.functional.layer_maps_to_saliency`).
+    [`functional.layer_maps_to_saliency`][normgrad.functional.layer_maps_to_saliency]).
     """
     layer_raws = dict(layers or {})
     fused, normalised, _ = (

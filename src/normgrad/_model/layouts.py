@@ -69,7 +69,7 @@ class Tokens:
 
 Layout = Union[None, str, Tokens]
 """How a layer's output is laid out: ``None`` or ``"auto"`` (detect), ``"channels_first"``
-(``"nchw"``), ``"channels_last"`` (``"nhwc"``), ``"tokens"`` or :class:`Tokens`."""
+(``"nchw"``), ``"channels_last"`` (``"nhwc"``), ``"tokens"`` or [`Tokens`][normgrad.Tokens]."""
 
 Layouts = Union[Layout, Mapping[str, Layout]]
 """One layout for every layer, or a layout per layer name."""

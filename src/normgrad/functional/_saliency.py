@@ -69,7 +69,7 @@ def is_constant(maps: torch.Tensor) -> torch.Tensor:
 def fuse_geometric_mean(
     maps: Sequence[torch.Tensor], informative: Sequence[torch.Tensor] | None = None
 ) -> torch.Tensor:
-    r"""Geometric mean :math:`\prod_j m_j^{1/J}` of maps with values in ``[0, 1]``.
+    r"""Geometric mean $\prod_j m_j^{1/J}$ of maps with values in ``[0, 1]``.
 
     Args:
         maps: J tensors ``(N, 1, *spatial)`` of the same shape, values in ``[0, 1]``.
@@ -108,10 +108,12 @@ def layer_maps_to_saliency(
 
     Each map is upsampled to ``size``, min-max normalised per sample, and the maps are
     fused by their geometric mean. A map that is constant for a sample (see
-    :func:`is_constant`) normalises to all zeros and is neutral in the fusion.
+    [`is_constant`][normgrad.functional.is_constant]) normalises to all zeros and is neutral in the
+    fusion.
 
     Args:
-        raw_maps: J tensors ``(N, 1, *spatial_j)``, e.g. from :func:`normgrad_map`.
+        raw_maps: J tensors ``(N, 1, *spatial_j)``, e.g. from
+            [`normgrad_map`][normgrad.functional.normgrad_map].
         size: the input's spatial size.
         eps: added to the denominator of the normalisation.
 

@@ -54,7 +54,7 @@ def points(saliency: torch.Tensor, block: int = _BLOCK_ELEMENTS) -> torch.Tensor
     Returns:
         int64 tensor ``(N, ndim)`` of indices in array order (``(y, x)`` or ``(z, y, x)``).
 
-    Example:
+    Examples:
         >>> maps = torch.zeros(1, 1, 4, 5); maps[0, 0, 2, 3] = 1; maps[0, 0, 3, 0] = 1
         >>> points(maps).tolist()
         [[2, 3]]
@@ -63,7 +63,7 @@ def points(saliency: torch.Tensor, block: int = _BLOCK_ELEMENTS) -> torch.Tensor
 
 
 def first_maxima(maps: torch.Tensor, block: int = _BLOCK_ELEMENTS) -> torch.Tensor:
-    """:func:`points` of maps already read by :func:`as_maps` ``(N, *spatial)``."""
+    """[`points`][normgrad.metrics.points] of maps already read by ``as_maps`` ``(N, *spatial)``."""
     n, *spatial = maps.shape
     length = math.prod(spatial)
     size = _block_length(length, spatial[-1], block)

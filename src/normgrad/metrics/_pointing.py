@@ -64,7 +64,8 @@ def pointing_game(
         saliency: maps ``(N, 1, *spatial)`` or ``(N, *spatial)``, 2-D or 3-D, without NaN.
         regions: boolean masks ``(N, *spatial)``, or a sequence of N box tensors ``(K_i, 4)``
             ``(xmin, ymin, xmax, ymax)`` in pixels, inclusive (``(K_i, 6)`` with z for
-            volumes), or :class:`PreparedRegions`. Boxes are clipped to the image; a box of
+            volumes), or [`PreparedRegions`][normgrad.metrics.PreparedRegions]. Boxes are clipped to
+            the image; a box of
             zero width still covers its row or column of pixels; a box wholly outside the
             image covers nothing.
         tolerance: radius of the disk around the point, in pixels (or in the units of
@@ -111,7 +112,7 @@ class PointingGameResult:
 class PointingGame:
     """Accumulates Pointing Game hits over batches: ``update``, ``compute``, ``reset``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from normgrad.metrics import PointingGame
         >>> game = PointingGame(tolerance=2)

@@ -15,7 +15,8 @@ from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, descr
 class PreparedRegions:
     """The regions of a batch, checked once for maps of one shape on one device.
 
-    Made by :func:`prepare_regions`; every metric accepts it in place of the regions, so a
+    Made by [`prepare_regions`][normgrad.metrics.prepare_regions]; every metric accepts it in place
+    of the regions, so a
     batch scored by many methods checks and converts its boxes once.
     """
 
@@ -71,7 +72,7 @@ Regions = Union[torch.Tensor, Sequence[torch.Tensor], PreparedRegions]
 """Regions to point at: boolean masks ``(N, *spatial)`` (or ``(N, 1, *spatial)``), or per
 sample a tensor ``(K_i, 4)`` of boxes ``(xmin, ymin, xmax, ymax)`` in pixels, inclusive
 (``(K_i, 6)`` ``(xmin, ymin, zmin, xmax, ymax, zmax)`` for volumes; ``K_i = 0`` means no
-region), or :class:`PreparedRegions`."""
+region), or [`PreparedRegions`][normgrad.metrics.PreparedRegions]."""
 
 
 def prepare_regions(
@@ -83,7 +84,7 @@ def prepare_regions(
     pixels, a box wholly outside the image covers nothing, float boxes cover the integer
     pixels inside them.
 
-    Example:
+    Examples:
         >>> boxes = [torch.tensor([[2, 1, 3, 1]]), torch.zeros(0, 4)]
         >>> prepared = prepare_regions(boxes, (2, 4, 5))
         >>> prepared.present().tolist(), int(prepared.to_masks()[0].sum())
