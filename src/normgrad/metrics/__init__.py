@@ -32,7 +32,7 @@ from ._correlation import rank_correlation
 from ._maps import points
 from ._pointing import PointingGame, PointingGameResult, pointing_game
 from ._random_point import random_point_hit_rate
-from ._regions import PreparedRegions, Regions, prepare_regions
+from ._regions import PreparedRegions, Regions, collate, prepare_regions
 from ._smoothing import gaussian_kernel, smooth
 from ._statistics import DoMResult, dom, wilson_interval
 
@@ -42,6 +42,7 @@ __all__ = [
     "PointingGameResult",
     "PreparedRegions",
     "Regions",
+    "collate",
     "dom",
     "gaussian_kernel",
     "pointing_game",

@@ -64,10 +64,10 @@ def pointing_game(
         saliency: maps ``(N, 1, *spatial)`` or ``(N, *spatial)``, 2-D or 3-D, without NaN.
         regions: boolean masks ``(N, *spatial)``, or a sequence of N box tensors ``(K_i, 4)``
             ``(xmin, ymin, xmax, ymax)`` in pixels, inclusive (``(K_i, 6)`` with z for
-            volumes), or [`PreparedRegions`][normgrad.metrics.PreparedRegions]. Boxes are clipped to
-            the image; a box of
-            zero width still covers its row or column of pixels; a box wholly outside the
-            image covers nothing.
+            volumes), or boxes padded to one tensor ``(N, K, 4)`` with all-NaN padding rows,
+            or [`PreparedRegions`][normgrad.metrics.PreparedRegions]. Boxes are clipped to
+            the image; a box of zero width still covers its row or column of pixels; a box
+            wholly outside the image covers nothing.
         tolerance: radius of the disk around the point, in pixels (or in the units of
             ``spacing``). A region exactly ``tolerance`` away is a miss.
         spacing: size of a pixel (voxel) along each array dimension, e.g. millimetres.
