@@ -72,11 +72,9 @@ def _image_2d(image: torch.Tensor | Any, argument: str = "image") -> torch.Tenso
 def _picture(image: torch.Tensor | Any) -> torch.Tensor:
     """The image to show: grey ``(H, W)`` or colour ``(H, W, 3)``, rescaled to ``[0, 1]``."""
     t = _tensor(image)
-    if t.ndim == 3 and t.shape[0] == 3:
-        t = t.permute(1, 2, 0)
-    elif t.ndim == 3 and t.shape[0] == 1:
-        t = t[0]
-    if t.ndim != 2 and not (t.ndim == 3 and t.shape[2] == 3):
+    if t.ndim == 3 and t.shape[0] in (1, 3):
+        t = t.permute(1, 2, 0) if t.shape[0] == 3 else t[0]
+    elif t.ndim != 2:
         raise ShapeError(
             f"image: expected an image (H, W), (1, H, W) or (3, H, W), got shape "
             f"{tuple(t.shape)} (a channels-last image (H, W, 3) is .permute(2, 0, 1)); "
