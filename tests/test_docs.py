@@ -3,8 +3,10 @@
 Conventions for ```python blocks in ``docs/*.md`` and ``README.md`` (CONTRIBUTING.md):
 
 - a block runs on its own, in a fresh namespace and an empty working directory;
-- a block whose first line is ``# continues the block above`` runs in the namespace the
-  previous block left (the reader sees the same line);
+- a block whose first line starts with ``# continues`` (``# continues the loop above
+  (model, loader)``) runs in the namespace the page's previous plain block left: the
+  reader sees the same line, naming what it takes from there;
+- a doctest block always stands alone (it never continues and is never continued);
 - a block whose first line is ``# not run by the tests: <reason>`` is skipped, with the reason;
 - a block written as a doctest (``>>>`` lines and their outputs) is run by doctest, so every
   output the docs show is checked;
@@ -27,7 +29,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
-CONTINUES = "# continues the block above"
+CONTINUES = "# continues"
 SKIP = "# not run by the tests:"
 WIDTH = 79
 
@@ -63,7 +65,10 @@ def chains() -> list[list[Block]]:
     for page in PAGES:
         previous: list[Block] | None = None
         for block in python_blocks(page):
-            if block.code.startswith(CONTINUES):
+            if ">>>" in block.code:
+                assert not block.code.startswith(CONTINUES), f"{block.name}: a doctest"
+                out.append([block])
+            elif block.code.startswith(CONTINUES):
                 assert previous is not None, f"{block.name}: continues no block"
                 previous.append(block)
             else:
