@@ -12,7 +12,6 @@ window.MathJax = {
     ignoreHtmlClass: ".*|",
     processHtmlClass: "arithmatex",
   },
-  loader: { load: [] },
 };
 
 // mkdocs-material's instant navigation swaps pages without reloading: typeset each new page.
