@@ -234,6 +234,10 @@ def test_site_renders_formulas_and_examples(site: Path) -> None:
     for name in ("normgrad.Target", "normgrad.Layers", "normgrad.MethodScore"):
         assert f'id="{name}"' in api, name
     assert 'id="normgrad.metrics.collate"' in api
+    # long signatures are formatted (by ruff), one parameter per line
+    start = api.index('id="normgrad.IntegratedGradients"')
+    signature = api[start:].split("doc-signature highlight", 1)[1].split("</code>", 1)[0]
+    assert "(\n    model: Module,\n    steps: int = 50," in re.sub(r"<[^>]+>", "", signature)
     # NormGrad.explain returns one Explanation, described in one row
     explain = api.split('id="normgrad.NormGrad.explain"', 1)[1].split('id="normgrad.', 1)[0]
     assert explain.count("<tr") == 2, explain
