@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -127,6 +128,11 @@ def test_collate_and_padding_errors_say_what_to_do() -> None:
         metrics.collate([(image, 0, box), (torch.zeros(3, 9, 8), 0, box)])
     with pytest.raises(InvalidArgumentError, match=r"batch\[1\]: .* got a mix"):
         metrics.collate([(image, 0, box), (image, None, box)])
+    for label in (0.7, torch.tensor([1, 0])):
+        with pytest.raises(ArgumentTypeError, match=r"batch\[1\]: expected the label to be"):
+            metrics.collate([(image, 0, box), (image, label, box)])
+    labels = metrics.collate([(image, np.int64(1), box), (image, torch.tensor(0), box)])[1]
+    assert labels is not None and labels.dtype == torch.long and labels.tolist() == [1, 0]
     with pytest.raises(ArgumentTypeError, match=r"batch\[1\]: expected the regions .* got a mix"):
         metrics.collate([(image, 0, box), (image, 0, torch.ones(8, 8, dtype=torch.bool))])
 

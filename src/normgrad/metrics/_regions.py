@@ -253,7 +253,16 @@ def _collate_labels(batch: Sequence[tuple[Any, Any, Any]]) -> torch.Tensor | Non
             f"batch[{missing.index(True)}]: expected every label to be a class index or every "
             "label to be None (the predicted class), got a mix"
         )
-    return torch.stack([torch.as_tensor(label, dtype=torch.long).reshape(()) for label in labels])
+    classes = []
+    for i, label in enumerate(labels):
+        t = torch.as_tensor(label)
+        if t.numel() != 1 or t.is_floating_point() or t.is_complex():
+            raise ArgumentTypeError(
+                f"batch[{i}]: expected the label to be a class index (an int) or None, "
+                f"got {describe(label)}"
+            )
+        classes.append(t.reshape(()).long())
+    return torch.stack(classes)
 
 
 def _collate_regions(
