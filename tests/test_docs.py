@@ -107,6 +107,9 @@ def test_docs_python_block_runs(
         import matplotlib
 
         matplotlib.use("Agg")
+    import torch
+
+    torch.manual_seed(0)  # the same numbers whatever ran before
     namespace: dict[str, Any] = {"__name__": "__docs__"}
     for block in chain:
         _run(block, namespace)
