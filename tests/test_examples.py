@@ -251,7 +251,8 @@ def test_viz_is_reachable_lazily() -> None:
     try:
         # one row: the image, then one panel per map, in the dict's order
         assert [ax.get_title() for ax in fig.axes] == ["image", "peak", "ramp"]
-        grey = image.mean(dim=0).numpy()  # a 3-channel image is shown as its channel mean
+        # a 3-channel image is shown in colour (H, W, 3), rescaled to [0, 1]
+        grey = ((image - image.min()) / (image.max() - image.min())).permute(1, 2, 0).numpy()
         first = fig.axes[0]
         np.testing.assert_allclose(np.asarray(first.images[0].get_array()), grey, rtol=1e-6)
         assert not first.lines  # no pointed maximum on the image panel

@@ -51,32 +51,6 @@ def test_py_typed_is_shipped() -> None:
     assert (ROOT / "src" / "normgrad" / "py.typed").is_file()
 
 
-def test_readme_python_example_runs() -> None:
-    readme = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
-    assert blocks
-    namespace: dict[str, object] = {}
-    exec(compile(blocks[0], "README.md", "exec"), namespace)
-    saliency = namespace["saliency"]
-    assert getattr(saliency, "shape", None) == (4, 1, 224, 224)
-
-
-def test_getting_started_examples_run(tmp_path: Path, monkeypatch: object) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    text = (ROOT / "docs" / "getting-started.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert len(blocks) >= 4
-    monkeypatch.chdir(tmp_path)  # type: ignore[attr-defined]
-    namespace: dict[str, object] = {}
-    for block in blocks:  # the page's blocks build on each other, as a reader runs them
-        exec(compile(block, "getting-started.md", "exec"), namespace)
-    assert (tmp_path / "maps.png").is_file()
-    hits = namespace["hits"]
-    assert getattr(hits, "shape", None) == (2,)
-
-
 def test_docs_pages_are_in_the_navigation() -> None:
     nav = (ROOT / "mkdocs.yml").read_text()
     for page in (ROOT / "docs").glob("*.md"):

@@ -1,6 +1,6 @@
 """normgrad: NormGrad saliency maps for image classifiers, with baselines and metrics.
 
-Example:
+Examples:
     >>> import torch, torchvision, normgrad
     >>> model = torchvision.models.resnet18(num_classes=2)
     >>> explainer = normgrad.NormGrad(model, layers="layer4.1", vil="conv1x1")

@@ -1,6 +1,6 @@
 """Argument checks shared by every part of normgrad: one rule per kind of argument.
 
-Each check returns the validated value, or raises a :class:`~normgrad.NormGradError` whose
+Each check returns the validated value, or raises a [`NormGradError`][normgrad.NormGradError] whose
 message names the argument, what was expected and what arrived.
 """
 

@@ -1,6 +1,6 @@
 """Errors raised by normgrad.
 
-Every error normgrad raises on bad input derives from :class:`NormGradError` and
+Every error normgrad raises on bad input derives from [`NormGradError`][normgrad.NormGradError] and
 also from the builtin exception it resembles, so ``except ValueError`` keeps
 working in code that does not know normgrad. Messages name the argument, what
 was expected and what arrived.

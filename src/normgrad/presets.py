@@ -1,6 +1,6 @@
 """The layers the paper uses, by architecture (torchvision module names).
 
-Example:
+Examples:
     >>> from normgrad import presets
     >>> presets.layers("resnet50").single
     'layer4.2'

@@ -5,7 +5,7 @@ ones explains the input (edges, intensity), not the model. ``randomize`` makes t
 semi- and fully-randomised copies; ``cascading_randomization`` randomises from the top layer
 down, one block more at a time, and measures how similar the maps stay.
 
-Example:
+Examples:
     >>> import torch, torchvision
     >>> from normgrad import sanity
     >>> model = torchvision.models.resnet18(num_classes=2)
@@ -67,19 +67,19 @@ def reinitialize(module: nn.Module, generator: torch.Generator) -> None:
       start as.
     - **Position embeddings, tokens and tables** (a name holding ``pos``, ``token`` or
       ``table``: class, distillation and register tokens, position embeddings, relative
-      position bias tables): :math:`\mathcal{N}(0, 0.02^2)`, the scale torchvision and timm
+      position bias tables): $\mathcal{N}(0, 0.02^2)$, the scale torchvision and timm
       draw them from.
     - **Biases** (any other name holding ``bias``: ``bias``, ``in_proj_bias``,
       ``bias_ih_l0``): zero.
     - **Gains** (at most one dimension larger than 1: layer scales such as ConvNeXt's
       ``layer_scale`` and timm's ``LayerScale.gamma``, weight-norm magnitudes):
-      :math:`\mathcal{N}(0, 0.02^2)`. A layer scale starts small in those models (``1e-6``
+      $\mathcal{N}(0, 0.02^2)$. A layer scale starts small in those models (``1e-6``
       to ``1e-5``), so a small random gain keeps each residual branch small, as in a fresh
       model, while it keeps nothing of the trained value; zeroing it would delete the
       branch instead of randomising it.
     - **Weights** (everything else: convolutions, linear layers, attention projections,
       recurrent weights, parametrised weights): Kaiming normal, fan in, ReLU gain,
-      :math:`\mathcal{N}(0, 2 / \mathrm{fan_{in}})` with ``fan_in = numel / shape[0]``.
+      $\mathcal{N}(0, 2 / \mathrm{fan_{in}})$ with ``fan_in = numel / shape[0]``.
 
     Values are drawn on the CPU in float64 from ``generator`` and copied, so a seed gives
     the same weights on every device and dtype.
@@ -128,7 +128,8 @@ def randomize(
     Args:
         model: the trained model.
         mode: ``"semi"``: re-initialise the final classifier layer only (the paper's SR);
-            ``"full"``: re-initialise every weight (FR). See :func:`reinitialize`.
+            ``"full"``: re-initialise every weight (FR). See
+            [`reinitialize`][normgrad.sanity.reinitialize].
         seed: seed of the new weights.
         layer: for ``"semi"``, the classifier layer (default: the last ``nn.Linear``).
 
@@ -208,13 +209,14 @@ def cascading_randomization(
         x: the batch to explain.
         target: what to explain; ``None`` means the class the *trained* model predicts, kept
             fixed while the weights change (so the maps compare the same question).
-        blocks: names to randomise, top first (default :func:`cascade_blocks`).
+        blocks: names to randomise, top first (default
+            [`cascade_blocks`][normgrad.sanity.cascade_blocks]).
         seed: seed of the new weights.
         keep_maps: keep every step's maps in the result.
 
     Returns:
-        :class:`CascadeResult` with the Spearman correlation of every step's maps with the
-        trained model's (high = the method ignores the weights).
+        [`CascadeResult`][normgrad.sanity.CascadeResult] with the Spearman correlation of every
+        step's maps with the trained model's (high = the method ignores the weights).
     """
     check_model(model)
     names = list(blocks) if blocks is not None else cascade_blocks(model)

@@ -56,14 +56,14 @@ class ShardSampler(Sampler[int]):
     by at most one and together hold every index exactly once. PyTorch's
     ``DistributedSampler`` instead repeats indices so that all shards have one length (and
     its ``drop_last=True`` drops images): an evaluation would count the repeated images
-    twice. :func:`normgrad.evaluate` uses the sampler's indices as the images' ids.
+    twice. [`evaluate`][normgrad.evaluate] uses the sampler's indices as the images' ids.
 
     Args:
         data: the data set (anything with ``len``) or its length.
         num_replicas: the number of ranks (default: the process group's world size).
         rank: this rank (default: the process group's rank).
 
-    Example:
+    Examples:
         >>> from normgrad import ShardSampler
         >>> [list(ShardSampler(10, num_replicas=3, rank=r)) for r in range(3)]
         [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
@@ -100,7 +100,7 @@ class ShardSampler(Sampler[int]):
 
 def sampler_indices(data: Any) -> list[int] | None:
     """The data set indices a ``DataLoader`` reads, in order, when its sampler is a
-    :class:`ShardSampler` or sequential (``None`` otherwise)."""
+    [`ShardSampler`][normgrad.ShardSampler] or sequential (``None`` otherwise)."""
     sampler = getattr(data, "sampler", None)
     batches = getattr(data, "batch_sampler", None)
     if not isinstance(data, torch.utils.data.DataLoader) or not (

@@ -2,8 +2,9 @@
 
 A record is one image scored by one method: the point the map chose, whether it hit
 (``1``/``0``; NaN when the image has no region; a probability for the random baseline).
-The table of :class:`EvaluationResult` is computed from the records, so a run split over
-processes, or interrupted and resumed, gives the same table as one uninterrupted run.
+The table of [`EvaluationResult`][normgrad.EvaluationResult] is computed from the records,
+so a run split over processes, or interrupted and resumed, gives the same table as one
+uninterrupted run.
 """
 
 from __future__ import annotations

@@ -14,7 +14,16 @@ FIELDS = ["image", "method", "hit", "point"]
 
 @dataclass(frozen=True)
 class MethodScore:
-    """One row of an evaluation table."""
+    """One row of an evaluation table.
+
+    Attributes:
+        method: the explainer's name (or the centre or random baseline's).
+        accuracy: Pointing Game accuracy, hits over images with a region.
+        low: lower end of the 95% Wilson interval (NaN for the random baseline).
+        high: upper end of the 95% Wilson interval (NaN for the random baseline).
+        hits: images hit (an expected, fractional count for the random baseline).
+        total: images with a region.
+    """
 
     method: str
     accuracy: float

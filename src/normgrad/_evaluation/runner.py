@@ -126,10 +126,9 @@ def evaluate(
 ) -> EvaluationResult:
     """Run the Pointing Game for every explainer over ``data``.
 
-    The explainers share their passes (see :func:`normgrad.explain_shared`): per batch and
-    model, one forward pass, one plain backward for every NormGrad variant, Grad-CAM,
-    Gradient and Input x Gradient, and one guided backward for Guided Backpropagation and
-    Guided Grad-CAM.
+    The explainers share their passes (see [`explain_shared`][normgrad.explain_shared]): per batch
+    and model, one forward pass, one plain backward for every NormGrad variant, Grad-CAM, Gradient
+    and Input x Gradient, and one guided backward for Guided Backpropagation and Guided Grad-CAM.
 
     Args:
         model: the classifier; batches are moved to its device.
@@ -138,9 +137,9 @@ def evaluate(
             ids)``: images ``(N, C, H, W)``; labels the class to explain per sample (an int
             tensor ``(N,)``), or ``None`` for the predicted class; regions the objects to
             point at, boolean masks or per-sample boxes as in
-            :func:`normgrad.metrics.pointing_game`; ids one id per image (ints or strings).
-            Without ids an image's id is its index in the data (for a ``DataLoader`` over
-            a :class:`normgrad.ShardSampler`, its index in the data set). Images without a
+            [`metrics.pointing_game`][normgrad.metrics.pointing_game]; ids one id per image (ints or
+            strings). Without ids an image's id is its index in the data (for a ``DataLoader`` over
+            a [`ShardSampler`][normgrad.ShardSampler], its index in the data set). Images without a
             region are recorded but not counted.
         tolerance: Pointing Game radius in pixels (or in ``spacing`` units).
         spacing: pixel size per array dimension, for anisotropic images.
@@ -160,7 +159,7 @@ def evaluate(
             one is initialised).
 
     With an initialised process group of several ranks, every rank calls ``evaluate`` on
-    its own share of the data (shard with :class:`normgrad.ShardSampler`, never with
+    its own share of the data (shard with [`ShardSampler`][normgrad.ShardSampler], never with
     ``DistributedSampler``, which repeats images); the records are gathered once at the
     end and every rank returns the result of the whole data set, equal to one process
     over all of it. An image id seen twice is an error. Ranks whose explainers or
@@ -169,7 +168,7 @@ def evaluate(
     Every argument is checked before the first batch is explained.
 
     Returns:
-        :class:`EvaluationResult`: ``print(result)`` shows a Markdown table;
+        [`EvaluationResult`][normgrad.EvaluationResult]: ``print(result)`` shows a Markdown table;
         ``result.records`` holds every image's point and hit per method.
     """
     rank, size = world(group)

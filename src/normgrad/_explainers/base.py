@@ -131,14 +131,14 @@ def run_passes(
 class Explainer:
     """Base class of the saliency methods: ``explainer(x, target) -> (N, 1, *spatial)``.
 
-    Subclasses implement :meth:`explain`; calling the explainer returns
+    Subclasses implement [`explain`][normgrad.Explainer.explain]; calling the explainer returns
     ``explain(x, target).saliency``. Every explainer runs the model in eval mode and
     leaves it exactly as it found it (hooks removed, training flags restored, no
     ``param.grad`` written), also when it raises.
 
     A method made of what the shared passes give (layer activations and gradients, the
-    input gradient, the guided input gradient) says so with :meth:`_needs` and builds its
-    result in :meth:`_assemble`; :func:`normgrad.explain_shared` then serves it and other
+    input gradient, the guided input gradient) says so with ``_needs`` and builds its
+    result in ``_assemble``; [`explain_shared`][normgrad.explain_shared] then serves it and other
     explainers of the same model from one forward pass, a plain and at most one guided
     backward pass.
     """
@@ -147,7 +147,8 @@ class Explainer:
         self.model = check_model(model)
 
     def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
-        """Explain ``x`` ``(N, C, *spatial)`` for ``target``; see :class:`Explanation`."""
+        """Explain ``x`` ``(N, C, *spatial)`` for ``target``; see
+        [`Explanation`][normgrad.Explanation]."""
         needs = self._needs()
         if needs is None:
             raise NotImplementedError(f"{type(self).__name__} must implement explain")
@@ -181,7 +182,7 @@ def build_explanation(
     raw: torch.Tensor | None = None,
     attribution: torch.Tensor | None = None,
 ) -> Explanation:
-    """The one way an :class:`Explanation` is made, from raw (non-negative) maps.
+    """The one way an [`Explanation`][normgrad.Explanation] is made, from raw (non-negative) maps.
 
     Args:
         size: the input's spatial size.
@@ -194,10 +195,9 @@ def build_explanation(
         attribution: the signed attribution ``(N, C, *size)``, if any.
 
     A map that is constant for a sample normalises to zeros (see
-    :func:`normgrad.functional.layer_maps_to_saliency`), with a warning naming the layer
-    and its resolution: it carries no spatial information (a 1x1 map, a KxK VIL whose
-    patch covers the whole map, a layer the score does not reach spatially).
-    """
+    [`functional.layer_maps_to_saliency`][normgrad.functional.layer_maps_to_saliency]), with a
+    warning naming the layer and its resolution: it carries no spatial information (a 1x1 map, a KxK
+    VIL whose patch covers the whole map, a layer the score does not reach spatially)."""
     layer_raws = dict(layers or {})
     fused, normalised, informative = (
         layer_maps_to_saliency(list(layer_raws.values()), size) if layer_raws else (None, [], [])

@@ -12,21 +12,22 @@ from .base import Explainer, Explanation, Passes, PassNeeds, build_explanation
 
 
 class GradCAM(Explainer):
-    r"""Grad-CAM: :math:`\mathrm{ReLU}(\sum_k \alpha_k A_k)`.
+    r"""Grad-CAM: $\mathrm{ReLU}(\sum_k \alpha_k A_k)$.
 
-    :math:`\alpha_k = \mathrm{mean}_u \, \partial s / \partial A_{k,u}`.
+    $\alpha_k = \mathrm{mean}_u \, \partial s / \partial A_{k,u}$.
 
     ``A`` is the output of ``layer`` (the paper uses the last convolutional block,
     ``layer4.2`` of a ResNet-50, ``features.8.2`` of an EfficientNet-B0), ``s`` the target's
     raw logit. The map is computed at the layer's resolution (``raw_layer_maps[layer]``),
     upsampled bilinearly (``align_corners=False``) to the input (``raw``), then min-max
     normalised (``saliency``, also ``layer_maps[layer]``). The signed map before the ReLU
-    is :func:`normgrad.functional.grad_cam_map` of the layer's activation and gradient.
+    is [`functional.grad_cam_map`][normgrad.functional.grad_cam_map] of the layer's activation and
+    gradient.
 
     The residual addition of a ResNet block is part of the block's output, so hooking
     ``layer4.2`` sees it (the public reference code hooked before it).
 
-    Example:
+    Examples:
         >>> import torch, torchvision, normgrad
         >>> model = torchvision.models.resnet18(num_classes=3)
         >>> normgrad.GradCAM(model, "layer4.1")(torch.randn(2, 3, 64, 64)).shape
@@ -58,7 +59,7 @@ class GradCAM(Explainer):
 
 
 class GuidedGradCAM(GradCAM):
-    r"""Guided Grad-CAM: :math:`\sum_c |\mathrm{GB}_c \cdot \mathrm{up}(\mathrm{GradCAM})|`.
+    r"""Guided Grad-CAM: $\sum_c |\mathrm{GB}_c \cdot \mathrm{up}(\mathrm{GradCAM})|$.
 
     The Grad-CAM map (ReLU, bilinear upsampling, not normalised) times the Guided
     Backpropagation gradient, then the channel reduction. One forward pass and two

@@ -9,12 +9,12 @@ from .base import Explainer, Explanation, Passes, PassNeeds, build_explanation
 
 
 class Gradient(Explainer):
-    r"""Gradient saliency (Simonyan et al., 2014): :math:`\sum_c |\partial s / \partial x_c|`.
+    r"""Gradient saliency (Simonyan et al., 2014): $\sum_c |\partial s / \partial x_c|$.
 
     ``s`` is the target's raw logit. ``raw`` is the channel-reduced map before min-max
     normalisation; ``attribution`` is the signed gradient ``(N, C, *spatial)``.
 
-    Example:
+    Examples:
         >>> import torch, torchvision, normgrad
         >>> model = torchvision.models.resnet18(num_classes=3)
         >>> normgrad.Gradient(model)(torch.randn(2, 3, 32, 32), target=0).shape
@@ -40,7 +40,7 @@ class Gradient(Explainer):
 
 
 class InputXGradient(Gradient):
-    r"""Input × Gradient (Shrikumar et al., 2016): :math:`\sum_c |x_c \partial s / \partial x_c|`.
+    r"""Input × Gradient (Shrikumar et al., 2016): $\sum_c |x_c \partial s / \partial x_c|$.
 
     ``attribution`` is the signed product ``x ⊙ ∂s/∂x`` ``(N, C, *spatial)``.
     """
@@ -50,10 +50,10 @@ class InputXGradient(Gradient):
 
 
 class GuidedBackprop(Gradient):
-    r"""Guided Backpropagation (Springenberg et al., 2015), reduced by :math:`\sum_c |\cdot|`.
+    r"""Guided Backpropagation (Springenberg et al., 2015), reduced by $\sum_c |\cdot|$.
 
     Every ReLU backpropagates only positive gradients, and only where its input was
-    positive: :math:`\mathrm{grad_{in}} = \max(\mathrm{grad_{out}}, 0) \cdot [x > 0]`.
+    positive: $\mathrm{grad_{in}} = \max(\mathrm{grad_{out}}, 0) \cdot [x > 0]$.
     ReLU modules (in place or not) and ``torch.relu`` / ``F.relu`` / ``Tensor.relu`` calls
     inside ``forward`` are all guided, through a thread-local torch function mode: no
     module is swapped and nothing global is patched, so the model is bit-identical

@@ -17,16 +17,16 @@ from .base import Explainer, Explanation, Passes, PassNeeds, build_explanation
 class NormGrad(Explainer):
     r"""NormGrad saliency from one or several layers.
 
-    For each hooked layer with output :math:`x` and gradient :math:`g` of the target's raw
+    For each hooked layer with output $x$ and gradient $g$ of the target's raw
     logit, a virtual identity layer (VIL) gives a map at the layer's resolution:
 
-    - ``"scaling"``: :math:`\lVert g_u \odot x_u \rVert_2`
-    - ``"conv1x1"``: :math:`\lVert g_u \rVert_2 \lVert x_u \rVert_2`
-    - ``"convKxK"`` (``K`` odd): :math:`\lVert g_u \rVert_2 \lVert \mathrm{unfold}_K(x)_u \rVert_2`
+    - ``"scaling"``: $\lVert g_u \odot x_u \rVert_2$
+    - ``"conv1x1"``: $\lVert g_u \rVert_2 \lVert x_u \rVert_2$
+    - ``"convKxK"`` (``K`` odd): $\lVert g_u \rVert_2 \lVert \mathrm{unfold}_K(x)_u \rVert_2$
 
     Each map is upsampled to the input size (bilinear, ``align_corners=False``) and min-max
     normalised per sample; several layers are fused by their geometric mean
-    :math:`\prod_j m_j^{1/J}`. A layer whose map is constant over the image for a sample
+    $\prod_j m_j^{1/J}$. A layer whose map is constant over the image for a sample
     carries no spatial information: it is left out of that sample's geometric mean. A
     single-layer (or all-layers) constant map gives an all-zero saliency map.
 
@@ -40,8 +40,8 @@ class NormGrad(Explainer):
         vil: ``"scaling"``, ``"conv1x1"``, ``"conv3x3"`` or any odd ``"convKxK"``. On
             volumes ``"convKxK"`` means a ``K x K x K`` patch (``"convKxKxK"`` also works).
         layout: how the layers' outputs are laid out: ``None`` (detect: see
-            :class:`normgrad.Tokens`), ``"channels_first"``, ``"channels_last"``, ``"tokens"``
-            or :class:`normgrad.Tokens`; one for every layer or a dict by layer name. On
+            [`Tokens`][normgrad.Tokens]), ``"channels_first"``, ``"channels_last"``, ``"tokens"``
+            or [`Tokens`][normgrad.Tokens]; one for every layer or a dict by layer name. On
             tokens the VIL acts on the patch grid (prefix tokens dropped): a linear layer on
             each token is a 1x1 convolution on the grid, a KxK VIL a KxK patch of it.
 
@@ -50,7 +50,7 @@ class NormGrad(Explainer):
         - returns: ``(N, 1, H, W)``, values in ``[0, 1]``, float32 for half-precision
           inputs, else the input's dtype.
 
-    Example:
+    Examples:
         >>> import torch, torchvision
         >>> import normgrad
         >>> model = torchvision.models.resnet18(num_classes=4)
@@ -80,10 +80,10 @@ class NormGrad(Explainer):
         """Explain ``x``; the result holds the fused map and every layer's map.
 
         Returns:
-            :class:`Explanation` with ``saliency`` ``(N, 1, *spatial)`` in ``[0, 1]``,
-            ``layer_maps`` (normalised, upsampled, by layer name), ``raw_layer_maps`` (raw,
-            at each layer's resolution) and, for a single layer, ``raw`` (upsampled,
-            unnormalised).
+            [`Explanation`][normgrad.Explanation] with ``saliency`` ``(N, 1, *spatial)`` in
+            ``[0, 1]``, ``layer_maps`` (normalised, upsampled, by layer name),
+            ``raw_layer_maps`` (raw, at each layer's resolution) and, for a single layer,
+            ``raw`` (upsampled, unnormalised).
         """
         return super().explain(x, target)
 

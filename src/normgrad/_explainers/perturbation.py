@@ -51,8 +51,8 @@ class SmoothGrad(Explainer):
     r"""SmoothGrad (Smilkov et al., 2017) around any explainer.
 
     Averages the wrapped explainer's map over ``n_samples`` noisy copies of the input,
-    :math:`x + \epsilon`, :math:`\epsilon \sim \mathcal{N}(0, \sigma^2)`, with
-    :math:`\sigma = \mathrm{noise\_level} \cdot (\max x - \min x)` per sample, then min-max
+    $x + \epsilon$, $\epsilon \sim \mathcal{N}(0, \sigma^2)$, with
+    $\sigma = \mathrm{noise\_level} \cdot (\max x - \min x)$ per sample, then min-max
     normalises. The averaged map is the explainer's ``raw`` map (non-negative for every
     normgrad method) where it has one, else its ``saliency`` (multi-layer NormGrad).
 
@@ -125,14 +125,16 @@ class SmoothGrad(Explainer):
 
 
 class IntegratedGradients(Explainer):
-    r"""Integrated Gradients (Sundararajan et al., 2017), reduced by :math:`\sum_c |\cdot|`.
+    r"""Integrated Gradients (Sundararajan et al., 2017), reduced by $\sum_c |\cdot|$.
 
-    .. math:: \mathrm{IG}(x) = (x - x') \odot \int_0^1
-              \frac{\partial s(x' + \alpha (x - x'))}{\partial x} \, d\alpha
+    $$
+    \mathrm{IG}(x) = (x - x') \odot \int_0^1
+    \frac{\partial s(x' + \alpha (x - x'))}{\partial x} \, d\alpha
+    $$
 
-    with baseline :math:`x'` and the integral approximated by ``steps`` points of
-    :func:`normgrad.functional.quadrature` (Gauss-Legendre by default, as in Captum).
-    Points are explained ``batch_size`` samples at a time (at least one whole batch), so
+    with baseline $x'$ and the integral approximated by ``steps`` points of
+    [`functional.quadrature`][normgrad.functional.quadrature] (Gauss-Legendre by default, as in
+    Captum). Points are explained ``batch_size`` samples at a time (at least one whole batch), so
     memory does not grow with ``steps``. ``target=None`` means the class predicted for
     ``x``; a callable target is called on each point's output of N samples, as for the
     caller's batch. ``attribution`` is the signed IG ``(N, C, *spatial)``.

@@ -1,4 +1,4 @@
-"""Many explainers of one batch from shared passes: :func:`explain_shared`."""
+"""Many explainers of one batch from shared passes: [`explain_shared`][normgrad.explain_shared]."""
 
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ def explain_shared(
         target: as for each explainer; one target for all.
 
     Returns:
-        One :class:`Explanation` per explainer, in order.
+        One [`Explanation`][normgrad.Explanation] per explainer, in order.
 
-    Example:
+    Examples:
         >>> import torch, torchvision, normgrad
         >>> model = torchvision.models.resnet18(num_classes=2)
         >>> methods = [normgrad.NormGrad(model, "layer4.1", "conv1x1"),

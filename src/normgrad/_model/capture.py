@@ -88,8 +88,8 @@ def capture(
     The model is left as it was: hooks removed, training flags restored, no ``param.grad``
     written, also when an error is raised. ``x`` is never written: the model runs on a
     copy, so a forward that normalises its input in place changes only the copy. Calls on
-    one model are serialised (see :func:`~normgrad._model.hooks.explaining`). A NaN or
-    infinite score or gradient raises :class:`~normgrad._errors.NonFiniteError`.
+    one model are serialised (see ``explaining``). A NaN or
+    infinite score or gradient raises [`NonFiniteError`][normgrad.NonFiniteError].
     """
     check_input(x)
     resolved = resolve_target(target)

@@ -191,8 +191,8 @@ def _first_non_finite_module(model: nn.Module, x: torch.Tensor) -> tuple[str, nn
 
 
 def check_finite_scores(model: nn.Module, x: torch.Tensor, scores: torch.Tensor) -> None:
-    """Raise :class:`NonFiniteError` when a score is NaN or infinite (``x`` the model's
-    input, rerun on that path only to find where the values broke)."""
+    """Raise [`NonFiniteError`][normgrad.NonFiniteError] when a score is NaN or infinite (``x`` the
+    model's input, rerun on that path only to find where the values broke)."""
     bad = _bad_samples(scores.unsqueeze(1))
     if not bad:
         return
@@ -221,7 +221,7 @@ def check_finite_scores(model: nn.Module, x: torch.Tensor, scores: torch.Tensor)
 
 
 def check_finite_gradients(names: Sequence[str], gradients: Sequence[torch.Tensor | None]) -> None:
-    """Raise :class:`NonFiniteError` when a gradient is NaN or infinite."""
+    """Raise [`NonFiniteError`][normgrad.NonFiniteError] when a gradient is NaN or infinite."""
     for name, gradient in zip(names, gradients):
         if gradient is None:
             continue

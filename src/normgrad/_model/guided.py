@@ -49,12 +49,12 @@ class GuidedReLUs(TorchFunctionMode):
 
     The forward values are unchanged: the ReLU runs as written (in place where it was) and
     its result is wrapped in an identity whose backward applies the guided rule
-    ``grad_in = max(grad_out, 0) * [relu output > 0]`` while :attr:`guiding` is true, and
+    ``grad_in = max(grad_out, 0) * [relu output > 0]`` while ``guiding`` is true, and
     passes the gradient unchanged otherwise (one forward pass, a plain and a guided
     backward).
 
     A ReLU run inside activation checkpointing (``torch.utils.checkpoint``) raises
-    :class:`~normgrad._errors.UnsupportedModelError`: the backward pass would recompute
+    [`UnsupportedModelError`][normgrad.UnsupportedModelError]: the backward pass would recompute
     it unguided.
     """
 

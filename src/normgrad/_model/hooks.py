@@ -32,7 +32,7 @@ def model_lock(model: nn.Module) -> threading.RLock:
 def explaining(model: nn.Module) -> Iterator[None]:
     """Put ``model`` in eval mode and enable grad; restore every module's flag afterwards.
 
-    Calls on the same model are serialised (:func:`model_lock`): two threads explaining
+    Calls on the same model are serialised (``model_lock``): two threads explaining
     one model never see each other's eval mode, hooks or guided ReLUs; a thread may nest
     calls. Works inside ``torch.no_grad()`` and ``torch.inference_mode()`` blocks of the
     caller.

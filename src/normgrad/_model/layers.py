@@ -14,6 +14,8 @@ LayerSpec = Union[str, nn.Module]
 """A layer given by its dotted name in the model (``"layer4.2"``) or as the module itself."""
 
 Layers = Union[LayerSpec, Sequence[LayerSpec]]
+"""One layer or several (a [`LayerSpec`][normgrad.LayerSpec] or a sequence of them); several
+layers are fused by the geometric mean of their maps."""
 
 
 def check_model(model: object) -> nn.Module:

@@ -2,8 +2,8 @@
 
 A reading is taken when it is the only one that fits the input's geometry; the model says
 what shapes cannot (a ViT's patch size and prefix tokens, whether it is a plain CNN, the
-kind of the layer's last layout-setting submodule); otherwise a :class:`LayerError` asks
-the user to state the layout (see ``layouts``). A reading that does not fit is never
+kind of the layer's last layout-setting submodule); otherwise a [`LayerError`][normgrad.LayerError]
+asks the user to state the layout (see ``layouts``). A reading that does not fit is never
 guessed.
 """
 
@@ -69,7 +69,7 @@ def _module_hint(module: nn.Module) -> str | None:
     channels first; linear layers and LayerNorm (not the 2-D variants, which are
     subclasses taking channels first) on channels last; a ``Permute`` says where it puts
     them. Only used to settle a shape that reads both ways, in a model that is not a plain
-    CNN (see :func:`_convolutional`). A ``forward`` that permutes its output outside any
+    CNN (see ``_convolutional``). A ``forward`` that permutes its output outside any
     submodule cannot be seen here: for such a layer with as many channels as positions,
     state the layout."""
     hint: str | None = None
@@ -156,8 +156,8 @@ def resolve_layout(
 ) -> Resolved:
     """Fix the layout of ``output`` of layer ``name`` for an input of spatial size ``image``.
 
-    Raises :class:`LayerError` when the stated layout does not fit, or when no layout or
-    several layouts fit and none is stated.
+    Raises [`LayerError`][normgrad.LayerError] when the stated layout does not fit, or when no
+    layout or several layouts fit and none is stated.
     """
     shape = tuple(output.shape)
     k = len(image)

@@ -43,8 +43,8 @@ class Tokens:
     """A token layout ``(N, T, C)``: ``prefix`` tokens, then a patch grid in row-major order.
 
     Either field may be left out (``None``) to be inferred: ``Tokens(prefix=1)`` states one
-    class token and lets the grid follow from the input's size; ``Tokens(prefix=1,
-    grid=(14, 14))`` states everything.
+    class token and lets the grid follow from the input's size;
+    ``Tokens(prefix=1, grid=(14, 14))`` states everything.
     """
 
     prefix: int | None = None
@@ -69,7 +69,7 @@ class Tokens:
 
 Layout = Union[None, str, Tokens]
 """How a layer's output is laid out: ``None`` or ``"auto"`` (detect), ``"channels_first"``
-(``"nchw"``), ``"channels_last"`` (``"nhwc"``), ``"tokens"`` or :class:`Tokens`."""
+(``"nchw"``), ``"channels_last"`` (``"nhwc"``), ``"tokens"`` or [`Tokens`][normgrad.Tokens]."""
 
 Layouts = Union[Layout, Mapping[str, Layout]]
 """One layout for every layer, or a layout per layer name."""

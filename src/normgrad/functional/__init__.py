@@ -1,21 +1,19 @@
 r"""The functional core of normgrad: pure tensor maths, no models, no hooks.
 
-Given a layer's activation :math:`x` and the gradient :math:`g = \partial s / \partial x`
-of a score :math:`s`, both of shape ``(N, C, *spatial)``, NormGrad measures at every
-spatial position :math:`u` the Frobenius norm of the gradient that a *virtual identity
+Given a layer's activation $x$ and the gradient $g = \partial s / \partial x$
+of a score $s$, both of shape ``(N, C, *spatial)``, NormGrad measures at every
+spatial position $u$ the Frobenius norm of the gradient that a *virtual identity
 layer* (VIL) inserted after the layer would receive:
 
-=============  ================================================================
-VIL            map :math:`m(u)`
-=============  ================================================================
-``scaling``    :math:`\lVert g_u \odot x_u \rVert_2`
-``conv1x1``    :math:`\lVert g_u \rVert_2 \, \lVert x_u \rVert_2`
-``convKxK``    :math:`\lVert g_u \rVert_2 \, \lVert \mathrm{unfold}_K(x)_u \rVert_2`
-=============  ================================================================
+| VIL | map $m(u)$ |
+| --- | --- |
+| ``scaling`` | $\lVert g_u \odot x_u \rVert_2$ |
+| ``conv1x1`` | $\lVert g_u \rVert_2 \, \lVert x_u \rVert_2$ |
+| ``convKxK`` | $\lVert g_u \rVert_2 \, \lVert \mathrm{unfold}_K(x)_u \rVert_2$ |
 
 Norms are L2 over channels (not squared). The patch norm of ``convKxK`` (``K`` odd, zero
 padding ``K // 2``, stride 1) is computed as the square root of a ``K``-wide box sum of
-the channel-summed squares, :math:`\sqrt{\mathrm{box}_K(\sum_c x_c^2)}`, an exact
+the channel-summed squares, $\sqrt{\mathrm{box}_K(\sum_c x_c^2)}$, an exact
 identity that needs ``O(H W)`` memory instead of the ``O(K^2 C H W)`` of ``unfold``.
 
 The package holds the maths only (no models, no hooks): VIL names (``_vil``), raw maps
@@ -27,7 +25,7 @@ Every function accepts 1, 2 or 3 spatial dimensions (``(N, C, L)``, ``(N, C, H, 
 float32 and float64. Half-precision inputs are computed and returned in float32, since
 squared activations overflow float16; other inputs keep their dtype.
 
-Example:
+Examples:
     >>> import torch
     >>> from normgrad import functional as nf
     >>> x, g = torch.randn(2, 8, 7, 7), torch.randn(2, 8, 7, 7)

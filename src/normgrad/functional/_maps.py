@@ -82,7 +82,7 @@ def patch_norm(activation: torch.Tensor, kernel_size: int) -> torch.Tensor:
     r"""L2 norm of the zero-padded ``kernel_size`` patch around each position.
 
     Equals ``unfold(activation, kernel_size, padding=kernel_size // 2).norm(dim=1)`` but
-    computed as :math:`\sqrt{\mathrm{box}_K(\sum_c x_c^2)}`, without the unfolded tensor.
+    computed as $\sqrt{\mathrm{box}_K(\sum_c x_c^2)}$, without the unfolded tensor.
 
     Args:
         activation: tensor ``(N, C, *spatial)``.
@@ -99,7 +99,7 @@ def patch_norm(activation: torch.Tensor, kernel_size: int) -> torch.Tensor:
 
 
 def scaling_map(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
-    r"""NormGrad with a scaling VIL: :math:`m(u) = \lVert g_u \odot x_u \rVert_2`.
+    r"""NormGrad with a scaling VIL: $m(u) = \lVert g_u \odot x_u \rVert_2$.
 
     Args:
         activation: tensor ``(N, C, *spatial)``.
@@ -118,8 +118,8 @@ def conv_map(
 ) -> torch.Tensor:
     r"""NormGrad with a ``K x K`` convolution VIL.
 
-    :math:`m(u) = \lVert g_u \rVert \, \lVert \mathrm{unfold}_K(x)_u \rVert`;
-    ``kernel_size=1`` is the ``conv1x1`` VIL, :math:`\lVert g_u \rVert \lVert x_u \rVert`.
+    $m(u) = \lVert g_u \rVert \, \lVert \mathrm{unfold}_K(x)_u \rVert$;
+    ``kernel_size=1`` is the ``conv1x1`` VIL, $\lVert g_u \rVert \lVert x_u \rVert$.
 
     Args:
         activation: tensor ``(N, C, *spatial)``.
@@ -140,7 +140,7 @@ def normgrad_map(activation: torch.Tensor, gradient: torch.Tensor, vil: str | VI
         activation: the layer's output, tensor ``(N, C, *spatial)``.
         gradient: the score's gradient with respect to ``activation``, same shape.
         vil: ``"scaling"``, ``"conv1x1"``, ``"conv3x3"``, any odd ``"convKxK"``, or a
-            :class:`VIL`.
+            [`VIL`][normgrad.functional.VIL].
 
     Returns:
         Tensor ``(N, 1, *spatial)``, non-negative, at the layer's resolution.
@@ -163,14 +163,14 @@ def reduce_channels(attribution: torch.Tensor) -> torch.Tensor:
 
 
 def grad_cam_map(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
-    r"""The signed Grad-CAM map :math:`\sum_k \alpha_k A_k` with :math:`\alpha_k = \bar g_k`.
+    r"""The signed Grad-CAM map $\sum_k \alpha_k A_k$ with $\alpha_k = \bar g_k$.
 
-    :math:`\bar g_k` is the spatial mean of the gradient of channel ``k``.
+    $\bar g_k$ is the spatial mean of the gradient of channel ``k``.
 
     Grad-CAM (Selvaraju et al., 2017) is ``ReLU`` of this map, upsampled to the input.
 
     Args:
-        activation: the layer's output :math:`A`, tensor ``(N, C, *spatial)``.
+        activation: the layer's output $A$, tensor ``(N, C, *spatial)``.
         gradient: the score's gradient with respect to it, same shape.
 
     Returns:

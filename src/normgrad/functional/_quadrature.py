@@ -1,4 +1,4 @@
-r"""Quadrature rules on :math:`[0, 1]`, for path integrals such as Integrated Gradients."""
+r"""Quadrature rules on $[0, 1]$, for path integrals such as Integrated Gradients."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import numpy as np
 from .._checks import check_positive_int
 from .._errors import InvalidArgumentError
 
-#: The rules :func:`quadrature` knows, Gauss-Legendre first (the default, as in Captum).
+#: The rules [`quadrature`][normgrad.functional.quadrature] knows, Gauss-Legendre first (the
+#: default, as in Captum).
 QUADRATURE_METHODS = (
     "gausslegendre",
     "riemann_trapezoid",
@@ -18,7 +19,7 @@ QUADRATURE_METHODS = (
 
 
 def quadrature(steps: int, method: str = "gausslegendre") -> tuple[list[float], list[float]]:
-    r"""Points ``alpha`` in ``[0, 1]`` and weights for :math:`\int_0^1 f(\alpha) d\alpha`.
+    r"""Points ``alpha`` in ``[0, 1]`` and weights for $\int_0^1 f(\alpha) d\alpha$.
 
     ``gausslegendre`` with ``n`` points is exact for polynomials of degree up to ``2n - 1``.
     ``riemann_trapezoid`` weights sum to 1 (``1/(n-1)``, halved at both ends). Captum's
@@ -33,7 +34,7 @@ def quadrature(steps: int, method: str = "gausslegendre") -> tuple[list[float], 
     Returns:
         ``(alphas, weights)``, two lists of ``steps`` floats.
 
-    Example:
+    Examples:
         >>> alphas, weights = quadrature(2)
         >>> round(sum(w * a**3 for a, w in zip(alphas, weights)), 12)  # the integral of a^3
         0.25

@@ -53,10 +53,11 @@ def min_max_normalize(maps: torch.Tensor) -> torch.Tensor:
     """Per-sample min-max normalisation: ``(m - min) / (max - min)``.
 
     Scale-free: each sample is first divided by its largest magnitude
-    (:func:`scale_to_unit`), so a map spans exactly ``[0, 1]`` whatever its units or
-    dtype, for values from the smallest to the largest the dtype holds. A sample whose
-    values are all equal has no spread to normalise and becomes all zero. (The reference
-    code adds 1e-8 to the denominator, which leaves a map of small values far below 1.)
+    ([`functional.scale_to_unit`][normgrad.functional.scale_to_unit]), so a map spans
+    exactly ``[0, 1]`` whatever its units or dtype, for values from the smallest to the
+    largest the dtype holds. A sample whose values are all equal has no spread to normalise
+    and becomes all zero. (The reference code adds 1e-8 to the denominator, which leaves a
+    map of small values far below 1.)
 
     Args:
         maps: tensor ``(N, ...)``; each sample is normalised over all its other dims.
@@ -65,7 +66,7 @@ def min_max_normalize(maps: torch.Tensor) -> torch.Tensor:
         Tensor of the same shape and dtype: minimum 0 and maximum exactly 1 per sample,
         or all zero for a sample with equal values.
 
-    Example:
+    Examples:
         >>> maps = torch.tensor([[1e-30, 3e-30, 2e-30], [5.0, 5.0, 5.0]])
         >>> min_max_normalize(maps)
         tensor([[0.0000, 1.0000, 0.5000],
@@ -84,9 +85,10 @@ def is_constant(maps: torch.Tensor) -> torch.Tensor:
     A sample is constant when its spread ``max - min`` is at most 64 machine epsilons of
     its largest magnitude, and at most 2**-7 of it (the cap matters for float16 and
     bfloat16 only), or it is all zero. The rule is relative, and evaluated on the
-    sample divided by its largest magnitude (:func:`scale_to_unit`), so it does not depend
-    on the map's units: no underflow for tiny values, no overflow for huge ones. Such a
-    map carries no spatial information.
+    sample divided by its largest magnitude
+    ([`functional.scale_to_unit`][normgrad.functional.scale_to_unit]), so it does not depend on the
+    map's units: no underflow for tiny values, no overflow for huge ones. Such a map carries no
+    spatial information.
 
     Returns:
         Bool tensor ``(N,)``.
@@ -101,7 +103,7 @@ def is_constant(maps: torch.Tensor) -> torch.Tensor:
 def fuse_geometric_mean(
     maps: Sequence[torch.Tensor], informative: Sequence[torch.Tensor] | None = None
 ) -> torch.Tensor:
-    r"""Geometric mean :math:`\prod_j m_j^{1/J}` of maps with values in ``[0, 1]``.
+    r"""Geometric mean $\prod_j m_j^{1/J}$ of maps with values in ``[0, 1]``.
 
     Args:
         maps: J tensors ``(N, 1, *spatial)`` of the same shape, values in ``[0, 1]``.
@@ -138,13 +140,16 @@ def layer_maps_to_saliency(
 ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
     """Turn raw per-layer maps into one saliency map, as in the paper's protocol.
 
-    Each map is scaled to ``[-1, 1]`` (:func:`scale_to_unit`, so that no step depends on
-    its units), upsampled to ``size``, min-max normalised per sample, and the maps are
-    fused by their geometric mean. A map that is constant for a sample (see
-    :func:`is_constant`) normalises to all zeros and is neutral in the fusion.
+    Each map is scaled to ``[-1, 1]``
+    ([`functional.scale_to_unit`][normgrad.functional.scale_to_unit], so that no step depends on its
+    units), upsampled to ``size``, min-max normalised per sample, and the maps are fused by their
+    geometric mean. A map that is constant for a sample (see
+    [`is_constant`][normgrad.functional.is_constant]) normalises to all zeros and is neutral in the
+    fusion.
 
     Args:
-        raw_maps: J tensors ``(N, 1, *spatial_j)``, e.g. from :func:`normgrad_map`.
+        raw_maps: J tensors ``(N, 1, *spatial_j)``, e.g. from
+            [`normgrad_map`][normgrad.functional.normgrad_map].
         size: the input's spatial size.
 
     Returns:

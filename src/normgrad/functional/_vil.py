@@ -48,10 +48,10 @@ class VIL(NamedTuple):
 def parse_vil(vil: str | VIL) -> VIL:
     """Parse a VIL name: ``"scaling"``, ``"conv1x1"``, ``"conv3x3"`` or any odd ``"convKxK"``.
 
-    ``"convKxKxK"`` is accepted for volumes. Raises :class:`InvalidArgumentError` for an
-    unknown name or an even kernel.
+    ``"convKxKxK"`` is accepted for volumes. Raises
+    [`InvalidArgumentError`][normgrad.InvalidArgumentError] for an unknown name or an even kernel.
 
-    Example:
+    Examples:
         >>> parse_vil("conv5x5")
         VIL(kind='conv', kernel_size=5, ndim=None)
     """

@@ -8,14 +8,14 @@ tensor whose second dimension is 1 is read as ``(N, 1, H, W)``: pass volumes of 
 Pointing Game (Zhang et al., 2016, with TorchRay's benchmark semantics): the point is the
 first maximum of the map in row-major (C) order; it is a hit when a region's pixel lies
 *strictly* inside the disk (ball) of radius ``tolerance`` around it,
-:math:`\sum_i ((p_i - t_i) s_i)^2 < \tau^2` with voxel spacing :math:`s` (1 by default).
+$\sum_i ((p_i - t_i) s_i)^2 < \tau^2$ with voxel spacing $s$ (1 by default).
 
 One module per idea: reading maps and their first maximum (``_maps``), regions
 (``_regions``), the Pointing Game (``_pointing``), its random-point baseline
 (``_random_point``), smoothing (``_smoothing``), rank correlation (``_correlation``) and
 statistics over runs (``_statistics``); everything is imported from ``normgrad.metrics``.
 
-Example:
+Examples:
     >>> import torch
     >>> from normgrad import metrics
     >>> saliency = torch.zeros(2, 1, 50, 50)
@@ -32,7 +32,7 @@ from ._correlation import rank_correlation
 from ._maps import points
 from ._pointing import PointingGame, PointingGameResult, pointing_game
 from ._random_point import random_point_hit_rate
-from ._regions import PreparedRegions, Regions, prepare_regions
+from ._regions import PreparedRegions, Regions, collate, prepare_regions
 from ._smoothing import gaussian_kernel, smooth
 from ._statistics import DoMResult, dom, wilson_interval
 
@@ -42,6 +42,7 @@ __all__ = [
     "PointingGameResult",
     "PreparedRegions",
     "Regions",
+    "collate",
     "dom",
     "gaussian_kernel",
     "pointing_game",

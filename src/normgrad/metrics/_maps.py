@@ -60,7 +60,7 @@ def points(saliency: torch.Tensor, block: int = _BLOCK_ELEMENTS) -> torch.Tensor
         int64 tensor ``(N, ndim)`` of indices in array order (``(y, x)`` or ``(z, y, x)``),
         ``-1`` for a constant map.
 
-    Example:
+    Examples:
         >>> maps = torch.zeros(2, 1, 4, 5); maps[0, 0, 2, 3] = 1; maps[0, 0, 3, 0] = 1
         >>> points(maps).tolist()
         [[2, 3], [-1, -1]]
@@ -69,8 +69,8 @@ def points(saliency: torch.Tensor, block: int = _BLOCK_ELEMENTS) -> torch.Tensor
 
 
 def first_maxima(maps: torch.Tensor, block: int = _BLOCK_ELEMENTS) -> torch.Tensor:
-    """:func:`points` of maps already read by :func:`as_maps` ``(N, *spatial)``: ``-1``
-    in every coordinate for a constant map."""
+    """[`metrics.points`][normgrad.metrics.points] of maps already read by ``as_maps``
+    ``(N, *spatial)``: ``-1`` in every coordinate for a constant map."""
     n, *spatial = maps.shape
     length = math.prod(spatial)
     size = _block_length(length, spatial[-1], block)

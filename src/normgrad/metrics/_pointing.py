@@ -78,9 +78,10 @@ def pointing_game(
         saliency: maps ``(N, 1, *spatial)`` or ``(N, *spatial)``, 2-D or 3-D, without NaN.
         regions: boolean masks ``(N, *spatial)``, or a sequence of N box tensors ``(K_i, 4)``
             ``(xmin, ymin, xmax, ymax)`` in pixels, inclusive (``(K_i, 6)`` with z for
-            volumes), or :class:`PreparedRegions`. Boxes are clipped to the image; a box of
-            zero width still covers its row or column of pixels; a box wholly outside the
-            image covers nothing.
+            volumes), or boxes padded to one tensor ``(N, K, 4)`` with all-NaN padding rows,
+            or [`PreparedRegions`][normgrad.metrics.PreparedRegions]. Boxes are clipped to
+            the image; a box of zero width still covers its row or column of pixels; a box
+            wholly outside the image covers nothing.
         tolerance: radius of the disk around the point, in pixels (or in the units of
             ``spacing``). A region exactly ``tolerance`` away is a miss; a point on a
             region pixel is a hit at any tolerance, 0 included.
@@ -89,7 +90,7 @@ def pointing_game(
     Returns:
         float32 tensor ``(N,)`` on the saliency's device: 1.0 for a hit, 0.0 for a miss, NaN
         where the sample has no region. A constant map (e.g. all zero) has no maximum to
-        point at and is a miss (see :func:`points`).
+        point at and is a miss (see [`metrics.points`][normgrad.metrics.points]).
     """
     return pointing_game_points(saliency, regions, tolerance, spacing)[1]
 
@@ -100,8 +101,9 @@ def pointing_game_points(
     tolerance: float = 15,
     spacing: Sequence[float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The points ``(N, ndim)`` (array order, as :func:`normgrad.metrics.points`) and the
-    results ``(N,)`` of :func:`pointing_game`, from one search for the maxima."""
+    """The points ``(N, ndim)`` (array order, as [`metrics.points`][normgrad.metrics.points]) and
+    the results ``(N,)`` of [`metrics.pointing_game`][normgrad.metrics.pointing_game], from one
+    search for the maxima."""
     maps = as_maps(saliency)
     tol = check_tolerance(tolerance)
     space = spacing_tensor(spacing, maps.ndim - 1, maps.device)
@@ -139,10 +141,10 @@ class PointingGameResult:
 class PointingGame:
     """Accumulates Pointing Game hits over batches: ``update``, ``compute``, ``reset``.
 
-    As in :func:`pointing_game`, a constant map is a miss, and a point on a region pixel a
-    hit at any tolerance.
+    As in [`metrics.pointing_game`][normgrad.metrics.pointing_game], a constant map is a miss, and a
+    point on a region pixel a hit at any tolerance.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from normgrad.metrics import PointingGame
         >>> game = PointingGame(tolerance=2)

@@ -26,10 +26,11 @@ def random_point_hit_rate(
     Computed exactly with a Euclidean distance transform, not sampled.
 
     Args:
-        regions: masks, boxes or prepared regions, as for :func:`pointing_game`.
+        regions: masks, boxes or prepared regions, as for
+            [`pointing_game`][normgrad.metrics.pointing_game].
         shape: the spatial shape of the maps, ``(H, W)`` or ``(D, H, W)``.
-        tolerance: as for :func:`pointing_game`.
-        spacing: as for :func:`pointing_game`.
+        tolerance: as for [`pointing_game`][normgrad.metrics.pointing_game].
+        spacing: as for [`pointing_game`][normgrad.metrics.pointing_game].
 
     Returns:
         float64 tensor ``(N,)`` of probabilities, NaN where the sample has no region.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Union
 
 import torch
 
@@ -15,8 +15,8 @@ from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, descr
 class PreparedRegions:
     """The regions of a batch, checked once for maps of one shape on one device.
 
-    Made by :func:`prepare_regions`; every metric accepts it in place of the regions, so a
-    batch scored by many methods checks and converts its boxes once.
+    Made by [`prepare_regions`][normgrad.metrics.prepare_regions]; every metric accepts it in
+    place of the regions, so a batch scored by many methods checks and converts its boxes once.
     """
 
     shape: tuple[int, ...]
@@ -71,7 +71,9 @@ Regions = Union[torch.Tensor, Sequence[torch.Tensor], PreparedRegions]
 """Regions to point at: boolean masks ``(N, *spatial)`` (or ``(N, 1, *spatial)``), or per
 sample a tensor ``(K_i, 4)`` of boxes ``(xmin, ymin, xmax, ymax)`` in pixels, inclusive
 (``(K_i, 6)`` ``(xmin, ymin, zmin, xmax, ymax, zmax)`` for volumes; ``K_i = 0`` means no
-region), or :class:`PreparedRegions`."""
+region), or the boxes of the batch padded to one tensor ``(N, K, 4)`` (``(N, K, 6)``) whose
+padding rows are all NaN, or [`PreparedRegions`][normgrad.metrics.PreparedRegions].
+A row of boxes that is all NaN is padding and covers nothing, in either form."""
 
 
 def prepare_regions(
@@ -83,7 +85,7 @@ def prepare_regions(
     pixels, a box wholly outside the image covers nothing, float boxes cover the integer
     pixels inside them.
 
-    Example:
+    Examples:
         >>> boxes = [torch.tensor([[2, 1, 3, 1]]), torch.zeros(0, 4)]
         >>> prepared = prepare_regions(boxes, (2, 4, 5))
         >>> prepared.present().tolist(), int(prepared.to_masks()[0].sum())
@@ -115,10 +117,7 @@ def prepare_regions(
         no_boxes = empty.to(masks.device)
         return PreparedRegions(shape, masks, no_boxes, no_boxes, no_boxes, no_boxes.bool())
     if isinstance(regions, torch.Tensor):
-        raise ArgumentTypeError(
-            "regions: expected boolean masks (or a list of boxes per sample), "
-            f"got dtype {regions.dtype}"
-        )
+        regions = _unbind_padded(regions, shape)
     if not isinstance(regions, Sequence) or isinstance(regions, str):
         raise ArgumentTypeError(
             f"regions: expected boolean masks or a list of box tensors, got {describe(regions)}"
@@ -129,6 +128,19 @@ def prepare_regions(
         )
     owner, low, high, valid = _boxes_to_ranges(regions, spatial, dev or torch.device("cpu"))
     return PreparedRegions(shape, None, owner, low, high, valid)
+
+
+def _unbind_padded(boxes: torch.Tensor, shape: tuple[int, ...]) -> list[torch.Tensor]:
+    """The per-sample boxes of a padded tensor ``(N, K, 2 * ndim)``; padding is dropped later."""
+    width = 2 * (len(shape) - 1)
+    if boxes.ndim != 3 or boxes.shape[2] != width or tuple(boxes.shape) == shape:
+        raise ArgumentTypeError(
+            f"regions: expected boolean masks of shape {shape}, a list of one box tensor "
+            f"(K_i, {width}) per map, or boxes padded to one tensor (N, K, {width}) with rows "
+            f"of NaN as padding; got a {boxes.dtype} tensor of shape {tuple(boxes.shape)} "
+            "(masks must be boolean: pass masks.bool())"
+        )
+    return list(boxes.unbind(0))
 
 
 def _boxes_to_ranges(
@@ -162,6 +174,9 @@ def _boxes_to_ranges(
         return none, empty, empty, torch.empty(0, dtype=torch.bool, device=device)
     boxes = torch.cat([b.to(device) for b in tensors]).to(torch.float64)
     owner = torch.repeat_interleave(torch.arange(len(tensors), device=device), counts)
+    padding = torch.isnan(boxes).all(dim=1)
+    if bool(padding.any()):
+        boxes, owner = boxes[~padding], owner[~padding]
     bad = ~torch.isfinite(boxes).all(dim=1) | (boxes[:, :ndim] > boxes[:, ndim:]).any(dim=1)
     if bool(bad.any()):
         first = int(owner[bad][0])
@@ -176,3 +191,92 @@ def _boxes_to_ranges(
     hi = torch.minimum(boxes[:, ndim:].flip(1).floor(), limit)
     valid = (lo <= hi).all(dim=1)
     return owner, lo, hi, valid
+
+
+def collate(
+    batch: Sequence[tuple[Any, Any, Any]],
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | list[torch.Tensor]]:
+    """Collate ``(image, label, regions)`` samples into a batch every metric accepts.
+
+    Pass it to a data loader, ``DataLoader(dataset, batch_size=8, collate_fn=metrics.collate)``:
+    torch's default collate cannot stack boxes whose count differs between images, and stacks
+    equal counts into one tensor without padding. Here images and labels are stacked, boxes
+    are kept as a list of one tensor ``(K_i, 4)`` per image (``(0, 4)`` for an image without
+    a box; ``(K_i, 6)`` for volumes) and boolean masks are stacked ``(N, *spatial)``.
+
+    Args:
+        batch: the samples: ``image`` a tensor (or array) ``(C, *spatial)``; ``label`` the
+            class to explain, an int or a 0-d int tensor, or ``None`` for the predicted
+            class; ``regions`` a boolean mask ``(*spatial)`` or ``(1, *spatial)``, or boxes
+            ``(K, 4)`` ``(xmin, ymin, xmax, ymax)`` in pixels as a tensor, array or list.
+
+    Returns:
+        ``(images, labels, regions)``: images ``(N, C, *spatial)``; labels an int64 tensor
+        ``(N,)``, or ``None`` when every label is ``None``; regions boolean masks
+        ``(N, *spatial)`` or a list of N box tensors.
+
+    Examples:
+        >>> samples = [(torch.zeros(1, 8, 8), 1, torch.tensor([[0, 0, 2, 2], [4, 4, 6, 6]])),
+        ...            (torch.zeros(1, 8, 8), 0, torch.zeros(0, 4))]
+        >>> images, labels, boxes = collate(samples)
+        >>> images.shape, labels.tolist(), [tuple(b.shape) for b in boxes]
+        (torch.Size([2, 1, 8, 8]), [1, 0], [(2, 4), (0, 4)])
+    """
+    if isinstance(batch, (str, bytes)) or not isinstance(batch, Sequence) or not batch:
+        raise ArgumentTypeError(
+            f"batch: expected a non-empty list of (image, label, regions) samples, "
+            f"got {describe(batch)}"
+        )
+    for i, sample in enumerate(batch):
+        if not isinstance(sample, (tuple, list)) or len(sample) != 3:
+            raise ArgumentTypeError(
+                f"batch[{i}]: expected a sample (image, label, regions), got {describe(sample)}"
+            )
+    images = [torch.as_tensor(sample[0]) for sample in batch]
+    for i, image in enumerate(images):
+        if image.shape != images[0].shape:
+            raise ShapeError(
+                f"batch[{i}]: expected images of one shape to stack, got {tuple(image.shape)} "
+                f"after {tuple(images[0].shape)} (resize or crop them in the dataset)",
+                image.shape,
+            )
+    return torch.stack(images), _collate_labels(batch), _collate_regions(batch, images[0].ndim)
+
+
+def _collate_labels(batch: Sequence[tuple[Any, Any, Any]]) -> torch.Tensor | None:
+    labels = [sample[1] for sample in batch]
+    missing = [label is None for label in labels]
+    if all(missing):
+        return None
+    if any(missing):
+        raise InvalidArgumentError(
+            f"batch[{missing.index(True)}]: expected every label to be a class index or every "
+            "label to be None (the predicted class), got a mix"
+        )
+    classes = []
+    for i, label in enumerate(labels):
+        t = torch.as_tensor(label)
+        if t.numel() != 1 or t.is_floating_point() or t.is_complex():
+            raise ArgumentTypeError(
+                f"batch[{i}]: expected the label to be a class index (an int) or None, "
+                f"got {describe(label)}"
+            )
+        classes.append(t.reshape(()).long())
+    return torch.stack(classes)
+
+
+def _collate_regions(
+    batch: Sequence[tuple[Any, Any, Any]], image_ndim: int
+) -> torch.Tensor | list[torch.Tensor]:
+    regions = [torch.as_tensor(sample[2]) for sample in batch]
+    masks = [r.dtype == torch.bool for r in regions]
+    if all(masks):
+        spatial = image_ndim - 1
+        return torch.stack([r[0] if r.ndim == spatial + 1 else r for r in regions])
+    if any(masks):
+        raise ArgumentTypeError(
+            f"batch[{masks.index(True)}]: expected the regions of every sample to be boolean "
+            "masks or every sample's to be boxes, got a mix"
+        )
+    width = 2 * (image_ndim - 1)
+    return [r.reshape(0, width) if r.numel() == 0 else r for r in regions]

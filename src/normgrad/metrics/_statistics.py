@@ -59,7 +59,7 @@ def dom(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> DoMResult:
-    r"""Difference of Means, :math:`|\bar a - \bar b|`, of scores over repeated runs.
+    r"""Difference of Means, $|\bar a - \bar b|$, of scores over repeated runs.
 
     The paper's consistency measure across architectures (MMD with a linear kernel in one
     dimension): ``scores_a`` are e.g. the Pointing Game accuracies of R independently
@@ -77,7 +77,7 @@ def dom(
         confidence: level of the bootstrap interval, in (0, 1).
         seed: seed of the random draws (an int >= 0).
 
-    Example:
+    Examples:
         >>> r = dom([0.85, 0.86, 0.84], [0.80, 0.79, 0.81])
         >>> round(r.dom, 3), r.p_value
         (0.05, 0.1)
