@@ -66,7 +66,8 @@ def main() -> None:
             ((y, xpos),) = metrics.points(saliency).tolist()
             name = f"NormGrad {vil}{label}"
             maps[name] = saliency[0, 0]
-            print(f"{name:<22}{f'({xpos}, {y})':>16}{saliency.mean().item():>8.3f}{elapsed:>11.1f}")
+            at = f"({xpos}, {y})" if xpos >= 0 else "nowhere"  # -1: a constant map
+            print(f"{name:<22}{at:>16}{saliency.mean().item():>8.3f}{elapsed:>11.1f}")
 
     try:
         import matplotlib

@@ -221,6 +221,9 @@ def test_viz_overlay_and_compare(tmp_path: Path) -> None:
     ax = viz.overlay(image, saliency, torch.tensor([[18, 8, 22, 12]]), title="map")
     assert ax.get_title() == "map"
     assert len(ax.patches) == 1
+    assert len(ax.lines) == 2  # the point's two crosses
+    assert viz.pointed(torch.zeros(1, 32, 32)) is None  # a constant map points nowhere
+    assert len(viz.overlay(image, torch.zeros(1, 32, 32)).lines) == 0
     fig = viz.compare(image, {"a": saliency, "b": saliency}, columns=2)
     assert len(fig.axes) == 4  # 3 panels on a 2 x 2 grid
     fig.savefig(tmp_path / "grid.png")

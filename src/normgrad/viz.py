@@ -136,12 +136,13 @@ def _slices(
     return img.select(axis, where), sal.select(axis, where), shown
 
 
-def pointed(saliency: torch.Tensor) -> tuple[int, int]:
+def pointed(saliency: torch.Tensor) -> tuple[int, int] | None:
     """``(x, y)`` of the first maximum of a map, the Pointing Game's point
-    ([`metrics.points`][normgrad.metrics.points])."""
+    ([`metrics.points`][normgrad.metrics.points]); ``None`` for a constant map, which
+    points nowhere."""
     s = _image_2d(saliency, "saliency")
     y, x = points(s[None]).tolist()[0]
-    return x, y
+    return None if x < 0 else (x, y)
 
 
 def overlay(
@@ -217,8 +218,9 @@ def overlay(
                     linewidth=1.2,
                 )
             )
-    if point:
-        x, y = pointed(sal)
+    at = pointed(sal) if point else None
+    if at is not None:
+        x, y = at
         ax.plot([x], [y], marker="+", color="white", markersize=12, markeredgewidth=2.5)
         ax.plot([x], [y], marker="+", color="black", markersize=8, markeredgewidth=1)
     if title:
