@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
+from typing import Union, cast
 
 import torch
 
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
+from ._objects import object_lists
+from ._shapes import Shape, shapes_mask
 
 
 @dataclass(frozen=True)
@@ -67,11 +69,12 @@ class PreparedRegions:
         return out
 
 
-Regions = Union[torch.Tensor, Sequence[torch.Tensor], PreparedRegions]
+Regions = Union[torch.Tensor, Sequence[Union[torch.Tensor, Sequence[Shape]]], PreparedRegions]
 """Regions to point at: boolean masks ``(N, *spatial)`` (or ``(N, 1, *spatial)``), or per
 sample a tensor ``(K_i, 4)`` of boxes ``(xmin, ymin, xmax, ymax)`` in pixels, inclusive
 (``(K_i, 6)`` ``(xmin, ymin, zmin, xmax, ymax, zmax)`` for volumes; ``K_i = 0`` means no
-region), or :class:`PreparedRegions`."""
+region) or a list of :class:`Box`, :class:`Ellipse` and :class:`Polygon` (2-D; rasterised
+to masks), or :class:`PreparedRegions`."""
 
 
 def prepare_regions(
@@ -127,8 +130,24 @@ def prepare_regions(
         raise ShapeError(
             f"regions: expected one box tensor per map ({n}), got {len(regions)}", (len(regions),)
         )
-    owner, low, high, valid = _boxes_to_ranges(regions, spatial, dev or torch.device("cpu"))
+    if any(_has_shapes(item) for item in regions):
+        objects, _ = object_lists(regions, shape)
+        masks = torch.stack(
+            [shapes_mask(o, spatial, dev) for o in objects]  # type: ignore[arg-type]
+        )
+        no_boxes = empty.to(masks.device)
+        return PreparedRegions(shape, masks, no_boxes, no_boxes, no_boxes, no_boxes.bool())
+    boxes = cast(Sequence[torch.Tensor], regions)  # no shapes: tensors or lists of numbers
+    owner, low, high, valid = _boxes_to_ranges(boxes, spatial, dev or torch.device("cpu"))
     return PreparedRegions(shape, None, owner, low, high, valid)
+
+
+def _has_shapes(item: object) -> bool:
+    return (
+        isinstance(item, Sequence)
+        and not isinstance(item, (str, torch.Tensor))
+        and any(isinstance(obj, Shape) for obj in item)
+    )
 
 
 def _boxes_to_ranges(
