@@ -270,7 +270,7 @@ def test_peaks_errors() -> None:
         metrics.peaks(maps, 1, min_distance=-1)
     bad = maps.clone()
     bad[1, 0, 2, 2] = math.nan
-    with pytest.raises(InvalidArgumentError, match="saliency: expected finite maps.*1 map"):
+    with pytest.raises(InvalidArgumentError, match=r"saliency: expected finite maps.*1 map"):
         metrics.peaks(bad, 1)
     assert not bool(metrics.peaks(torch.ones(1, 4, 4), 2).valid.any())  # constant: no peak
 
