@@ -479,3 +479,21 @@ def test_multi_pointing_game_one_peak_one_object() -> None:
     maps[0, 2, 2], maps[0, 8, 8] = 1.0, 0.5
     boxes = [torch.tensor([[0, 0, 4, 4], [1, 1, 5, 5]])]
     assert metrics.multi_pointing_game(maps, boxes, min_distance=2).item() == 0.5
+
+
+def test_froc_curve_plot(tmp_path: object) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from normgrad import viz
+
+    maps = torch.zeros(2, 8, 8)
+    maps[0, 1, 1], maps[1, 5, 5] = 1.0, 0.5
+    result = metrics.froc(maps, [torch.tensor([[0, 0, 2, 2]]), torch.zeros(0, 4)], k=1)
+    ax = viz.froc_curve({"a": result, "b": result})
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a (1.000)", "b (1.000)"]
+    xs, ys = ax.lines[0].get_data()
+    # FPI 0 is drawn at 1/16 on the log axis; the last point holds on to 16
+    assert list(xs) == [1 / 16, 1 / 16, 0.5, 16] and list(ys) == [0, 1, 1, 1]
+    with pytest.raises(ArgumentTypeError, match="results: expected FROCResult values"):
+        viz.froc_curve({"a": 0.5})  # type: ignore[dict-item]
