@@ -144,9 +144,11 @@ def ref_froc(
 
 
 @st.composite
-def small_maps(draw: st.DrawFn, ndim: int = 2) -> torch.Tensor:
+def small_maps(draw: st.DrawFn, ndim: int = 2, first: int = 7) -> torch.Tensor:
+    """Maps with few levels; ``first``: the largest first axis (more rows than the 8 bands
+    searched at first, when cut into bands of one row)."""
     n = draw(st.integers(1, 3))
-    shape = [draw(st.integers(1, 7)) for _ in range(ndim)]
+    shape = [draw(st.integers(1, first))] + [draw(st.integers(1, 7)) for _ in range(ndim - 1)]
     levels = draw(st.integers(1, 4))  # few levels: ties and plateaus
     values = draw(
         st.lists(
@@ -218,10 +220,16 @@ def test_shape_errors() -> None:
 # peaks
 
 
-@given(small_maps(), st.integers(1, 5), st.sampled_from([0.0, 1.0, 1.5, 2.0, 3.0]))
-@settings(max_examples=150, deadline=None)
-def test_peaks_match_reference(maps: torch.Tensor, k: int, min_distance: float) -> None:
-    found = metrics.peaks(maps, k, min_distance=min_distance)
+@given(
+    small_maps(first=14),
+    st.integers(1, 5),
+    st.sampled_from([0.0, 1.0, 1.5, 2.0, 3.0]),
+    st.sampled_from([1, 5, 12, 4096]),
+)
+@settings(max_examples=200, deadline=None)
+def test_peaks_match_reference(maps: torch.Tensor, k: int, min_distance: float, block: int) -> None:
+    # small blocks: bands of one or a few rows, searched a few at a time
+    found = metrics.peaks(maps, k, min_distance=min_distance, block=block)
     for i in range(maps.shape[0]):
         expected = ref_peaks(maps[i], k, min_distance)
         count = len(expected)
@@ -231,10 +239,17 @@ def test_peaks_match_reference(maps: torch.Tensor, k: int, min_distance: float) 
         assert bool(found.values[i, count:].isnan().all())
 
 
-@given(small_maps(ndim=3), st.integers(1, 4), st.sampled_from([0.0, 1.0, 2.0]))
-@settings(max_examples=60, deadline=None)
-def test_peaks_3d_match_reference(maps: torch.Tensor, k: int, min_distance: float) -> None:
-    found = metrics.peaks(maps.unsqueeze(1), k, min_distance=min_distance)
+@given(
+    small_maps(ndim=3, first=11),
+    st.integers(1, 4),
+    st.sampled_from([0.0, 1.0, 2.0]),
+    st.sampled_from([1, 20, 4096]),
+)
+@settings(max_examples=80, deadline=None)
+def test_peaks_3d_match_reference(
+    maps: torch.Tensor, k: int, min_distance: float, block: int
+) -> None:
+    found = metrics.peaks(maps.unsqueeze(1), k, min_distance=min_distance, block=block)
     for i in range(maps.shape[0]):
         expected = ref_peaks(maps[i], k, min_distance)
         got = found.coords[i][found.valid[i]].tolist()
@@ -247,11 +262,12 @@ def test_peaks_need_more_candidates_than_the_first_round() -> None:
     maps = torch.zeros(1, 30, 30)
     maps[0, :10, :20] = 2.0
     maps[0, 25, 25] = 1.0
-    found = metrics.peaks(maps, 2, min_distance=40)
-    assert found.coords[0].tolist() == [[0, 0], [0, 0]]
-    assert found.valid[0].tolist() == [True, False]
-    found = metrics.peaks(maps, 2, min_distance=25)
-    assert found.coords[0].tolist() == [[0, 0], [25, 25]]
+    for block in (30, 4096):  # bands of one row, and the whole map
+        found = metrics.peaks(maps, 2, min_distance=40, block=block)
+        assert found.coords[0].tolist() == [[0, 0], [0, 0]]
+        assert found.valid[0].tolist() == [True, False]
+        found = metrics.peaks(maps, 2, min_distance=25, block=block)
+        assert found.coords[0].tolist() == [[0, 0], [25, 25]]
 
 
 def test_first_peak_is_the_pointing_games_point() -> None:
