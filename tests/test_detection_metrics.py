@@ -286,7 +286,10 @@ def test_peaks_errors() -> None:
         metrics.peaks(maps, 1, min_distance=-1)
     bad = maps.clone()
     bad[1, 0, 2, 2] = math.nan
-    with pytest.raises(InvalidArgumentError, match=r"saliency: expected finite maps.*1 map"):
+    with pytest.raises(
+        InvalidArgumentError,
+        match=r"saliency: expected maps without NaN or \+inf, got them in 1 map",
+    ):
         metrics.peaks(bad, 1)
     assert not bool(metrics.peaks(torch.ones(1, 4, 4), 2).valid.any())  # constant: no peak
 
@@ -411,9 +414,9 @@ def test_detection_errors() -> None:
         metrics.froc(maps, boxes, probabilities=torch.tensor([0.5]))
     bad = maps.clone()
     bad[0, 0, 0, 0] = math.nan
-    with pytest.raises(InvalidArgumentError, match="saliency: expected finite maps"):
+    with pytest.raises(InvalidArgumentError, match="saliency: expected maps without NaN"):
         metrics.froc(bad, boxes)
-    with pytest.raises(InvalidArgumentError, match="saliency: expected finite maps"):
+    with pytest.raises(InvalidArgumentError, match="saliency: expected maps without NaN"):
         metrics.multi_pointing_game(bad, boxes)
     with pytest.raises(ArgumentTypeError, match="Polygon is 2-D but the maps are 3-D"):
         metrics.froc(torch.rand(1, 3, 4, 4), [[Polygon([(0, 0)])]])
@@ -449,6 +452,42 @@ def test_energy_matches_reference(
             assert float(got[i]) == pytest.approx(inside / total if total > 0 else 0.0)
 
 
+@given(
+    small_maps(),
+    st.lists(st.tuples(coordinate, coordinate, coordinate, coordinate), max_size=4),
+    st.sampled_from([16, 1 << 19]),
+)
+@settings(max_examples=80, deadline=None)
+def test_energy_of_overlapping_boxes_matches_reference(
+    maps: torch.Tensor, corners: list[tuple[float, ...]], chunk: int
+) -> None:
+    import normgrad.metrics._energy as energy_module
+
+    n, height, width = maps.shape
+    maps = maps - 1.0
+    boxes = [Box.from_corners(*c).bounds() for c in corners]
+    per_sample = [torch.tensor(boxes[i::n], dtype=torch.float64).reshape(-1, 4) for i in range(n)]
+    saved = energy_module._CHUNK_ELEMENTS
+    energy_module._CHUNK_ELEMENTS = chunk  # a few maps per chunk, or all at once
+    try:
+        got = metrics.energy_pointing_game(maps, per_sample)
+    finally:
+        energy_module._CHUNK_ELEMENTS = saved
+    for i in range(n):
+        inside = total = 0.0
+        region = False
+        for y in range(height):
+            for x in range(width):
+                value = max(float(maps[i, y, x]), 0.0)
+                total += value
+                if any(ref_box(b, x, y) for b in boxes[i::n]):
+                    inside, region = inside + value, True
+        if not region:
+            assert math.isnan(got[i])
+        else:
+            assert float(got[i]) == pytest.approx(inside / total if total > 0 else 0.0)
+
+
 def test_energy_masks_boxes_and_errors() -> None:
     # a 4x4 map of ones with a 2x2 box: 4 of 16
     maps = torch.ones(2, 1, 4, 4)
@@ -465,7 +504,7 @@ def test_energy_masks_boxes_and_errors() -> None:
         metrics.energy_pointing_game(maps, torch.zeros(2, 5, 4, dtype=torch.bool))
     bad = maps.clone()
     bad[0, 0, 0, 0] = math.nan
-    with pytest.raises(InvalidArgumentError, match="saliency: expected finite maps"):
+    with pytest.raises(InvalidArgumentError, match="saliency: expected maps without NaN"):
         metrics.energy_pointing_game(bad, boxes)
     with pytest.raises(ArgumentTypeError, match=r"regions\[0\]\[1\]: expected a Box"):
         metrics.energy_pointing_game(maps, [[Box(0, 0, 1, 1), (0, 0, 1, 1)], []])  # type: ignore[list-item]

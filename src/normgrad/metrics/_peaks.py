@@ -3,20 +3,20 @@ r"""The peaks of a map: its highest local maxima, kept apart by non-maximum supp
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from .._checks import check_number, check_positive_int
 from .._errors import InvalidArgumentError
 from ._maps import as_maps
 
-# Candidates examined per map in the first round, and bands of about _BAND_ELEMENTS values
-# searched (both doubled until k peaks are certain).
+# Candidates examined per map in the first round, and tiles of about _TILE_ELEMENTS values
+# searched (both grown until k peaks are certain).
 _FIRST_CANDIDATES = 64
-_FIRST_BANDS = 8
-_BAND_ELEMENTS = 4096
+_FIRST_TILES = 16
+_TILE_ELEMENTS = 256
 
 
 @dataclass(frozen=True)
@@ -38,49 +38,60 @@ class Peaks:
         return self.valid.sum(dim=1)
 
 
-def _band_rows(first: int, rest: int, block: int) -> int:
-    """Rows (first-axis indices) per band: the largest divisor of ``first`` whose band holds
-    at most ``max(block, rest)`` values."""
-    for rows in range(first, 0, -1):
-        if first % rows == 0 and rows * rest <= max(block, rest):
-            return rows
-    return 1
+def _tile_shape(spatial: Sequence[int], block: int) -> tuple[int, ...]:
+    """Tile side per axis: the largest divisor of the size up to ``block ** (1 / ndim)``."""
+    side = max(1, round(block ** (1 / len(spatial))))
+    return tuple(max(d for d in range(1, min(s, side) + 1) if s % d == 0) for s in spatial)
 
 
-def _band_candidates(
-    maps: torch.Tensor, bands: torch.Tensor, rows: int, above: torch.Tensor
+def _tile_candidates(
+    maps: torch.Tensor, which: torch.Tensor, tiles: torch.Tensor, tile: tuple[int, ...]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Values, local-maximum flags and flat positions of the pixels of chosen bands.
+    """Values, local-maximum flags and flat positions of the pixels of chosen tiles.
 
-    ``bands`` ``(n, T)`` holds band indices in increasing order, so the pixels come in
-    row-major order; each band is read with one row above and below (clamped at the border:
-    a repeated border row changes no comparison) to test its 3×3 (3×3×3) neighbourhoods.
-    ``above`` ``(n,)``: only pixels strictly above it count.
+    ``tiles`` ``(n, T)``: flat tile indices of the maps ``which`` ``(n,)``. Each tile is read
+    with a margin of one pixel (clamped at the border: a repeated border pixel changes no
+    comparison) and compared with the maximum of its 3×3 (3×3×3) neighbourhoods, separable
+    running maxima of three.
     """
-    n, t = bands.shape
-    first, *rest = maps.shape[1:]
-    offsets = torch.arange(-1, rows + 1, device=maps.device)
-    index = (bands[..., None] * rows + offsets).clamp(0, first - 1)  # (n, T, rows + 2)
-    slab = maps[torch.arange(n, device=maps.device)[:, None, None], index]
-    slab = slab.reshape(n * t, 1, rows + 2, *rest)
-    pool = F.max_pool2d if len(rest) == 1 else F.max_pool3d
-    padding = (0, *([1] * len(rest)))
-    neighbourhood = pool(slab, kernel_size=3, stride=1, padding=padding)
-    inner = slab[:, :, 1:-1]
-    local = (inner >= neighbourhood) & (
-        inner > above.repeat_interleave(t).view(-1, 1, 1, *([1] * len(rest)))
-    )
-    size = rows * math.prod(rest)
-    positions = (bands * size)[..., None] + torch.arange(size, device=maps.device)
-    return inner.reshape(n, t * size), local.reshape(n, t * size), positions.reshape(n, t * size)
+    n, t = tiles.shape
+    spatial = maps.shape[1:]
+    grid = [s // d for s, d in zip(spatial, tile)]
+    index: list[torch.Tensor] = [which.view(n, 1, *([1] * len(spatial)))]
+    flat = torch.zeros(n, t, *tile, dtype=torch.long, device=maps.device)
+    rest = tiles
+    for axis in reversed(range(len(spatial))):
+        place = rest % grid[axis]
+        rest = rest // grid[axis]
+        shape = [n, t] + [1] * len(spatial)
+        shape[2 + axis] = tile[axis] + 2
+        offsets = torch.arange(-1, tile[axis] + 1, device=maps.device)
+        at = (place[..., None] * tile[axis] + offsets).clamp(0, spatial[axis] - 1)
+        index.insert(1, at.view(shape))
+        inner = shape.copy()
+        inner[2 + axis] = tile[axis]
+        stride = math.prod(spatial[axis + 1 :])
+        flat = flat + (place[..., None] * tile[axis] + offsets[1:-1]).view(inner) * stride
+    slab = maps[tuple(index)]  # (n, T, *tile + 2)
+    top = slab
+    centre = slab
+    for axis in range(2, slab.ndim):
+        length = top.shape[axis]
+        top = torch.maximum(
+            torch.maximum(top.narrow(axis, 0, length - 2), top.narrow(axis, 1, length - 2)),
+            top.narrow(axis, 2, length - 2),
+        )
+        centre = centre.narrow(axis, 1, length - 2)
+    return centre.reshape(n, -1), (centre >= top).reshape(n, -1), flat.reshape(n, -1)
 
 
 def _ordered_candidates(
-    values: torch.Tensor, candidate: torch.Tensor, m: int
+    values: torch.Tensor, candidate: torch.Tensor, positions: torch.Tensor, m: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The first ``m`` candidates of each row by value, ties in row-major order.
+    """The first ``m`` candidates of each row by decreasing value, ties by position.
 
-    Returns flat positions ``(N, m)``, values ``(N, m)`` and whether each is a candidate.
+    Returns indices into the rows ``(N, m)``, in that order, their values and whether each
+    is a candidate.
     """
     n = values.shape[0]
     masked = torch.where(candidate, values, torch.full_like(values, -torch.inf))
@@ -88,12 +99,18 @@ def _ordered_candidates(
     above = masked > threshold
     tied = masked == threshold
     room = m - above.sum(dim=1, keepdim=True)
-    chosen = above | (tied & (tied.cumsum(dim=1) <= room))
-    positions = chosen.nonzero()[:, 1].view(n, m)  # row-major within each row
-    picked = masked.gather(1, positions)
-    order = picked.argsort(dim=1, descending=True, stable=True)
-    positions = positions.gather(1, order)
-    return positions, values.gather(1, positions), candidate.gather(1, positions)
+    chosen = above | tied
+    if bool((tied.sum(dim=1, keepdim=True) > room).any()):  # ties straddle the m-th place
+        last = int(positions.max()) + 1
+        tied_at = torch.where(tied, positions, torch.full_like(positions, last))
+        firsts = tied_at.topk(int(room.max().clamp_min(1)), dim=1, largest=False).values
+        cut = firsts.gather(1, (room - 1).clamp_min(0))
+        chosen = above | (tied & (positions <= cut) & (room > 0))
+    index = chosen.nonzero()[:, 1].view(n, m)
+    index = index.gather(1, positions.gather(1, index).argsort(dim=1))
+    order = masked.gather(1, index).argsort(dim=1, descending=True, stable=True)
+    index = index.gather(1, order)
+    return index, values.gather(1, index), candidate.gather(1, index)
 
 
 def _suppress(
@@ -119,7 +136,7 @@ def _suppress(
 
 
 def peaks(
-    saliency: torch.Tensor, k: int, *, min_distance: float = 1.0, block: int = _BAND_ELEMENTS
+    saliency: torch.Tensor, k: int, *, min_distance: float = 1.0, block: int = _TILE_ELEMENTS
 ) -> Peaks:
     r"""The ``k`` highest local maxima of each map, at least ``min_distance`` apart.
 
@@ -131,21 +148,22 @@ def peaks(
     ``min_distance`` pixels (greedy non-maximum suppression), until ``k`` are kept. The first
     peak is therefore the Pointing Game's point (:func:`points`) unless the map is constant.
 
-    Batched on the maps' device, in about one read of the maps: each map is cut into bands
-    of whole rows (about 4,096 values) whose minima and maxima are taken at memory speed;
-    only the bands with the highest maxima are searched for local maxima (3×3 max-pooling
-    of the band with a row above and below), and a local maximum is used only once every
-    pixel as high is known to be in those bands (above the highest maximum of the bands
-    left out). The best ``m`` of them (threshold by ``topk``, ties resolved in row-major
-    order) are suppressed greedily; bands and ``m`` are doubled for the maps where they
-    were not enough, up to the whole map.
+    Batched on the maps' device, in about one read of the maps: each map is cut into tiles
+    (about ``block`` values) whose maxima are taken at memory speed; only the tiles with
+    the highest maxima are searched for local maxima (running maxima over the tile and a
+    margin of one pixel), and a local maximum is used only once every pixel as high is
+    known to be in those tiles (above the highest maximum of the tiles left out). The best
+    ``m`` of them (threshold by ``topk``, ties resolved in row-major order) are suppressed
+    greedily; tiles and ``m`` grow for the maps where they were not enough, up to the
+    whole map.
 
     Args:
-        saliency: maps ``(N, 1, *spatial)`` or ``(N, *spatial)``, 2-D or 3-D, finite values.
+        saliency: maps ``(N, 1, *spatial)`` or ``(N, *spatial)``, 2-D or 3-D, without NaN
+            or +inf (-inf ranks below everything).
         k: how many peaks per map, ``>= 1``.
         min_distance: smallest distance between two peaks in pixels, ``>= 0`` (1 or less
             keeps every local maximum, including the pixels of a plateau).
-        block: values per band of the search (a tuning knob; the result does not depend
+        block: values per tile of the search (a tuning knob; the result does not depend
             on it).
 
     Returns:
@@ -161,25 +179,23 @@ def peaks(
     k = check_positive_int(k, "k")
     distance = check_number(min_distance, "min_distance", low=0)
     maps = as_maps(saliency)
-    if maps.is_floating_point() and not bool(torch.isfinite(maps).all()):
-        bad = int((~torch.isfinite(maps)).flatten(1).any(dim=1).sum())
-        raise InvalidArgumentError(
-            f"saliency: expected finite maps, got NaN or infinite values in {bad} map(s); "
-            "replace them (torch.nan_to_num) before looking for peaks"
-        )
     n, *spatial = maps.shape
     work = maps if maps.is_floating_point() else maps.to(torch.float64)
-    first, rest = spatial[0], math.prod(spatial[1:])
-    rows = _band_rows(first, rest, check_positive_int(block, "block"))
-    count_bands = first // rows
-    low, high = torch.aminmax(work.reshape(n, count_bands, rows * rest), dim=2)
-    if not bool((torch.isfinite(low) & torch.isfinite(high)).all()):  # NaN reaches both
-        bad = int((~(torch.isfinite(low) & torch.isfinite(high))).any(dim=1).sum())
+    tile = _tile_shape(spatial, check_positive_int(block, "block"))
+    grid = [s // d for s, d in zip(spatial, tile)]
+    count_tiles = math.prod(grid)
+    high = work
+    for axis in range(len(spatial)):  # outer axes first: reductions over contiguous rows
+        shape = list(high.shape)
+        shape[1 + axis : 2 + axis] = [grid[axis], tile[axis]]
+        high = high.reshape(shape).amax(dim=2 + axis)
+    high = high.reshape(n, count_tiles)
+    if not bool(torch.isfinite(high).all()):  # NaN spreads to the maximum
+        bad = int((~torch.isfinite(high)).any(dim=1).sum())
         raise InvalidArgumentError(
-            f"saliency: expected finite maps, got NaN or infinite values in {bad} map(s); "
+            f"saliency: expected maps without NaN or +inf, got them in {bad} map(s); "
             "replace them (torch.nan_to_num) before looking for peaks"
         )
-    lowest = low.amin(dim=1)
     strides = torch.tensor(
         [math.prod(spatial[i + 1 :]) for i in range(len(spatial))], device=maps.device
     )
@@ -188,23 +204,24 @@ def peaks(
     values = torch.full((n, k), float("nan"), dtype=work.dtype, device=maps.device)
     valid = torch.zeros(n, k, dtype=torch.bool, device=maps.device)
     todo = torch.arange(n, device=maps.device)
-    t = min(count_bands, _FIRST_BANDS)
+    t = min(count_tiles, max(_FIRST_TILES, 2 * k))
     m = max(_FIRST_CANDIDATES, 4 * k)
     while todo.numel():
-        # the t bands with the highest maxima; every pixel above the highest maximum left
-        # out ("certain") is in them, so greedy suppression over those is exact
-        top = high[todo].topk(min(t + 1, count_bands), dim=1)
-        chosen = top.indices[:, :t].sort(dim=1).values
-        left_out = top.values[:, t] if t < count_bands else torch.full_like(lowest[todo], -math.inf)
-        sub, local, where = _band_candidates(work[todo], chosen, rows, lowest[todo])
-        certain = local & (sub > left_out[:, None])
+        # the t tiles with the highest maxima hold every pixel above the highest maximum
+        # left out: greedy suppression over those local maxima ("certain") is exact, and
+        # they are above the map's minimum (a tile left out has a value at least as low)
+        top = high[todo].topk(min(t + 1, count_tiles), dim=1)
+        # with every tile, only the minimum itself is left out
+        floor = top.values[:, t] if t < count_tiles else work[todo].flatten(1).amin(dim=1)
+        sub, local, where = _tile_candidates(work, todo, top.indices[:, :t], tile)
+        certain = local & (sub > floor[:, None])
         size = min(m, sub.shape[1])
-        order, picked, usable = _ordered_candidates(sub, certain, size)
+        order, picked, usable = _ordered_candidates(sub, certain, where, size)
         positions = where.gather(1, order)
         cells = (positions[..., None] // strides) % sizes
         kept, count = _suppress(cells, usable, k, distance)
         exhausted = ~usable[:, -1] | (size == sub.shape[1])
-        done = (count == k) | (exhausted & (t == count_bands))
+        done = (count == k) | (exhausted & (t == count_tiles))
         rows_done = todo[done]
         slot = kept[done].long().cumsum(dim=1) - 1
         r, j = kept[done].nonzero(as_tuple=True)
@@ -212,5 +229,5 @@ def peaks(
         values[rows_done[r], slot[r, j]] = picked[done][r, j]
         valid[rows_done[r], slot[r, j]] = True
         todo = todo[~done]
-        t, m = min(count_bands, 2 * t), 2 * m
+        t, m = min(count_tiles, 4 * t), 2 * m
     return Peaks(coords, values, valid)
