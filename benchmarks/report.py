@@ -115,6 +115,20 @@ def targets_table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 "met" if p["identical results"] else "missed",
             )
         )
+    if "detection" in results:
+        d = results["detection"]
+        read = d["one read of the maps (sum)"]
+        tag = f"{d['maps']} maps {d['size']}x{d['size']}"
+        add(
+            f"FROC / one read of the maps ({tag})",
+            ratio(d["normgrad froc (shapes, k=10)"], read),
+            3.0,
+        )
+        add(
+            f"energy pointing game (boxes) / one read of the maps ({tag})",
+            ratio(d["normgrad energy_pointing_game (boxes)"], read),
+            3.0,
+        )
     if "memory" in results:
         m = results["memory"]
         add(
@@ -164,6 +178,23 @@ def further_table(results: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{ratio(p['normgrad pointing_game'], p['one read of the maps (sum)']):.2f}x",
             ),
         ]
+    d = results.get("detection", {})
+    if "one read of the maps (sum)" in d:
+        read = d["one read of the maps (sum)"]
+        rows += [
+            (
+                "peaks (k=10) / one read of the maps",
+                f"{ratio(d['normgrad peaks (k=10, min_distance=15)'], read):.2f}x",
+            ),
+            (
+                "energy pointing game (shapes, rasterised) / one read of the maps",
+                f"{ratio(d['normgrad energy_pointing_game (shapes)'], read):.2f}x",
+            ),
+            (
+                f"deletion/insertion: forward passes per image (steps {d['deletion_insertion']['steps']})",
+                f"{d['deletion_insertion']['forward images per image']:.0f}",
+            ),
+        ]
     return rows
 
 
@@ -198,7 +229,7 @@ def markdown(results: dict[str, Any]) -> str:
                         lines.append(
                             f"| NormGrad {vname} alone ({r['size']}x{r['size']}, batch {r['batch']}) | {v['median_s']:.4f} | {v['iqr_s']:.4f} |"
                         )
-    for key in ("transformer", "kernel", "pointing_game"):
+    for key in ("transformer", "kernel", "pointing_game", "detection"):
         if key in results:
             for name, value in results[key].items():
                 if isinstance(value, dict) and "median_s" in value:

@@ -17,6 +17,9 @@ Measures, on ResNet-50 with random weights:
 5. the Pointing Game on 1,000 maps of 600x600 with boxes against a per-sample loop and
    against one read of the maps (the memory-bandwidth bound of any exact method);
 6. peak memory of the explainer call against a plain forward plus backward;
+8. the detection metrics: FROC (peaks, matching to boxes, ellipses and polygons) and the
+   energy pointing game on 1,000 maps of 600x600 against one read of the maps, and the
+   forward passes per image of deletion/insertion (counted);
 7. multi-layer NormGrad on a ViT-B/16 (four blocks, tokens read as the patch grid) against
    its floor (forward plus an activation-only backward to the earliest hooked block), at the
    size and batch of part 1.
@@ -47,6 +50,7 @@ from cases import (
     bench_transformer,
     environment,
 )
+from detection import bench_detection
 from memory import memory_probe, peak_memory
 from report import markdown
 
@@ -68,7 +72,15 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=["passes_224", "passes_600", "kernel", "transformer", "pointing_game", "memory"],
+        choices=[
+            "passes_224",
+            "passes_600",
+            "kernel",
+            "transformer",
+            "pointing_game",
+            "detection",
+            "memory",
+        ],
         help="run only these parts and merge them into the existing JSON file",
     )
     parser.add_argument(
@@ -106,6 +118,9 @@ def main() -> None:
         "kernel": lambda: bench_kernel(big_size, big_batch, device, t, rounds),
         "transformer": lambda: bench_transformer(small, big, device, t, rounds),
         "pointing_game": lambda: bench_pointing_game(
+            maps, 600 if not args.quick else 300, device, t, rounds
+        ),
+        "detection": lambda: bench_detection(
             maps, 600 if not args.quick else 300, device, t, rounds
         ),
     }
