@@ -116,22 +116,27 @@ def _ordered_candidates(
 def _suppress(
     coords: torch.Tensor, usable: torch.Tensor, k: int, min_distance: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Greedy non-maximum suppression over ordered candidates ``(N, m, ndim)``.
-
-    Returns which candidates are kept ``(N, m)`` and whether the order was long enough to be
-    sure of the result (k kept, or no candidate left unexamined).
-    """
+    """Greedy non-maximum suppression over ordered candidates ``(N, m, ndim)``: ``k`` picks
+    of the first candidate not yet suppressed, each suppressing those closer than
+    ``min_distance``. Returns which candidates are kept ``(N, m)`` and how many ``(N,)``."""
     n, m, _ = coords.shape
     c = coords.to(torch.float64)
     close = torch.cdist(c, c) < min_distance if min_distance > 0 else None
     kept = torch.zeros(n, m, dtype=torch.bool, device=coords.device)
     count = torch.zeros(n, dtype=torch.long, device=coords.device)
-    for j in range(m):
-        keep = usable[:, j] & (count < k)
-        if close is not None and j:
-            keep &= ~(close[:, j, :j] & kept[:, :j]).any(dim=1)
-        kept[:, j] = keep
-        count += keep.long()
+    open_ = usable.clone()
+    rows = torch.arange(n, device=coords.device)
+    for _ in range(k):  # each pick: the first candidate still open, in order
+        has = open_.any(dim=1)
+        if not bool(has.any()):
+            break
+        pick = open_.to(torch.uint8).argmax(dim=1)
+        r, j = rows[has], pick[has]
+        kept[r, j] = True
+        open_[r, j] = False
+        if close is not None:
+            open_[r] &= ~close[r, j]
+        count += has.long()
     return kept, count
 
 
@@ -228,6 +233,10 @@ def peaks(
         coords[rows_done[r], slot[r, j]] = cells[done][r, j]
         values[rows_done[r], slot[r, j]] = picked[done][r, j]
         valid[rows_done[r], slot[r, j]] = True
+        # more tiles where their certain candidates ran out, more candidates elsewhere
+        more_tiles = bool((exhausted & ~done).any())
+        more_candidates = bool((~exhausted & ~done).any())
         todo = todo[~done]
-        t, m = min(count_tiles, 4 * t), 2 * m
+        t = min(count_tiles, 4 * t) if more_tiles else t
+        m = 2 * m if more_candidates else m
     return Peaks(coords, values, valid)
