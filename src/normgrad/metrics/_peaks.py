@@ -121,7 +121,6 @@ def _suppress(
     ``min_distance``. Returns which candidates are kept ``(N, m)`` and how many ``(N,)``."""
     n, m, _ = coords.shape
     c = coords.to(torch.float64)
-    close = torch.cdist(c, c) < min_distance if min_distance > 0 else None
     kept = torch.zeros(n, m, dtype=torch.bool, device=coords.device)
     count = torch.zeros(n, dtype=torch.long, device=coords.device)
     open_ = usable.clone()
@@ -134,8 +133,9 @@ def _suppress(
         r, j = rows[has], pick[has]
         kept[r, j] = True
         open_[r, j] = False
-        if close is not None:
-            open_[r] &= ~close[r, j]
+        if min_distance > 0:  # distances from the pick only: k * m, not m * m
+            d2 = ((c[r] - c[r, j][:, None]) ** 2).sum(dim=2)
+            open_[r] &= d2 >= min_distance**2
         count += has.long()
     return kept, count
 
