@@ -207,6 +207,15 @@ def markdown(results: dict[str, Any]) -> str:
         + (", quick mode (reduced sizes)" if results["quick"] else "")
         + ".",
         "",
+    ]
+    detection_env = results.get("detection", {}).get("environment")
+    if detection_env and detection_env.get("commit") != env.get("commit"):
+        lines += [
+            f"The detection part was measured later, at commit `{detection_env['commit'][:12]}`, "
+            f"{detection_env['date']}, {detection_env['torch_threads']} torch threads.",
+            "",
+        ]
+    lines += [
         "| claim | measured | target | |",
         "| --- | --- | --- | --- |",
     ]

@@ -111,7 +111,9 @@ def main() -> None:
     results: dict[str, Any] = {}
     if args.only and out_json.is_file():
         results = json.loads(out_json.read_text())
-    results.update({"environment": environment(device), "quick": args.quick})
+    if not (args.only and "environment" in results):  # merged parts keep the first run's
+        results["environment"] = environment(device)
+    results["quick"] = args.quick
     steps: dict[str, Callable[[], Any]] = {
         "passes_224": lambda: bench_passes(small, big, device, t, rounds, peers=True),
         "passes_600": lambda: bench_passes(big_size, big_batch, device, t, rounds, peers=False),
@@ -129,6 +131,8 @@ def main() -> None:
             continue
         print(f"running {name} ...", file=sys.stderr)
         results[name] = fn()
+        if args.only:  # a part measured alone records where it ran; the others keep theirs
+            results[name]["environment"] = environment(device)
     if not args.only or "memory" in args.only:
         print("running memory probes ...", file=sys.stderr)
         results["memory"] = {
