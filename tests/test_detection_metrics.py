@@ -552,3 +552,21 @@ def test_froc_curve_plot(tmp_path: object) -> None:
     assert list(xs) == [1 / 16, 1 / 16, 0.5, 16] and list(ys) == [0, 1, 1, 1]
     with pytest.raises(ArgumentTypeError, match="results: expected FROCResult values"):
         viz.froc_curve({"a": 0.5})  # type: ignore[dict-item]
+
+
+@given(detection_cases(), st.sampled_from([0.0, 1.0, 2.5]))
+@settings(max_examples=60, deadline=None)
+def test_pointing_game_takes_shapes_as_their_pixels(
+    case: tuple[torch.Tensor, list[list[object]], list[float]], tolerance: float
+) -> None:
+    maps, objects, _ = case
+    n, height, width = maps.shape
+    masks = torch.zeros(n, height, width, dtype=torch.bool)
+    for i in range(n):
+        for obj in objects[i]:
+            masks[i] |= ref_mask(obj, height, width)
+    got = metrics.pointing_game(maps, objects, tolerance=tolerance)  # type: ignore[arg-type]
+    expected = metrics.pointing_game(maps, masks, tolerance=tolerance)
+    assert torch.equal(got.nan_to_num(-1), expected.nan_to_num(-1))
+    prepared = metrics.prepare_regions(objects, maps.shape)  # type: ignore[arg-type]
+    assert torch.equal(prepared.to_masks(), masks)
