@@ -187,7 +187,7 @@ def further_table(results: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{ratio(d['normgrad peaks (k=10, min_distance=15)'], read):.2f}x",
             ),
             (
-                "energy pointing game (shapes, rasterised) / one read of the maps",
+                "energy pointing game (shapes) / one read of the maps",
                 f"{ratio(d['normgrad energy_pointing_game (shapes)'], read):.2f}x",
             ),
             (
@@ -242,7 +242,8 @@ def markdown(results: dict[str, Any]) -> str:
         if key in results:
             for name, value in results[key].items():
                 if isinstance(value, dict) and "median_s" in value:
-                    lines.append(f"| {name} | {value['median_s']:.4f} | {value['iqr_s']:.4f} |")
+                    label = f"{name}, {key} part" if name.startswith("one read") else name
+                    lines.append(f"| {label} | {value['median_s']:.4f} | {value['iqr_s']:.4f} |")
     if "memory" in results:
         lines += ["", "| peak memory (MiB) | |", "| --- | --- |"]
         shape = f"{results['passes_224']['size']}x{results['passes_224']['size']}, batch {results['passes_224']['batch']}"
