@@ -155,7 +155,7 @@ def peaks(
     ``min_distance`` pixels (greedy non-maximum suppression), until ``k`` are kept. The first
     peak is therefore the Pointing Game's point (:func:`points`) unless the map is constant.
 
-    Batched on the maps' device, in about one read of the maps: each map is cut into tiles
+    Batched on the maps' device, reading each map once: each map is cut into tiles
     (about ``block`` values) whose maxima are taken at memory speed; only the tiles with
     the highest maxima are searched for local maxima (running maxima over the tile and a
     margin of one pixel), and a local maximum is used only once every pixel as high is
