@@ -123,6 +123,20 @@ def targets_table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 "met" if p["identical results"] else "missed",
             )
         )
+    if "detection" in results:
+        d = results["detection"]
+        read = d["one read of the maps (sum)"]
+        tag = f"{d['maps']} maps {d['size']}x{d['size']}"
+        add(
+            f"FROC / one read of the maps ({tag})",
+            ratio(d["normgrad froc (shapes, k=10)"], read),
+            3.0,
+        )
+        add(
+            f"energy pointing game (boxes) / one read of the maps ({tag})",
+            ratio(d["normgrad energy_pointing_game (boxes)"], read),
+            3.0,
+        )
     if "memory" in results:
         m = results["memory"]
         add(
@@ -180,6 +194,23 @@ def further_table(results: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{ratio(p['normgrad pointing_game'], p['one read of the maps (sum)']):.2f}x",
             ),
         ]
+    d = results.get("detection", {})
+    if "one read of the maps (sum)" in d:
+        read = d["one read of the maps (sum)"]
+        rows += [
+            (
+                "peaks (k=10) / one read of the maps",
+                f"{ratio(d['normgrad peaks (k=10, min_distance=15)'], read):.2f}x",
+            ),
+            (
+                "energy pointing game (shapes) / one read of the maps",
+                f"{ratio(d['normgrad energy_pointing_game (shapes)'], read):.2f}x",
+            ),
+            (
+                f"deletion/insertion: forward passes per image (steps {d['deletion_insertion']['steps']})",
+                f"{d['deletion_insertion']['forward images per image']:.0f}",
+            ),
+        ]
     return rows
 
 
@@ -192,6 +223,15 @@ def markdown(results: dict[str, Any]) -> str:
         + (", quick mode (reduced sizes)" if results["quick"] else "")
         + ".",
         "",
+    ]
+    detection_env = results.get("detection", {}).get("environment")
+    if detection_env and detection_env.get("commit") != env.get("commit"):
+        lines += [
+            f"The detection part was measured later, at commit `{detection_env['commit'][:12]}`, "
+            f"{detection_env['date']}, {detection_env['torch_threads']} torch threads.",
+            "",
+        ]
+    lines += [
         "| claim | measured | target | |",
         "| --- | --- | --- | --- |",
     ]
@@ -214,11 +254,12 @@ def markdown(results: dict[str, Any]) -> str:
                         lines.append(
                             f"| NormGrad {vname} alone ({r['size']}x{r['size']}, batch {r['batch']}) | {v['median_s']:.4f} | {v['iqr_s']:.4f} |"
                         )
-    for key in ("transformer", "protocol", "kernel", "pointing_game"):
+    for key in ("transformer", "protocol", "kernel", "pointing_game", "detection"):
         if key in results:
             for name, value in results[key].items():
                 if isinstance(value, dict) and "median_s" in value:
-                    lines.append(f"| {name} | {value['median_s']:.4f} | {value['iqr_s']:.4f} |")
+                    label = f"{name}, {key} part" if name.startswith("one read") else name
+                    lines.append(f"| {label} | {value['median_s']:.4f} | {value['iqr_s']:.4f} |")
     if "memory" in results:
         lines += ["", "| peak memory (MiB) | |", "| --- | --- |"]
         shape = f"{results['passes_224']['size']}x{results['passes_224']['size']}, batch {results['passes_224']['batch']}"

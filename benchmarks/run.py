@@ -17,6 +17,9 @@ Measures, on ResNet-50 with random weights:
 5. the Pointing Game on 1,000 maps of 600x600 with boxes against a per-sample loop and
    against one read of the maps (the memory-bandwidth bound of any exact method);
 6. peak memory of the explainer call against a plain forward plus backward;
+8. the detection metrics: FROC (peaks, matching to boxes, ellipses and polygons) and the
+   energy pointing game on 1,000 maps of 600x600 against one read of the maps, and the
+   forward passes per image of deletion/insertion (counted);
 7. multi-layer NormGrad on a ViT-B/16 (four blocks, tokens read as the patch grid) against
    its floor (forward plus an activation-only backward to the earliest hooked block), at the
    size and batch of part 1.
@@ -48,6 +51,7 @@ from cases import (
     bench_transformer,
     environment,
 )
+from detection import bench_detection
 from memory import memory_probe, peak_memory
 from report import markdown
 
@@ -76,6 +80,7 @@ def main() -> None:
             "transformer",
             "protocol",
             "pointing_game",
+            "detection",
             "memory",
         ],
         help="run only these parts and merge them into the existing JSON file",
@@ -108,7 +113,9 @@ def main() -> None:
     results: dict[str, Any] = {}
     if args.only and out_json.is_file():
         results = json.loads(out_json.read_text())
-    results.update({"environment": environment(device), "quick": args.quick})
+    if not (args.only and "environment" in results):  # merged parts keep the first run's
+        results["environment"] = environment(device)
+    results["quick"] = args.quick
     steps: dict[str, Callable[[], Any]] = {
         "passes_224": lambda: bench_passes(small, big, device, t, rounds, peers=True),
         "passes_600": lambda: bench_passes(big_size, big_batch, device, t, rounds, peers=False),
@@ -118,12 +125,17 @@ def main() -> None:
         "pointing_game": lambda: bench_pointing_game(
             maps, 600 if not args.quick else 300, device, t, rounds
         ),
+        "detection": lambda: bench_detection(
+            maps, 600 if not args.quick else 300, device, t, rounds
+        ),
     }
     for name, fn in steps.items():
         if args.only and name not in args.only:
             continue
         print(f"running {name} ...", file=sys.stderr)
         results[name] = fn()
+        if args.only:  # a part measured alone records where it ran; the others keep theirs
+            results[name]["environment"] = environment(device)
     if not args.only or "memory" in args.only:
         print("running memory probes ...", file=sys.stderr)
         results["memory"] = {

@@ -10,7 +10,10 @@ Each CSV has a header (``image_name,annotation`` or ``image_path,annotation``) a
 per image. The annotation is empty for an image without foreign objects, else shapes
 separated by ``;``: ``0 x1 y1 x2 y2`` (rectangle), ``1 x1 y1 x2 y2`` (ellipse: the corners
 of its box) or ``2 x1 y1 x2 y2 ... xn yn`` (polygon), in pixels, origin at the upper left.
-Each shape's target region for the Pointing Game is its bounding box.
+Each shape's target region for the Pointing Game is its bounding box (as in the paper);
+``parse_shapes`` and ``ObjectCXR.shapes`` give the exact shapes as normgrad regions
+(``normgrad.metrics.Box``, ``Ellipse``, ``Polygon``), for ``metrics.froc`` and the other
+object metrics.
 
     python examples/object_cxr.py --root /data/object-CXR [--size 600] [--quick]
 
@@ -33,12 +36,16 @@ from torch.utils.data import Dataset
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import protocol
 
+from normgrad import metrics
+
 SHAPES = {0: "rectangle", 1: "ellipse", 2: "polygon"}
 
 
-def parse_annotation(text: str) -> list[list[float]]:
-    """Bounding boxes ``[xmin, ymin, xmax, ymax]`` of the shapes in one annotation cell."""
-    boxes = []
+def parse_shapes(text: str) -> list[metrics.Shape]:
+    """The shapes of one annotation cell as normgrad regions: :class:`~normgrad.metrics.Box`
+    (type 0), :class:`~normgrad.metrics.Ellipse` (type 1, by the corners of its box) and
+    :class:`~normgrad.metrics.Polygon` (type 2)."""
+    shapes: list[metrics.Shape] = []
     for shape in text.split(";"):
         values = shape.split()
         if not values:
@@ -55,9 +62,45 @@ def parse_annotation(text: str) -> list[list[float]]:
             )
         if kind in (0, 1) and len(coords) != 4:
             raise ValueError(f"annotation: a {SHAPES[kind]} has 4 coordinates, got {shape!r}")
-        xs, ys = coords[0::2], coords[1::2]
-        boxes.append([min(xs), min(ys), max(xs), max(ys)])
-    return boxes
+        if kind == 0:
+            shapes.append(metrics.Box.from_corners(*coords))
+        elif kind == 1:
+            shapes.append(metrics.Ellipse.from_corners(*coords))
+        else:
+            shapes.append(metrics.Polygon(list(zip(coords[0::2], coords[1::2]))))
+    return shapes
+
+
+def parse_annotation(text: str) -> list[list[float]]:
+    """Bounding boxes ``[xmin, ymin, xmax, ymax]`` of the shapes in one annotation cell."""
+    return [list(shape.bounds()) for shape in parse_shapes(text)]
+
+
+def scale_shape(shape: metrics.Shape, sx: float, sy: float) -> metrics.Shape:
+    """A shape on the resized image: a box covers every pixel its pixels touch
+    (:func:`scale_box`); ellipses and polygons follow the pixel centres, which a resize by
+    ``s`` (half-pixel centres, as PIL and ``align_corners=False``) maps from ``x`` to
+    ``(x + 0.5) s - 0.5``."""
+    if isinstance(shape, metrics.Box):
+        return metrics.Box(*scale_box(shape.bounds(), sx, sy))
+
+    def move(x: float, y: float) -> tuple[float, float]:
+        return (x + 0.5) * sx - 0.5, (y + 0.5) * sy - 0.5
+
+    if isinstance(shape, metrics.Ellipse):
+        x0, y0, x1, y1 = shape.bounds()
+        return metrics.Ellipse(*move(x0, y0), *move(x1, y1))
+    if isinstance(shape, metrics.Polygon):
+        return metrics.Polygon([move(x, y) for x, y in shape.vertices])
+    raise TypeError(f"shape: expected a Box, Ellipse or Polygon, got {type(shape).__name__}")
+
+
+def read_cells(path: Path) -> list[str]:
+    """The annotation cell of every row of an Object-CXR CSV file (header checked)."""
+    with path.open(newline="") as f:
+        reader = csv.reader(f)
+        next(reader)
+        return [row[1] if len(row) > 1 else "" for row in reader if row]
 
 
 def read_annotations(path: Path) -> list[tuple[str, list[list[float]]]]:
@@ -94,10 +137,20 @@ class ObjectCXR(Dataset[tuple[torch.Tensor, int, torch.Tensor]]):
         self, csv_path: Path, image_dir: Path, size: int = 600, limit: int | None = None
     ) -> None:
         self.rows = read_annotations(csv_path)[:limit]
+        self.texts = [parse_shapes(text) for text in read_cells(csv_path)[:limit]]
         self.image_dir, self.size = image_dir, size
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def shapes(self, i: int) -> list[metrics.Shape]:
+        """The exact shapes of image ``i`` on the resized image (for ``metrics.froc``)."""
+        from PIL import Image  # installed with torchvision
+
+        name, _ = self.rows[i]
+        with Image.open(self.image_dir / Path(name).name) as img:
+            width, height = img.size
+        return [scale_shape(s, self.size / width, self.size / height) for s in self.texts[i]]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, torch.Tensor]:
         from PIL import Image  # installed with torchvision

@@ -1,9 +1,13 @@
 """Synthetic chest radiographs with foreign objects, generated on the fly.
 
-Each image has a body, two dark lung fields, ribs, a spine and a heart shadow, noise, and a
+Each image has a body, two dark lung fields, a heart shadow, bright bone that is never a
+target (spine with vertebrae, ribs, clavicles, shoulders, the heart's border), noise, and a
 random contrast and exposure. Half of the images carry 1 to 3 foreign objects (buttons,
-clips, rings, wires: bright shapes of several sizes) placed anywhere in the lung fields,
-each with its exact bounding box (the extent of the pixels it brightens). With
+clips, rings, thin wires: shapes of several sizes and contrasts, from fainter than the ribs
+to brighter than the spine) placed anywhere in the lung fields, each with its exact
+bounding box (the extent of the pixels it brightens). The brightest pixels of an image are
+therefore often bone, not an object: a map that merely follows the input's intensity does
+not find the objects. With
 ``small_central=True`` every positive image carries one small object near the image centre,
 like the left ventricular outflow tract in the paper's LVOT data, where the centre baseline
 is hard to beat.
@@ -63,33 +67,55 @@ def _u(gen: torch.Generator, low: float, high: float) -> float:
 
 
 def _anatomy(size: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """The background radiograph and the lung-field mask."""
+    """The background radiograph and the lung-field mask.
+
+    Bone is bright, as on a real radiograph: spine (with vertebrae), clavicles, ribs over the
+    lungs, shoulders, and the heart's border; none of it is a target, and its brightness
+    varies from image to image as much as the objects' does.
+    """
     y, x = _grid(size)
     shift_x, shift_y = _u(gen, -0.03, 0.03), _u(gen, -0.03, 0.03)
-    body = _smooth_step(_ellipse(y, x, 0.55 + shift_y, 0.5 + shift_x, 0.55, _u(gen, 0.40, 0.46)))
+    cx = 0.5 + shift_x
+    body = _smooth_step(_ellipse(y, x, 0.55 + shift_y, cx, 0.55, _u(gen, 0.40, 0.46)))
     lung_ry, lung_rx = _u(gen, 0.26, 0.31), _u(gen, 0.13, 0.16)
     left = _ellipse(y, x, 0.47 + shift_y, 0.31 + shift_x, lung_ry, lung_rx)
     right = _ellipse(y, x, 0.47 + shift_y, 0.69 + shift_x, lung_ry, lung_rx)
     lungs = torch.maximum(_smooth_step(left), _smooth_step(right))
     image = 0.05 + 0.45 * body - 0.28 * lungs
-    # spine and mediastinum: a bright vertical band
-    spine = torch.exp(-(((x - 0.5 - shift_x) / 0.05) ** 2)) * body
-    image = image + 0.25 * spine
-    # heart shadow, lower left of the image's centre
-    heart = _smooth_step(_ellipse(y, x, 0.62 + shift_y, 0.56 + shift_x, 0.14, 0.12), 0.3)
+    # spine and mediastinum: a bright vertical band, brighter at each vertebra
+    vertebrae = 0.75 + 0.25 * torch.cos(2 * math.pi * (y - _u(gen, 0, 0.05)) / 0.05)
+    spine = torch.exp(-(((x - cx) / 0.05) ** 2)) * body * vertebrae
+    image = image + _u(gen, 0.3, 0.6) * spine
+    # heart shadow, lower left of the image's centre, with a bright border
+    heart_d = _ellipse(y, x, 0.62 + shift_y, 0.56 + shift_x, 0.14, 0.12)
+    heart = _smooth_step(heart_d, 0.3)
     image = image + 0.18 * heart * lungs.clamp(0.3, 1)
+    rim = torch.exp(-(((heart_d.sqrt() - 1) / 0.05) ** 2)) * (y > 0.55 + shift_y)
+    image = image + _u(gen, 0.08, 0.25) * rim * body
     # ribs: curved bright bands over the lungs
     spacing = _u(gen, 0.065, 0.08)
     phase = _u(gen, 0, spacing)
-    curve = y - 0.9 * (x - 0.5 - shift_x) ** 2
+    curve = y - 0.9 * (x - cx) ** 2
     ribs = torch.cos(2 * math.pi * (curve - phase) / spacing).clamp_min(0) ** 6
-    image = image + 0.1 * ribs * lungs
+    image = image + _u(gen, 0.1, 0.3) * ribs * lungs.clamp(0.4, 1) * body
+    # clavicles: bright bars from the top of the spine out to the shoulders
+    height = 0.17 + shift_y + _u(gen, -0.02, 0.02)
+    offset = (x - cx).abs()
+    clavicle_line = height - 0.25 * (offset - 0.2) ** 2 + 0.05 * offset
+    clavicles = torch.exp(-(((y - clavicle_line) / 0.018) ** 2)) * (offset > 0.04) * (offset < 0.38)
+    image = image + _u(gen, 0.2, 0.45) * clavicles * body
+    # shoulders: the humeral heads in the upper corners
+    shoulders = torch.maximum(
+        _smooth_step(_ellipse(y, x, 0.16 + shift_y, cx - 0.42, 0.08, 0.07), 0.4),
+        _smooth_step(_ellipse(y, x, 0.16 + shift_y, cx + 0.42, 0.08, 0.07), 0.4),
+    )
+    image = image + _u(gen, 0.2, 0.45) * shoulders
     # low-frequency variation and noise
     tilt = _u(gen, -0.08, 0.08) * (x - 0.5) + _u(gen, -0.08, 0.08) * (y - 0.5)
     image = image + tilt + _u(gen, 0.01, 0.03) * torch.randn(size, size, generator=gen)
     # contrast and exposure
-    gamma, gain, offset = _u(gen, 0.75, 1.35), _u(gen, 0.8, 1.2), _u(gen, -0.05, 0.05)
-    image = gain * image.clamp_min(0) ** gamma + offset
+    gamma, gain, offset_ = _u(gen, 0.75, 1.35), _u(gen, 0.8, 1.2), _u(gen, -0.05, 0.05)
+    image = gain * image.clamp_min(0) ** gamma + offset_
     return image, (torch.minimum(left, right) < 0.85) & (body > 0.5)
 
 
@@ -123,7 +149,7 @@ def _object_mask(
     py = (1 - t) ** 2 * p0[0] + 2 * (1 - t) * t * p1[0] + t**2 * p2[0]
     px = (1 - t) ** 2 * p0[1] + 2 * (1 - t) * t * p1[1] + t**2 * p2[1]
     d2 = (y[..., None] - py) ** 2 + (x[..., None] - px) ** 2
-    thickness = max(scale * 0.18, 0.7 / size)
+    thickness = max(scale * 0.08, 0.6 / size)  # thin: one or two pixels wide
     return d2.amin(dim=-1) <= thickness**2
 
 
@@ -167,7 +193,8 @@ def make_radiograph(
         mask = _object_mask(kind, size, cy, cx, scale, gen)
         if not bool(mask.any()):  # too small to cover a pixel centre: take the nearest one
             mask[min(size - 1, int(cy * size)), min(size - 1, int(cx * size))] = True
-        brightness = _u(gen, 0.5, 0.8) * object_intensity
+        # from fainter than the ribs to brighter than the spine
+        brightness = _u(gen, 0.08, 0.6) * object_intensity
         texture = 1 + 0.1 * torch.randn(size, size, generator=gen).clamp(-2, 2)
         image = image + brightness * texture * mask
         boxes.append(_box(mask))

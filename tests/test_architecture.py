@@ -51,11 +51,17 @@ def _room(module: str) -> str:
     return parts[1] if len(parts) > 1 else ""
 
 
+# the one metric that runs a model takes the model's mode switch from its owner
+ALLOWED = {("normgrad.metrics._deletion", "normgrad._model.hooks")}
+
+
 def test_rooms_import_only_downwards() -> None:
     wrong = []
     for path in SRC.rglob("*.py"):
         room = _room(_module_name(path))
         for imported in _imports(path):
+            if (_module_name(path), imported) in ALLOWED:
+                continue
             if _room(imported) in FORBIDDEN.get(room, set()):
                 wrong.append(f"{_module_name(path)} imports {imported}")
     assert not wrong, wrong

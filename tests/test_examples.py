@@ -97,6 +97,22 @@ def test_parse_annotation_shapes() -> None:
         reader.parse_annotation("0 1 2 3 4 5 6")
 
 
+def test_parse_shapes_and_scale_them() -> None:
+    from normgrad.metrics import Box, Ellipse, Polygon
+
+    reader = load("object_cxr")
+    shapes = reader.parse_shapes("0 30 40 10 20;1 50 50 60 70;2 5 5 25 8 15 30")
+    assert shapes == [
+        Box(10, 20, 30, 40),
+        Ellipse(50, 50, 60, 70),
+        Polygon([(5, 5), (25, 8), (15, 30)]),
+    ]
+    # halving: pixel centres 0 and 1 become -0.25 and 0.75, a box covers what it touches
+    assert reader.scale_shape(Box(10, 20, 30, 40), 0.5, 0.5) == Box(5, 10, 15, 20)
+    assert reader.scale_shape(Ellipse(1, 1, 3, 5), 0.5, 0.5) == Ellipse(0.25, 0.25, 1.25, 2.25)
+    assert reader.scale_shape(Polygon([(1, 3)]), 2, 2) == Polygon([(2.5, 6.5)])
+
+
 def test_object_cxr_dataset_on_fixture(tmp_path: Path) -> None:
     reader = load("object_cxr")
     write_fixture(tmp_path)
@@ -109,6 +125,9 @@ def test_object_cxr_dataset_on_fixture(tmp_path: Path) -> None:
     assert boxes.tolist() == [[5, 12, 15, 25], [25, 31, 30, 44]]
     assert ds[0][1] == 0 and ds[0][2].shape == (0, 4)
     assert ds[2][2].tolist() == [[2, 3, 12, 19]]
+    from normgrad.metrics import Box
+
+    assert [s.bounds() for s in ds.shapes(1) if isinstance(s, Box)] == [(5, 12, 15, 25)]
 
 
 def test_object_cxr_header_is_checked(tmp_path: Path) -> None:

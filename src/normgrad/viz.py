@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any, Union
 import torch
 
 from ._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
-from .metrics import points
+from .metrics import FROCResult, points
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["Index", "compare", "overlay", "pointed"]
+__all__ = ["Index", "compare", "froc_curve", "overlay", "pointed"]
 
 
 def _pyplot() -> Any:
@@ -286,3 +286,65 @@ def compare(
     fig.tight_layout()
     figure: Figure = fig
     return figure
+
+
+def froc_curve(
+    results: FROCResult | Mapping[str, FROCResult],
+    *,
+    ax: Axes | None = None,
+    title: str | None = "FROC",
+) -> Axes:
+    """Sensitivity against false positives per image, one step curve per result.
+
+    The curve is drawn as steps (the sensitivity at a rate is the best operating point at
+    or below it), on a log2 axis of false positives per image, with the rates that FROC
+    averages marked; each label carries its FROC score.
+
+    Args:
+        results: a [`metrics.FROCResult`][normgrad.metrics.FROCResult], or method name -> result.
+        ax: the axes to draw on (a new figure when omitted).
+        title: the axes' title.
+
+    Returns:
+        The axes.
+
+    Examples:
+        >>> from normgrad import metrics
+        >>> maps = torch.zeros(2, 8, 8); maps[0, 1, 1] = 1; maps[1, 5, 5] = 0.5
+        >>> result = metrics.froc(maps, [torch.tensor([[0, 0, 2, 2]]), torch.zeros(0, 4)])
+        >>> ax = froc_curve({"map": result})
+        >>> ax.get_xlabel()
+        'false positives per image'
+    """
+    plt = _pyplot()
+    named = {"": results} if isinstance(results, FROCResult) else dict(results)
+    for name, result in named.items():
+        if not isinstance(result, FROCResult):
+            raise ArgumentTypeError(
+                f"results: expected FROCResult values, got {describe(result)} for {name!r}"
+            )
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 3))
+    rates: tuple[float, ...] = ()
+    for name, result in named.items():
+        rates = result.rates
+        low = min(rates) / 2
+        fps = result.fps_per_image.clamp_min(low).tolist()
+        fps.append(max(fps[-1], max(rates) * 2))  # the last operating point holds on
+        sens = result.sensitivity.tolist()
+        sens.append(sens[-1])
+        label = f"{name} ({result.froc:.3f})" if name else f"FROC {result.froc:.3f}"
+        line = ax.step(fps, sens, where="post", label=label)[0]
+        ax.plot(rates, result.sensitivities, "o", color=line.get_color(), markersize=3)
+    ax.set_xscale("log", base=2)
+    if rates:
+        ax.set_xlim(min(rates) / 2, max(rates) * 2)
+        ax.set_xticks(list(rates), [f"{r:g}" for r in rates])
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("false positives per image")
+    ax.set_ylabel("sensitivity")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    return ax

@@ -76,7 +76,7 @@ def capture(
         model: the classifier.
         x: the batch ``(N, C, *spatial)``.
         layers: ``(name, module)`` pairs whose outputs are captured.
-        target: see :data:`normgrad.Target` (or a target resolved before).
+        target: see [`Target`][normgrad.Target] (or a target resolved before).
         layouts: the stated layout of each layer's output (``None``: detect); every
             activation and gradient is returned as ``(N, C, *spatial)``.
         input_gradient: also return the gradient with respect to ``x``.

@@ -11,9 +11,13 @@ first maximum of the map in row-major (C) order; it is a hit when a region's pix
 $\sum_i ((p_i - t_i) s_i)^2 < \tau^2$ with voxel spacing $s$ (1 by default).
 
 One module per idea: reading maps and their first maximum (``_maps``), regions
-(``_regions``), the Pointing Game (``_pointing``), its random-point baseline
-(``_random_point``), smoothing (``_smoothing``), rank correlation (``_correlation``) and
-statistics over runs (``_statistics``); everything is imported from ``normgrad.metrics``.
+(``_regions``), object shapes and their pixels (``_shapes``), objects one by one and their
+matching to detections (``_objects``), the Pointing Game (``_pointing``), its random-point
+baseline (``_random_point``), the peaks of a map (``_peaks``), FROC (``_froc``), the
+energy-based (``_energy``) and multi-object (``_multi_pointing``) pointing games, deletion
+and insertion (``_deletion``, the one metric that runs a model), smoothing (``_smoothing``),
+rank correlation (``_correlation``) and statistics over runs (``_statistics``); everything
+is imported from ``normgrad.metrics``.
 
 Examples:
     >>> import torch
@@ -29,27 +33,50 @@ Examples:
 from __future__ import annotations
 
 from ._correlation import rank_correlation
+from ._deletion import DeletionInsertionResult, deletion_insertion
+from ._energy import energy_pointing_game
+from ._froc import FROC, RATES, FROCResult, froc
 from ._maps import points
+from ._multi_pointing import multi_pointing_game
+from ._objects import Objects
+from ._peaks import Peaks, peaks
 from ._pointing import PointingGame, PointingGameResult, pointing_game
 from ._random_point import random_point_hit_rate
 from ._regions import PreparedRegions, Regions, collate, prepare_regions
+from ._shapes import Box, Ellipse, Polygon, Shape, shapes_mask
 from ._smoothing import gaussian_kernel, smooth
 from ._statistics import DoMResult, dom, wilson_interval
 
 __all__ = [
+    "FROC",
+    "RATES",
+    "Box",
+    "DeletionInsertionResult",
     "DoMResult",
+    "Ellipse",
+    "FROCResult",
+    "Objects",
+    "Peaks",
     "PointingGame",
     "PointingGameResult",
+    "Polygon",
     "PreparedRegions",
     "Regions",
+    "Shape",
     "collate",
+    "deletion_insertion",
     "dom",
+    "energy_pointing_game",
+    "froc",
     "gaussian_kernel",
+    "multi_pointing_game",
+    "peaks",
     "pointing_game",
     "points",
     "prepare_regions",
     "random_point_hit_rate",
     "rank_correlation",
+    "shapes_mask",
     "smooth",
     "wilson_interval",
 ]

@@ -69,7 +69,7 @@ def points(saliency: torch.Tensor, block: int = _BLOCK_ELEMENTS) -> torch.Tensor
 
 
 def first_maxima(maps: torch.Tensor, block: int = _BLOCK_ELEMENTS) -> torch.Tensor:
-    """[`metrics.points`][normgrad.metrics.points] of maps already read by ``as_maps``
+    """[`points`][normgrad.metrics.points] of maps already read by ``as_maps``
     ``(N, *spatial)``: ``-1`` in every coordinate for a constant map."""
     n, *spatial = maps.shape
     length = math.prod(spatial)

@@ -90,7 +90,7 @@ def pointing_game(
     Returns:
         float32 tensor ``(N,)`` on the saliency's device: 1.0 for a hit, 0.0 for a miss, NaN
         where the sample has no region. A constant map (e.g. all zero) has no maximum to
-        point at and is a miss (see [`metrics.points`][normgrad.metrics.points]).
+        point at and is a miss (see [`points`][normgrad.metrics.points]).
     """
     return pointing_game_points(saliency, regions, tolerance, spacing)[1]
 
@@ -101,8 +101,8 @@ def pointing_game_points(
     tolerance: float = 15,
     spacing: Sequence[float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The points ``(N, ndim)`` (array order, as [`metrics.points`][normgrad.metrics.points]) and
-    the results ``(N,)`` of [`metrics.pointing_game`][normgrad.metrics.pointing_game], from one
+    """The points ``(N, ndim)`` (array order, as [`points`][normgrad.metrics.points]) and
+    the results ``(N,)`` of [`pointing_game`][normgrad.metrics.pointing_game], from one
     search for the maxima."""
     maps = as_maps(saliency)
     tol = check_tolerance(tolerance)
@@ -141,7 +141,7 @@ class PointingGameResult:
 class PointingGame:
     """Accumulates Pointing Game hits over batches: ``update``, ``compute``, ``reset``.
 
-    As in [`metrics.pointing_game`][normgrad.metrics.pointing_game], a constant map is a miss, and a
+    As in [`pointing_game`][normgrad.metrics.pointing_game], a constant map is a miss, and a
     point on a region pixel a hit at any tolerance.
 
     Examples:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Union, cast
 
 import torch
 
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
+from ._objects import object_lists
+from ._shapes import Shape, shapes_mask
 
 
 @dataclass(frozen=True)
@@ -67,13 +69,15 @@ class PreparedRegions:
         return out
 
 
-Regions = Union[torch.Tensor, Sequence[torch.Tensor], PreparedRegions]
+Regions = Union[torch.Tensor, Sequence[Union[torch.Tensor, Sequence[Shape]]], PreparedRegions]
 """Regions to point at: boolean masks ``(N, *spatial)`` (or ``(N, 1, *spatial)``), or per
 sample a tensor ``(K_i, 4)`` of boxes ``(xmin, ymin, xmax, ymax)`` in pixels, inclusive
 (``(K_i, 6)`` ``(xmin, ymin, zmin, xmax, ymax, zmax)`` for volumes; ``K_i = 0`` means no
-region), or the boxes of the batch padded to one tensor ``(N, K, 4)`` (``(N, K, 6)``) whose
-padding rows are all NaN, or [`PreparedRegions`][normgrad.metrics.PreparedRegions].
-A row of boxes that is all NaN is padding and covers nothing, in either form."""
+region), a list of [`Box`][normgrad.metrics.Box], [`Ellipse`][normgrad.metrics.Ellipse] and
+[`Polygon`][normgrad.metrics.Polygon] (2-D; rasterised to masks), or the boxes of the batch
+padded to one tensor ``(N, K, 4)`` (``(N, K, 6)``) whose padding rows are all NaN, or
+[`PreparedRegions`][normgrad.metrics.PreparedRegions]. A row of boxes that is all NaN is
+padding and covers nothing, in either form."""
 
 
 def prepare_regions(
@@ -126,7 +130,15 @@ def prepare_regions(
         raise ShapeError(
             f"regions: expected one box tensor per map ({n}), got {len(regions)}", (len(regions),)
         )
-    owner, low, high, valid = _boxes_to_ranges(regions, spatial, dev or torch.device("cpu"))
+    if any(_has_shapes(item) for item in regions):
+        objects, _ = object_lists(regions, shape)
+        masks = torch.stack(
+            [shapes_mask(o, spatial, dev) for o in objects]  # type: ignore[arg-type]
+        )
+        no_boxes = empty.to(masks.device)
+        return PreparedRegions(shape, masks, no_boxes, no_boxes, no_boxes, no_boxes.bool())
+    boxes = cast(Sequence[torch.Tensor], regions)  # no shapes: tensors or lists of numbers
+    owner, low, high, valid = _boxes_to_ranges(boxes, spatial, dev or torch.device("cpu"))
     return PreparedRegions(shape, None, owner, low, high, valid)
 
 
@@ -141,6 +153,14 @@ def _unbind_padded(boxes: torch.Tensor, shape: tuple[int, ...]) -> list[torch.Te
             "(masks must be boolean: pass masks.bool())"
         )
     return list(boxes.unbind(0))
+
+
+def _has_shapes(item: object) -> bool:
+    return (
+        isinstance(item, Sequence)
+        and not isinstance(item, (str, torch.Tensor))
+        and any(isinstance(obj, Shape) for obj in item)
+    )
 
 
 def _boxes_to_ranges(

@@ -1,0 +1,209 @@
+r"""Deletion and insertion (Petsiuk et al., 2018, RISE): does the model follow the map?
+
+The one metric that runs a model, so it takes the model's mode switch from ``_model.hooks``
+(the owner of model modes); it registers no hook and computes no gradient.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Union
+
+import torch
+from torch import nn
+
+from .._checks import check_input, check_positive_int
+from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
+from .._model.hooks import explaining
+from ._maps import as_maps
+from ._smoothing import smooth
+
+Baseline = Union[Literal["zeros", "blur", "mean"], torch.Tensor]
+_BLUR_SIGMA, _BLUR_SIZE = 5.0, 11  # RISE's blur: an 11-tap Gaussian of sigma 5
+
+
+@dataclass(frozen=True)
+class DeletionInsertionResult:
+    """Deletion and insertion curves of a batch and their areas."""
+
+    fractions: torch.Tensor
+    """float64 ``(steps + 1,)``: the fraction of pixels changed at each point, 0 to 1."""
+    deletion: torch.Tensor
+    """``(N, steps + 1)``: the class probability as the most salient pixels are removed."""
+    insertion: torch.Tensor
+    """``(N, steps + 1)``: the class probability as they are revealed on the baseline."""
+    deletion_auc: torch.Tensor
+    """float64 ``(N,)``: trapezoid area under ``deletion`` (lower is better)."""
+    insertion_auc: torch.Tensor
+    """float64 ``(N,)``: trapezoid area under ``insertion`` (higher is better)."""
+    classes: torch.Tensor
+    """``(N,)``: the class whose probability is followed."""
+
+
+def _probabilities(output: object, argument: str = "model output") -> torch.Tensor:
+    if not isinstance(output, torch.Tensor) or not output.is_floating_point():
+        raise ArgumentTypeError(f"{argument}: expected a tensor of logits, got {describe(output)}")
+    logits = output.unsqueeze(1) if output.ndim == 1 else output
+    if logits.ndim != 2:
+        raise ShapeError(
+            f"{argument}: expected logits (N, C) or (N,), got shape {tuple(output.shape)}",
+            output.shape,
+        )
+    if logits.shape[1] == 1:  # one logit z: the two classes' logits are (0, z)
+        logits = torch.cat([torch.zeros_like(logits), logits], dim=1)
+    return logits.float().softmax(dim=1)
+
+
+def _classes(target: object, probs: torch.Tensor) -> torch.Tensor:
+    n, c = probs.shape
+    if target is None:
+        return probs.argmax(dim=1)
+    if isinstance(target, bool) or not isinstance(target, (int, Sequence, torch.Tensor)):
+        raise ArgumentTypeError(
+            f"target: expected None, a class index or one per sample, got {describe(target)}"
+        )
+    t = torch.as_tensor(target, device=probs.device)
+    if t.is_floating_point() or t.dtype == torch.bool or t.ndim > 1:
+        raise ArgumentTypeError(f"target: expected integer class indices, got {describe(target)}")
+    t = t.expand(n) if t.ndim == 0 else t
+    if t.shape != (n,) or bool(((t < 0) | (t >= c)).any()):
+        raise InvalidArgumentError(
+            f"target: expected one class index in [0, {c - 1}] per sample ({n}), got "
+            f"{t.tolist()}" + ("; a one-logit model has classes 0 and 1" if c == 2 else "")
+        )
+    return t.long()
+
+
+def _baseline(x: torch.Tensor, baseline: Baseline) -> torch.Tensor:
+    if isinstance(baseline, torch.Tensor):
+        try:
+            return torch.broadcast_to(baseline.to(x), x.shape)
+        except RuntimeError:
+            raise ShapeError(
+                f"baseline: expected a tensor broadcastable to x's shape {tuple(x.shape)}, "
+                f"got shape {tuple(baseline.shape)}",
+                baseline.shape,
+            ) from None
+    if baseline == "zeros":
+        return torch.zeros_like(x)
+    if baseline == "mean":
+        return x.mean(dim=tuple(range(2, x.ndim)), keepdim=True).expand_as(x)
+    if baseline == "blur":
+        n, c, *spatial = x.shape
+        flat = x.reshape(n * c, *spatial)
+        return smooth(flat, _BLUR_SIGMA, _BLUR_SIZE).reshape(x.shape)
+    raise InvalidArgumentError(
+        f"baseline: expected 'zeros', 'blur', 'mean' or a tensor, got {baseline!r}"
+    )
+
+
+def deletion_insertion(
+    model: nn.Module,
+    x: torch.Tensor,
+    saliency: torch.Tensor,
+    *,
+    steps: int = 20,
+    baseline: Baseline = "zeros",
+    target: int | Sequence[int] | torch.Tensor | None = None,
+    batch_size: int = 32,
+) -> DeletionInsertionResult:
+    r"""Deletion and insertion curves and areas of saliency maps (RISE, Petsiuk et al. 2018).
+
+    Pixels are ranked by decreasing saliency, ties in row-major order. After step
+    $i = 0, \dots, T$ (``T = steps``) the first $n_i = \lfloor iP/T \rfloor$ of the
+    $P$ pixels are changed, in every channel at once: *deletion* replaces them in
+    ``x`` by the baseline, *insertion* starts from the baseline and puts them back from
+    ``x``. The curve is the probability of the class, softmax of the logits (a model with
+    one logit $z$ is read as two classes with logits $(0, z)$: class 1 has
+    probability $\sigma(z)$); the area is the trapezoid rule over the fractions
+    $n_i / P$ actually changed.
+
+    Cost: ``2 * steps`` forward passes per image (the image itself, the baseline, and
+    ``steps - 1`` inner points of each curve), ``batch_size`` images per model call, no
+    gradient. The model runs in eval mode and every module's training flag is restored.
+
+    Args:
+        model: a classifier returning logits ``(N, C)`` (or one logit ``(N,)``/``(N, 1)``).
+        x: inputs ``(N, C, H, W)`` or ``(N, C, D, H, W)``, finite; not modified.
+        saliency: maps ``(N, 1, *spatial)`` or ``(N, *spatial)`` at the input's size, finite.
+        steps: number of steps ``T``, at most the number of pixels.
+        baseline: ``"zeros"``, ``"blur"`` (each channel smoothed by an 11-tap Gaussian of
+            sigma 5 with reflection padding, as RISE), ``"mean"`` (each image's channel
+            means), or a tensor broadcastable to ``x``.
+        target: the class followed: None for the predicted class (first maximum of the
+            logits of ``x``), one index, or one per sample.
+        batch_size: images per model call (the memory bound).
+
+    Returns:
+        ``DeletionInsertionResult``.
+
+    Examples:
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+        >>> x, saliency = torch.rand(2, 1, 4, 4), torch.rand(2, 4, 4)
+        >>> result = deletion_insertion(model, x, saliency, steps=4)
+        >>> result.fractions.tolist(), tuple(result.deletion.shape)
+        ([0.0, 0.25, 0.5, 0.75, 1.0], (2, 5))
+    """
+    if not isinstance(model, nn.Module):
+        raise ArgumentTypeError(f"model: expected a torch.nn.Module, got {describe(model)}")
+    x = check_input(x)
+    steps = check_positive_int(steps, "steps")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    maps = as_maps(saliency)
+    n, spatial = x.shape[0], tuple(x.shape[2:])
+    if tuple(maps.shape) != (n, *spatial):
+        raise ShapeError(
+            f"saliency: expected maps of the input's batch and size {(n, *spatial)}, got shape "
+            f"{tuple(saliency.shape)}; upsample the maps to the input first",
+            saliency.shape,
+        )
+    if maps.is_floating_point() and not bool(torch.isfinite(maps).all()):
+        raise InvalidArgumentError("saliency: expected finite maps, got NaN or infinite values")
+    pixels = math.prod(spatial)
+    if steps > pixels:
+        raise InvalidArgumentError(f"steps: expected at most the {pixels} pixels, got {steps}")
+    counts = [i * pixels // steps for i in range(steps + 1)]
+    order = maps.reshape(n, -1).argsort(dim=1, descending=True, stable=True)
+    positions = torch.arange(pixels, device=x.device).expand(n, -1)
+    ranks = torch.empty_like(order).scatter_(1, order, positions)
+    with explaining(model), torch.no_grad():
+        base = _baseline(x, baseline)
+        probs = torch.cat(
+            [_probabilities(model(x[i : i + batch_size])) for i in range(0, n, batch_size)]
+        )
+        classes = _classes(target, probs)
+        original = probs.gather(1, classes[:, None])[:, 0]
+        deletion = original.new_empty(n, steps + 1)
+        insertion = original.new_empty(n, steps + 1)
+        deletion[:, 0] = insertion[:, -1] = original
+        # (sample, point, insertion?) for the baseline (shared) and the inner points
+        jobs = [(i, steps, False) for i in range(n)]
+        jobs += [(i, j, ins) for i in range(n) for j in range(1, steps) for ins in (False, True)]
+        flat_x, flat_base = x.reshape(n, x.shape[1], -1), base.reshape(n, x.shape[1], -1)
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start : start + batch_size]
+            rows = torch.tensor([job[0] for job in chunk], device=x.device)
+            changed = torch.tensor([counts[job[1]] for job in chunk], device=x.device)
+            inserting = torch.tensor([job[2] for job in chunk], device=x.device)
+            first = ranks[rows] < changed[:, None]  # the pixels changed so far
+            keep_x = torch.where(inserting[:, None], first, ~first)
+            batch = torch.where(keep_x[:, None], flat_x[rows], flat_base[rows])
+            p = _probabilities(model(batch.reshape(len(chunk), *x.shape[1:])))
+            p = p.gather(1, classes[rows][:, None])[:, 0]
+            points = torch.tensor([job[1] for job in chunk], device=x.device)
+            deletion[rows[~inserting], points[~inserting]] = p[~inserting]
+            insertion[rows[inserting], points[inserting]] = p[inserting]
+            empty = points == steps  # the baseline itself: insertion's first point
+            insertion[rows[empty], 0] = p[empty]
+    fractions = torch.tensor(counts, dtype=torch.float64) / pixels
+    grid = fractions.to(x.device)
+    return DeletionInsertionResult(
+        fractions,
+        deletion,
+        insertion,
+        torch.trapezoid(deletion.double(), grid, dim=1),
+        torch.trapezoid(insertion.double(), grid, dim=1),
+        classes,
+    )

@@ -1,0 +1,146 @@
+r"""Energy-based pointing game: how much of a map's positive mass lies on the regions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Optional
+
+import torch
+
+from .._errors import InvalidArgumentError
+from ._maps import as_maps
+from ._objects import object_lists
+from ._regions import PreparedRegions, Regions, _has_shapes, prepare_regions
+from ._shapes import Shape
+
+# Values per chunk of maps (about 2 MB in float32).
+_CHUNK_ELEMENTS = 1 << 19
+
+
+def energy_pointing_game(saliency: torch.Tensor, regions: Regions) -> torch.Tensor:
+    r"""Fraction of each map's non-negative mass inside its regions (Wang et al., 2020).
+
+    $$
+    E = \frac{\sum_{u \in R} \max(s_u, 0)}{\sum_u \max(s_u, 0)}
+    $$
+
+    over the pixels (voxels) $u$ of the map $s$ and the union $R$ of the
+    sample's regions. Negative values count as zero. A map without positive mass (all
+    zero, or all negative) puts none of it on the regions and scores 0, as a constant map
+    scores a miss in the Pointing Game.
+
+    Args:
+        saliency: maps ``(N, 1, *spatial)`` or ``(N, *spatial)``, 2-D or 3-D, without NaN
+            or +inf (-inf counts as zero).
+        regions: as for [`pointing_game`][normgrad.metrics.pointing_game]: boolean masks, box
+            tensors per sample, lists
+            of [`Box`][normgrad.metrics.Box], [`Ellipse`][normgrad.metrics.Ellipse] and
+            [`Polygon`][normgrad.metrics.Polygon] per sample (2-D), or
+            [`PreparedRegions`][normgrad.metrics.PreparedRegions].
+
+    Returns:
+        float32 ``(N,)`` in ``[0, 1]`` on the maps' device; NaN where a sample has no region.
+
+    Examples:
+        >>> maps = torch.tensor([[[1.0, 3.0], [-2.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]])
+        >>> masks = torch.tensor([[[False, True], [True, False]], [[True, False], [False, False]]])
+        >>> energy_pointing_game(maps, masks)
+        tensor([0.7500, 0.0000])
+    """
+    maps = as_maps(saliency)
+    masks: torch.Tensor | None = None
+    if isinstance(regions, Sequence) and any(_has_shapes(item) for item in regions):
+        objects, counts = object_lists(regions, maps.shape)
+        windows = [_shape_window(o, maps.shape[1:], maps.device) for o in objects]
+        present = (counts > 0).to(maps.device)
+    else:
+        prepared = prepare_regions(regions, maps.shape, maps.device)
+        masks = prepared.masks
+        windows = [] if masks is not None else _box_windows(prepared)
+        present = prepared.present()
+    n = maps.shape[0]
+    dtype = torch.float64 if maps.dtype == torch.float64 else torch.float32
+    total = torch.zeros(n, dtype=dtype, device=maps.device)
+    inside = torch.zeros(n, dtype=dtype, device=maps.device)
+    # a few maps at a time: their positive part stays in the cache between the two sums
+    step = max(1, _CHUNK_ELEMENTS // max(1, maps[0].numel()))
+    buffer = torch.empty((min(step, n), *maps.shape[1:]), dtype=maps.dtype, device=maps.device)
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        positive = torch.clamp(maps[start:stop], min=0, out=buffer[: stop - start])
+        total[start:stop] = positive.flatten(1).sum(dim=1, dtype=dtype)
+        if masks is not None:
+            positive.mul_(masks[start:stop])
+            inside[start:stop] = positive.flatten(1).sum(dim=1, dtype=dtype)
+            continue
+        for i in range(start, stop):  # only the pixels of the regions' bounding window
+            window = windows[i]
+            if window is not None:
+                values = positive[i - start][window[0]]
+                if window[1] is not None:
+                    values = values * window[1]
+                inside[i] = values.sum(dtype=dtype)
+    if not bool(torch.isfinite(total).all()):  # NaN and +inf reach the total
+        bad = int((~torch.isfinite(total)).sum())
+        raise InvalidArgumentError(
+            f"saliency: expected maps without NaN or +inf, got them in {bad} map(s)"
+        )
+    energy = torch.where(total > 0, inside / total.clamp_min(torch.finfo(dtype).tiny), 0.0)
+    nan = torch.full_like(energy, float("nan"))
+    return torch.where(present, energy, nan).to(torch.float32)
+
+
+Window = Optional[tuple[tuple[slice, ...], Optional[torch.Tensor]]]
+"""Per sample: the bounding window of its regions, and their union within it (None: all of
+it); None for a sample without regions."""
+
+
+def _box_windows(prepared: PreparedRegions) -> list[Window]:
+    """The window of each sample's boxes (array order, inclusive pixels) and their union."""
+    boxes: list[list[tuple[list[int], list[int]]]] = [[] for _ in range(prepared.shape[0])]
+    rows = zip(
+        prepared.owner.tolist(),
+        prepared.low.long().tolist(),
+        prepared.high.long().tolist(),
+        prepared.valid.tolist(),
+    )
+    for i, low, high, valid in rows:
+        if valid:
+            boxes[i].append((low, high))
+    windows: list[Window] = []
+    for sample in boxes:
+        if not sample:
+            windows.append(None)
+            continue
+        ndim = len(sample[0][0])
+        first = [min(lo[a] for lo, _ in sample) for a in range(ndim)]
+        last = [max(hi[a] for _, hi in sample) for a in range(ndim)]
+        where = tuple(slice(a, b + 1) for a, b in zip(first, last))
+        if len(sample) == 1:
+            windows.append((where, None))
+            continue
+        union = torch.zeros([b - a + 1 for a, b in zip(first, last)], dtype=torch.bool)
+        for lo, hi in sample:
+            union[tuple(slice(a - f, b - f + 1) for a, b, f in zip(lo, hi, first))] = True
+        windows.append((where, union.to(prepared.owner.device)))
+    return windows
+
+
+def _shape_window(shapes: Sequence[object], size: Sequence[int], device: torch.device) -> Window:
+    """The window of a sample's shapes and their union within it (from each shape's own)."""
+    parts = []
+    for shape in shapes:
+        if isinstance(shape, Shape):
+            window = shape._window(size, device)
+            if window is not None:
+                parts.append(window)
+    if not parts:
+        return None
+    r0 = min(p[0] for p in parts)
+    c0 = min(p[1] for p in parts)
+    r1 = max(p[0] + p[2].shape[0] for p in parts)
+    c1 = max(p[1] + p[2].shape[1] for p in parts)
+    union = torch.zeros(r1 - r0, c1 - c0, dtype=torch.bool, device=device)
+    for r, c, inside in parts:
+        union[r - r0 : r - r0 + inside.shape[0], c - c0 : c - c0 + inside.shape[1]] |= inside
+    return (slice(r0, r1), slice(c0, c1)), union

@@ -1,0 +1,195 @@
+r"""FROC of saliency peaks, as the Object-CXR challenge scores foreign-object localisation.
+
+Each map's [`peaks`][normgrad.metrics.peaks] are its detections, scored by the map's value at the
+peak (times
+the image's predicted probability when given, as the challenge scores images). Within an
+image, detections are matched in order of decreasing value: one lying in an object not yet
+found finds it (a true positive; the first such object in the order given), any other
+detection is a false positive, including a second detection in an object already found.
+Over the data set, detections are ranked by score; at every distinct score threshold
+$t$ the operating point is
+
+$$
+\mathrm{FPI}(t) = \frac{\#\{\text{FP} \ge t\}}{\#\text{images}}, \qquad
+\mathrm{sens}(t) = \frac{\#\{\text{TP} \ge t\}}{\#\text{objects}}
+$$
+
+(detections with equal scores enter together), with $(0, 0)$ before the first. The
+sensitivity at a rate $r$ is the best sensitivity of an operating point with
+$\mathrm{FPI} \le r$ (no interpolation), and FROC is its mean over
+$r \in \{1/8, 1/4, 1/2, 1, 2, 4, 8\}$.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .._checks import check_number, check_positive_int
+from .._errors import InvalidArgumentError, ShapeError
+from ._maps import as_maps
+from ._objects import Objects, match, object_lists
+from ._peaks import peaks
+from ._shapes import Box, Ellipse, Polygon  # noqa: F401  (the doctests' names)
+
+RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+"""False positives per image at which Object-CXR reads the sensitivity."""
+
+
+@dataclass(frozen=True)
+class FROCResult:
+    """FROC over a data set: the score, the sensitivity at each rate, and the whole curve."""
+
+    froc: float
+    """Mean sensitivity over ``rates`` (NaN without objects)."""
+    rates: tuple[float, ...]
+    sensitivities: tuple[float, ...]
+    """Sensitivity at each of ``rates``."""
+    fps_per_image: torch.Tensor
+    """The curve's false positives per image ``(P,)``, starting at 0, non-decreasing."""
+    sensitivity: torch.Tensor
+    """The curve's sensitivity ``(P,)``, starting at 0, non-decreasing."""
+    images: int
+    objects: int
+    found: int
+    """Objects found by some detection at the lowest threshold."""
+
+
+class FROC:
+    """Accumulates detections over batches: ``update``, ``compute``, ``reset``.
+
+    Args:
+        k: peaks (detections) per map.
+        min_distance: smallest distance between two peaks of a map, in pixels.
+        rates: false positives per image at which the sensitivity is read.
+
+    Examples:
+        >>> maps = torch.zeros(2, 1, 8, 8)
+        >>> maps[0, 0, 1, 1] = 0.9; maps[0, 0, 6, 6] = 0.5; maps[1, 0, 4, 4] = 0.7
+        >>> objects = [[Box(0, 0, 2, 2)], []]
+        >>> froc = FROC(k=2, min_distance=2)
+        >>> froc.update(maps, objects).tolist()
+        [[True, False], [False, False]]
+        >>> result = froc.compute()
+        >>> result.froc, result.fps_per_image.tolist(), result.sensitivity.tolist()
+        (1.0, [0.0, 0.0, 0.5, 1.0], [0.0, 1.0, 1.0, 1.0])
+    """
+
+    def __init__(
+        self, k: int = 10, min_distance: float = 15, rates: Sequence[float] = RATES
+    ) -> None:
+        self.k = check_positive_int(k, "k")
+        self.min_distance = check_number(min_distance, "min_distance", low=0)
+        self.rates = tuple(check_number(r, "rates", low=0) for r in rates)
+        if not self.rates:
+            raise InvalidArgumentError("rates: expected at least one rate, got none")
+        self.reset()
+
+    def reset(self) -> None:
+        self._scores: list[torch.Tensor] = []
+        self._positive: list[torch.Tensor] = []
+        self.images = 0
+        self.objects = 0
+
+    def update(
+        self,
+        saliency: torch.Tensor,
+        regions: Objects,
+        probabilities: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Detect, match and add a batch; returns which detections are true positives
+        ``(N, k)`` (False also where a map has fewer than ``k`` peaks).
+
+        Args:
+            saliency: maps ``(N, 1, *spatial)`` or ``(N, *spatial)``, finite.
+            regions: the objects of each image ([`Objects`][normgrad.metrics.Objects]), one by one.
+            probabilities: ``(N,)`` predicted probability of each image, multiplied into
+                its detections' scores; None scores by the map's values alone.
+        """
+        maps = as_maps(saliency)
+        objects, counts = object_lists(regions, maps.shape)
+        found = peaks(maps, self.k, min_distance=self.min_distance)
+        positive, _ = match(found.coords, found.valid, objects)
+        scores = found.values.to(torch.float64)
+        if probabilities is not None:
+            p = torch.as_tensor(probabilities, device=scores.device).to(torch.float64).flatten()
+            if p.shape != (maps.shape[0],) or not bool(torch.isfinite(p).all()):
+                raise ShapeError(
+                    f"probabilities: expected {maps.shape[0]} finite values (one per map), "
+                    f"got {probabilities!r}",
+                    tuple(torch.as_tensor(probabilities).shape),
+                )
+            scores = scores * p[:, None]
+        self._scores.append(scores[found.valid].cpu())
+        self._positive.append(positive[found.valid].cpu())
+        self.images += maps.shape[0]
+        self.objects += int(counts.sum())
+        return positive
+
+    def compute(self) -> FROCResult:
+        """The FROC of every detection added since the last ``reset``."""
+        scores = torch.cat(self._scores) if self._scores else torch.zeros(0, dtype=torch.float64)
+        positive = torch.cat(self._positive) if self._positive else torch.zeros(0, dtype=torch.bool)
+        order = scores.argsort(descending=True, stable=True)
+        scores, positive = scores[order], positive[order]
+        tp = positive.long().cumsum(0)
+        fp = (~positive).long().cumsum(0)
+        last = torch.ones_like(positive)
+        last[:-1] = scores[1:] != scores[:-1]  # the end of each group of equal scores
+        zero = torch.zeros(1, dtype=torch.long)
+        fps = torch.cat([zero, fp[last]]).double() / max(self.images, 1)
+        objects = self.objects if self.objects else float("nan")
+        sensitivity = torch.cat([zero, tp[last]]).double() / objects
+        at_rates = []
+        for rate in self.rates:
+            reachable = fps <= rate
+            at_rates.append(float(sensitivity[reachable].max()))
+        froc = sum(at_rates) / len(at_rates)
+        return FROCResult(
+            froc,
+            self.rates,
+            tuple(at_rates),
+            fps,
+            sensitivity,
+            self.images,
+            self.objects,
+            int(positive.sum()),
+        )
+
+
+def froc(
+    saliency: torch.Tensor,
+    regions: Objects,
+    *,
+    k: int = 10,
+    min_distance: float = 15,
+    probabilities: torch.Tensor | None = None,
+    rates: Sequence[float] = RATES,
+) -> FROCResult:
+    """FROC of the peaks of a batch of maps taken as a whole data set (see
+    [`FROC`][normgrad.metrics.FROC]).
+
+    Args:
+        saliency: maps ``(N, 1, *spatial)`` or ``(N, *spatial)``, finite.
+        regions: the objects of each image ([`Objects`][normgrad.metrics.Objects]): box tensors, or
+            lists of
+            [`Box`][normgrad.metrics.Box], [`Ellipse`][normgrad.metrics.Ellipse] and
+            [`Polygon`][normgrad.metrics.Polygon]. Objects with no pixel in
+            the image are not counted; images without objects add false positives only.
+        k: peaks (detections) per map.
+        min_distance: smallest distance between two peaks of a map, in pixels.
+        probabilities: ``(N,)`` predicted probability of each image, multiplied into its
+            detections' scores (the challenge's image score).
+        rates: false positives per image at which the sensitivity is read.
+
+    Examples:
+        >>> maps = torch.zeros(1, 1, 6, 6); maps[0, 0, 1, 1] = 1; maps[0, 0, 4, 4] = 0.5
+        >>> objects = [[Ellipse(0, 0, 2, 2), Polygon([(4, 4), (5, 4), (5, 5)])]]
+        >>> froc(maps, objects, min_distance=2).froc
+        1.0
+    """
+    accumulator = FROC(k, min_distance, rates)
+    accumulator.update(saliency, regions, probabilities)
+    return accumulator.compute()

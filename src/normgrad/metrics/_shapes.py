@@ -1,0 +1,239 @@
+r"""Object shapes as Object-CXR annotates them: rectangles, ellipses, polygons, and their pixels.
+
+Coordinates are in pixels, origin at the upper left, ``x`` to the right and ``y`` downward;
+the pixel in row ``i`` and column ``j`` is the point ``(x, y) = (j, i)`` (its centre). A pixel
+belongs to a shape when its centre lies inside the shape **or on its boundary**:
+
+- [`Box`][normgrad.metrics.Box] ``(xmin, ymin, xmax, ymax)``: $x_{min} \le x \le x_{max}$ and
+  $y_{min} \le y \le y_{max}$ (the inclusive boxes of
+  [`prepare_regions`][normgrad.metrics.prepare_regions]).
+- [`Ellipse`][normgrad.metrics.Ellipse] given by its bounding box: centre $c$, semi-axes
+  $a = (x_{max} - x_{min})/2$, $b = (y_{max} - y_{min})/2$; the pixel is in when
+  it is in the box and $(x - c_x)^2 b^2 + (y - c_y)^2 a^2 \le a^2 b^2$ (no division, so
+  a flat ellipse is the segment between its corners' midpoints, and a point is a pixel).
+- [`Polygon`][normgrad.metrics.Polygon] with vertices $v_0, \dots, v_{n-1}$ (closed: $v_n = v_0$):
+  the
+  pixel is in when it lies on an edge (cross product zero, inside the edge's box) or inside
+  by the even-odd rule (a ray to the right crosses an odd number of edges; an edge counts
+  when one end is strictly below the pixel's row and the other is not). A self-intersecting
+  polygon therefore has holes where it overlaps itself an even number of times.
+
+Every test is carried out in float64 with multiplications only, so it is exact for
+coordinates that are integers or halves (as Object-CXR gives them) up to 2**20.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
+
+
+def _finite(values: Sequence[float], argument: str) -> tuple[float, ...]:
+    try:
+        numbers = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise ArgumentTypeError(f"{argument}: expected numbers, got {describe(values)}") from None
+    if not all(torch.isfinite(torch.tensor(numbers, dtype=torch.float64))):
+        raise InvalidArgumentError(f"{argument}: expected finite coordinates, got {numbers}")
+    return numbers
+
+
+def _corners(values: Sequence[float], kind: str) -> tuple[float, float, float, float]:
+    numbers = _finite(values, kind)
+    if len(numbers) != 4:
+        raise InvalidArgumentError(
+            f"{kind}: expected 4 coordinates (xmin, ymin, xmax, ymax), got {len(numbers)}"
+        )
+    x0, y0, x1, y1 = numbers
+    if x0 > x1 or y0 > y1:
+        raise InvalidArgumentError(
+            f"{kind}: expected xmin <= xmax and ymin <= ymax, got {numbers}; for two corners "
+            "in any order use Box.from_corners / Ellipse.from_corners"
+        )
+    return x0, y0, x1, y1
+
+
+class Shape:
+    """A 2-D object region; ``contains`` says which pixels belong to it."""
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        """``(xmin, ymin, xmax, ymax)`` of the shape."""
+        raise NotImplementedError
+
+    def _inside(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def contains(self, points: torch.Tensor) -> torch.Tensor:
+        """Whether each pixel ``(M, 2)`` in array order ``(row, column)`` belongs to the shape."""
+        p = points.to(torch.float64)
+        return self._inside(p[..., 1], p[..., 0])
+
+    def mask(self, size: Sequence[int], device: torch.device | str | None = None) -> torch.Tensor:
+        """Boolean mask ``(H, W)`` of the pixels of an image of ``size`` ``(H, W)`` in the shape."""
+        height, width = (int(s) for s in size)
+        out = torch.zeros(height, width, dtype=torch.bool, device=device)
+        window = self._window(size, device)
+        if window is not None:
+            r0, c0, inside = window
+            out[r0 : r0 + inside.shape[0], c0 : c0 + inside.shape[1]] = inside
+        return out
+
+    def covers(self, size: Sequence[int]) -> bool:
+        """Whether at least one pixel of an image of ``size`` ``(H, W)`` is in the shape."""
+        window = self._window(size, None)
+        return window is not None and bool(window[2].any())
+
+    def _window(
+        self, size: Sequence[int], device: torch.device | str | None
+    ) -> tuple[int, int, torch.Tensor] | None:
+        """First row, first column and mask of the shape's pixels within its bounds."""
+        height, width = (int(s) for s in size)
+        x0, y0, x1, y1 = self.bounds()
+        c0, r0 = max(0, math.ceil(x0)), max(0, math.ceil(y0))
+        c1, r1 = min(width - 1, math.floor(x1)), min(height - 1, math.floor(y1))
+        if c0 > c1 or r0 > r1:
+            return None
+        ys = torch.arange(r0, r1 + 1, dtype=torch.float64, device=device)
+        xs = torch.arange(c0, c1 + 1, dtype=torch.float64, device=device)
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+        return r0, c0, self._inside(grid_x, grid_y)
+
+
+@dataclass(frozen=True, init=False)
+class Box(Shape):
+    """A rectangle ``(xmin, ymin, xmax, ymax)``, inclusive (Object-CXR type 0).
+
+    Examples:
+        >>> Box(1, 0, 2, 1).mask((2, 4)).int().tolist()
+        [[0, 1, 1, 0], [0, 1, 1, 0]]
+    """
+
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+
+    def __init__(self, xmin: float, ymin: float, xmax: float, ymax: float) -> None:
+        values = _corners((xmin, ymin, xmax, ymax), "Box")
+        for name, value in zip(("xmin", "ymin", "xmax", "ymax"), values):
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_corners(cls, x1: float, y1: float, x2: float, y2: float) -> Box:
+        """The box with two opposite corners in any order."""
+        return cls(min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        return self.xmin, self.ymin, self.xmax, self.ymax
+
+    def _inside(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (x >= self.xmin) & (x <= self.xmax) & (y >= self.ymin) & (y <= self.ymax)
+
+
+@dataclass(frozen=True, init=False)
+class Ellipse(Shape):
+    """The axis-aligned ellipse inscribed in the box ``(xmin, ymin, xmax, ymax)`` (type 1).
+
+    Examples:
+        >>> Ellipse(0, 0, 4, 2).mask((3, 5)).int().tolist()
+        [[0, 0, 1, 0, 0], [1, 1, 1, 1, 1], [0, 0, 1, 0, 0]]
+    """
+
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+
+    def __init__(self, xmin: float, ymin: float, xmax: float, ymax: float) -> None:
+        values = _corners((xmin, ymin, xmax, ymax), "Ellipse")
+        for name, value in zip(("xmin", "ymin", "xmax", "ymax"), values):
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_corners(cls, x1: float, y1: float, x2: float, y2: float) -> Ellipse:
+        """The ellipse in the box with two opposite corners in any order."""
+        return cls(min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        return self.xmin, self.ymin, self.xmax, self.ymax
+
+    def _inside(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # doubled coordinates keep halves exact: 2x - (xmin + xmax) = 2 (x - cx)
+        a2, b2 = self.xmax - self.xmin, self.ymax - self.ymin
+        dx = 2 * x - (self.xmin + self.xmax)
+        dy = 2 * y - (self.ymin + self.ymax)
+        in_box = (x >= self.xmin) & (x <= self.xmax) & (y >= self.ymin) & (y <= self.ymax)
+        return in_box & (dx * dx * (b2 * b2) + dy * dy * (a2 * a2) <= (a2 * a2) * (b2 * b2))
+
+
+@dataclass(frozen=True, init=False)
+class Polygon(Shape):
+    """A closed polygon through ``vertices`` ``(V, 2)`` as ``(x, y)`` (type 2).
+
+    One vertex is a point, two are a segment. Inside or on the boundary, even-odd rule.
+
+    Examples:
+        >>> Polygon([(0, 0), (3, 0), (0, 3)]).mask((4, 4)).int().tolist()
+        [[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 0, 0], [1, 0, 0, 0]]
+    """
+
+    vertices: tuple[tuple[float, float], ...]
+
+    def __init__(self, vertices: Sequence[Sequence[float]] | torch.Tensor) -> None:
+        v = torch.as_tensor(vertices, dtype=torch.float64) if len(vertices) else None
+        if v is None or v.ndim != 2 or v.shape[1] != 2:
+            shape = tuple(v.shape) if v is not None else (0,)
+            raise ShapeError(
+                f"Polygon: expected vertices of shape (V, 2) as (x, y) with V >= 1, "
+                f"got shape {shape}",
+                shape,
+            )
+        if not bool(torch.isfinite(v).all()):
+            raise InvalidArgumentError(f"Polygon: expected finite vertices, got {v.tolist()}")
+        object.__setattr__(self, "vertices", tuple((float(a), float(b)) for a, b in v.tolist()))
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        xs = [p[0] for p in self.vertices]
+        ys = [p[1] for p in self.vertices]
+        return min(xs), min(ys), max(xs), max(ys)
+
+    def _inside(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        v = torch.tensor(self.vertices, dtype=torch.float64, device=x.device)
+        w = v.roll(-1, 0)
+        shape = (1,) * x.ndim + (-1,)
+        x1, y1 = v[:, 0].view(shape), v[:, 1].view(shape)
+        x2, y2 = w[:, 0].view(shape), w[:, 1].view(shape)
+        px, py = x.unsqueeze(-1), y.unsqueeze(-1)
+        cross = (py - y1) * (x2 - x1) - (px - x1) * (y2 - y1)
+        on_edge = (
+            (cross == 0)
+            & (px >= torch.minimum(x1, x2))
+            & (px <= torch.maximum(x1, x2))
+            & (py >= torch.minimum(y1, y2))
+            & (py <= torch.maximum(y1, y2))
+        )
+        # the edge crosses the pixel's row and passes to the right of the pixel
+        spans = (y1 > py) != (y2 > py)
+        right = torch.where(y2 > y1, cross > 0, cross < 0)
+        crossings = (spans & right).sum(dim=-1)
+        return on_edge.any(dim=-1) | (crossings % 2 == 1)
+
+
+def shapes_mask(
+    shapes: Sequence[Shape], size: Sequence[int], device: torch.device | str | None = None
+) -> torch.Tensor:
+    """The union of ``shapes`` as a boolean mask ``(H, W)``.
+
+    Examples:
+        >>> shapes_mask([Box(0, 0, 0, 0), Ellipse(2, 0, 2, 1)], (2, 3)).int().tolist()
+        [[1, 0, 1], [0, 0, 1]]
+    """
+    out = torch.zeros(tuple(int(s) for s in size), dtype=torch.bool, device=device)
+    for shape in shapes:
+        out |= shape.mask(size, device)
+    return out

@@ -1,0 +1,572 @@
+"""Peaks, object shapes, FROC, energy and multi-object pointing games against looped references."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from fractions import Fraction
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from normgrad import ArgumentTypeError, InvalidArgumentError, ShapeError, metrics
+from normgrad.metrics import Box, Ellipse, Polygon
+
+# ---------------------------------------------------------------------------------------
+# literal references: every pixel, every detection, exact arithmetic for the shapes
+
+
+def ref_polygon(vertices: list[tuple[float, float]], x: int, y: int) -> bool:
+    """Point-in-polygon on a pixel centre: on an edge, or an odd number of crossings."""
+    px, py = Fraction(x), Fraction(y)
+    v = [(Fraction(a), Fraction(b)) for a, b in vertices]
+    crossings = 0
+    for (x1, y1), (x2, y2) in zip(v, v[1:] + v[:1]):
+        collinear = (x2 - x1) * (py - y1) == (y2 - y1) * (px - x1)
+        if collinear and min(x1, x2) <= px <= max(x1, x2) and min(y1, y2) <= py <= max(y1, y2):
+            return True
+        if (y1 > py) != (y2 > py):
+            crossing_x = x1 + (py - y1) * (x2 - x1) / (y2 - y1)
+            if crossing_x > px:
+                crossings += 1
+    return crossings % 2 == 1
+
+
+def ref_ellipse(box: tuple[float, float, float, float], x: int, y: int) -> bool:
+    x0, y0, x1, y1 = (Fraction(c) for c in box)
+    cx, cy, a, b = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2
+    if a == 0 or b == 0:  # a segment (or a point): the pixel must lie on it
+        return x0 <= x <= x1 and y0 <= y <= y1
+    return ((x - cx) / a) ** 2 + ((y - cy) / b) ** 2 <= 1
+
+
+def ref_box(box: tuple[float, ...], x: int, y: int) -> bool:
+    return box[0] <= x <= box[2] and box[1] <= y <= box[3]
+
+
+def ref_contains(shape: object, x: int, y: int) -> bool:
+    if isinstance(shape, Polygon):
+        return ref_polygon(list(shape.vertices), x, y)
+    if isinstance(shape, Ellipse):
+        return ref_ellipse(shape.bounds(), x, y)
+    assert isinstance(shape, Box)
+    return ref_box(shape.bounds(), x, y)
+
+
+def ref_mask(shape: object, height: int, width: int) -> torch.Tensor:
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    for y in range(height):
+        for x in range(width):
+            mask[y, x] = ref_contains(shape, x, y)
+    return mask
+
+
+def ref_peaks(m: torch.Tensor, k: int, min_distance: float) -> list[tuple[tuple[int, ...], float]]:
+    """Local maxima above the minimum by walking neighbourhoods, then greedy suppression."""
+    shape = tuple(m.shape)
+    cells = list(itertools.product(*(range(s) for s in shape)))
+    lowest = min(float(m[c]) for c in cells)
+    maxima = []
+    for c in cells:
+        value = float(m[c])
+        neighbours = [
+            tuple(a + d for a, d in zip(c, delta))
+            for delta in itertools.product((-1, 0, 1), repeat=len(shape))
+        ]
+        inside = [q for q in neighbours if all(0 <= a < s for a, s in zip(q, shape))]
+        if value > lowest and all(float(m[q]) <= value for q in inside):
+            maxima.append((c, value))
+    maxima.sort(key=lambda cv: (-cv[1], cv[0]))  # decreasing value, then row-major
+    kept: list[tuple[tuple[int, ...], float]] = []
+    for c, value in maxima:
+        if len(kept) == k:
+            break
+        if all(math.dist(c, q) >= min_distance for q, _ in kept):
+            kept.append((c, value))
+    return kept
+
+
+def ref_match(detections: list[tuple[int, ...]], objects: list[object]) -> list[bool]:
+    """One detection per object, in the detections' order, first open object in order."""
+    found = [False] * len(objects)
+    positive = []
+    for y, x in detections:
+        hit = False
+        for j, obj in enumerate(objects):
+            if not found[j] and ref_contains(obj, x, y):
+                found[j], hit = True, True
+                break
+        positive.append(hit)
+    return positive
+
+
+def ref_covers(obj: object, height: int, width: int) -> bool:
+    return any(ref_contains(obj, x, y) for y in range(height) for x in range(width))
+
+
+def ref_froc(
+    maps: torch.Tensor,
+    objects: list[list[object]],
+    k: int,
+    min_distance: float,
+    rates: tuple[float, ...],
+    probabilities: list[float] | None = None,
+) -> tuple[float, list[float], list[float]]:
+    n, height, width = maps.shape
+    scored = []  # (score, true positive)
+    total = 0
+    for i in range(n):
+        counted = [o for o in objects[i] if ref_covers(o, height, width)]
+        total += len(counted)
+        found = ref_peaks(maps[i], k, min_distance)
+        positive = ref_match([c for c, _ in found], counted)
+        p = probabilities[i] if probabilities is not None else 1.0
+        scored += [(value * p, tp) for (_, value), tp in zip(found, positive)]
+    thresholds = sorted({s for s, _ in scored}, reverse=True)
+    fps, sens = [0.0], [0.0 if total else math.nan]
+    for t in thresholds:
+        fps.append(sum(1 for s, tp in scored if s >= t and not tp) / n)
+        sens.append(sum(1 for s, tp in scored if s >= t and tp) / total if total else math.nan)
+    at = []
+    for r in rates:
+        best = 0.0 if total else math.nan
+        for f, s in zip(fps, sens):
+            if f <= r and s > best:
+                best = s
+        at.append(best)
+    return sum(at) / len(at), fps, sens
+
+
+# ---------------------------------------------------------------------------------------
+# strategies: small maps with ties, shapes on and over the border, one-pixel objects
+
+
+@st.composite
+def small_maps(draw: st.DrawFn, ndim: int = 2, first: int = 7) -> torch.Tensor:
+    """Maps with few levels; ``first``: the largest first axis (more rows than the 8 bands
+    searched at first, when cut into bands of one row)."""
+    n = draw(st.integers(1, 3))
+    shape = [draw(st.integers(1, first))] + [draw(st.integers(1, 7)) for _ in range(ndim - 1)]
+    levels = draw(st.integers(1, 4))  # few levels: ties and plateaus
+    values = draw(
+        st.lists(
+            st.integers(0, levels), min_size=n * math.prod(shape), max_size=n * math.prod(shape)
+        )
+    )
+    return torch.tensor(values, dtype=torch.float32).reshape(n, *shape)
+
+
+coordinate = st.integers(-3, 10).map(lambda v: v / 2) | st.integers(-2, 9).map(float)
+
+
+@st.composite
+def shapes(draw: st.DrawFn) -> object:
+    kind = draw(st.sampled_from(["box", "ellipse", "polygon"]))
+    if kind == "polygon":
+        vertices = draw(st.lists(st.tuples(coordinate, coordinate), min_size=1, max_size=6))
+        return Polygon(vertices)
+    x1, y1, x2, y2 = (draw(coordinate) for _ in range(4))
+    return (Box if kind == "box" else Ellipse).from_corners(x1, y1, x2, y2)
+
+
+# ---------------------------------------------------------------------------------------
+# shapes
+
+
+@given(shapes(), st.integers(1, 8), st.integers(1, 8))
+@settings(max_examples=150, deadline=None)
+def test_shape_masks_match_point_in_shape_on_pixel_centres(
+    shape: object, height: int, width: int
+) -> None:
+    assert isinstance(shape, metrics.Shape)
+    expected = ref_mask(shape, height, width)
+    assert torch.equal(shape.mask((height, width)), expected)
+    assert shape.covers((height, width)) == bool(expected.any())
+
+
+def test_shapes_by_hand() -> None:
+    # the boundary belongs to the polygon: a unit square covers its 4 corner pixels
+    assert Polygon([(1, 1), (2, 1), (2, 2), (1, 2)]).mask((4, 4)).nonzero().tolist() == [
+        [1, 1],
+        [1, 2],
+        [2, 1],
+        [2, 2],
+    ]
+    # a one-pixel object, and an ellipse of zero width is its segment
+    assert Box(2, 3, 2, 3).mask((5, 5)).nonzero().tolist() == [[3, 2]]
+    assert Ellipse(1, 0, 1, 2).mask((4, 3)).nonzero().tolist() == [[0, 1], [1, 1], [2, 1]]
+    # the circle of radius 2 at (2, 2): 13 pixel centres within distance 2
+    assert int(Ellipse(0, 0, 4, 4).mask((5, 5)).sum()) == 13
+    # a bow tie (self-intersecting), triangles left and right meeting at (2, 2)
+    tie = Polygon([(0, 0), (4, 4), (4, 0), (0, 4)])
+    assert tie.mask((5, 5))[:, 2].tolist() == [False, False, True, False, False]
+    assert tie.mask((5, 5))[0].tolist() == [True, False, False, False, True]
+
+
+def test_shape_errors() -> None:
+    with pytest.raises(InvalidArgumentError, match="Box: expected xmin <= xmax"):
+        Box(3, 0, 1, 2)
+    with pytest.raises(InvalidArgumentError, match="Ellipse: expected finite"):
+        Ellipse(0, 0, math.nan, 2)
+    with pytest.raises(ShapeError, match=r"Polygon: expected vertices of shape \(V, 2\)"):
+        Polygon([(0, 0, 1)])
+    with pytest.raises(ShapeError, match="Polygon"):
+        Polygon([])
+
+
+# ---------------------------------------------------------------------------------------
+# peaks
+
+
+@given(
+    small_maps(first=14),
+    st.integers(1, 5),
+    st.sampled_from([0.0, 1.0, 1.5, 2.0, 3.0]),
+    st.sampled_from([1, 5, 12, 4096]),
+)
+@settings(max_examples=200, deadline=None)
+def test_peaks_match_reference(maps: torch.Tensor, k: int, min_distance: float, block: int) -> None:
+    # small blocks: bands of one or a few rows, searched a few at a time
+    found = metrics.peaks(maps, k, min_distance=min_distance, block=block)
+    for i in range(maps.shape[0]):
+        expected = ref_peaks(maps[i], k, min_distance)
+        count = len(expected)
+        assert found.valid[i].tolist() == [True] * count + [False] * (k - count)
+        assert [tuple(c) for c in found.coords[i, :count].tolist()] == [c for c, _ in expected]
+        assert found.values[i, :count].tolist() == [v for _, v in expected]
+        assert bool(found.values[i, count:].isnan().all())
+
+
+@given(
+    small_maps(ndim=3, first=11),
+    st.integers(1, 4),
+    st.sampled_from([0.0, 1.0, 2.0]),
+    st.sampled_from([1, 20, 4096]),
+)
+@settings(max_examples=80, deadline=None)
+def test_peaks_3d_match_reference(
+    maps: torch.Tensor, k: int, min_distance: float, block: int
+) -> None:
+    found = metrics.peaks(maps.unsqueeze(1), k, min_distance=min_distance, block=block)
+    for i in range(maps.shape[0]):
+        expected = ref_peaks(maps[i], k, min_distance)
+        got = found.coords[i][found.valid[i]].tolist()
+        assert [tuple(c) for c in got] == [c for c, _ in expected]
+
+
+def test_peaks_need_more_candidates_than_the_first_round() -> None:
+    # 200 plateau pixels of one maximum come before a second, lower maximum: the first
+    # round's 64 candidates all lie on the plateau and are suppressed
+    maps = torch.zeros(1, 30, 30)
+    maps[0, :10, :20] = 2.0
+    maps[0, 25, 25] = 1.0
+    for block in (30, 4096):  # bands of one row, and the whole map
+        found = metrics.peaks(maps, 2, min_distance=40, block=block)
+        assert found.coords[0].tolist() == [[0, 0], [0, 0]]
+        assert found.valid[0].tolist() == [True, False]
+        found = metrics.peaks(maps, 2, min_distance=25, block=block)
+        assert found.coords[0].tolist() == [[0, 0], [25, 25]]
+
+
+def test_first_peak_is_the_pointing_games_point() -> None:
+    torch.manual_seed(0)
+    maps = torch.randint(0, 3, (20, 1, 9, 11)).float()
+    maps[:, 0, 0, 0] = -1  # not constant
+    found = metrics.peaks(maps, 3, min_distance=2)
+    assert torch.equal(found.coords[:, 0], metrics.points(maps))
+
+
+def test_peaks_errors() -> None:
+    maps = torch.rand(2, 1, 6, 6)
+    with pytest.raises(InvalidArgumentError, match="k: expected a positive int, got 0"):
+        metrics.peaks(maps, 0)
+    with pytest.raises(InvalidArgumentError, match="min_distance"):
+        metrics.peaks(maps, 1, min_distance=-1)
+    bad = maps.clone()
+    bad[1, 0, 2, 2] = math.nan
+    with pytest.raises(
+        InvalidArgumentError,
+        match=r"saliency: expected maps without NaN or \+inf, got them in 1 map",
+    ):
+        metrics.peaks(bad, 1)
+    assert not bool(metrics.peaks(torch.ones(1, 4, 4), 2).valid.any())  # constant: no peak
+
+
+# ---------------------------------------------------------------------------------------
+# FROC
+
+
+@st.composite
+def detection_cases(draw: st.DrawFn) -> tuple[torch.Tensor, list[list[object]], list[float]]:
+    maps = draw(small_maps())
+    n = maps.shape[0]
+    objects = [draw(st.lists(shapes(), max_size=3)) for _ in range(n)]
+    probabilities = [draw(st.sampled_from([0.25, 0.5, 1.0])) for _ in range(n)]
+    return maps, objects, probabilities
+
+
+@given(
+    detection_cases(),
+    st.integers(1, 4),
+    st.sampled_from([0.0, 1.5, 3.0]),
+    st.booleans(),
+)
+@settings(max_examples=150, deadline=None)
+def test_froc_matches_reference(
+    case: tuple[torch.Tensor, list[list[object]], list[float]],
+    k: int,
+    min_distance: float,
+    use_probabilities: bool,
+) -> None:
+    maps, objects, probabilities = case
+    rates = (0.125, 0.5, 1.0, 2.0)
+    p = probabilities if use_probabilities else None
+    expected, fps, sens = ref_froc(maps, objects, k, min_distance, rates, p)
+    got = metrics.froc(
+        maps,
+        objects,  # type: ignore[arg-type]
+        k=k,
+        min_distance=min_distance,
+        rates=rates,
+        probabilities=torch.tensor(p) if p is not None else None,
+    )
+    assert got.fps_per_image.tolist() == pytest.approx(fps)
+    assert got.sensitivity.tolist() == pytest.approx(sens, nan_ok=True)
+    assert got.froc == pytest.approx(expected, nan_ok=True)
+
+
+def test_froc_by_hand() -> None:
+    # 4 images, 3 objects; detections (value, image, verdict) ranked by value:
+    #   0.9 img0 in A (TP)   0.8 img0 in A again (FP: A is found)   0.7 img1 nothing (FP)
+    #   0.6 img2 in C (TP)   0.5 img3, an image without objects (FP); B is never found
+    # operating points (FP/4, TP/3): (0,0) (0,1/3) (1/4,1/3) (1/2,1/3) (1/2,2/3) (3/4,2/3)
+    # rates 1/8 1/4 1/2 1 2 4 8 -> 1/3 1/3 2/3 2/3 2/3 2/3 2/3, mean (2/3 + 10/3) / 7 = 4/7
+    maps = torch.zeros(4, 12, 12)
+    maps[0, 1, 1], maps[0, 1, 5], maps[0, 10, 10] = 0.9, 0.8, 0.1  # 0.1 peak is beyond k=2
+    maps[1, 6, 6] = 0.7
+    maps[2, 3, 8] = 0.6
+    maps[3, 5, 5] = 0.5
+    objects = [
+        [Box(0, 0, 6, 2), Ellipse(8, 8, 10, 10)],  # A holds (1,1) and (1,5); B
+        [],
+        [Polygon([(7, 2), (9, 2), (9, 4)])],  # C holds (x=8, y=3)
+        [],
+    ]
+    result = metrics.froc(maps, objects, k=2, min_distance=2)  # type: ignore[arg-type]
+    assert result.sensitivities == pytest.approx((1 / 3, 1 / 3, 2 / 3, 2 / 3, 2 / 3, 2 / 3, 2 / 3))
+    assert result.froc == pytest.approx(4 / 7)
+    assert result.fps_per_image.tolist() == [0, 0, 0.25, 0.5, 0.5, 0.75]
+    assert (result.images, result.objects, result.found) == (4, 3, 2)
+    # the image probability reorders across images: img1 at 0.7 * 0.1 now comes last
+    #   0.9 TP, 0.8 FP, 0.6 TP, 0.5 FP, 0.07 FP -> (0,1/3) (1/4,1/3) (1/4,2/3) (1/2,2/3) (3/4,2/3)
+    #   rates -> 1/3 2/3 2/3 ... mean (1/3 + 6 * 2/3) / 7 = 13/21
+    probabilities = torch.tensor([1.0, 0.1, 1.0, 1.0])
+    result = metrics.froc(maps, objects, k=2, min_distance=2, probabilities=probabilities)  # type: ignore[arg-type]
+    assert result.froc == pytest.approx(13 / 21)
+
+
+def test_froc_ties_enter_together_and_accumulates() -> None:
+    # two images, one object each; both peaks 1.0: image 0 TP, image 1 FP (object elsewhere)
+    # one operating point (1/2, 1/2) after (0, 0): rate 1/8 and 1/4 read 0, the others 1/2
+    maps = torch.zeros(2, 6, 6)
+    maps[0, 1, 1] = maps[1, 1, 1] = 1.0
+    boxes = [torch.tensor([[0, 0, 2, 2]]), torch.tensor([[4, 4, 5, 5]])]
+    result = metrics.froc(maps, boxes, k=1)
+    assert result.fps_per_image.tolist() == [0, 0.5]
+    assert result.sensitivity.tolist() == [0, 0.5]
+    assert result.froc == pytest.approx(5 * 0.5 / 7)
+    acc = metrics.FROC(k=1)
+    acc.update(maps[:1], boxes[:1])
+    acc.update(maps[1:], boxes[1:])
+    assert acc.compute().froc == pytest.approx(result.froc)
+    acc.reset()
+    assert math.isnan(acc.compute().froc)  # nothing to find
+
+
+def test_froc_3d_boxes() -> None:
+    # one volume, object box x 1..2, y 1..2, z 3..3; peaks at (z=3,y=1,x=1), a TP, and
+    # (z=0,y=3,x=3), a FP: points (0, 0) (0, 1) (1, 1)
+    maps = torch.zeros(1, 5, 4, 4)
+    maps[0, 3, 1, 1], maps[0, 0, 3, 3] = 1.0, 0.5
+    result = metrics.froc(maps, [torch.tensor([[1, 1, 3, 2, 2, 3]])], k=2, min_distance=2)
+    assert result.sensitivity.tolist() == [0, 1, 1]
+    assert result.fps_per_image.tolist() == [0, 0, 1]
+
+
+def test_detection_errors() -> None:
+    maps = torch.rand(2, 1, 8, 8)
+    boxes = [torch.tensor([[0, 0, 2, 2]]), torch.zeros(0, 4)]
+    with pytest.raises(ShapeError, match="regions: expected the objects of 2 images"):
+        metrics.froc(maps, boxes[:1])
+    with pytest.raises(ArgumentTypeError, match=r"regions\[1\]\[0\]: expected a Box, Ellipse"):
+        metrics.froc(maps, [[], ["circle"]])  # type: ignore[list-item]
+    with pytest.raises(ArgumentTypeError, match="a mask merges touching objects"):
+        metrics.froc(maps, torch.zeros(2, 8, 8, dtype=torch.bool))  # type: ignore[arg-type]
+    with pytest.raises(ShapeError, match=r"regions\[0\]: expected boxes of shape \(K, 4\)"):
+        metrics.multi_pointing_game(maps, [torch.zeros(1, 6), torch.zeros(0, 4)])
+    with pytest.raises(InvalidArgumentError, match=r"regions\[0\]: Box: expected xmin <= xmax"):
+        metrics.froc(maps, [torch.tensor([[3, 0, 1, 1]]), torch.zeros(0, 4)])
+    with pytest.raises(InvalidArgumentError, match="k: expected a positive int"):
+        metrics.froc(maps, boxes, k=0)
+    with pytest.raises(ShapeError, match="probabilities: expected 2 finite values"):
+        metrics.froc(maps, boxes, probabilities=torch.tensor([0.5]))
+    bad = maps.clone()
+    bad[0, 0, 0, 0] = math.nan
+    with pytest.raises(InvalidArgumentError, match="saliency: expected maps without NaN"):
+        metrics.froc(bad, boxes)
+    with pytest.raises(InvalidArgumentError, match="saliency: expected maps without NaN"):
+        metrics.multi_pointing_game(bad, boxes)
+    with pytest.raises(ArgumentTypeError, match="Polygon is 2-D but the maps are 3-D"):
+        metrics.froc(torch.rand(1, 3, 4, 4), [[Polygon([(0, 0)])]])
+
+
+# ---------------------------------------------------------------------------------------
+# energy and multi-object pointing games
+
+
+@given(detection_cases(), st.booleans())
+@settings(max_examples=100, deadline=None)
+def test_energy_matches_reference(
+    case: tuple[torch.Tensor, list[list[object]], list[float]], signed: bool
+) -> None:
+    maps, objects, _ = case
+    if signed:
+        maps = maps - 1.5  # some negative mass
+    n, height, width = maps.shape
+    got = metrics.energy_pointing_game(maps, objects)  # type: ignore[arg-type]
+    for i in range(n):
+        inside = total = 0.0
+        region = False
+        for y in range(height):
+            for x in range(width):
+                value = max(float(maps[i, y, x]), 0.0)
+                total += value
+                if any(ref_contains(o, x, y) for o in objects[i]):
+                    inside += value
+                    region = True
+        if not region:
+            assert math.isnan(got[i])
+        else:
+            assert float(got[i]) == pytest.approx(inside / total if total > 0 else 0.0)
+
+
+@given(
+    small_maps(),
+    st.lists(st.tuples(coordinate, coordinate, coordinate, coordinate), max_size=4),
+    st.sampled_from([16, 1 << 19]),
+)
+@settings(max_examples=80, deadline=None)
+def test_energy_of_overlapping_boxes_matches_reference(
+    maps: torch.Tensor, corners: list[tuple[float, ...]], chunk: int
+) -> None:
+    import normgrad.metrics._energy as energy_module
+
+    n, height, width = maps.shape
+    maps = maps - 1.0
+    boxes = [Box.from_corners(*c).bounds() for c in corners]
+    per_sample = [torch.tensor(boxes[i::n], dtype=torch.float64).reshape(-1, 4) for i in range(n)]
+    saved = energy_module._CHUNK_ELEMENTS
+    energy_module._CHUNK_ELEMENTS = chunk  # a few maps per chunk, or all at once
+    try:
+        got = metrics.energy_pointing_game(maps, per_sample)
+    finally:
+        energy_module._CHUNK_ELEMENTS = saved
+    for i in range(n):
+        inside = total = 0.0
+        region = False
+        for y in range(height):
+            for x in range(width):
+                value = max(float(maps[i, y, x]), 0.0)
+                total += value
+                if any(ref_box(b, x, y) for b in boxes[i::n]):
+                    inside, region = inside + value, True
+        if not region:
+            assert math.isnan(got[i])
+        else:
+            assert float(got[i]) == pytest.approx(inside / total if total > 0 else 0.0)
+
+
+def test_energy_masks_boxes_and_errors() -> None:
+    # a 4x4 map of ones with a 2x2 box: 4 of 16
+    maps = torch.ones(2, 1, 4, 4)
+    boxes = [torch.tensor([[0, 0, 1, 1]]), torch.zeros(0, 4)]
+    got = metrics.energy_pointing_game(maps, boxes)
+    assert got[0] == 0.25 and math.isnan(got[1])
+    masks = metrics.prepare_regions(boxes, (2, 4, 4)).to_masks()
+    assert torch.equal(metrics.energy_pointing_game(maps, masks).nan_to_num(-1), got.nan_to_num(-1))
+    volume = torch.zeros(1, 2, 3, 3)
+    volume[0, 1, 1, 1] = 3.0
+    volume[0, 0, 0, 0] = 1.0
+    assert metrics.energy_pointing_game(volume, [torch.tensor([[1, 1, 1, 1, 1, 1]])]).item() == 0.75
+    with pytest.raises(ShapeError, match="regions: expected boolean masks of shape"):
+        metrics.energy_pointing_game(maps, torch.zeros(2, 5, 4, dtype=torch.bool))
+    bad = maps.clone()
+    bad[0, 0, 0, 0] = math.nan
+    with pytest.raises(InvalidArgumentError, match="saliency: expected maps without NaN"):
+        metrics.energy_pointing_game(bad, boxes)
+    with pytest.raises(ArgumentTypeError, match=r"regions\[0\]\[1\]: expected a Box"):
+        metrics.energy_pointing_game(maps, [[Box(0, 0, 1, 1), (0, 0, 1, 1)], []])  # type: ignore[list-item]
+
+
+@given(detection_cases(), st.sampled_from([0.0, 1.5, 3.0]))
+@settings(max_examples=100, deadline=None)
+def test_multi_pointing_game_matches_reference(
+    case: tuple[torch.Tensor, list[list[object]], list[float]], min_distance: float
+) -> None:
+    maps, objects, _ = case
+    n, height, width = maps.shape
+    got = metrics.multi_pointing_game(maps, objects, min_distance=min_distance)  # type: ignore[arg-type]
+    for i in range(n):
+        counted = [o for o in objects[i] if ref_covers(o, height, width)]
+        if not counted:
+            assert math.isnan(got[i])
+            continue
+        found = ref_peaks(maps[i], len(counted), min_distance)
+        hits = sum(ref_match([c for c, _ in found], counted))
+        assert float(got[i]) == pytest.approx(hits / len(counted))
+
+
+def test_multi_pointing_game_one_peak_one_object() -> None:
+    # two overlapping boxes, one peak inside both: K = 2 peaks, the second outside both
+    maps = torch.zeros(1, 10, 10)
+    maps[0, 2, 2], maps[0, 8, 8] = 1.0, 0.5
+    boxes = [torch.tensor([[0, 0, 4, 4], [1, 1, 5, 5]])]
+    assert metrics.multi_pointing_game(maps, boxes, min_distance=2).item() == 0.5
+
+
+def test_froc_curve_plot(tmp_path: object) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from normgrad import viz
+
+    maps = torch.zeros(2, 8, 8)
+    maps[0, 1, 1], maps[1, 5, 5] = 1.0, 0.5
+    result = metrics.froc(maps, [torch.tensor([[0, 0, 2, 2]]), torch.zeros(0, 4)], k=1)
+    ax = viz.froc_curve({"a": result, "b": result})
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a (1.000)", "b (1.000)"]
+    xs, ys = ax.lines[0].get_data()
+    # FPI 0 is drawn at 1/16 on the log axis; the last point holds on to 16
+    assert list(xs) == [1 / 16, 1 / 16, 0.5, 16] and list(ys) == [0, 1, 1, 1]
+    with pytest.raises(ArgumentTypeError, match="results: expected FROCResult values"):
+        viz.froc_curve({"a": 0.5})  # type: ignore[dict-item]
+
+
+@given(detection_cases(), st.sampled_from([0.0, 1.0, 2.5]))
+@settings(max_examples=60, deadline=None)
+def test_pointing_game_takes_shapes_as_their_pixels(
+    case: tuple[torch.Tensor, list[list[object]], list[float]], tolerance: float
+) -> None:
+    maps, objects, _ = case
+    n, height, width = maps.shape
+    masks = torch.zeros(n, height, width, dtype=torch.bool)
+    for i in range(n):
+        for obj in objects[i]:
+            masks[i] |= ref_mask(obj, height, width)
+    got = metrics.pointing_game(maps, objects, tolerance=tolerance)  # type: ignore[arg-type]
+    expected = metrics.pointing_game(maps, masks, tolerance=tolerance)
+    assert torch.equal(got.nan_to_num(-1), expected.nan_to_num(-1))
+    prepared = metrics.prepare_regions(objects, maps.shape)  # type: ignore[arg-type]
+    assert torch.equal(prepared.to_masks(), masks)
