@@ -62,6 +62,7 @@ def explainers(m: torch.nn.Module) -> dict[str, normgrad.Explainer]:
 
 def run(m: torch.nn.Module, data: Any, **kwargs: Any) -> normgrad.EvaluationResult:
     kwargs = {"tolerance": 3, "smoothing_sigma": 1.0, "progress": False, **kwargs}
+    kwargs.setdefault("metrics", ("energy", "multi", "froc"))
     return normgrad.evaluate(m, explainers(m), data, **kwargs)
 
 

@@ -55,10 +55,8 @@ def _canon(result: normgrad.EvaluationResult) -> Any:
     def c(v: Any) -> Any:
         return "nan" if isinstance(v, float) and math.isnan(v) else v
 
-    rows = [
-        tuple(c(getattr(r, f)) for f in ("method", "accuracy", "low", "high", "hits", "total"))
-        for r in result.rows
-    ]
+    fields = ("method", "accuracy", "low", "high", "hits", "total", "energy", "multi", "froc")
+    rows = [tuple(c(getattr(r, f)) for f in fields) for r in result.rows]
     return rows, [tuple(c(v) for v in r) for r in result.records]
 
 
@@ -98,7 +96,9 @@ def test_records_hold_each_images_point_and_hit() -> None:
 def test_records_to_csv() -> None:
     result = _run(_data(1))
     rows = list(csv.reader(io.StringIO(result.records_to_csv())))
-    assert rows[0] == ["image", "method", "hit", "point"]
+    assert rows[0] == [
+        "image", "method", "hit", "point", "energy", "multi", "objects", "detections"
+    ]  # fmt: skip
     assert len(rows) == 1 + len(result.records)
     first = {(r[0], r[1]): r for r in rows[1:]}
     assert first["0", "NormGrad"][2] == ""  # no region: not counted
@@ -219,3 +219,60 @@ def test_pointing_games_merge() -> None:
         first.merge(metrics.PointingGame(tolerance=2))
     with pytest.raises(normgrad.ArgumentTypeError, match="other"):
         first.merge(3)  # type: ignore[arg-type]
+
+
+def test_more_metrics_from_the_same_maps() -> None:
+    data = _data()
+    model = _model()
+    explainers = _explainers(model)
+    result = normgrad.evaluate(
+        model, explainers, data, tolerance=2, progress=False,
+        metrics=["froc", "energy", "multi"], peaks=3,
+    )  # fmt: skip
+    assert result.metrics == ("energy", "multi", "froc")
+    table = result.to_markdown()
+    assert "| energy | multi-object PG | FROC |" in table
+    for name, explainer in explainers.items():
+        maps = torch.cat([explainer(x, labels) for x, labels, _ in data])
+        boxes = [b for _, _, batch_boxes in data for b in batch_boxes]
+        row = result[name]
+        energy = metrics.energy_pointing_game(maps, boxes)
+        multi = metrics.multi_pointing_game(maps, boxes, min_distance=2)
+        froc = metrics.froc(maps, boxes, k=3, min_distance=2)
+        assert row.energy == pytest.approx(float(energy.double().nanmean()), rel=1e-6)
+        assert row.multi == pytest.approx(float(multi.double().nanmean()), rel=1e-9)
+        assert row.froc == pytest.approx(froc.froc, rel=1e-12)
+        kept = [r for r in result.records if r.method == name]
+        assert sum(r.objects for r in kept) == froc.objects == 8
+        assert all(len(r.detections) <= 3 for r in kept)
+    assert math.isnan(result["random baseline"].froc)
+    assert not math.isnan(result["centre baseline"].energy)
+    plain = _run(data, smoothing_sigma=None)
+    assert math.isnan(plain["NormGrad"].energy)  # not asked for
+    assert "energy" not in plain.to_markdown()
+
+
+def test_more_metrics_resume_and_errors(tmp_path: Path) -> None:
+    data = _data()
+    kwargs: dict[str, Any] = {"metrics": ("energy", "froc", "multi"), "peaks": 2}
+    whole = _run(data, **kwargs)
+    path = tmp_path / "records.csv"
+    with pytest.raises(KeyboardInterrupt):
+        _run(Interrupted(data, 2), records=path, **kwargs)
+    assert _canon(_run(data, records=path, **kwargs)) == _canon(whole)
+    assert not math.isnan(whole["NormGrad"].froc)
+    with pytest.raises(normgrad.ArgumentTypeError, match="metrics: expected a sequence"):
+        _run(data, metrics="energy")
+    with pytest.raises(
+        normgrad.InvalidArgumentError, match=r"metrics: unknown metric\(s\) \['iou'\]"
+    ):
+        _run(data, metrics=["iou"])
+    with pytest.raises(normgrad.InvalidArgumentError, match="peaks"):
+        _run(data, metrics=["froc"], peaks=0)
+    masks = [(x, y, torch.zeros(x.shape[0], SIZE, SIZE, dtype=torch.bool)) for x, y, _ in data]
+    for _, _, m in masks:
+        m[:, 4:9, 4:9] = True
+    energy = _run(masks, metrics=["energy"])["Gradient"].energy
+    assert 0 < energy < 1  # masks are fine for the energy game
+    with pytest.raises(normgrad.ArgumentTypeError, match="regions: expected the objects"):
+        _run(masks, metrics=["froc"])

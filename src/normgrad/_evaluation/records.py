@@ -17,8 +17,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .._errors import InvalidArgumentError
-from ..metrics import wilson_interval
+from ..metrics import FROC, wilson_interval
 from .result import MethodScore, Record, records_csv
 
 _MAGIC = "# normgrad evaluate records v1 "
@@ -35,37 +37,78 @@ def sort_records(records: Iterable[Record], methods: Sequence[str]) -> list[Reco
     return sorted(records, key=lambda r: (image_order(r.image), rank.get(r.method, len(rank))))
 
 
+def _mean(values: list[float]) -> float:
+    kept = [v for v in values if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else float("nan")
+
+
 def table(
-    records: Iterable[Record], methods: Sequence[str], interval: Sequence[bool], confidence: float
+    records: Iterable[Record],
+    methods: Sequence[str],
+    interval: Sequence[bool],
+    confidence: float,
+    metrics: Sequence[str] = (),
 ) -> list[MethodScore]:
     """One row per method: hits over counted images, with a Wilson interval where
-    ``interval`` says the hits are counts (not the random baseline's probabilities)."""
+    ``interval`` says the hits are counts (not the random baseline's probabilities), and
+    the ``metrics`` asked for (means over images; FROC over all the method's detections)."""
     hits = dict.fromkeys(methods, 0.0)
     total = dict.fromkeys(methods, 0)
+    energy: dict[str, list[float]] = {m: [] for m in methods}
+    multi: dict[str, list[float]] = {m: [] for m in methods}
+    froc = {m: FROC() for m in methods}
     for r in records:
         if not math.isnan(r.hit):
             hits[r.method] += r.hit
             total[r.method] += 1
+        energy[r.method].append(r.energy)
+        multi[r.method].append(r.multi)
+        if "froc" in metrics and r.point is not None:
+            scores = torch.tensor([s for s, _ in r.detections], dtype=torch.float64)
+            positive = torch.tensor([tp for _, tp in r.detections], dtype=torch.bool)
+            froc[r.method].add(scores, positive, images=1, objects=r.objects)
+    extra = {
+        m: {
+            "energy": _mean(energy[m]) if "energy" in metrics else float("nan"),
+            "multi": _mean(multi[m]) if "multi" in metrics else float("nan"),
+            "froc": froc[m].compute().froc
+            if "froc" in metrics and froc[m].images
+            else float("nan"),
+        }
+        for m in methods
+    }
     rows = []
     for method, counted in zip(methods, interval):
         n, h = total[method], hits[method]
         accuracy = h / n if n else float("nan")
         if counted:
             low, high = wilson_interval(int(h), n, confidence)
-            rows.append(MethodScore(method, accuracy, low, high, int(h), n))
+            rows.append(MethodScore(method, accuracy, low, high, int(h), n, **extra[method]))
         else:
-            rows.append(MethodScore(method, accuracy, float("nan"), float("nan"), h, n))
+            nan = float("nan")
+            rows.append(MethodScore(method, accuracy, nan, nan, h, n, **extra[method]))
     return rows
+
+
+def _float(text: str) -> float:
+    return float(text) if text else float("nan")
 
 
 def _parse(row: list[str], path: Path, line: int) -> Record:
     try:
-        image, method, hit, point = row
+        image, method, hit, point, energy, multi, objects, detections = row
+        found = tuple(
+            (float(score), tp == "1") for score, tp in (d.split(":") for d in detections.split())
+        )
         return Record(
             image,
             method,
-            float(hit) if hit else float("nan"),
+            _float(hit),
             tuple(int(v) for v in point.split()) if point else None,
+            _float(energy),
+            _float(multi),
+            int(objects),
+            found,
         )
     except ValueError:
         raise InvalidArgumentError(

@@ -9,7 +9,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-FIELDS = ["image", "method", "hit", "point"]
+FIELDS = ["image", "method", "hit", "point", "energy", "multi", "objects", "detections"]
+METRIC_COLUMNS = {"energy": "energy", "multi": "multi-object PG", "froc": "FROC"}
+"""The metrics ``evaluate`` can report beside the Pointing Game, and their columns."""
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,12 @@ class MethodScore:
         high: upper end of the 95% Wilson interval (NaN for the random baseline).
         hits: images hit (an expected, fractional count for the random baseline).
         total: images with a region.
+        energy: mean energy-based Pointing Game over the images with a region (NaN when
+            not asked for, and for the random baseline).
+        multi: mean fraction of objects found by the top-K peaks, over the images with an
+            object (multi-object Pointing Game; NaN when not asked for).
+        froc: Object-CXR FROC of the maps' peaks over the data set (NaN when not asked
+            for).
     """
 
     method: str
@@ -31,6 +39,9 @@ class MethodScore:
     high: float
     hits: float
     total: int
+    energy: float = float("nan")
+    multi: float = float("nan")
+    froc: float = float("nan")
 
 
 class Record(NamedTuple):
@@ -45,24 +56,42 @@ class Record(NamedTuple):
     point: tuple[int, ...] | None
     """The pointed pixel in array order (``(row, column)``, ``(depth, row, column)``), or
     ``None`` for the random baseline."""
+    energy: float = float("nan")
+    """The energy-based Pointing Game (NaN when not asked for or without a region)."""
+    multi: float = float("nan")
+    """The fraction of the image's objects its top-K peaks found (NaN when not asked for
+    or without an object)."""
+    objects: int = 0
+    """The image's objects (counted for FROC)."""
+    detections: tuple[tuple[float, bool], ...] = ()
+    """The map's peaks for FROC: (score, true positive), best first."""
+
+
+def _number(value: float) -> str:
+    return "" if math.isnan(value) else repr(float(value))
 
 
 def records_csv(records: Iterable[Record], header: bool = True) -> str:
-    """Records as CSV text: ``image, method, hit, point`` (point as ``"row column"``)."""
+    """Records as CSV text: ``image, method, hit, point, energy, multi, objects,
+    detections``.
+
+    ``hit`` is ``1`` or ``0``, empty where the image has no region (not counted), the hit
+    probability for the random baseline; ``point`` the pointed pixel in array order,
+    separated by spaces (``"row column"``), empty for the random baseline; ``energy`` and
+    ``multi`` empty when not computed; ``detections`` the peaks for FROC as
+    ``score:1`` (true positive) or ``score:0``, separated by spaces.
+    """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     if header:
         writer.writerow(FIELDS)
     for r in records:
-        hit = (
-            ""
-            if math.isnan(r.hit)
-            else repr(float(r.hit))
-            if r.hit not in (0, 1)
-            else str(int(r.hit))
-        )
+        hit = "" if math.isnan(r.hit) else str(int(r.hit)) if r.hit in (0, 1) else repr(r.hit)
         point = "" if r.point is None else " ".join(map(str, r.point))
-        writer.writerow([r.image, r.method, hit, point])
+        found = " ".join(f"{score!r}:{int(tp)}" for score, tp in r.detections)
+        writer.writerow(
+            [r.image, r.method, hit, point, _number(r.energy), _number(r.multi), r.objects, found]
+        )
     return out.getvalue()
 
 
@@ -78,6 +107,8 @@ class EvaluationResult:
     tolerance: float
     confidence: float
     records: list[Record] = field(default_factory=list)
+    metrics: tuple[str, ...] = ()
+    """The metrics reported beside the Pointing Game (see ``METRIC_COLUMNS``)."""
     """Every image scored by every method, sorted by image then method; the rows are
     computed from them."""
 
@@ -89,27 +120,37 @@ class EvaluationResult:
 
     def to_markdown(self) -> str:
         ci = f"{self.confidence:.0%} CI"
-        lines = [f"| method | accuracy | {ci} | hits / images |", "| --- | --- | --- | --- |"]
+        extra = [METRIC_COLUMNS[m] for m in self.metrics]
+        head = ["method", "accuracy", ci, "hits / images", *extra]
+        lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
         for r in self.rows:
             interval = "—" if math.isnan(r.low) else f"[{r.low:.3f}, {r.high:.3f}]"
             hits = f"{r.hits:.1f}" if r.hits != int(r.hits) else f"{int(r.hits)}"
-            lines.append(f"| {r.method} | {r.accuracy:.3f} | {interval} | {hits} / {r.total} |")
+            values = [getattr(r, m) for m in self.metrics]
+            cells = [r.method, f"{r.accuracy:.3f}", interval, f"{hits} / {r.total}"]
+            cells += ["—" if math.isnan(v) else f"{v:.3f}" for v in values]
+            lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
     def to_csv(self) -> str:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["method", "accuracy", "ci_low", "ci_high", "hits", "images", "tolerance"])
+        head = ["method", "accuracy", "ci_low", "ci_high", "hits", "images", "tolerance"]
+        writer.writerow(head + list(self.metrics))
         for r in self.rows:
-            writer.writerow([r.method, r.accuracy, r.low, r.high, r.hits, r.total, self.tolerance])
+            row = [r.method, r.accuracy, r.low, r.high, r.hits, r.total, self.tolerance]
+            writer.writerow(row + [getattr(r, m) for m in self.metrics])
         return out.getvalue()
 
     def records_to_csv(self) -> str:
-        """The per-image records as CSV: ``image, method, hit, point``.
+        """The per-image records as CSV: ``image, method, hit, point, energy, multi,
+        objects, detections``.
 
         ``hit`` is ``1`` or ``0``, empty where the image has no region (not counted), the
-        hit probability for the random baseline; ``point`` is the pointed pixel in array
-        order, separated by spaces (``"row column"``), empty for the random baseline.
+        hit probability for the random baseline; ``point`` the pointed pixel in array
+        order, separated by spaces (``"row column"``), empty for the random baseline;
+        ``energy`` and ``multi`` empty when not computed; ``detections`` the peaks for
+        FROC as ``score:1`` (a true positive) or ``score:0``, separated by spaces.
         """
         return records_csv(self.records)
 

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -16,6 +16,7 @@ from torch import nn
 from .._checks import (
     check_confidence,
     check_kernel_size,
+    check_positive_int,
     check_sigma,
     check_spacing,
     check_tolerance,
@@ -25,11 +26,21 @@ from .._explainers.base import Explainer
 from .._explainers.center import CenterBaseline
 from .._explainers.shared import explain_shared
 from .._model.layers import check_model
-from ..metrics import Regions, prepare_regions, random_point_hit_rate, smooth
+from ..metrics import (
+    Objects,
+    Regions,
+    energy_pointing_game,
+    multi_pointing_game,
+    prepare_regions,
+    random_point_hit_rate,
+    smooth,
+)
+from ..metrics import peaks as find_peaks
+from ..metrics._objects import match, object_lists
 from ..metrics._pointing import pointing_game_points
 from .distributed import gather, raise_first_error, sampler_indices, world
 from .records import RecordFile, image_order, sort_records, table
-from .result import EvaluationResult, Record
+from .result import METRIC_COLUMNS, EvaluationResult, Record
 
 CENTRE = "centre baseline"
 RANDOM = "random baseline"
@@ -123,6 +134,8 @@ def evaluate(
     progress: bool = True,
     records: str | os.PathLike[str] | None = None,
     group: Any = None,
+    metrics: Sequence[str] = (),
+    peaks: int = 10,
 ) -> EvaluationResult:
     """Run the Pointing Game for every explainer over ``data``.
 
@@ -157,6 +170,14 @@ def evaluate(
             each rank writes its own file, ``<name>.rank<r>-of-<W><suffix>``.
         group: the ``torch.distributed`` process group (default: the default group, when
             one is initialised).
+        metrics: more columns beside the Pointing Game, from the same maps (no extra
+            pass): ``"energy"`` (the energy-based Pointing Game, mean over the images with
+            a region), ``"multi"`` (the multi-object Pointing Game, mean over the images
+            with an object) and ``"froc"`` (Object-CXR's FROC of each map's ``peaks``
+            best peaks, at least ``tolerance`` apart, over the whole data set; images
+            without objects add false positives). ``"multi"`` and ``"froc"`` need the
+            objects one by one: boxes or shapes, not masks.
+        peaks: the detections per map for ``"froc"``.
 
     With an initialised process group of several ranks, every rank calls ``evaluate`` on
     its own share of the data (shard with [`ShardSampler`][normgrad.ShardSampler], never with
@@ -194,6 +215,8 @@ def evaluate(
                     f"{describe(explainer)}"
                 )
         methods = _methods(explainers, smoothing_sigma is not None, baselines)
+        chosen = _check_metrics(metrics)
+        check_positive_int(peaks, "peaks")
         settings = {
             "explainers": {n: repr(e) for n, e in explainers.items()},
             "tolerance": float(tolerance),
@@ -202,6 +225,8 @@ def evaluate(
             "smoothing_kernel_size": smoothing_kernel_size,
             "baselines": baselines,
             "confidence": float(confidence),
+            "metrics": list(chosen),
+            "peaks": peaks if "froc" in chosen else None,
         }
     except Exception as e:
         error = e
@@ -248,6 +273,7 @@ def evaluate(
                 explainers, x.to(device), labels, batch_regions, ids, methods,
                 tolerance=tolerance, spacing=spacing, sigma=smoothing_sigma,
                 kernel_size=smoothing_kernel_size, baselines=baselines,
+                metrics=chosen, peaks=peaks,
             )  # fmt: skip
             if log is not None:
                 log.append(batch_records)
@@ -270,9 +296,23 @@ def evaluate(
     _refuse_duplicates(everything, len(methods))
     everything = sort_records(everything, methods)
     interval = [m != RANDOM for m in methods]
-    return EvaluationResult(
-        table(everything, methods, interval, confidence), float(tolerance), confidence, everything
-    )
+    rows = table(everything, methods, interval, confidence, chosen)
+    return EvaluationResult(rows, float(tolerance), confidence, everything, chosen)
+
+
+def _check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(metrics, str) or not isinstance(metrics, Sequence):
+        raise ArgumentTypeError(
+            f"metrics: expected a sequence of names among {sorted(METRIC_COLUMNS)}, got "
+            f"{describe(metrics)}"
+        )
+    unknown = [m for m in metrics if m not in METRIC_COLUMNS]
+    if unknown:
+        raise InvalidArgumentError(
+            f"metrics: unknown metric(s) {unknown}; expected names among "
+            f"{sorted(METRIC_COLUMNS)} (the Pointing Game is always reported)"
+        )
+    return tuple(m for m in METRIC_COLUMNS if m in metrics)
 
 
 def _refuse_duplicates(records: list[Record], per_image: int) -> None:
@@ -302,6 +342,8 @@ def _score_batch(
     sigma: float | None,
     kernel_size: int,
     baselines: bool,
+    metrics: tuple[str, ...],
+    peaks: int,
 ) -> list[Record]:
     """Explain one batch with every method and score it: one record per image and method."""
     # checked and converted once, then scored by every method
@@ -316,18 +358,45 @@ def _score_batch(
         )
     if baselines:
         maps[CENTRE] = CenterBaseline()(x)
-    by_method: dict[str, tuple[list[Any], list[float]]] = {}
+    n = x.shape[0]
+    objects, counts = None, None
+    if "multi" in metrics or "froc" in metrics:
+        # checked there: the objects one by one (boxes or shapes), not masks
+        objects, counts = object_lists(cast(Objects, batch_regions), (n, *x.shape[2:]))
+    nan = [math.nan] * n
+    by_method: dict[str, dict[str, list[Any]]] = {}
     for name, saliency in maps.items():
         points, hits = pointing_game_points(saliency, regions, tolerance, spacing)
-        by_method[name] = (points.tolist(), hits.tolist())
+        row = {"point": points.tolist(), "hit": hits.tolist(), "energy": nan, "multi": nan}
+        row["detections"] = [()] * n
+        if "energy" in metrics:
+            row["energy"] = energy_pointing_game(saliency, regions).tolist()
+        if "multi" in metrics:
+            row["multi"] = multi_pointing_game(
+                saliency, cast(Objects, batch_regions), min_distance=tolerance
+            ).tolist()
+        if objects is not None and "froc" in metrics:
+            found = find_peaks(saliency, peaks, min_distance=tolerance)
+            positive, _ = match(found.coords, found.valid, objects)
+            row["detections"] = [
+                tuple((float(v), bool(tp)) for v, tp, ok in zip(*rows) if ok)
+                for rows in zip(found.values.tolist(), positive.tolist(), found.valid.tolist())
+            ]
+        by_method[name] = row
     if baselines:
         rates = random_point_hit_rate(regions, x.shape[2:], tolerance, spacing).tolist()
-        by_method[RANDOM] = ([None] * len(ids), rates)
+        by_method[RANDOM] = {"point": [None] * n, "hit": rates, "energy": nan, "multi": nan}
+        by_method[RANDOM]["detections"] = [()] * n
+    count = counts.tolist() if counts is not None else [0] * n
     out = []
     for i, image in enumerate(ids):
         for method in methods:
-            at, hit_list = by_method[method]
-            point = None if at[i] is None else tuple(int(v) for v in at[i])
-            hit = float(hit_list[i])
-            out.append(Record(image, method, hit if not math.isnan(hit) else math.nan, point))
+            r = by_method[method]
+            point = None if r["point"][i] is None else tuple(int(v) for v in r["point"][i])
+            out.append(
+                Record(
+                    image, method, float(r["hit"][i]), point, float(r["energy"][i]),
+                    float(r["multi"][i]), int(count[i]), r["detections"][i],
+                )
+            )  # fmt: skip
     return out

@@ -122,11 +122,17 @@ class FROC:
                     tuple(torch.as_tensor(probabilities).shape),
                 )
             scores = scores * p[:, None]
-        self._scores.append(scores[found.valid].cpu())
-        self._positive.append(positive[found.valid].cpu())
-        self.images += maps.shape[0]
-        self.objects += int(counts.sum())
+        self.add(scores[found.valid], positive[found.valid], maps.shape[0], int(counts.sum()))
         return positive
+
+    def add(self, scores: torch.Tensor, positive: torch.Tensor, images: int, objects: int) -> None:
+        """Add detections matched elsewhere: their ``scores`` and whether each is a true
+        positive (1-D, one per detection), from ``images`` images holding ``objects``
+        objects (e.g. per-image records of an evaluation)."""
+        self._scores.append(scores.detach().to("cpu", torch.float64).flatten())
+        self._positive.append(positive.detach().to("cpu", torch.bool).flatten())
+        self.images += int(images)
+        self.objects += int(objects)
 
     def compute(self) -> FROCResult:
         """The FROC of every detection added since the last ``reset``."""

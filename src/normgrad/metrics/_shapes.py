@@ -12,10 +12,11 @@ belongs to a shape when its centre lies inside the shape **or on its boundary**:
   it is in the box and $(x - c_x)^2 b^2 + (y - c_y)^2 a^2 \le a^2 b^2$ (no division, so
   a flat ellipse is the segment between its corners' midpoints, and a point is a pixel).
 - [`Polygon`][normgrad.metrics.Polygon] with vertices $v_0, \dots, v_{n-1}$ (closed:
-  $v_n = v_0$): the pixel is in when it lies on an edge (cross product zero, inside the edge's box) or inside
-  by the even-odd rule (a ray to the right crosses an odd number of edges; an edge counts
-  when one end is strictly below the pixel's row and the other is not). A self-intersecting
-  polygon therefore has holes where it overlaps itself an even number of times.
+  $v_n = v_0$): the pixel is in when it lies on an edge (cross product zero, inside the
+  edge's box) or inside by the even-odd rule (a ray to the right crosses an odd number of
+  edges; an edge counts when one end is strictly below the pixel's row and the other is
+  not). A self-intersecting polygon therefore has holes where it overlaps itself an even
+  number of times.
 
 Every test is carried out in float64 with multiplications only, so it is exact for
 coordinates that are integers or halves (as Object-CXR gives them) up to 2**20.
