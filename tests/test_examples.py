@@ -208,12 +208,14 @@ def test_protocol_quick_path(tmp_path: Path) -> None:
             assert f"{name} (smoothed)" in trained
         assert "centre baseline" in trained and "random baseline" in trained
         assert 0.0 <= run.auc <= 1.0
+        assert 0.0 <= run.energy["NormGrad Conv3x3 (M)"] <= 1.0
+        assert 0.0 <= run.froc["Grad-CAM"] <= 1.0
     text = (tmp_path / "tables.md").read_text()
-    for heading in ("Classifiers", "Table 2", "Tables 3-4", "Tables 5-6"):
+    for heading in ("Classifiers", "Table 2", "Tables 3-4", "Tables 5-6", "FROC"):
         assert heading in text
     assert "| NormGrad Conv1x1 (M) |" in text
     rows = (tmp_path / "results.csv").read_text().splitlines()
-    assert rows[0].startswith("architecture,seed,condition,method")
+    assert rows[0].startswith("architecture,seed,condition,method,pointing_game,energy,froc")
     figures = sorted((tmp_path / "figures").glob("*.png"))
     assert [f.name for f in figures] == [
         "efficientnet_b0_seed0_example0.png",
