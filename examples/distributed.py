@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 import normgrad
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synthetic_cxr import SyntheticCXR, collate
+from synthetic_cxr import SyntheticCXR
 
 
 def setup() -> tuple[int, int, torch.device]:
@@ -78,7 +78,10 @@ def main() -> None:
     data = SyntheticCXR(args.images, size=args.size, seed=0)
     # each rank reads its own images, each image on exactly one rank (no padding)
     loader = DataLoader(
-        data, batch_size=args.batch, sampler=normgrad.ShardSampler(data), collate_fn=collate
+        data,
+        batch_size=args.batch,
+        sampler=normgrad.ShardSampler(data),
+        collate_fn=normgrad.metrics.collate,
     )
     start = time.perf_counter()
     result = normgrad.evaluate(

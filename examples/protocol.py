@@ -40,7 +40,7 @@ import normgrad
 from normgrad import metrics, presets, sanity
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synthetic_cxr import SyntheticCXR, collate
+from synthetic_cxr import SyntheticCXR
 
 BASELINE_METHODS = ("Input x Gradient", "Guided Backprop", "Grad-CAM", "Guided Grad-CAM")
 CONDITIONS = ("trained", "semi-randomised", "fully-randomised")
@@ -98,7 +98,7 @@ def materialise(
     dataset: Dataset[Any], config: Config
 ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
     """Generate (or load) every item once: images, labels, boxes."""
-    loader = DataLoader(dataset, batch_size=64, collate_fn=collate)
+    loader = DataLoader(dataset, batch_size=64, collate_fn=metrics.collate)
     images, labels, boxes = [], [], []
     for x, y, b in loader:
         images.append(x)

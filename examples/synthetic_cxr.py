@@ -3,11 +3,12 @@
 Each image has a body, two dark lung fields, a heart shadow, bright bone that is never a
 target (spine with vertebrae, ribs, clavicles, shoulders, the heart's border), noise, and a
 random contrast and exposure. Half of the images carry 1 to 3 foreign objects (buttons,
-clips, rings, thin wires: shapes of several sizes and contrasts, from fainter than the ribs
-to brighter than the spine) placed anywhere in the lung fields, each with its exact
-bounding box (the extent of the pixels it brightens). The brightest pixels of an image are
-therefore often bone, not an object: a map that merely follows the input's intensity does
-not find the objects. With
+clips, rings, thin wires: shapes of several sizes and contrasts; most are radiopaque like
+metal, brighter than the ribs and up to brighter than the spine, one in four is faint, no
+brighter than a rib) placed anywhere in the lung fields, each with its exact bounding box
+(the extent of the pixels it brightens). The brightest pixels of an image are therefore
+often bone, not an object: a map that merely follows the input's intensity does not find
+the objects. With
 ``small_central=True`` every positive image carries one small object near the image centre,
 like the left ventricular outflow tract in the paper's LVOT data, where the centre baseline
 is hard to beat.
@@ -193,8 +194,10 @@ def make_radiograph(
         mask = _object_mask(kind, size, cy, cx, scale, gen)
         if not bool(mask.any()):  # too small to cover a pixel centre: take the nearest one
             mask[min(size - 1, int(cy * size)), min(size - 1, int(cx * size))] = True
-        # from fainter than the ribs to brighter than the spine
-        brightness = _u(gen, 0.08, 0.6) * object_intensity
+        # most foreign objects are metal, radiopaque: brighter than the ribs, up to brighter
+        # than the spine; about one in four is faint, no brighter than a rib
+        faint = bool(torch.rand((), generator=gen) < 0.25)
+        brightness = (_u(gen, 0.1, 0.3) if faint else _u(gen, 0.3, 0.8)) * object_intensity
         texture = 1 + 0.1 * torch.randn(size, size, generator=gen).clamp(-2, 2)
         image = image + brightness * texture * mask
         boxes.append(_box(mask))
@@ -237,12 +240,3 @@ class SyntheticCXR(Dataset[tuple[torch.Tensor, int, torch.Tensor]]):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, torch.Tensor]:
         r = self.radiograph(i)
         return r.image.expand(3, -1, -1).clone(), int(r.boxes.shape[0] > 0), r.boxes
-
-
-def collate(
-    batch: list[tuple[torch.Tensor, int, torch.Tensor]],
-) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-    """Stack images and labels; keep the boxes as a list (one ``(K, 4)`` tensor per image)."""
-    images = torch.stack([b[0] for b in batch])
-    labels = torch.tensor([b[1] for b in batch])
-    return images, labels, [b[2] for b in batch]
