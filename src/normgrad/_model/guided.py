@@ -29,7 +29,7 @@ class _GuidedReLU(torch.autograd.Function):
         if not ctx.mode.guiding:
             return grad, None
         (positive,) = ctx.saved_tensors
-        guided: torch.Tensor = grad.clamp_min(0) * positive
+        guided: torch.Tensor = grad.clamp_min(0).mul_(positive)  # one new tensor, not two
         return guided, None
 
 
