@@ -1,0 +1,103 @@
+"""One batch of an evaluation: every explainer's maps, scored into per-image records."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+import torch
+
+from .._explainers.base import Explainer
+from .._explainers.center import CenterBaseline
+from .._explainers.shared import explain_shared
+from ..metrics import (
+    Objects,
+    Regions,
+    energy_pointing_game,
+    multi_pointing_game,
+    prepare_regions,
+    random_point_hit_rate,
+    smooth,
+)
+from ..metrics import peaks as find_peaks
+from ..metrics._objects import match, object_lists
+from ..metrics._pointing import pointing_game_points
+from .result import Record
+
+CENTRE = "centre baseline"
+RANDOM = "random baseline"
+SMOOTHED = "{} (smoothed)"
+
+
+def score_batch(
+    explainers: Mapping[str, Explainer],
+    x: torch.Tensor,
+    labels: Any,
+    batch_regions: Regions,
+    ids: list[str],
+    methods: list[str],
+    *,
+    tolerance: float,
+    spacing: Sequence[float] | None,
+    sigma: float | None,
+    kernel_size: int,
+    baselines: bool,
+    metrics: tuple[str, ...],
+    peaks: int,
+) -> list[Record]:
+    """Explain one batch with every method and score it: one record per image and method."""
+    # checked and converted once, then scored by every method
+    regions = prepare_regions(batch_regions, (x.shape[0], *x.shape[2:]), x.device)
+    target = labels.to(x.device) if isinstance(labels, torch.Tensor) else labels
+    names = list(explainers)
+    results = explain_shared([explainers[n] for n in names], x, target)
+    maps = {n: r.saliency for n, r in zip(names, results)}
+    if sigma is not None:
+        maps.update(
+            {SMOOTHED.format(n): smooth(m, sigma, kernel_size) for n, m in list(maps.items())}
+        )
+    if baselines:
+        maps[CENTRE] = CenterBaseline()(x)
+    n = x.shape[0]
+    objects, counts = None, None
+    if "multi" in metrics or "froc" in metrics:
+        # checked there: the objects one by one (boxes or shapes), not masks
+        objects, counts = object_lists(cast(Objects, batch_regions), (n, *x.shape[2:]))
+    nan = [math.nan] * n
+    by_method: dict[str, dict[str, list[Any]]] = {}
+    for name, saliency in maps.items():
+        points, hits = pointing_game_points(saliency, regions, tolerance, spacing)
+        row = {"point": points.tolist(), "hit": hits.tolist(), "energy": nan, "multi": nan}
+        row["detections"] = [()] * n
+        if "energy" in metrics:
+            row["energy"] = energy_pointing_game(saliency, regions).tolist()
+        if "multi" in metrics:
+            row["multi"] = multi_pointing_game(
+                saliency, cast(Objects, batch_regions), min_distance=tolerance
+            ).tolist()
+        if objects is not None and "froc" in metrics:
+            found = find_peaks(saliency, peaks, min_distance=tolerance)
+            positive, _ = match(found.coords, found.valid, objects)
+            row["detections"] = [
+                tuple((float(v), bool(tp)) for v, tp, ok in zip(*rows) if ok)
+                for rows in zip(found.values.tolist(), positive.tolist(), found.valid.tolist())
+            ]
+        by_method[name] = row
+    if baselines:
+        rates = random_point_hit_rate(regions, x.shape[2:], tolerance, spacing).tolist()
+        by_method[RANDOM] = {"point": [None] * n, "hit": rates, "energy": nan, "multi": nan}
+        by_method[RANDOM]["detections"] = [()] * n
+    count = counts.tolist() if counts is not None else [0] * n
+    out = []
+    for i, image in enumerate(ids):
+        for method in methods:
+            r = by_method[method]
+            point = None if r["point"][i] is None else tuple(int(v) for v in r["point"][i])
+            out.append(
+                Record(
+                    image, method, float(r["hit"][i]), point, float(r["energy"][i]),
+                    float(r["multi"][i]), int(count[i]), r["detections"][i],
+                )
+            )  # fmt: skip
+    return out
