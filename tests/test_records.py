@@ -97,7 +97,8 @@ def test_records_to_csv() -> None:
     result = _run(_data(1))
     rows = list(csv.reader(io.StringIO(result.records_to_csv())))
     assert rows[0] == [
-        "image", "method", "hit", "point", "energy", "multi", "objects", "detections"
+        "image", "method", "hit", "point", "energy", "multi", "objects", "detections",
+        "deletion", "insertion",
     ]  # fmt: skip
     assert len(rows) == 1 + len(result.records)
     first = {(r[0], r[1]): r for r in rows[1:]}
@@ -276,3 +277,27 @@ def test_more_metrics_resume_and_errors(tmp_path: Path) -> None:
     assert 0 < energy < 1  # masks are fine for the energy game
     with pytest.raises(normgrad.ArgumentTypeError, match="regions: expected the objects"):
         _run(masks, metrics=["froc"])
+
+
+def test_deletion_and_insertion_columns(tmp_path: Path) -> None:
+    data = _data(2)
+    model = _model()
+    explainers = _explainers(model)
+    path = tmp_path / "records.csv"
+    kwargs: dict[str, Any] = {"progress": False, "baselines": False, "tolerance": 2}
+    result = normgrad.evaluate(
+        model, explainers, data, metrics=("deletion", "insertion"), records=path, **kwargs
+    )
+    assert "| deletion AUC | insertion AUC |" in result.to_markdown()
+    for name, explainer in explainers.items():
+        deletion, insertion = [], []
+        for x, labels, _ in data:
+            curves = metrics.deletion_insertion(model, x, explainer(x, labels), target=labels)
+            deletion += curves.deletion_auc.tolist()
+            insertion += curves.insertion_auc.tolist()
+        assert result[name].deletion == pytest.approx(sum(deletion) / len(deletion), rel=1e-9)
+        assert result[name].insertion == pytest.approx(sum(insertion) / len(insertion), rel=1e-9)
+    resumed = normgrad.evaluate(
+        model, explainers, data, metrics=("deletion", "insertion"), records=path, **kwargs
+    )
+    assert _canon(resumed) == _canon(result)  # read back from the file

@@ -56,6 +56,8 @@ def table(
     total = dict.fromkeys(methods, 0)
     energy: dict[str, list[float]] = {m: [] for m in methods}
     multi: dict[str, list[float]] = {m: [] for m in methods}
+    deletion: dict[str, list[float]] = {m: [] for m in methods}
+    insertion: dict[str, list[float]] = {m: [] for m in methods}
     froc = {m: FROC() for m in methods}
     for r in records:
         if not math.isnan(r.hit):
@@ -63,6 +65,8 @@ def table(
             total[r.method] += 1
         energy[r.method].append(r.energy)
         multi[r.method].append(r.multi)
+        deletion[r.method].append(r.deletion)
+        insertion[r.method].append(r.insertion)
         if "froc" in metrics and r.point is not None:
             scores = torch.tensor([s for s, _ in r.detections], dtype=torch.float64)
             positive = torch.tensor([tp for _, tp in r.detections], dtype=torch.bool)
@@ -71,6 +75,8 @@ def table(
         m: {
             "energy": _mean(energy[m]) if "energy" in metrics else float("nan"),
             "multi": _mean(multi[m]) if "multi" in metrics else float("nan"),
+            "deletion": _mean(deletion[m]) if "deletion" in metrics else float("nan"),
+            "insertion": _mean(insertion[m]) if "insertion" in metrics else float("nan"),
             "froc": froc[m].compute().froc
             if "froc" in metrics and froc[m].images
             else float("nan"),
@@ -96,7 +102,7 @@ def _float(text: str) -> float:
 
 def _parse(row: list[str], path: Path, line: int) -> Record:
     try:
-        image, method, hit, point, energy, multi, objects, detections = row
+        image, method, hit, point, energy, multi, objects, detections, deletion, insertion = row
         found = tuple(
             (float(score), tp == "1") for score, tp in (d.split(":") for d in detections.split())
         )
@@ -109,6 +115,8 @@ def _parse(row: list[str], path: Path, line: int) -> Record:
             _float(multi),
             int(objects),
             found,
+            _float(deletion),
+            _float(insertion),
         )
     except ValueError:
         raise InvalidArgumentError(

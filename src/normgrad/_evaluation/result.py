@@ -9,8 +9,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-FIELDS = ["image", "method", "hit", "point", "energy", "multi", "objects", "detections"]
-METRIC_COLUMNS = {"energy": "energy", "multi": "multi-object PG", "froc": "FROC"}
+FIELDS = [
+    "image", "method", "hit", "point", "energy", "multi", "objects", "detections",
+    "deletion", "insertion",
+]  # fmt: skip
+METRIC_COLUMNS = {
+    "energy": "energy",
+    "multi": "multi-object PG",
+    "froc": "FROC",
+    "deletion": "deletion AUC",
+    "insertion": "insertion AUC",
+}
 """The metrics ``evaluate`` can report beside the Pointing Game, and their columns."""
 
 
@@ -31,6 +40,10 @@ class MethodScore:
             object (multi-object Pointing Game; NaN when not asked for).
         froc: Object-CXR FROC of the maps' peaks over the data set (NaN when not asked
             for).
+        deletion: mean area under the deletion curve (lower is better; NaN when not asked
+            for).
+        insertion: mean area under the insertion curve (higher is better; NaN when not
+            asked for).
     """
 
     method: str
@@ -42,6 +55,8 @@ class MethodScore:
     energy: float = float("nan")
     multi: float = float("nan")
     froc: float = float("nan")
+    deletion: float = float("nan")
+    insertion: float = float("nan")
 
 
 class Record(NamedTuple):
@@ -65,6 +80,10 @@ class Record(NamedTuple):
     """The image's objects (counted for FROC)."""
     detections: tuple[tuple[float, bool], ...] = ()
     """The map's peaks for FROC: (score, true positive), best first."""
+    deletion: float = float("nan")
+    """The area under the image's deletion curve (NaN when not asked for)."""
+    insertion: float = float("nan")
+    """The area under the image's insertion curve (NaN when not asked for)."""
 
 
 def _number(value: float) -> str:
@@ -79,7 +98,8 @@ def records_csv(records: Iterable[Record], header: bool = True) -> str:
     probability for the random baseline; ``point`` the pointed pixel in array order,
     separated by spaces (``"row column"``), empty for the random baseline; ``energy`` and
     ``multi`` empty when not computed; ``detections`` the peaks for FROC as
-    ``score:1`` (true positive) or ``score:0``, separated by spaces.
+    ``score:1`` (true positive) or ``score:0``, separated by spaces; ``deletion`` and
+    ``insertion`` the areas under the image's curves, empty when not computed.
     """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -89,9 +109,9 @@ def records_csv(records: Iterable[Record], header: bool = True) -> str:
         hit = "" if math.isnan(r.hit) else str(int(r.hit)) if r.hit in (0, 1) else repr(r.hit)
         point = "" if r.point is None else " ".join(map(str, r.point))
         found = " ".join(f"{score!r}:{int(tp)}" for score, tp in r.detections)
-        writer.writerow(
-            [r.image, r.method, hit, point, _number(r.energy), _number(r.multi), r.objects, found]
-        )
+        extra = [_number(r.energy), _number(r.multi), r.objects, found]
+        extra += [_number(r.deletion), _number(r.insertion)]
+        writer.writerow([r.image, r.method, hit, point, *extra])
     return out.getvalue()
 
 
@@ -144,13 +164,14 @@ class EvaluationResult:
 
     def records_to_csv(self) -> str:
         """The per-image records as CSV: ``image, method, hit, point, energy, multi,
-        objects, detections``.
+        objects, detections, deletion, insertion``.
 
         ``hit`` is ``1`` or ``0``, empty where the image has no region (not counted), the
         hit probability for the random baseline; ``point`` the pointed pixel in array
         order, separated by spaces (``"row column"``), empty for the random baseline;
         ``energy`` and ``multi`` empty when not computed; ``detections`` the peaks for
-        FROC as ``score:1`` (a true positive) or ``score:0``, separated by spaces.
+        FROC as ``score:1`` (a true positive) or ``score:0``, separated by spaces;
+        ``deletion`` and ``insertion`` the areas under the image's curves.
         """
         return records_csv(self.records)
 

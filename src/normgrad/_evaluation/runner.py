@@ -162,6 +162,11 @@ def evaluate(
             best peaks, at least ``tolerance`` apart, over the whole data set; images
             without objects add false positives). ``"multi"`` and ``"froc"`` need the
             objects one by one: boxes or shapes, not masks.
+            ``"deletion"`` and ``"insertion"``: the mean areas under each image's
+            deletion and insertion curves
+            ([`deletion_insertion`][normgrad.metrics.deletion_insertion] with its
+            defaults, for the class explained). They run the model again, ``2 * 20``
+            forward passes per image and method.
         peaks: the detections per map for ``"froc"``.
 
     With an initialised process group of several ranks, every rank calls ``evaluate`` on
@@ -255,7 +260,7 @@ def evaluate(
                 bar.step(step, images)
                 continue
             batch_records = score_batch(
-                explainers, x.to(device), labels, batch_regions, ids, methods,
+                model, explainers, x.to(device), labels, batch_regions, ids, methods,
                 tolerance=tolerance, spacing=spacing, sigma=smoothing_sigma,
                 kernel_size=smoothing_kernel_size, baselines=baselines,
                 metrics=chosen, peaks=peaks,

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import torch
+from torch import nn
 
 from .._explainers.base import Explainer
 from .._explainers.center import CenterBaseline
@@ -14,6 +15,7 @@ from .._explainers.shared import explain_shared
 from ..metrics import (
     Objects,
     Regions,
+    deletion_insertion,
     energy_pointing_game,
     multi_pointing_game,
     prepare_regions,
@@ -31,6 +33,7 @@ SMOOTHED = "{} (smoothed)"
 
 
 def score_batch(
+    model: nn.Module,
     explainers: Mapping[str, Explainer],
     x: torch.Tensor,
     labels: Any,
@@ -53,6 +56,8 @@ def score_batch(
     names = list(explainers)
     results = explain_shared([explainers[n] for n in names], x, target)
     maps = {n: r.saliency for n, r in zip(names, results)}
+    # the class deletion/insertion follows: the one the explainers explained
+    classes = next((r.classes for r in results if r.classes is not None), None)
     if sigma is not None:
         maps.update(
             {SMOOTHED.format(n): smooth(m, sigma, kernel_size) for n, m in list(maps.items())}
@@ -69,6 +74,7 @@ def score_batch(
     for name, saliency in maps.items():
         points, hits = pointing_game_points(saliency, regions, tolerance, spacing)
         row = {"point": points.tolist(), "hit": hits.tolist(), "energy": nan, "multi": nan}
+        row["deletion"], row["insertion"] = nan, nan
         row["detections"] = [()] * n
         if "energy" in metrics:
             row["energy"] = energy_pointing_game(saliency, regions).tolist()
@@ -83,10 +89,15 @@ def score_batch(
                 tuple((float(v), bool(tp)) for v, tp, ok in zip(*rows) if ok)
                 for rows in zip(found.values.tolist(), positive.tolist(), found.valid.tolist())
             ]
+        if "deletion" in metrics or "insertion" in metrics:
+            curves = deletion_insertion(model, x, saliency, target=classes)
+            row["deletion"] = curves.deletion_auc.tolist()
+            row["insertion"] = curves.insertion_auc.tolist()
         by_method[name] = row
     if baselines:
         rates = random_point_hit_rate(regions, x.shape[2:], tolerance, spacing).tolist()
         by_method[RANDOM] = {"point": [None] * n, "hit": rates, "energy": nan, "multi": nan}
+        by_method[RANDOM]["deletion"], by_method[RANDOM]["insertion"] = nan, nan
         by_method[RANDOM]["detections"] = [()] * n
     count = counts.tolist() if counts is not None else [0] * n
     out = []
@@ -98,6 +109,7 @@ def score_batch(
                 Record(
                     image, method, float(r["hit"][i]), point, float(r["energy"][i]),
                     float(r["multi"][i]), int(count[i]), r["detections"][i],
+                    float(r["deletion"][i]), float(r["insertion"][i]),
                 )
             )  # fmt: skip
     return out
