@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
@@ -105,7 +106,36 @@ class Shape:
 
 
 @dataclass(frozen=True, init=False)
-class Box(Shape):
+class _Boxed(Shape):
+    """A shape given by its axis-aligned box ``(xmin, ymin, xmax, ymax)``."""
+
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+
+    def __init__(self, xmin: float, ymin: float, xmax: float, ymax: float) -> None:
+        values = _corners((xmin, ymin, xmax, ymax), type(self).__name__)
+        for name, value in zip(("xmin", "ymin", "xmax", "ymax"), values):
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_corners(cls: type[_B], x1: float, y1: float, x2: float, y2: float) -> _B:
+        """The shape whose box has the two opposite corners given, in any order."""
+        return cls(min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        return self.xmin, self.ymin, self.xmax, self.ymax
+
+    def _in_box(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (x >= self.xmin) & (x <= self.xmax) & (y >= self.ymin) & (y <= self.ymax)
+
+
+_B = TypeVar("_B", bound=_Boxed)
+
+
+@dataclass(frozen=True, init=False)
+class Box(_Boxed):
     """A rectangle ``(xmin, ymin, xmax, ymax)``, inclusive (Object-CXR type 0).
 
     Examples:
@@ -113,30 +143,12 @@ class Box(Shape):
         [[0, 1, 1, 0], [0, 1, 1, 0]]
     """
 
-    xmin: float
-    ymin: float
-    xmax: float
-    ymax: float
-
-    def __init__(self, xmin: float, ymin: float, xmax: float, ymax: float) -> None:
-        values = _corners((xmin, ymin, xmax, ymax), "Box")
-        for name, value in zip(("xmin", "ymin", "xmax", "ymax"), values):
-            object.__setattr__(self, name, value)
-
-    @classmethod
-    def from_corners(cls, x1: float, y1: float, x2: float, y2: float) -> Box:
-        """The box with two opposite corners in any order."""
-        return cls(min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
-
-    def bounds(self) -> tuple[float, float, float, float]:
-        return self.xmin, self.ymin, self.xmax, self.ymax
-
     def _inside(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return (x >= self.xmin) & (x <= self.xmax) & (y >= self.ymin) & (y <= self.ymax)
+        return self._in_box(x, y)
 
 
 @dataclass(frozen=True, init=False)
-class Ellipse(Shape):
+class Ellipse(_Boxed):
     """The axis-aligned ellipse inscribed in the box ``(xmin, ymin, xmax, ymax)`` (type 1).
 
     Examples:
@@ -144,31 +156,13 @@ class Ellipse(Shape):
         [[0, 0, 1, 0, 0], [1, 1, 1, 1, 1], [0, 0, 1, 0, 0]]
     """
 
-    xmin: float
-    ymin: float
-    xmax: float
-    ymax: float
-
-    def __init__(self, xmin: float, ymin: float, xmax: float, ymax: float) -> None:
-        values = _corners((xmin, ymin, xmax, ymax), "Ellipse")
-        for name, value in zip(("xmin", "ymin", "xmax", "ymax"), values):
-            object.__setattr__(self, name, value)
-
-    @classmethod
-    def from_corners(cls, x1: float, y1: float, x2: float, y2: float) -> Ellipse:
-        """The ellipse in the box with two opposite corners in any order."""
-        return cls(min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
-
-    def bounds(self) -> tuple[float, float, float, float]:
-        return self.xmin, self.ymin, self.xmax, self.ymax
-
     def _inside(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # doubled coordinates keep halves exact: 2x - (xmin + xmax) = 2 (x - cx)
         a2, b2 = self.xmax - self.xmin, self.ymax - self.ymin
         dx = 2 * x - (self.xmin + self.xmax)
         dy = 2 * y - (self.ymin + self.ymax)
-        in_box = (x >= self.xmin) & (x <= self.xmax) & (y >= self.ymin) & (y <= self.ymax)
-        return in_box & (dx * dx * (b2 * b2) + dy * dy * (a2 * a2) <= (a2 * a2) * (b2 * b2))
+        ellipse = dx * dx * (b2 * b2) + dy * dy * (a2 * a2) <= (a2 * a2) * (b2 * b2)
+        return self._in_box(x, y) & ellipse
 
 
 @dataclass(frozen=True, init=False)
