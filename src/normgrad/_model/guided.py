@@ -13,24 +13,26 @@ from .diagnosis import guided_checkpoint_error, inside_checkpoint
 
 
 class _GuidedReLU(torch.autograd.Function):
-    """Identity on a ReLU's output. Its backward passes only positive gradients where the
-    output is > 0 while its mode is guiding, and the gradient unchanged otherwise, so one
-    forward pass serves a plain and a guided backward."""
+    """Identity on a ReLU's output. Its backward passes only the positive part of the
+    gradient while its mode is guiding, and the gradient unchanged otherwise, so one forward
+    pass serves a plain and a guided backward.
+
+    The ReLU's own backward then masks by ``output > 0``, which completes the guided rule;
+    nothing is saved and nothing is copied (the output is returned as an autograd view of
+    itself, so an in-place change downstream is caught by the ReLU's saved-result check
+    exactly as in the model without this identity).
+    """
 
     @staticmethod
     def forward(ctx: Any, relu_output: torch.Tensor, mode: GuidedReLUs) -> torch.Tensor:
-        ctx.save_for_backward(relu_output > 0)
         ctx.mode = mode
-        # A copy, so that in-place ops downstream never touch the saved ReLU output.
-        return relu_output.clone()
+        return relu_output
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         if not ctx.mode.guiding:
             return grad, None
-        (positive,) = ctx.saved_tensors
-        guided: torch.Tensor = grad.clamp_min(0).mul_(positive)  # one new tensor, not two
-        return guided, None
+        return grad.clamp_min(0), None
 
 
 _RELUS: frozenset[Callable[..., Any]] = frozenset(
