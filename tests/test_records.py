@@ -14,6 +14,8 @@ import torch
 
 import normgrad
 from normgrad import metrics
+from normgrad._evaluation import scoring
+from normgrad.metrics import _multi_pointing
 
 from .models import TinyCNN, seeded
 
@@ -51,10 +53,12 @@ def _run(data: Any, **kwargs: Any) -> normgrad.EvaluationResult:
     return normgrad.evaluate(model, _explainers(model), data, **kwargs)
 
 
-def _canon(result: normgrad.EvaluationResult) -> Any:
-    def c(v: Any) -> Any:
-        return "nan" if isinstance(v, float) and math.isnan(v) else v
+def _canon_value(v: Any) -> Any:
+    return "nan" if isinstance(v, float) and math.isnan(v) else v
 
+
+def _canon(result: normgrad.EvaluationResult) -> Any:
+    c = _canon_value
     fields = ("method", "accuracy", "low", "high", "hits", "total", "energy", "multi", "froc")
     rows = [tuple(c(getattr(r, f)) for f in fields) for r in result.rows]
     return rows, [tuple(c(v) for v in r) for r in result.records]
@@ -277,6 +281,36 @@ def test_more_metrics_resume_and_errors(tmp_path: Path) -> None:
     assert 0 < energy < 1  # masks are fine for the energy game
     with pytest.raises(normgrad.ArgumentTypeError, match="regions: expected the objects"):
         _run(masks, metrics=["froc"])
+
+
+def test_multi_and_froc_share_one_peak_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    # up to three objects per image: K is above peaks=2 in some batches, below in others
+    gen = torch.Generator().manual_seed(3)
+    data = []
+    for b in range(3):
+        x = torch.randn(3, 3, SIZE, SIZE, generator=gen, dtype=torch.float64)
+        corners = [torch.randint(0, SIZE - 4, ((b + i) % 4, 2), generator=gen) for i in range(3)]
+        data.append((x, None, [torch.cat([c, c + 3], dim=1) for c in corners]))
+    kwargs: dict[str, Any] = {"peaks": 2, "smoothing_sigma": 1.0}
+    searches: list[int] = []
+
+    def counted(saliency: torch.Tensor, k: int, **options: Any) -> metrics.Peaks:
+        searches.append(k)
+        return metrics.peaks(saliency, k, **options)
+
+    monkeypatch.setattr(scoring, "find_peaks", counted)
+    monkeypatch.setattr(_multi_pointing, "peaks", counted)  # what multi_pointing_game calls
+    both = _run(data, metrics=("multi", "froc"), **kwargs)
+    mapped = [r.method for r in both.rows if r.method != "random baseline"]
+    assert len(searches) == len(data) * len(mapped)  # one search per method and batch
+    assert max(searches) == 3 and min(searches) == 2
+    multi = _run(data, metrics=("multi",), **kwargs)
+    froc = _run(data, metrics=("froc",), **kwargs)
+    assert any(r.detections for r in froc.records) and any(r.multi > 0 for r in multi.records)
+    expected = [m._replace(detections=f.detections) for m, f in zip(multi.records, froc.records)]
+    assert _canon(both)[1] == [tuple(_canon_value(v) for v in r) for r in expected]
+    assert [r.froc for r in both.rows] == pytest.approx([r.froc for r in froc.rows], nan_ok=True)
+    assert [r.multi for r in both.rows] == pytest.approx([r.multi for r in multi.rows], nan_ok=True)
 
 
 def test_deletion_and_insertion_columns(tmp_path: Path) -> None:

@@ -17,12 +17,12 @@ from ..metrics import (
     Regions,
     deletion_insertion,
     energy_pointing_game,
-    multi_pointing_game,
     prepare_regions,
     random_point_hit_rate,
     smooth,
 )
 from ..metrics import peaks as find_peaks
+from ..metrics._multi_pointing import multi_from_peaks, peaks_needed
 from ..metrics._objects import match, object_lists
 from ..metrics._pointing import pointing_game_points
 from .result import Record
@@ -78,17 +78,20 @@ def score_batch(
         row["detections"] = [()] * n
         if "energy" in metrics:
             row["energy"] = energy_pointing_game(saliency, regions).tolist()
-        if "multi" in metrics:
-            row["multi"] = multi_pointing_game(
-                saliency, cast(Objects, batch_regions), min_distance=tolerance
-            ).tolist()
-        if objects is not None and "froc" in metrics:
-            found = find_peaks(saliency, peaks, min_distance=tolerance)
-            positive, _ = match(found.coords, found.valid, objects)
-            row["detections"] = [
-                tuple((float(v), bool(tp)) for v, tp, ok in zip(*rows) if ok)
-                for rows in zip(found.values.tolist(), positive.tolist(), found.valid.tolist())
-            ]
+        if objects is not None and counts is not None:
+            # one search serves both: the first K of more peaks are the K peaks
+            multi, froc = "multi" in metrics, "froc" in metrics
+            k = max(peaks if froc else 0, peaks_needed(counts) if multi else 0)
+            found = find_peaks(saliency, k, min_distance=tolerance)
+            if multi:
+                row["multi"] = multi_from_peaks(found, objects, counts).tolist()
+            if froc:
+                values, valid = found.values[:, :peaks], found.valid[:, :peaks]
+                positive, _ = match(found.coords[:, :peaks], valid, objects)
+                row["detections"] = [
+                    tuple((float(v), bool(tp)) for v, tp, ok in zip(*rows) if ok)
+                    for rows in zip(values.tolist(), positive.tolist(), valid.tolist())
+                ]
         if "deletion" in metrics or "insertion" in metrics:
             curves = deletion_insertion(model, x, saliency, target=classes)
             row["deletion"] = curves.deletion_auc.tolist()
