@@ -309,8 +309,9 @@ def test_multi_and_froc_share_one_peak_search(monkeypatch: pytest.MonkeyPatch) -
     assert any(r.detections for r in froc.records) and any(r.multi > 0 for r in multi.records)
     expected = [m._replace(detections=f.detections) for m, f in zip(multi.records, froc.records)]
     assert _canon(both)[1] == [tuple(_canon_value(v) for v in r) for r in expected]
-    assert [r.froc for r in both.rows] == pytest.approx([r.froc for r in froc.rows], nan_ok=True)
-    assert [r.multi for r in both.rows] == pytest.approx([r.multi for r in multi.rows], nan_ok=True)
+    for column, alone in (("froc", froc), ("multi", multi)):
+        got = [getattr(r, column) for r in both.rows]
+        assert got == pytest.approx([getattr(r, column) for r in alone.rows], nan_ok=True)
 
 
 def test_deletion_and_insertion_columns(tmp_path: Path) -> None:
@@ -335,3 +336,86 @@ def test_deletion_and_insertion_columns(tmp_path: Path) -> None:
         model, explainers, data, metrics=("deletion", "insertion"), records=path, **kwargs
     )
     assert _canon(resumed) == _canon(result)  # read back from the file
+
+
+def _deletion_records(
+    data: Any, options: Any, path: Path | None = None
+) -> dict[tuple[str, str], tuple[float, float]]:
+    model = _model()
+    result = normgrad.evaluate(
+        model, _explainers(model), data, tolerance=2, progress=False, baselines=False,
+        metrics=("deletion", "insertion"), deletion_options=options, records=path,
+    )  # fmt: skip
+    return {(r.image, r.method): (r.deletion, r.insertion) for r in result.records}
+
+
+def test_deletion_options_reach_the_metric() -> None:
+    data = _data(2)
+    model = _model()
+    grey = torch.full((1, 3, 1, 1), 0.5, dtype=torch.float64)
+    chosen = [{"steps": 4, "baseline": "blur", "batch_size": 5}, {"baseline": grey}]
+    default = _deletion_records(data, None)
+    for options in chosen:
+        got = _deletion_records(data, options)
+        for b, (x, labels, _) in enumerate(data):
+            for name, explainer in _explainers(model).items():
+                # the public metric, on the explainer's own maps, with the same options
+                curves = metrics.deletion_insertion(
+                    model, x, explainer(x, labels), target=labels, **options
+                )
+                for i in range(x.shape[0]):
+                    expected = (float(curves.deletion_auc[i]), float(curves.insertion_auc[i]))
+                    assert got[str(b * 3 + i), name] == pytest.approx(expected, rel=1e-9)
+        assert got.keys() == default.keys()
+        assert all(got[k] != default[k] for k in got)  # the options change every image
+    assert _deletion_records(data, {"batch_size": 1}) == default
+    assert _deletion_records(data, {"steps": 20, "baseline": "zeros"}) == default
+
+
+def test_deletion_options_errors_before_any_pass() -> None:
+    data = _data(1)
+    model = _model()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    modes = [m.training for m in model.modules()]
+    passes: list[int] = []
+    handle = model.register_forward_pre_hook(lambda m, args: passes.append(1))
+    cases: list[tuple[Any, Any, type[Exception], str]] = [
+        (["steps", 4], ("deletion",), normgrad.ArgumentTypeError, r"expected a dict with keys"),
+        ({"step": 4}, ("deletion",), normgrad.InvalidArgumentError, r"key\(s\) \['step'\]"),
+        ({"steps": 4}, ("energy",), normgrad.InvalidArgumentError, "neither 'deletion' nor"),
+        ({"steps": 0}, ("deletion",), normgrad.InvalidArgumentError, r"\['steps'\]: expected a"),
+        ({"steps": 2.5}, ("insertion",), normgrad.ArgumentTypeError, r"\['steps'\]: expected"),
+        ({"baseline": "noise"}, ("deletion",), normgrad.InvalidArgumentError, "'noise'"),
+        ({"batch_size": True}, ("deletion",), normgrad.ArgumentTypeError, "batch_size"),
+        # known from the first batch's images, still before its pass
+        ({"steps": 257}, ("deletion",), normgrad.InvalidArgumentError, "at most the 256 pixels"),
+        ({"baseline": torch.zeros(2, 3, 1, 1)}, ("deletion",), normgrad.ShapeError, r"\(3, 3, 16"),
+    ]
+    try:
+        for options, chosen, error, message in cases:
+            with pytest.raises(error, match=message) as raised:
+                normgrad.evaluate(
+                    model, _explainers(model), data, progress=False, metrics=chosen,
+                    deletion_options=options,
+                )  # fmt: skip
+            assert str(raised.value).startswith("deletion_options")
+            if isinstance(options, list) or "step" in options:  # the keys it could have had
+                assert "among ['steps', 'baseline', 'batch_size']" in str(raised.value)
+    finally:
+        handle.remove()
+    assert passes == []
+    assert [m.training for m in model.modules()] == modes
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+def test_resuming_with_other_deletion_options_is_refused(tmp_path: Path) -> None:
+    data = _data(1)
+    path = tmp_path / "records.csv"
+    grey = torch.full((1, 3, 1, 1), 0.5, dtype=torch.float64)
+    first = _deletion_records(data, {"steps": 4, "baseline": grey}, path)
+    # the same settings (an equal tensor, another memory bound) resume the file
+    same = {"steps": 4, "baseline": grey.clone(), "batch_size": 2}
+    assert _deletion_records(data, same, path) == first
+    for other in ({"steps": 5, "baseline": grey}, {"steps": 4, "baseline": grey + 1e-9}, None):
+        with pytest.raises(normgrad.InvalidArgumentError, match=r"\(deletion_options differ\)"):
+            _deletion_records(data, other, path)

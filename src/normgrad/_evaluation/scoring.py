@@ -13,6 +13,7 @@ from .._explainers.base import Explainer
 from .._explainers.center import CenterBaseline
 from .._explainers.shared import explain_shared
 from ..metrics import (
+    DeletionOptions,
     Objects,
     Regions,
     deletion_insertion,
@@ -22,6 +23,7 @@ from ..metrics import (
     smooth,
 )
 from ..metrics import peaks as find_peaks
+from ..metrics._deletion import check_options
 from ..metrics._multi_pointing import multi_from_peaks, peaks_needed
 from ..metrics._objects import match, object_lists
 from ..metrics._pointing import pointing_game_points
@@ -48,8 +50,12 @@ def score_batch(
     baselines: bool,
     metrics: tuple[str, ...],
     peaks: int,
+    deletion_options: DeletionOptions,
 ) -> list[Record]:
     """Explain one batch with every method and score it: one record per image and method."""
+    deleting = "deletion" in metrics or "insertion" in metrics
+    if deleting:  # what depends on the images (steps per pixel, a baseline's shape) first
+        check_options(deletion_options, x.shape, "deletion_options")
     # checked and converted once, then scored by every method
     regions = prepare_regions(batch_regions, (x.shape[0], *x.shape[2:]), x.device)
     target = labels.to(x.device) if isinstance(labels, torch.Tensor) else labels
@@ -92,8 +98,8 @@ def score_batch(
                     tuple((float(v), bool(tp)) for v, tp, ok in zip(*rows) if ok)
                     for rows in zip(values.tolist(), positive.tolist(), valid.tolist())
                 ]
-        if "deletion" in metrics or "insertion" in metrics:
-            curves = deletion_insertion(model, x, saliency, target=classes)
+        if deleting:
+            curves = deletion_insertion(model, x, saliency, target=classes, **deletion_options)
             row["deletion"] = curves.deletion_auc.tolist()
             row["insertion"] = curves.insertion_auc.tolist()
         by_method[name] = row
