@@ -99,6 +99,12 @@ def _tolerance_differs(rank: int, world: int) -> Any:
     return run(model(), _sharded(rank, world), tolerance=3 + rank)
 
 
+def _deletion_options_differ(rank: int, world: int) -> Any:
+    baseline = torch.full((1, 3, 1, 1), float(rank), dtype=torch.float64)  # one value per rank
+    options = {"steps": 4, "baseline": baseline}
+    return run(model(), _sharded(rank, world), metrics=("deletion",), deletion_options=options)
+
+
 def _explainers_differ(rank: int, world: int) -> Any:
     m = model()
     chosen = explainers(m)
@@ -141,6 +147,7 @@ SCENARIOS: dict[str, Callable[[int, int], Any]] = {
     "evaluate": _evaluate,
     "with ids": _with_ids,
     "tolerance differs": _tolerance_differs,
+    "deletion options differ": _deletion_options_differ,
     "explainers differ": _explainers_differ,
     "bad argument on one rank": _bad_argument_on_one_rank,
     "rank fails": _rank_fails,

@@ -299,7 +299,9 @@ def test_errors() -> None:
         metrics.deletion_insertion(model, x, maps, batch_size=0)
     with pytest.raises(InvalidArgumentError, match="baseline: expected 'zeros', 'blur', 'mean'"):
         metrics.deletion_insertion(model, x, maps, baseline="noise")  # type: ignore[arg-type]
-    with pytest.raises(ShapeError, match="baseline: expected a tensor broadcastable"):
+    with pytest.raises(ArgumentTypeError, match="baseline: expected 'zeros', 'blur', 'mean'"):
+        metrics.deletion_insertion(model, x, maps, baseline=0)  # type: ignore[arg-type]
+    with pytest.raises(ShapeError, match="baseline: expected a tensor broadcastable to the"):
         metrics.deletion_insertion(model, x, maps, baseline=torch.zeros(3, 6, 6))
     with pytest.raises(InvalidArgumentError, match=r"target: expected one class index in \[0, 2\]"):
         metrics.deletion_insertion(model, x, maps, target=[0, 3])

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from normgrad import ArgumentTypeError, InvalidArgumentError, ShapeError, metrics
 from normgrad.metrics import Box, Ellipse, Polygon
+from normgrad.metrics._multi_pointing import multi_from_peaks, peaks_needed
+from normgrad.metrics._objects import object_lists
 
 # ---------------------------------------------------------------------------------------
 # literal references: every pixel, every detection, exact arithmetic for the shapes
@@ -254,6 +256,28 @@ def test_peaks_3d_match_reference(
         expected = ref_peaks(maps[i], k, min_distance)
         got = found.coords[i][found.valid[i]].tolist()
         assert [tuple(c) for c in got] == [c for c, _ in expected]
+
+
+@given(
+    small_maps(first=14),
+    st.integers(1, 6),
+    st.integers(0, 40),
+    st.integers(0, 5),
+    st.sampled_from([1, 5, 12, 4096]),
+)
+@settings(max_examples=200, deadline=None)
+def test_more_peaks_begin_with_fewer_peaks(
+    maps: torch.Tensor, k: int, more: int, min_distance: int, block: int
+) -> None:
+    # greedy suppression is prefix-consistent: the first k of k + more peaks are the k
+    # peaks (what evaluate relies on to find the peaks once for "multi" and "froc")
+    few = metrics.peaks(maps, k, min_distance=min_distance, block=block)
+    many = metrics.peaks(maps, k + more, min_distance=min_distance, block=block)
+    assert torch.equal(many.valid[:, :k], few.valid)
+    assert torch.equal(many.coords[:, :k], few.coords)
+    assert torch.equal(many.values[:, :k].nan_to_num(-1), few.values.nan_to_num(-1))
+    short = ~few.valid[:, -1]  # fewer than k peaks: there are no more to find
+    assert not bool(many.valid[short, k:].any())
 
 
 def test_peaks_need_more_candidates_than_the_first_round() -> None:
@@ -518,6 +542,10 @@ def test_multi_pointing_game_matches_reference(
     maps, objects, _ = case
     n, height, width = maps.shape
     got = metrics.multi_pointing_game(maps, objects, min_distance=min_distance)  # type: ignore[arg-type]
+    # from more peaks than the largest count (as evaluate does for FROC's k): the same
+    lists, counts = object_lists(objects, maps.shape)  # type: ignore[arg-type]
+    more = metrics.peaks(maps, peaks_needed(counts) + 3, min_distance=min_distance)
+    assert torch.equal(multi_from_peaks(more, lists, counts).nan_to_num(-1), got.nan_to_num(-1))
     for i in range(n):
         counted = [o for o in objects[i] if ref_covers(o, height, width)]
         if not counted:
@@ -534,6 +562,9 @@ def test_multi_pointing_game_one_peak_one_object() -> None:
     maps[0, 2, 2], maps[0, 8, 8] = 1.0, 0.5
     boxes = [torch.tensor([[0, 0, 4, 4], [1, 1, 5, 5]])]
     assert metrics.multi_pointing_game(maps, boxes, min_distance=2).item() == 0.5
+    lists, counts = object_lists(boxes, maps.shape)
+    with pytest.raises(InvalidArgumentError, match="found: expected at least 2 peaks per map"):
+        multi_from_peaks(metrics.peaks(maps, 1, min_distance=2), lists, counts)
 
 
 def test_froc_curve_plot(tmp_path: object) -> None:

@@ -103,6 +103,9 @@ def test_two_processes_equal_one(tmp_path: Path) -> None:
         kind, name, message = result["tolerance differs"]
         assert (kind, name) == ("error", "InvalidArgumentError")
         assert "other tolerance" in message and "same explainers and arguments" in message
+        kind, name, message = result["deletion options differ"]
+        assert (kind, name) == ("error", "InvalidArgumentError")
+        assert "other deletion_options than" in message  # a tensor baseline, by its bytes
         kind, name, message = result["explainers differ"]
         assert name == "InvalidArgumentError" and "other explainers" in message
         kind, name, message = result["bad argument on one rank"]

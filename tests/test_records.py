@@ -14,6 +14,8 @@ import torch
 
 import normgrad
 from normgrad import metrics
+from normgrad._evaluation import scoring
+from normgrad.metrics import _multi_pointing
 
 from .models import TinyCNN, seeded
 
@@ -51,10 +53,12 @@ def _run(data: Any, **kwargs: Any) -> normgrad.EvaluationResult:
     return normgrad.evaluate(model, _explainers(model), data, **kwargs)
 
 
-def _canon(result: normgrad.EvaluationResult) -> Any:
-    def c(v: Any) -> Any:
-        return "nan" if isinstance(v, float) and math.isnan(v) else v
+def _canon_value(v: Any) -> Any:
+    return "nan" if isinstance(v, float) and math.isnan(v) else v
 
+
+def _canon(result: normgrad.EvaluationResult) -> Any:
+    c = _canon_value
     fields = ("method", "accuracy", "low", "high", "hits", "total", "energy", "multi", "froc")
     rows = [tuple(c(getattr(r, f)) for f in fields) for r in result.rows]
     return rows, [tuple(c(v) for v in r) for r in result.records]
@@ -279,6 +283,37 @@ def test_more_metrics_resume_and_errors(tmp_path: Path) -> None:
         _run(masks, metrics=["froc"])
 
 
+def test_multi_and_froc_share_one_peak_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    # up to three objects per image: K is above peaks=2 in some batches, below in others
+    gen = torch.Generator().manual_seed(3)
+    data = []
+    for b in range(3):
+        x = torch.randn(3, 3, SIZE, SIZE, generator=gen, dtype=torch.float64)
+        corners = [torch.randint(0, SIZE - 4, ((b + i) % 4, 2), generator=gen) for i in range(3)]
+        data.append((x, None, [torch.cat([c, c + 3], dim=1) for c in corners]))
+    kwargs: dict[str, Any] = {"peaks": 2, "smoothing_sigma": 1.0}
+    searches: list[int] = []
+
+    def counted(saliency: torch.Tensor, k: int, **options: Any) -> metrics.Peaks:
+        searches.append(k)
+        return metrics.peaks(saliency, k, **options)
+
+    monkeypatch.setattr(scoring, "find_peaks", counted)
+    monkeypatch.setattr(_multi_pointing, "peaks", counted)  # what multi_pointing_game calls
+    both = _run(data, metrics=("multi", "froc"), **kwargs)
+    mapped = [r.method for r in both.rows if r.method != "random baseline"]
+    assert len(searches) == len(data) * len(mapped)  # one search per method and batch
+    assert max(searches) == 3 and min(searches) == 2
+    multi = _run(data, metrics=("multi",), **kwargs)
+    froc = _run(data, metrics=("froc",), **kwargs)
+    assert any(r.detections for r in froc.records) and any(r.multi > 0 for r in multi.records)
+    expected = [m._replace(detections=f.detections) for m, f in zip(multi.records, froc.records)]
+    assert _canon(both)[1] == [tuple(_canon_value(v) for v in r) for r in expected]
+    for column, alone in (("froc", froc), ("multi", multi)):
+        got = [getattr(r, column) for r in both.rows]
+        assert got == pytest.approx([getattr(r, column) for r in alone.rows], nan_ok=True)
+
+
 def test_deletion_and_insertion_columns(tmp_path: Path) -> None:
     data = _data(2)
     model = _model()
@@ -301,3 +336,86 @@ def test_deletion_and_insertion_columns(tmp_path: Path) -> None:
         model, explainers, data, metrics=("deletion", "insertion"), records=path, **kwargs
     )
     assert _canon(resumed) == _canon(result)  # read back from the file
+
+
+def _deletion_records(
+    data: Any, options: Any, path: Path | None = None
+) -> dict[tuple[str, str], tuple[float, float]]:
+    model = _model()
+    result = normgrad.evaluate(
+        model, _explainers(model), data, tolerance=2, progress=False, baselines=False,
+        metrics=("deletion", "insertion"), deletion_options=options, records=path,
+    )  # fmt: skip
+    return {(r.image, r.method): (r.deletion, r.insertion) for r in result.records}
+
+
+def test_deletion_options_reach_the_metric() -> None:
+    data = _data(2)
+    model = _model()
+    grey = torch.full((1, 3, 1, 1), 0.5, dtype=torch.float64)
+    chosen = [{"steps": 4, "baseline": "blur", "batch_size": 5}, {"baseline": grey}]
+    default = _deletion_records(data, None)
+    for options in chosen:
+        got = _deletion_records(data, options)
+        for b, (x, labels, _) in enumerate(data):
+            for name, explainer in _explainers(model).items():
+                # the public metric, on the explainer's own maps, with the same options
+                curves = metrics.deletion_insertion(
+                    model, x, explainer(x, labels), target=labels, **options
+                )
+                for i in range(x.shape[0]):
+                    expected = (float(curves.deletion_auc[i]), float(curves.insertion_auc[i]))
+                    assert got[str(b * 3 + i), name] == pytest.approx(expected, rel=1e-9)
+        assert got.keys() == default.keys()
+        assert all(got[k] != default[k] for k in got)  # the options change every image
+    assert _deletion_records(data, {"batch_size": 1}) == default
+    assert _deletion_records(data, {"steps": 20, "baseline": "zeros"}) == default
+
+
+def test_deletion_options_errors_before_any_pass() -> None:
+    data = _data(1)
+    model = _model()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    modes = [m.training for m in model.modules()]
+    passes: list[int] = []
+    handle = model.register_forward_pre_hook(lambda m, args: passes.append(1))
+    cases: list[tuple[Any, Any, type[Exception], str]] = [
+        (["steps", 4], ("deletion",), normgrad.ArgumentTypeError, r"expected a dict with keys"),
+        ({"step": 4}, ("deletion",), normgrad.InvalidArgumentError, r"key\(s\) \['step'\]"),
+        ({"steps": 4}, ("energy",), normgrad.InvalidArgumentError, "neither 'deletion' nor"),
+        ({"steps": 0}, ("deletion",), normgrad.InvalidArgumentError, r"\['steps'\]: expected a"),
+        ({"steps": 2.5}, ("insertion",), normgrad.ArgumentTypeError, r"\['steps'\]: expected"),
+        ({"baseline": "noise"}, ("deletion",), normgrad.InvalidArgumentError, "'noise'"),
+        ({"batch_size": True}, ("deletion",), normgrad.ArgumentTypeError, "batch_size"),
+        # known from the first batch's images, still before its pass
+        ({"steps": 257}, ("deletion",), normgrad.InvalidArgumentError, "at most the 256 pixels"),
+        ({"baseline": torch.zeros(2, 3, 1, 1)}, ("deletion",), normgrad.ShapeError, r"\(3, 3, 16"),
+    ]
+    try:
+        for options, chosen, error, message in cases:
+            with pytest.raises(error, match=message) as raised:
+                normgrad.evaluate(
+                    model, _explainers(model), data, progress=False, metrics=chosen,
+                    deletion_options=options,
+                )  # fmt: skip
+            assert str(raised.value).startswith("deletion_options")
+            if isinstance(options, list) or "step" in options:  # the keys it could have had
+                assert "among ['steps', 'baseline', 'batch_size']" in str(raised.value)
+    finally:
+        handle.remove()
+    assert passes == []
+    assert [m.training for m in model.modules()] == modes
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+def test_resuming_with_other_deletion_options_is_refused(tmp_path: Path) -> None:
+    data = _data(1)
+    path = tmp_path / "records.csv"
+    grey = torch.full((1, 3, 1, 1), 0.5, dtype=torch.float64)
+    first = _deletion_records(data, {"steps": 4, "baseline": grey}, path)
+    # the same settings (an equal tensor, another memory bound) resume the file
+    same = {"steps": 4, "baseline": grey.clone(), "batch_size": 2}
+    assert _deletion_records(data, same, path) == first
+    for other in ({"steps": 5, "baseline": grey}, {"steps": 4, "baseline": grey + 1e-9}, None):
+        with pytest.raises(normgrad.InvalidArgumentError, match=r"\(deletion_options differ\)"):
+            _deletion_records(data, other, path)

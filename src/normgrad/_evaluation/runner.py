@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import os
 import sys
 import time
@@ -23,9 +25,8 @@ from .._checks import (
 from .._errors import ArgumentTypeError, InvalidArgumentError, describe
 from .._explainers.base import Explainer
 from .._model.layers import check_model
-from ..metrics import (
-    Regions,
-)
+from ..metrics import DeletionOptions, Regions, deletion_insertion
+from ..metrics._deletion import check_options
 from .distributed import gather, raise_first_error, sampler_indices, world
 from .records import RecordFile, image_order, sort_records, table
 from .result import METRIC_COLUMNS, EvaluationResult, Record
@@ -121,6 +122,7 @@ def evaluate(
     group: Any = None,
     metrics: Sequence[str] = (),
     peaks: int = 10,
+    deletion_options: DeletionOptions | None = None,
 ) -> EvaluationResult:
     """Run the Pointing Game for every explainer over ``data``.
 
@@ -164,10 +166,18 @@ def evaluate(
             objects one by one: boxes or shapes, not masks.
             ``"deletion"`` and ``"insertion"``: the mean areas under each image's
             deletion and insertion curves
-            ([`deletion_insertion`][normgrad.metrics.deletion_insertion] with its
-            defaults, for the class explained). They run the model again, ``2 * 20``
-            forward passes per image and method.
+            ([`deletion_insertion`][normgrad.metrics.deletion_insertion] for the class
+            explained, with ``deletion_options``). They run the model again, ``2 * steps``
+            forward passes per image and method (40 by default).
         peaks: the detections per map for ``"froc"``.
+        deletion_options: settings of ``"deletion"`` and ``"insertion"``
+            ([`DeletionOptions`][normgrad.metrics.DeletionOptions]): ``steps``,
+            ``baseline`` (``"zeros"``, ``"blur"``, ``"mean"`` or a tensor) and
+            ``batch_size``, e.g. ``{"steps": 10, "baseline": "blur"}``; a key left out keeps
+            the metric's default. Only with ``"deletion"`` or ``"insertion"`` in
+            ``metrics``. ``steps`` and ``baseline`` are settings of the run (a records file
+            or a rank with others is refused; a tensor baseline is compared by its shape,
+            dtype and bytes); ``batch_size``, the memory bound, may differ.
 
     With an initialised process group of several ranks, every rank calls ``evaluate`` on
     its own share of the data (shard with [`ShardSampler`][normgrad.ShardSampler], never with
@@ -207,6 +217,7 @@ def evaluate(
         methods = _methods(explainers, smoothing_sigma is not None, baselines)
         chosen = _check_metrics(metrics)
         check_positive_int(peaks, "peaks")
+        deletion = _check_deletion_options(deletion_options, chosen)
         settings = {
             "explainers": {n: repr(e) for n, e in explainers.items()},
             "tolerance": float(tolerance),
@@ -218,6 +229,8 @@ def evaluate(
             "metrics": list(chosen),
             "peaks": peaks if "froc" in chosen else None,
         }
+        if "deletion" in chosen or "insertion" in chosen:  # absent without: old files resume
+            settings["deletion_options"] = _deletion_settings(deletion)
     except Exception as e:
         error = e
     if size > 1:
@@ -263,7 +276,7 @@ def evaluate(
                 model, explainers, x.to(device), labels, batch_regions, ids, methods,
                 tolerance=tolerance, spacing=spacing, sigma=smoothing_sigma,
                 kernel_size=smoothing_kernel_size, baselines=baselines,
-                metrics=chosen, peaks=peaks,
+                metrics=chosen, peaks=peaks, deletion_options=deletion,
             )  # fmt: skip
             if log is not None:
                 log.append(batch_records)
@@ -303,6 +316,37 @@ def _check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
             f"{sorted(METRIC_COLUMNS)} (the Pointing Game is always reported)"
         )
     return tuple(m for m in METRIC_COLUMNS if m in metrics)
+
+
+def _check_deletion_options(options: object, chosen: tuple[str, ...]) -> DeletionOptions:
+    if options is None:
+        return {}
+    checked = check_options(options, argument="deletion_options")
+    if "deletion" not in chosen and "insertion" not in chosen:
+        raise InvalidArgumentError(
+            "deletion_options: given, but metrics has neither 'deletion' nor 'insertion', so "
+            "they would not be used; add 'deletion' or 'insertion' to metrics, or leave "
+            "deletion_options out"
+        )
+    return checked
+
+
+def _deletion_settings(options: DeletionOptions) -> dict[str, Any]:
+    """The deletion and insertion settings as JSON: the defaults of ``deletion_insertion``
+    and ``options`` over them, a tensor baseline as its shape, dtype and the sha256 of its
+    bytes; without ``batch_size``, on which the results do not depend."""
+    signature = inspect.signature(deletion_insertion).parameters
+    resolved: dict[str, Any] = {k: signature[k].default for k in ("steps", "baseline")}
+    resolved.update((k, v) for k, v in options.items() if k in resolved)
+    baseline = resolved["baseline"]
+    if isinstance(baseline, torch.Tensor):
+        data = baseline.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)
+        resolved["baseline"] = {
+            "shape": list(baseline.shape),
+            "dtype": str(baseline.dtype).replace("torch.", ""),
+            "sha256": hashlib.sha256(data.numpy().tobytes()).hexdigest(),
+        }
+    return resolved
 
 
 def _refuse_duplicates(records: list[Record], per_image: int) -> None:

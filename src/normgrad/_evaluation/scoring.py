@@ -13,16 +13,18 @@ from .._explainers.base import Explainer
 from .._explainers.center import CenterBaseline
 from .._explainers.shared import explain_shared
 from ..metrics import (
+    DeletionOptions,
     Objects,
     Regions,
     deletion_insertion,
     energy_pointing_game,
-    multi_pointing_game,
     prepare_regions,
     random_point_hit_rate,
     smooth,
 )
 from ..metrics import peaks as find_peaks
+from ..metrics._deletion import check_options
+from ..metrics._multi_pointing import multi_from_peaks, peaks_needed
 from ..metrics._objects import match, object_lists
 from ..metrics._pointing import pointing_game_points
 from .result import Record
@@ -48,8 +50,12 @@ def score_batch(
     baselines: bool,
     metrics: tuple[str, ...],
     peaks: int,
+    deletion_options: DeletionOptions,
 ) -> list[Record]:
     """Explain one batch with every method and score it: one record per image and method."""
+    deleting = "deletion" in metrics or "insertion" in metrics
+    if deleting:  # what depends on the images (steps per pixel, a baseline's shape) first
+        check_options(deletion_options, x.shape, "deletion_options")
     # checked and converted once, then scored by every method
     regions = prepare_regions(batch_regions, (x.shape[0], *x.shape[2:]), x.device)
     target = labels.to(x.device) if isinstance(labels, torch.Tensor) else labels
@@ -78,19 +84,22 @@ def score_batch(
         row["detections"] = [()] * n
         if "energy" in metrics:
             row["energy"] = energy_pointing_game(saliency, regions).tolist()
-        if "multi" in metrics:
-            row["multi"] = multi_pointing_game(
-                saliency, cast(Objects, batch_regions), min_distance=tolerance
-            ).tolist()
-        if objects is not None and "froc" in metrics:
-            found = find_peaks(saliency, peaks, min_distance=tolerance)
-            positive, _ = match(found.coords, found.valid, objects)
-            row["detections"] = [
-                tuple((float(v), bool(tp)) for v, tp, ok in zip(*rows) if ok)
-                for rows in zip(found.values.tolist(), positive.tolist(), found.valid.tolist())
-            ]
-        if "deletion" in metrics or "insertion" in metrics:
-            curves = deletion_insertion(model, x, saliency, target=classes)
+        if objects is not None and counts is not None:
+            # one search serves both: the first K of more peaks are the K peaks
+            multi, froc = "multi" in metrics, "froc" in metrics
+            k = max(peaks if froc else 0, peaks_needed(counts) if multi else 0)
+            found = find_peaks(saliency, k, min_distance=tolerance)
+            if multi:
+                row["multi"] = multi_from_peaks(found, objects, counts).tolist()
+            if froc:
+                values, valid = found.values[:, :peaks], found.valid[:, :peaks]
+                positive, _ = match(found.coords[:, :peaks], valid, objects)
+                row["detections"] = [
+                    tuple((float(v), bool(tp)) for v, tp, ok in zip(*rows) if ok)
+                    for rows in zip(values.tolist(), positive.tolist(), valid.tolist())
+                ]
+        if deleting:
+            curves = deletion_insertion(model, x, saliency, target=classes, **deletion_options)
             row["deletion"] = curves.deletion_auc.tolist()
             row["insertion"] = curves.insertion_auc.tolist()
         by_method[name] = row

@@ -33,7 +33,7 @@ Examples:
 from __future__ import annotations
 
 from ._correlation import rank_correlation
-from ._deletion import DeletionInsertionResult, deletion_insertion
+from ._deletion import DeletionInsertionResult, DeletionOptions, deletion_insertion
 from ._energy import energy_pointing_game
 from ._froc import FROC, RATES, FROCResult, froc
 from ._maps import points
@@ -52,6 +52,7 @@ __all__ = [
     "RATES",
     "Box",
     "DeletionInsertionResult",
+    "DeletionOptions",
     "DoMResult",
     "Ellipse",
     "FROCResult",

@@ -7,12 +7,13 @@ The one metric that runs a model, so it takes the model's mode switch from ``_mo
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal, Union, cast
 
 import torch
 from torch import nn
+from typing_extensions import TypedDict
 
 from .._checks import check_input, check_positive_int
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
@@ -21,7 +22,88 @@ from ._maps import as_maps
 from ._smoothing import smooth
 
 Baseline = Union[Literal["zeros", "blur", "mean"], torch.Tensor]
+_BASELINES = ("zeros", "blur", "mean")
 _BLUR_SIGMA, _BLUR_SIZE = 5.0, 11  # RISE's blur: an 11-tap Gaussian of sigma 5
+
+
+class DeletionOptions(TypedDict, total=False):
+    """Settings of [`deletion_insertion`][normgrad.metrics.deletion_insertion], as a dict: what
+    [`evaluate`][normgrad.evaluate] passes on (``deletion_options=``). A key left out keeps the
+    metric's default.
+
+    Examples:
+        >>> from normgrad.metrics import DeletionOptions
+        >>> options: DeletionOptions = {"steps": 10, "baseline": "blur"}
+    """
+
+    steps: int
+    """The number of steps of each curve, ``>= 1`` and at most the number of pixels."""
+    baseline: Baseline
+    """``"zeros"``, ``"blur"``, ``"mean"``, or a tensor broadcastable to the images."""
+    batch_size: int
+    """Images per model call (the memory bound; the results do not depend on it)."""
+
+
+_OPTIONS = tuple(DeletionOptions.__annotations__)
+
+
+def check_options(
+    options: object, shape: Sequence[int] | None = None, argument: str | None = None
+) -> DeletionOptions:
+    """Settings of ``deletion_insertion``: a mapping with some of the keys of
+    ``DeletionOptions``, each checked (against inputs of ``shape`` when given: at most one
+    step per pixel, a tensor baseline broadcastable to them). Errors name ``argument`` and
+    its key (``deletion_options['steps']``), or the key alone without ``argument``."""
+    where = argument or "options"
+    expected = f"a dict with keys among {list(_OPTIONS)} (normgrad.metrics.DeletionOptions)"
+    if not isinstance(options, Mapping):
+        raise ArgumentTypeError(
+            f"{where}: expected {expected}, got {describe(options)}; for example "
+            f"{where}={{'steps': 10, 'baseline': 'blur'}}"
+        )
+    unknown = [key for key in options if key not in _OPTIONS]
+    if unknown:
+        raise InvalidArgumentError(
+            f"{where}: unknown key(s) {unknown}; expected {expected}, got keys "
+            f"{list(options)}; rename or remove {unknown}"
+        )
+
+    def name(key: str) -> str:
+        return key if argument is None else f"{argument}[{key!r}]"
+
+    checked: DeletionOptions = {}
+    if "steps" in options:
+        checked["steps"] = check_positive_int(options["steps"], name("steps"))
+        pixels = math.prod(shape[2:]) if shape is not None else None
+        if pixels is not None and checked["steps"] > pixels:
+            raise InvalidArgumentError(
+                f"{name('steps')}: expected at most the {pixels} pixels, got {checked['steps']}"
+            )
+    if "baseline" in options:
+        checked["baseline"] = _check_baseline(options["baseline"], shape, name("baseline"))
+    if "batch_size" in options:
+        checked["batch_size"] = check_positive_int(options["batch_size"], name("batch_size"))
+    return checked
+
+
+def _check_baseline(baseline: object, shape: Sequence[int] | None, argument: str) -> Baseline:
+    if isinstance(baseline, torch.Tensor):
+        if shape is not None:
+            dims, to = tuple(baseline.shape)[::-1], tuple(shape)[::-1]
+            if len(dims) > len(to) or any(d not in (1, t) for d, t in zip(dims, to)):
+                raise ShapeError(
+                    f"{argument}: expected a tensor broadcastable to the inputs' shape "
+                    f"{tuple(shape)}, got shape {tuple(baseline.shape)}",
+                    baseline.shape,
+                )
+        return baseline
+    if isinstance(baseline, str) and baseline in _BASELINES:
+        return cast(Baseline, baseline)
+    error = InvalidArgumentError if isinstance(baseline, str) else ArgumentTypeError
+    raise error(
+        f"{argument}: expected 'zeros', 'blur', 'mean' or a tensor, got "
+        + (repr(baseline) if isinstance(baseline, str) else describe(baseline))
+    )
 
 
 @dataclass(frozen=True)
@@ -77,26 +159,16 @@ def _classes(target: object, probs: torch.Tensor) -> torch.Tensor:
 
 
 def _baseline(x: torch.Tensor, baseline: Baseline) -> torch.Tensor:
+    """The baseline images of ``x``, from a baseline checked by ``check_options``."""
     if isinstance(baseline, torch.Tensor):
-        try:
-            return torch.broadcast_to(baseline.to(x), x.shape)
-        except RuntimeError:
-            raise ShapeError(
-                f"baseline: expected a tensor broadcastable to x's shape {tuple(x.shape)}, "
-                f"got shape {tuple(baseline.shape)}",
-                baseline.shape,
-            ) from None
+        return torch.broadcast_to(baseline.to(x), x.shape)
     if baseline == "zeros":
         return torch.zeros_like(x)
     if baseline == "mean":
         return x.mean(dim=tuple(range(2, x.ndim)), keepdim=True).expand_as(x)
-    if baseline == "blur":
-        n, c, *spatial = x.shape
-        flat = x.reshape(n * c, *spatial)
-        return smooth(flat, _BLUR_SIGMA, _BLUR_SIZE).reshape(x.shape)
-    raise InvalidArgumentError(
-        f"baseline: expected 'zeros', 'blur', 'mean' or a tensor, got {baseline!r}"
-    )
+    n, c, *spatial = x.shape  # "blur"
+    flat = x.reshape(n * c, *spatial)
+    return smooth(flat, _BLUR_SIGMA, _BLUR_SIZE).reshape(x.shape)
 
 
 def deletion_insertion(
@@ -149,8 +221,10 @@ def deletion_insertion(
     if not isinstance(model, nn.Module):
         raise ArgumentTypeError(f"model: expected a torch.nn.Module, got {describe(model)}")
     x = check_input(x)
-    steps = check_positive_int(steps, "steps")
-    batch_size = check_positive_int(batch_size, "batch_size")
+    settings = check_options(
+        {"steps": steps, "baseline": baseline, "batch_size": batch_size}, x.shape
+    )
+    steps, baseline, batch_size = settings["steps"], settings["baseline"], settings["batch_size"]
     maps = as_maps(saliency)
     n, spatial = x.shape[0], tuple(x.shape[2:])
     if tuple(maps.shape) != (n, *spatial):
@@ -162,8 +236,6 @@ def deletion_insertion(
     if maps.is_floating_point() and not bool(torch.isfinite(maps).all()):
         raise InvalidArgumentError("saliency: expected finite maps, got NaN or infinite values")
     pixels = math.prod(spatial)
-    if steps > pixels:
-        raise InvalidArgumentError(f"steps: expected at most the {pixels} pixels, got {steps}")
     counts = [i * pixels // steps for i in range(steps + 1)]
     order = maps.reshape(n, -1).argsort(dim=1, descending=True, stable=True)
     positions = torch.arange(pixels, device=x.device).expand(n, -1)

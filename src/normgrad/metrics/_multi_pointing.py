@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 
 from .._checks import check_number
+from .._errors import InvalidArgumentError
 from ._maps import as_maps
-from ._objects import Objects, match, object_lists
-from ._peaks import peaks
+from ._objects import Objects, _Cuboid, match, object_lists
+from ._peaks import Peaks, peaks
+from ._shapes import Shape
 
 
 def multi_pointing_game(
@@ -44,10 +46,36 @@ def multi_pointing_game(
     distance = check_number(min_distance, "min_distance", low=0)
     maps = as_maps(saliency)
     objects, counts = object_lists(regions, maps.shape)
-    k = max(1, int(counts.max())) if counts.numel() else 1
-    found = peaks(maps, k, min_distance=distance)
-    counts = counts.to(maps.device)
-    within = torch.arange(k, device=maps.device)[None, :] < counts[:, None]
+    found = peaks(maps, peaks_needed(counts), min_distance=distance)
+    return multi_from_peaks(found, objects, counts)
+
+
+def peaks_needed(counts: torch.Tensor) -> int:
+    """The peaks per map the multi-object score reads: the largest object count (at
+    least 1, as [`peaks`][normgrad.metrics.peaks] wants)."""
+    return max(1, int(counts.max())) if counts.numel() else 1
+
+
+def multi_from_peaks(
+    found: Peaks, objects: list[list[Shape | _Cuboid]], counts: torch.Tensor
+) -> torch.Tensor:
+    """The multi-object score from peaks already found: each image's first ``K`` peaks,
+    ``K`` its object count, matched to its objects.
+
+    ``found`` must hold at least ``peaks_needed(counts)`` peaks per map; more are fine
+    (greedy suppression is prefix-consistent: the first ``K`` of more peaks are the ``K``
+    peaks), so one search can serve FROC's ``k`` peaks too. ``objects`` and ``counts``
+    as made by ``object_lists``.
+    """
+    k = found.valid.shape[1]
+    device = found.coords.device
+    if k < peaks_needed(counts):
+        raise InvalidArgumentError(
+            f"found: expected at least {peaks_needed(counts)} peaks per map (the largest "
+            f"object count), got {k}"
+        )
+    counts = counts.to(device)
+    within = torch.arange(k, device=device)[None, :] < counts[:, None]
     _, hits = match(found.coords, found.valid & within, objects)
     share = hits.to(torch.float64) / counts.clamp_min(1)
     nan = torch.full_like(share, float("nan"))
