@@ -224,13 +224,15 @@ def markdown(results: dict[str, Any]) -> str:
         + ".",
         "",
     ]
-    detection_env = results.get("detection", {}).get("environment")
-    if detection_env and detection_env.get("commit") != env.get("commit"):
-        lines += [
-            f"The detection part was measured later, at commit `{detection_env['commit'][:12]}`, "
-            f"{detection_env['date']}, {detection_env['torch_threads']} torch threads.",
-            "",
-        ]
+    for part, value in results.items():  # parts measured alone, after the full run
+        part_env = value.get("environment") if isinstance(value, dict) else None
+        if part != "environment" and part_env and part_env.get("commit") != env.get("commit"):
+            lines += [
+                f"The {part.replace('_', ' ')} part was measured later, at commit "
+                f"`{part_env['commit'][:12]}`, {part_env['date']}, "
+                f"{part_env['torch_threads']} torch threads.",
+                "",
+            ]
     lines += [
         "| claim | measured | target | |",
         "| --- | --- | --- | --- |",
