@@ -12,11 +12,16 @@ from .._checks import check_number, check_positive_int
 from .._errors import InvalidArgumentError
 from ._maps import as_maps
 
-# Candidates examined per map in the first round, and tiles of about _TILE_ELEMENTS values
-# searched (both grown until k peaks are certain).
+# Stretches searched per map in the first round (grown until k peaks are certain); the
+# fewest candidate slots per map of the suppression; the least values per stretch (a piece
+# of a line along the last axis: their maxima are a fast contiguous reduction, and a few of
+# them hold the highest values of a map); and values per chunk of maps, so that temporaries
+# are reused by the allocator instead of being mapped afresh (on the CPU the page faults of
+# a fresh large buffer cost more than the work done in it).
+_FIRST_STRETCHES = 128
 _FIRST_CANDIDATES = 64
-_FIRST_TILES = 16
-_TILE_ELEMENTS = 256
+_STRETCH_ELEMENTS = 96
+_CHUNK_ELEMENTS = 1 << 21
 
 
 @dataclass(frozen=True)
@@ -38,112 +43,152 @@ class Peaks:
         return self.valid.sum(dim=1)
 
 
-def _tile_shape(spatial: Sequence[int], block: int) -> tuple[int, ...]:
-    """Tile side per axis: the largest divisor of the size up to ``block ** (1 / ndim)``."""
-    side = max(1, round(block ** (1 / len(spatial))))
-    return tuple(max(d for d in range(1, min(s, side) + 1) if s % d == 0) for s in spatial)
+def _chunks(n: int, per_row: int) -> list[slice]:
+    """Slices of ``n`` rows of ``per_row`` values, about ``_CHUNK_ELEMENTS`` values each."""
+    step = max(1, _CHUNK_ELEMENTS // max(per_row, 1))
+    return [slice(i, i + step) for i in range(0, n, step)]
 
 
-def _tile_candidates(
-    maps: torch.Tensor, which: torch.Tensor, tiles: torch.Tensor, tile: tuple[int, ...]
+def _stretch_maxima(maps: torch.Tensor, width: int) -> torch.Tensor:
+    """The maximum of every stretch of ``width`` values along the last axis ``(N, S)``,
+    stretches in row-major order (a contiguous reduction, at memory speed)."""
+    n, size = maps.shape[0], maps[0].numel()
+    out = maps.new_empty(n, size // width)
+    for rows in _chunks(n, size):
+        part = maps[rows]
+        out[rows] = part.reshape(-1, width).amax(dim=1).view(part.shape[0], -1)
+    return out
+
+
+def _certain_candidates(
+    maps: torch.Tensor,
+    which: torch.Tensor,
+    stretches: torch.Tensor,
+    floor: torch.Tensor,
+    width: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Values, local-maximum flags and flat positions of the pixels of chosen tiles.
+    """The local maxima above ``floor`` ``(n,)`` in the stretches ``stretches`` ``(n, S)``
+    (flat indices) of the maps ``which`` ``(n,)``: for each, its row in ``which``, its value
+    and its pixel ``(·, ndim)``, in no particular order.
 
-    ``tiles`` ``(n, T)``: flat tile indices of the maps ``which`` ``(n,)``. Each tile is read
-    with a margin of one pixel (clamped at the border: a repeated border pixel changes no
-    comparison) and compared with the maximum of its 3×3 (3×3×3) neighbourhoods, separable
-    running maxima of three.
+    A stretch's values above the floor that are no lower than their neighbours along the
+    stretch (its two ends always pass) are tested against their whole 3×3 (3×3×3)
+    neighbourhood, read value by value with coordinates clamped at the border (a repeated
+    border pixel changes no comparison).
     """
-    n, t = tiles.shape
     spatial = maps.shape[1:]
-    grid = [s // d for s, d in zip(spatial, tile)]
-    length = math.prod(spatial)
-    # one flat index per read value: a single-index gather is much faster than n-D indexing
-    index = (which * length).view(n, 1, *([1] * len(spatial)))
-    flat = torch.zeros(n, t, *tile, dtype=torch.long, device=maps.device)
-    rest = tiles
-    for axis in reversed(range(len(spatial))):
-        place = rest % grid[axis]
-        rest = rest // grid[axis]
-        shape = [n, t] + [1] * len(spatial)
-        shape[2 + axis] = tile[axis] + 2
-        offsets = torch.arange(-1, tile[axis] + 1, device=maps.device)
-        at = (place[..., None] * tile[axis] + offsets).clamp(0, spatial[axis] - 1)
-        stride = math.prod(spatial[axis + 1 :])
-        index = index + at.view(shape) * stride
-        inner = shape.copy()
-        inner[2 + axis] = tile[axis]
-        flat = flat + (place[..., None] * tile[axis] + offsets[1:-1]).view(inner) * stride
-    slab = maps.reshape(-1).take(index)  # (n, T, *tile + 2)
-    top = slab
-    centre = slab
-    for axis in range(2, slab.ndim):
-        length = top.shape[axis]
-        top = torch.maximum(
-            torch.maximum(top.narrow(axis, 0, length - 2), top.narrow(axis, 1, length - 2)),
-            top.narrow(axis, 2, length - 2),
-        )
-        centre = centre.narrow(axis, 1, length - 2)
-    return centre.reshape(n, -1), (centre >= top).reshape(n, -1), flat.reshape(n, -1)
+    size = math.prod(spatial)
+    per_map = size // width
+    pieces = maps.reshape(-1, width)  # every stretch of every map, in order
+    owners, positions = [], []
+    for rows in _chunks(which.numel(), stretches.shape[1] * width):
+        index = (which[rows, None] * per_map + stretches[rows]).flatten()
+        block = pieces.index_select(0, index).view(-1, stretches.shape[1], width)
+        high = block > floor[rows].view(-1, 1, 1)
+        if width > 2:  # no lower than the neighbours along the stretch
+            inner = block[..., 1:-1]
+            high[..., 1:-1] &= (inner >= block[..., :-2]) & (inner >= block[..., 2:])
+        owner, slot, offset = high.nonzero(as_tuple=True)
+        owners.append(owner + (rows.start or 0))
+        positions.append(stretches[rows][owner, slot] * width + offset)
+    owner, position = torch.cat(owners), torch.cat(positions)
+    # the whole neighbourhood of what is left
+    cell = torch.stack(
+        [(position // math.prod(spatial[a + 1 :])) % s for a, s in enumerate(spatial)], dim=1
+    )
+    flat = maps.reshape(-1)
+    base = which[owner] * size
+    value = flat[base + position]
+    around = torch.zeros_like(position)[:, None]
+    for axis, s in enumerate(spatial):
+        at = (cell[:, axis, None] + torch.arange(-1, 2, device=maps.device)).clamp(0, s - 1)
+        around = (around * s)[:, :, None] + at[:, None, :]
+        around = around.flatten(1)
+    local = (flat.take(base[:, None] + around) <= value[:, None]).all(dim=1)
+    return owner[local], value[local], cell[local]
 
 
-def _ordered_candidates(
-    values: torch.Tensor, candidate: torch.Tensor, positions: torch.Tensor, m: int
+def _ordered(
+    owner: torch.Tensor, value: torch.Tensor, cell: torch.Tensor, spatial: Sequence[int]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The first ``m`` candidates of each row by decreasing value, ties by position.
+    """Candidates sorted by map, then decreasing value, then row-major position (three
+    stable sorts, last key first)."""
+    position = torch.zeros_like(owner)
+    for axis, size in enumerate(spatial):
+        position = position * size + cell[:, axis]
+    order = position.argsort(stable=True)
+    order = order[value[order].argsort(descending=True, stable=True)]
+    order = order[owner[order].argsort(stable=True)]
+    return owner[order], value[order], cell[order]
 
-    Returns indices into the rows ``(N, m)``, in that order, their values and whether each
-    is a candidate.
-    """
-    n = values.shape[0]
-    masked = torch.where(candidate, values, torch.full_like(values, -torch.inf))
-    threshold = masked.topk(m, dim=1, sorted=False).values.amin(dim=1, keepdim=True)
-    above = masked > threshold
-    tied = masked == threshold
-    room = m - above.sum(dim=1, keepdim=True)
-    chosen = above | tied
-    if bool((tied.sum(dim=1, keepdim=True) > room).any()):  # ties straddle the m-th place
-        last = int(positions.max()) + 1
-        tied_at = torch.where(tied, positions, torch.full_like(positions, last))
-        firsts = tied_at.topk(int(room.max().clamp_min(1)), dim=1, largest=False).values
-        cut = firsts.gather(1, (room - 1).clamp_min(0))
-        chosen = above | (tied & (positions <= cut) & (room > 0))
-    index = chosen.nonzero()[:, 1].view(n, m)
-    index = index.gather(1, positions.gather(1, index).argsort(dim=1))
-    order = masked.gather(1, index).argsort(dim=1, descending=True, stable=True)
-    index = index.gather(1, order)
-    return index, values.gather(1, index), candidate.gather(1, index)
+
+def _greedy(
+    owner: torch.Tensor,
+    value: torch.Tensor,
+    cell: torch.Tensor,
+    n: int,
+    k: int,
+    min_distance: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Greedy suppression over every ordered candidate of ``n`` maps: the first ``k`` kept
+    of each, ``(n, k, ndim)`` pixels, ``(n, k)`` values, which slots hold one, and how many
+    ``(n,)``. Maps are grouped by their number of candidates (powers of two), so that no
+    map pads to the longest list."""
+    dev = value.device
+    counts = torch.bincount(owner, minlength=n)
+    rank = torch.arange(owner.numel(), device=dev) - (counts.cumsum(0) - counts)[owner]
+    coords = torch.zeros(n, k, cell.shape[1], dtype=torch.long, device=dev)
+    values = torch.full((n, k), float("nan"), dtype=value.dtype, device=dev)
+    valid = torch.zeros(n, k, dtype=torch.bool, device=dev)
+    group = torch.log2(counts.clamp_min(_FIRST_CANDIDATES).double()).ceil().long()
+    for g in sorted(set(group.tolist())):
+        maps = (group == g).nonzero()[:, 0]
+        m = 1 << g
+        slot = torch.full((n,), -1, dtype=torch.long, device=dev)
+        slot[maps] = torch.arange(maps.numel(), device=dev)
+        mine = slot[owner] >= 0
+        row, at = slot[owner[mine]], rank[mine]
+        cells = torch.zeros(maps.numel(), m, cell.shape[1], dtype=torch.long, device=dev)
+        usable = torch.zeros(maps.numel(), m, dtype=torch.bool, device=dev)
+        picked = torch.zeros(maps.numel(), m, dtype=value.dtype, device=dev)
+        cells[row, at], picked[row, at], usable[row, at] = cell[mine], value[mine], True
+        kept = _suppress(cells, usable, k, min_distance)
+        place = kept.long().cumsum(dim=1) - 1
+        r, j = kept.nonzero(as_tuple=True)
+        coords[maps[r], place[r, j]] = cells[r, j]
+        values[maps[r], place[r, j]] = picked[r, j]
+        valid[maps[r], place[r, j]] = True
+    return coords, values, valid, valid.sum(dim=1)
 
 
 def _suppress(
     coords: torch.Tensor, usable: torch.Tensor, k: int, min_distance: float
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> torch.Tensor:
     """Greedy non-maximum suppression over ordered candidates ``(N, m, ndim)``: ``k`` picks
     of the first candidate not yet suppressed, each suppressing those closer than
-    ``min_distance``. Returns which candidates are kept ``(N, m)`` and how many ``(N,)``."""
-    n, m, _ = coords.shape
-    c = coords.to(torch.float64)
+    ``min_distance``. Returns which candidates are kept ``(N, m)``."""
+    n, m, ndim = coords.shape
+    # integer squared distances: d >= r iff d2 >= ceil(r2) (capped: beyond any map)
+    reach = min(math.ceil(min_distance**2), 1 << 62)
     kept = torch.zeros(n, m, dtype=torch.bool, device=coords.device)
-    count = torch.zeros(n, dtype=torch.long, device=coords.device)
     open_ = usable.clone()
-    rows = torch.arange(n, device=coords.device)
+    slots = torch.arange(m, device=coords.device)
     for _ in range(k):  # each pick: the first candidate still open, in order
         has = open_.any(dim=1)
         if not bool(has.any()):
             break
-        pick = open_.to(torch.uint8).argmax(dim=1)
-        r, j = rows[has], pick[has]
-        kept[r, j] = True
-        open_[r, j] = False
+        pick = open_.to(torch.uint8).argmax(dim=1)  # 0 where nothing is open
+        chosen = (slots == pick[:, None]) & has[:, None]
+        kept |= chosen
+        open_ &= ~chosen
         if min_distance > 0:  # distances from the pick only: k * m, not m * m
-            d2 = ((c[r] - c[r, j][:, None]) ** 2).sum(dim=2)
-            open_[r] &= d2 >= min_distance**2
-        count += has.long()
-    return kept, count
+            at = coords.gather(1, pick.view(n, 1, 1).expand(n, 1, ndim))
+            open_ &= (coords - at).square_().sum(dim=2) >= reach
+    return kept
 
 
 def peaks(
-    saliency: torch.Tensor, k: int, *, min_distance: float = 1.0, block: int = _TILE_ELEMENTS
+    saliency: torch.Tensor, k: int, *, min_distance: float = 1.0, block: int = _STRETCH_ELEMENTS
 ) -> Peaks:
     r"""The ``k`` highest local maxima of each map, at least ``min_distance`` apart.
 
@@ -156,14 +201,13 @@ def peaks(
     peak is therefore the Pointing Game's point ([`points`][normgrad.metrics.points]) unless the
     map is constant.
 
-    Batched on the maps' device, reading each map once: each map is cut into tiles
-    (about ``block`` values) whose maxima are taken at memory speed; only the tiles with
-    the highest maxima are searched for local maxima (running maxima over the tile and a
-    margin of one pixel), and a local maximum is used only once every pixel as high is
-    known to be in those tiles (above the highest maximum of the tiles left out). The best
-    ``m`` of them (threshold by ``topk``, ties resolved in row-major order) are suppressed
-    greedily; tiles and ``m`` grow for the maps where they were not enough, up to the
-    whole map.
+    Batched on the maps' device, reading each map once: each line along the last axis is
+    cut into stretches (of at least ``block`` values) whose maxima are taken at memory
+    speed; only the stretches with the highest maxima are searched for local maxima, and
+    a local maximum is used only once every pixel as high is known to be in those
+    stretches (above the highest maximum of the stretches left out). Those local maxima
+    are suppressed greedily; the stretches grow for the maps where they were not enough,
+    up to the whole map. Large temporaries are made a few maps at a time.
 
     Args:
         saliency: maps ``(N, 1, *spatial)`` or ``(N, *spatial)``, 2-D or 3-D, without NaN
@@ -171,8 +215,8 @@ def peaks(
         k: how many peaks per map, ``>= 1``.
         min_distance: smallest distance between two peaks in pixels, ``>= 0`` (1 or less
             keeps every local maximum, including the pixels of a plateau).
-        block: values per tile of the search (a tuning knob; the result does not depend
-            on it).
+        block: least values per stretch of the search (a tuning knob; the result does not
+            depend on it).
 
     Returns:
         [`Peaks`][normgrad.metrics.Peaks] with ``coords`` ``(N, k, ndim)``, ``values`` ``(N, k)``
@@ -189,58 +233,36 @@ def peaks(
     distance = check_number(min_distance, "min_distance", low=0)
     maps = as_maps(saliency)
     n, *spatial = maps.shape
-    work = maps if maps.is_floating_point() else maps.to(torch.float64)
-    tile = _tile_shape(spatial, check_positive_int(block, "block"))
-    grid = [s // d for s, d in zip(spatial, tile)]
-    count_tiles = math.prod(grid)
-    high = work
-    for axis in range(len(spatial)):  # outer axes first: reductions over contiguous rows
-        shape = list(high.shape)
-        shape[1 + axis : 2 + axis] = [grid[axis], tile[axis]]
-        high = high.reshape(shape).amax(dim=2 + axis)
-    high = high.reshape(n, count_tiles)
+    work = (maps if maps.is_floating_point() else maps.to(torch.float64)).contiguous()
+    last = spatial[-1]
+    wide = min(check_positive_int(block, "block"), last)
+    width = min(d for d in range(wide, last + 1) if last % d == 0)
+    high = _stretch_maxima(work, width)
+    count = high.shape[1]
     if not bool(torch.isfinite(high).all()):  # NaN spreads to the maximum
         bad = int((~torch.isfinite(high)).any(dim=1).sum())
         raise InvalidArgumentError(
             f"saliency: expected maps without NaN or +inf, got them in {bad} map(s); "
             "replace them (torch.nan_to_num) before looking for peaks"
         )
-    strides = torch.tensor(
-        [math.prod(spatial[i + 1 :]) for i in range(len(spatial))], device=maps.device
-    )
-    sizes = torch.tensor(spatial, device=maps.device)
-    coords = torch.zeros(n, k, len(spatial), dtype=torch.long, device=maps.device)
-    values = torch.full((n, k), float("nan"), dtype=work.dtype, device=maps.device)
-    valid = torch.zeros(n, k, dtype=torch.bool, device=maps.device)
-    todo = torch.arange(n, device=maps.device)
-    t = min(count_tiles, max(_FIRST_TILES, 2 * k))
-    m = max(_FIRST_CANDIDATES, 4 * k)
+    dev = maps.device
+    coords = torch.zeros(n, k, len(spatial), dtype=torch.long, device=dev)
+    values = torch.full((n, k), float("nan"), dtype=work.dtype, device=dev)
+    valid = torch.zeros(n, k, dtype=torch.bool, device=dev)
+    todo = torch.arange(n, device=dev)
+    t = min(count, max(_FIRST_STRETCHES, 4 * k))
     while todo.numel():
-        # the t tiles with the highest maxima hold every pixel above the highest maximum
-        # left out: greedy suppression over those local maxima ("certain") is exact, and
-        # they are above the map's minimum (a tile left out has a value at least as low)
-        top = high[todo].topk(min(t + 1, count_tiles), dim=1)
-        # with every tile, only the minimum itself is left out
-        floor = top.values[:, t] if t < count_tiles else work[todo].flatten(1).amin(dim=1)
-        sub, local, where = _tile_candidates(work, todo, top.indices[:, :t], tile)
-        certain = local & (sub > floor[:, None])
-        size = min(m, sub.shape[1])
-        order, picked, usable = _ordered_candidates(sub, certain, where, size)
-        positions = where.gather(1, order)
-        cells = (positions[..., None] // strides) % sizes
-        kept, count = _suppress(cells, usable, k, distance)
-        exhausted = ~usable[:, -1] | (size == sub.shape[1])
-        done = (count == k) | (exhausted & (t == count_tiles))
-        rows_done = todo[done]
-        slot = kept[done].long().cumsum(dim=1) - 1
-        r, j = kept[done].nonzero(as_tuple=True)
-        coords[rows_done[r], slot[r, j]] = cells[done][r, j]
-        values[rows_done[r], slot[r, j]] = picked[done][r, j]
-        valid[rows_done[r], slot[r, j]] = True
-        # more tiles where their certain candidates ran out, more candidates elsewhere
-        more_tiles = bool((exhausted & ~done).any())
-        more_candidates = bool((~exhausted & ~done).any())
+        # the t stretches with the highest maxima hold every pixel above the highest
+        # maximum left out: greedy suppression over those local maxima ("certain") is
+        # exact, and they are above the map's minimum (a stretch left out is as low)
+        top = high[todo].topk(min(t + 1, count), dim=1)
+        # with every stretch, only the minimum itself is left out
+        floor = top.values[:, t] if t < count else work[todo].flatten(1).amin(dim=1)
+        owner, value, cell = _certain_candidates(work, todo, top.indices[:, :t], floor, width)
+        found = _greedy(*_ordered(owner, value, cell, spatial), todo.numel(), k, distance)
+        # done: k peaks, or every pixel searched; otherwise more stretches
+        done = (found[3] == k) | (t == count)
+        coords[todo[done]], values[todo[done]], valid[todo[done]] = (f[done] for f in found[:3])
         todo = todo[~done]
-        t = min(count_tiles, 4 * t) if more_tiles else t
-        m = 2 * m if more_candidates else m
+        t = min(count, 4 * t)
     return Peaks(coords, values, valid)
