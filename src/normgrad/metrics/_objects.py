@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
+from typing import Union, cast
 
 import torch
 
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
-from ._shapes import Box, Shape
+from ._shapes import Box, Shape, contains_many, covering
 
 Objects = Sequence[Union[torch.Tensor, Sequence[Shape]]]
 """The objects of each image: per image a tensor ``(K_i, 4)`` of inclusive boxes
@@ -24,9 +24,12 @@ class _Cuboid:
         self.low = torch.tensor(low, dtype=torch.float64)
         self.high = torch.tensor(high, dtype=torch.float64)
 
-    def contains(self, points: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def contains_many(cuboids: Sequence[_Cuboid], points: torch.Tensor) -> torch.Tensor:
+        """Whether each cuboid's points ``(B, M, 3)`` lie in it ``(B, M)``."""
         p = points.to(torch.float64)
-        low, high = self.low.to(p.device), self.high.to(p.device)
+        low = torch.stack([c.low for c in cuboids]).to(p.device)[:, None]
+        high = torch.stack([c.high for c in cuboids]).to(p.device)[:, None]
         return ((p >= low) & (p <= high)).all(dim=-1)
 
     def covers(self, size: Sequence[int]) -> bool:
@@ -98,7 +101,13 @@ def object_lists(
                 f"regions[{i}]: expected a box tensor (K, {2 * ndim}) or a list of shapes, "
                 f"got {describe(item)}"
             )
-        lists.append([obj for obj in objects if obj.covers(spatial)])
+        lists.append(objects)
+    shapes = [obj for objects in lists for obj in objects if isinstance(obj, Shape)]
+    covered = dict(zip(map(id, shapes), covering(shapes, spatial)))
+    lists = [
+        [o for o in objects if (covered[id(o)] if isinstance(o, Shape) else o.covers(spatial))]
+        for objects in lists
+    ]
     return lists, torch.tensor([len(objects) for objects in lists], dtype=torch.long)
 
 
@@ -115,9 +124,21 @@ def match(
     n, k, _ = coords.shape
     most = max((len(o) for o in objects), default=0)
     inside = torch.zeros(n, k, max(most, 1), dtype=torch.bool, device=coords.device)
-    for i, image_objects in enumerate(objects):
-        for j, obj in enumerate(image_objects):
-            inside[i, :, j] = obj.contains(coords[i])
+    # every (image, object) pair at once, one batched test per kind of object
+    pairs = [(i, j, obj) for i, image in enumerate(objects) for j, obj in enumerate(image)]
+    for flat in (True, False):
+        chosen = [(i, j, o) for i, j, o in pairs if isinstance(o, Shape) == flat]
+        if not chosen:
+            continue
+        image = torch.tensor([i for i, _, _ in chosen], device=coords.device)
+        slot = torch.tensor([j for _, j, _ in chosen], device=coords.device)
+        shapes = [o for _, _, o in chosen]
+        points = coords[image]
+        inside[image, :, slot] = (
+            contains_many(cast(list[Shape], shapes), points)
+            if flat
+            else _Cuboid.contains_many(cast(list[_Cuboid], shapes), points)
+        )
     inside &= usable[:, :, None]
     found = torch.zeros(n, inside.shape[2], dtype=torch.bool, device=coords.device)
     positive = torch.zeros(n, k, dtype=torch.bool, device=coords.device)

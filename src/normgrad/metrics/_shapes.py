@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import torch
 
@@ -66,8 +66,16 @@ class Shape:
         """``(xmin, ymin, xmax, ymax)`` of the shape."""
         raise NotImplementedError
 
-    def _inside(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    @classmethod
+    def _inside_many(
+        cls, shapes: Sequence[Shape], x: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
+        """Whether the points ``x``, ``y`` ``(B, M)`` (float64) are in ``shapes`` (``B``, all of
+        this class), row by row."""
         raise NotImplementedError
+
+    def _inside(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self._inside_many([self], x.reshape(1, -1), y.reshape(1, -1)).view(x.shape)
 
     def contains(self, points: torch.Tensor) -> torch.Tensor:
         """Whether each pixel ``(M, 2)`` in array order ``(row, column)`` belongs to the shape."""
@@ -127,8 +135,16 @@ class _Boxed(Shape):
     def bounds(self) -> tuple[float, float, float, float]:
         return self.xmin, self.ymin, self.xmax, self.ymax
 
-    def _in_box(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return (x >= self.xmin) & (x <= self.xmax) & (y >= self.ymin) & (y <= self.ymax)
+    @staticmethod
+    def _boxes(shapes: Sequence[Shape], like: torch.Tensor) -> list[torch.Tensor]:
+        """``xmin``, ``ymin``, ``xmax``, ``ymax`` of each shape, each ``(B, 1)``."""
+        b = torch.tensor([s.bounds() for s in shapes], dtype=torch.float64, device=like.device)
+        return list(b.view(-1, 4, 1).unbind(1))
+
+    @staticmethod
+    def _in_box(box: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x0, y0, x1, y1 = box
+        return (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
 
 
 _B = TypeVar("_B", bound=_Boxed)
@@ -143,8 +159,11 @@ class Box(_Boxed):
         [[0, 1, 1, 0], [0, 1, 1, 0]]
     """
 
-    def _inside(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self._in_box(x, y)
+    @classmethod
+    def _inside_many(
+        cls, shapes: Sequence[Shape], x: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
+        return cls._in_box(cls._boxes(shapes, x), x, y)
 
 
 @dataclass(frozen=True, init=False)
@@ -156,13 +175,18 @@ class Ellipse(_Boxed):
         [[0, 0, 1, 0, 0], [1, 1, 1, 1, 1], [0, 0, 1, 0, 0]]
     """
 
-    def _inside(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    @classmethod
+    def _inside_many(
+        cls, shapes: Sequence[Shape], x: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
+        box = cls._boxes(shapes, x)
+        x0, y0, x1, y1 = box
         # doubled coordinates keep halves exact: 2x - (xmin + xmax) = 2 (x - cx)
-        a2, b2 = self.xmax - self.xmin, self.ymax - self.ymin
-        dx = 2 * x - (self.xmin + self.xmax)
-        dy = 2 * y - (self.ymin + self.ymax)
+        a2, b2 = x1 - x0, y1 - y0
+        dx = 2 * x - (x0 + x1)
+        dy = 2 * y - (y0 + y1)
         ellipse = dx * dx * (b2 * b2) + dy * dy * (a2 * a2) <= (a2 * a2) * (b2 * b2)
-        return self._in_box(x, y) & ellipse
+        return cls._in_box(box, x, y) & ellipse
 
 
 @dataclass(frozen=True, init=False)
@@ -196,12 +220,19 @@ class Polygon(Shape):
         ys = [p[1] for p in self.vertices]
         return min(xs), min(ys), max(xs), max(ys)
 
-    def _inside(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        v = torch.tensor(self.vertices, dtype=torch.float64, device=x.device)
-        w = v.roll(-1, 0)
-        shape = (1,) * x.ndim + (-1,)
-        x1, y1 = v[:, 0].view(shape), v[:, 1].view(shape)
-        x2, y2 = w[:, 0].view(shape), w[:, 1].view(shape)
+    @classmethod
+    def _inside_many(
+        cls, shapes: Sequence[Shape], x: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
+        # vertices padded with copies of the first: the closing edge stays, and the added
+        # edges have no length (no crossing; on them only at a vertex, already on the edge)
+        polygons = [cast(Polygon, p).vertices for p in shapes]
+        most = max(len(v) for v in polygons)
+        padded = [list(v) + [v[0]] * (most - len(v)) for v in polygons]
+        v = torch.tensor(padded, dtype=torch.float64, device=x.device)  # (B, V, 2)
+        w = v.roll(-1, 1)
+        x1, y1 = v[:, None, :, 0], v[:, None, :, 1]
+        x2, y2 = w[:, None, :, 0], w[:, None, :, 1]
         px, py = x.unsqueeze(-1), y.unsqueeze(-1)
         cross = (py - y1) * (x2 - x1) - (px - x1) * (y2 - y1)
         on_edge = (
@@ -216,6 +247,36 @@ class Polygon(Shape):
         right = torch.where(y2 > y1, cross > 0, cross < 0)
         crossings = (spans & right).sum(dim=-1)
         return on_edge.any(dim=-1) | (crossings % 2 == 1)
+
+
+def contains_many(shapes: Sequence[Shape], points: torch.Tensor) -> torch.Tensor:
+    """Whether each shape's pixels ``points`` ``(B, M, 2)`` (array order) belong to it
+    ``(B, M)``: one batched test per kind of shape."""
+    out = torch.zeros(points.shape[:2], dtype=torch.bool, device=points.device)
+    p = points.to(torch.float64)
+    for kind in {type(shape) for shape in shapes}:
+        rows = [i for i, shape in enumerate(shapes) if type(shape) is kind]
+        at = torch.tensor(rows, device=points.device)
+        out[at] = kind._inside_many([shapes[i] for i in rows], p[at, :, 1], p[at, :, 0])
+    return out
+
+
+def covering(shapes: Sequence[Shape], size: Sequence[int]) -> list[bool]:
+    """Whether each shape has a pixel in an image of ``size`` ``(H, W)``: the pixel nearest
+    the centre of its bounds (clamped to the image) is tried for all at once, the shapes
+    without it are rasterised."""
+    if not shapes:
+        return []
+    height, width = (int(s) for s in size)
+    probe = [
+        (
+            min(max(round((y0 + y1) / 2), 0), height - 1),
+            min(max(round((x0 + x1) / 2), 0), width - 1),
+        )
+        for x0, y0, x1, y1 in (shape.bounds() for shape in shapes)
+    ]
+    found = contains_many(shapes, torch.tensor(probe, dtype=torch.float64)[:, None, :])
+    return [bool(f) or shape.covers(size) for f, shape in zip(found[:, 0].tolist(), shapes)]
 
 
 def shapes_mask(
