@@ -11,7 +11,7 @@ from .._errors import InvalidArgumentError
 from ._maps import as_maps
 from ._objects import object_lists
 from ._regions import PreparedRegions, Regions, _has_shapes, prepare_regions
-from ._shapes import Shape
+from ._shapes import Shape, rasterise
 
 # Values per chunk of maps (about 2 MB in float32).
 _CHUNK_ELEMENTS = 1 << 19
@@ -51,7 +51,12 @@ def energy_pointing_game(saliency: torch.Tensor, regions: Regions) -> torch.Tens
     masks: torch.Tensor | None = None
     if isinstance(regions, Sequence) and any(_has_shapes(item) for item in regions):
         objects, counts = object_lists(regions, maps.shape)
-        windows = [_shape_window(o, maps.shape[1:], maps.device) for o in objects]
+        shapes = [o for image in objects for o in image if isinstance(o, Shape)]
+        pixels = dict(zip(map(id, shapes), rasterise(shapes, maps.shape[1:], maps.device)))
+        windows = [
+            _union_window([pixels[id(o)] for o in image if isinstance(o, Shape)], maps.device)
+            for image in objects
+        ]
         present = (counts > 0).to(maps.device)
     else:
         prepared = prepare_regions(regions, maps.shape, maps.device)
@@ -126,14 +131,12 @@ def _box_windows(prepared: PreparedRegions) -> list[Window]:
     return windows
 
 
-def _shape_window(shapes: Sequence[object], size: Sequence[int], device: torch.device) -> Window:
-    """The window of a sample's shapes and their union within it (from each shape's own)."""
-    parts = []
-    for shape in shapes:
-        if isinstance(shape, Shape):
-            window = shape._window(size, device)
-            if window is not None:
-                parts.append(window)
+def _union_window(
+    shapes: Sequence[tuple[int, int, torch.Tensor] | None], device: torch.device
+) -> Window:
+    """The window of a sample's shapes and their union within it (from each shape's own
+    pixels, as ``rasterise`` gives them)."""
+    parts = [window for window in shapes if window is not None]
     if not parts:
         return None
     r0 = min(p[0] for p in parts)

@@ -101,16 +101,7 @@ class Shape:
         self, size: Sequence[int], device: torch.device | str | None
     ) -> tuple[int, int, torch.Tensor] | None:
         """First row, first column and mask of the shape's pixels within its bounds."""
-        height, width = (int(s) for s in size)
-        x0, y0, x1, y1 = self.bounds()
-        c0, r0 = max(0, math.ceil(x0)), max(0, math.ceil(y0))
-        c1, r1 = min(width - 1, math.floor(x1)), min(height - 1, math.floor(y1))
-        if c0 > c1 or r0 > r1:
-            return None
-        ys = torch.arange(r0, r1 + 1, dtype=torch.float64, device=device)
-        xs = torch.arange(c0, c1 + 1, dtype=torch.float64, device=device)
-        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-        return r0, c0, self._inside(grid_x, grid_y)
+        return rasterise([self], size, device)[0]
 
 
 @dataclass(frozen=True, init=False)
@@ -228,6 +219,15 @@ class Polygon(Shape):
         # edges have no length (no crossing; on them only at a vertex, already on the edge)
         polygons = [cast(Polygon, p).vertices for p in shapes]
         most = max(len(v) for v in polygons)
+        if x.numel() * most > _RASTER_POINTS * 4:  # (B, M, V) temporaries: a part at a time
+            b, m = x.shape
+            if b > 1:
+                half = b // 2
+                parts = [(shapes[:half], x[:half], y[:half]), (shapes[half:], x[half:], y[half:])]
+                return torch.cat([cls._inside_many(*part) for part in parts], dim=0)
+            half = m // 2
+            parts = [(shapes, x[:, :half], y[:, :half]), (shapes, x[:, half:], y[:, half:])]
+            return torch.cat([cls._inside_many(*part) for part in parts], dim=1)
         padded = [list(v) + [v[0]] * (most - len(v)) for v in polygons]
         v = torch.tensor(padded, dtype=torch.float64, device=x.device)  # (B, V, 2)
         w = v.roll(-1, 1)
@@ -258,6 +258,54 @@ def contains_many(shapes: Sequence[Shape], points: torch.Tensor) -> torch.Tensor
         rows = [i for i, shape in enumerate(shapes) if type(shape) is kind]
         at = torch.tensor(rows, device=points.device)
         out[at] = kind._inside_many([shapes[i] for i in rows], p[at, :, 1], p[at, :, 0])
+    return out
+
+
+# points tested per batched call of rasterise (shapes grouped by the size of their window)
+_RASTER_POINTS = 1 << 20
+
+
+def rasterise(
+    shapes: Sequence[Shape], size: Sequence[int], device: torch.device | str | None = None
+) -> list[tuple[int, int, torch.Tensor] | None]:
+    """Each shape's pixels in an image of ``size`` ``(H, W)``: the first row and column of
+    its bounds clipped to the image and the mask of its pixels there, or None when the
+    bounds hold no pixel. Shapes with windows of similar sizes are tested together, padded
+    to the largest."""
+    height, width = (int(s) for s in size)
+    spans: dict[int, tuple[int, int, int, int]] = {}  # first row, first column, rows, columns
+    for i, shape in enumerate(shapes):
+        x0, y0, x1, y1 = shape.bounds()
+        c0, r0 = max(0, math.ceil(x0)), max(0, math.ceil(y0))
+        c1, r1 = min(width - 1, math.floor(x1)), min(height - 1, math.floor(y1))
+        if c0 <= c1 and r0 <= r1:
+            spans[i] = (r0, c0, r1 - r0 + 1, c1 - c0 + 1)
+    out: list[tuple[int, int, torch.Tensor] | None] = [None] * len(shapes)
+    live = sorted(spans, key=lambda i: spans[i][2:])
+    while live:
+        group: list[int] = []
+        rows = cols = 0
+        for i in live:
+            h, w = max(rows, spans[i][2]), max(cols, spans[i][3])
+            if group and (len(group) + 1) * h * w > _RASTER_POINTS:
+                break
+            group.append(i)
+            rows, cols = h, w
+        live = live[len(group) :]
+        origin = torch.tensor([spans[i][:2] for i in group], dtype=torch.float64, device=device)
+        grid = torch.stack(
+            torch.meshgrid(
+                torch.arange(rows, dtype=torch.float64, device=device),
+                torch.arange(cols, dtype=torch.float64, device=device),
+                indexing="ij",
+            ),
+            dim=-1,
+        ).view(1, -1, 2)
+        inside = contains_many([shapes[i] for i in group], origin[:, None, :] + grid)
+        inside = inside.view(len(group), rows, cols)
+        for b, i in enumerate(group):
+            r0, c0, h, w = spans[i]
+            out[i] = (r0, c0, inside[b, :h, :w])
     return out
 
 
