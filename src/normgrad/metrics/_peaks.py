@@ -19,6 +19,7 @@ from ._maps import as_maps
 # are reused by the allocator instead of being mapped afresh (on the CPU the page faults of
 # a fresh large buffer cost more than the work done in it).
 _FIRST_STRETCHES = 128
+_GROWTH = 4
 _FIRST_CANDIDATES = 64
 _STRETCH_ELEMENTS = 96
 _CHUNK_ELEMENTS = 1 << 21
@@ -264,5 +265,5 @@ def peaks(
         done = (found[3] == k) | (t == count)
         coords[todo[done]], values[todo[done]], valid[todo[done]] = (f[done] for f in found[:3])
         todo = todo[~done]
-        t = min(count, 4 * t)
+        t = min(count, _GROWTH * t)
     return Peaks(coords, values, valid)
