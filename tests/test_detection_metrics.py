@@ -280,6 +280,46 @@ def test_more_peaks_begin_with_fewer_peaks(
     assert not bool(many.valid[short, k:].any())
 
 
+@given(
+    small_maps(first=9),
+    st.integers(1, 5),
+    st.sampled_from([math.sqrt(2), math.sqrt(5), math.sqrt(8), 2.5, 1e200]),
+    st.sampled_from([1, 2, 3, 4096]),
+    st.data(),
+)
+@settings(max_examples=150, deadline=None)
+def test_peaks_with_minus_infinity_and_irrational_distances_match_reference(
+    maps: torch.Tensor, k: int, min_distance: float, block: int, data: st.DataObject
+) -> None:
+    # -inf ranks below everything (whole stretches of it included); a distance of exactly
+    # sqrt(2) is at least math.sqrt(2), though math.sqrt(2) ** 2 > 2
+    lowest = data.draw(st.integers(0, 4))
+    maps = maps.masked_fill(maps < lowest, -math.inf)
+    found = metrics.peaks(maps, k, min_distance=min_distance, block=block)
+    for i in range(maps.shape[0]):
+        expected = ref_peaks(maps[i], k, min_distance)
+        count = len(expected)
+        assert found.valid[i].tolist() == [True] * count + [False] * (k - count)
+        assert [tuple(c) for c in found.coords[i, :count].tolist()] == [c for c, _ in expected]
+        assert found.values[i, :count].tolist() == [v for _, v in expected]
+
+
+def test_peaks_by_hand_edge_cases() -> None:
+    maps = torch.zeros(2, 3, 4)
+    maps[0, 0, 0] = maps[0, 1, 1] = 2.0  # diagonal neighbours, sqrt(2) apart
+    maps[1, :2] = -math.inf  # two whole rows of -inf
+    maps[1, 2, 3] = 1.0
+    found = metrics.peaks(maps, 3, min_distance=math.sqrt(2), block=2)
+    assert found.coords[0, :2].tolist() == [[0, 0], [1, 1]]
+    assert found.coords[1, :2].tolist() == [[2, 3], [2, 0]]
+    assert found.valid.tolist() == [[True, True, False], [True, True, False]]
+    # no maps at all, and a distance whose square is beyond float
+    empty = metrics.peaks(torch.zeros(0, 1, 5, 5), 2)
+    assert empty.coords.shape == (0, 2, 2) and empty.valid.shape == (0, 2)
+    far = metrics.peaks(maps, 3, min_distance=1e200)
+    assert far.valid.tolist() == [[True, False, False], [True, False, False]]
+
+
 def test_peaks_need_more_candidates_than_the_first_round() -> None:
     # 200 plateau pixels of one maximum come before a second, lower maximum: the first
     # round's 64 candidates all lie on the plateau and are suppressed

@@ -53,7 +53,7 @@ def _chunks(n: int, per_row: int) -> list[slice]:
 def _stretch_maxima(maps: torch.Tensor, width: int) -> torch.Tensor:
     """The maximum of every stretch of ``width`` values along the last axis ``(N, S)``,
     stretches in row-major order (a contiguous reduction, at memory speed)."""
-    n, size = maps.shape[0], maps[0].numel()
+    n, size = maps.shape[0], math.prod(maps.shape[1:])
     out = maps.new_empty(n, size // width)
     for rows in _chunks(n, size):
         part = maps[rows]
@@ -162,6 +162,20 @@ def _greedy(
     return coords, values, valid, valid.sum(dim=1)
 
 
+def _reach(min_distance: float) -> int:
+    """The least integer squared distance ``d2`` whose distance ``sqrt(d2)`` (rounded as
+    ``math.dist`` rounds it) is at least ``min_distance``: ``ceil(min_distance**2)`` can be
+    one too many (``math.sqrt(2) ** 2 > 2``); capped beyond any map."""
+    if min_distance > 2.0**31:
+        return 1 << 62
+    reach = math.ceil(min_distance * min_distance)
+    while reach > 0 and math.sqrt(reach - 1) >= min_distance:
+        reach -= 1
+    while math.sqrt(reach) < min_distance:
+        reach += 1
+    return reach
+
+
 def _suppress(
     coords: torch.Tensor, usable: torch.Tensor, k: int, min_distance: float
 ) -> torch.Tensor:
@@ -169,8 +183,7 @@ def _suppress(
     of the first candidate not yet suppressed, each suppressing those closer than
     ``min_distance``. Returns which candidates are kept ``(N, m)``."""
     n, m, ndim = coords.shape
-    # integer squared distances: d >= r iff d2 >= ceil(r2) (capped: beyond any map)
-    reach = min(math.ceil(min_distance**2), 1 << 62)
+    reach = _reach(min_distance)
     kept = torch.zeros(n, m, dtype=torch.bool, device=coords.device)
     open_ = usable.clone()
     slots = torch.arange(m, device=coords.device)
@@ -240,8 +253,9 @@ def peaks(
     width = min(d for d in range(wide, last + 1) if last % d == 0)
     high = _stretch_maxima(work, width)
     count = high.shape[1]
-    if not bool(torch.isfinite(high).all()):  # NaN spreads to the maximum
-        bad = int((~torch.isfinite(high)).any(dim=1).sum())
+    wrong = high.isnan() | (high == math.inf)  # NaN spreads to the maximum; -inf is fine
+    if bool(wrong.any()):
+        bad = int(wrong.any(dim=1).sum())
         raise InvalidArgumentError(
             f"saliency: expected maps without NaN or +inf, got them in {bad} map(s); "
             "replace them (torch.nan_to_num) before looking for peaks"
