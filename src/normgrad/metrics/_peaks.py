@@ -81,7 +81,7 @@ def _certain_candidates(
     size = math.prod(spatial)
     per_map = size // width
     pieces = maps.reshape(-1, width)  # every stretch of every map, in order
-    owners, positions = [], []
+    found: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     for rows in _chunks(which.numel(), stretches.shape[1] * width):
         index = (which[rows, None] * per_map + stretches[rows]).flatten()
         block = pieces.index_select(0, index).view(-1, stretches.shape[1], width)
@@ -90,15 +90,23 @@ def _certain_candidates(
             inner = block[..., 1:-1]
             high[..., 1:-1] &= (inner >= block[..., :-2]) & (inner >= block[..., 2:])
         owner, slot, offset = high.nonzero(as_tuple=True)
-        owners.append(owner + (rows.start or 0))
-        positions.append(stretches[rows][owner, slot] * width + offset)
-    owner, position = torch.cat(owners), torch.cat(positions)
-    # the whole neighbourhood of what is left
+        position = stretches[rows][owner, slot] * width + offset
+        owner = owner + (rows.start or 0)
+        found.append(_local(maps, which[owner] * size, position, owner))
+    owners, values, cells = zip(*found)  # temporaries of the neighbourhood: a chunk's
+    return torch.cat(owners), torch.cat(values), torch.cat(cells)
+
+
+def _local(
+    maps: torch.Tensor, base: torch.Tensor, position: torch.Tensor, owner: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Of the pixels ``position`` of the maps starting at ``base`` (flat), those no lower
+    than their whole neighbourhood: their ``owner``, value and pixel ``(·, ndim)``."""
+    spatial = maps.shape[1:]
     cell = torch.stack(
         [(position // math.prod(spatial[a + 1 :])) % s for a, s in enumerate(spatial)], dim=1
     )
     flat = maps.reshape(-1)
-    base = which[owner] * size
     value = flat[base + position]
     around = torch.zeros_like(position)[:, None]
     for axis, s in enumerate(spatial):
