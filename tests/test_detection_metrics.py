@@ -207,6 +207,23 @@ def test_shapes_by_hand() -> None:
     assert tie.mask((5, 5))[0].tolist() == [True, False, False, False, True]
 
 
+def test_shapes_tested_in_parts_and_far_away(monkeypatch: pytest.MonkeyPatch) -> None:
+    import normgrad.metrics._shapes as shapes_module
+
+    # one point against a polygon whose temporaries are "large": no part left to split
+    monkeypatch.setattr(shapes_module, "_RASTER_POINTS", 1)
+    star = Polygon([(0, 0), (4, 0), (4, 4), (0, 4), (2, 2), (1, 3)])
+    assert torch.equal(star.mask((5, 6)), ref_mask(star, 5, 6))
+    assert shapes_module.covering([star, Box(9, 9, 9, 9)], (5, 6)) == [True, False]
+    monkeypatch.undo()
+    # bounds whose sum is beyond float: far from the image, covering nothing
+    far = [Box(0, 1e308, 0, 1.7e308), Polygon([(1e308, 0), (1.7e308, 2)]), Box(0, 0, 1, 1)]
+    assert shapes_module.covering(far, (4, 4)) == [ref_covers(s, 4, 4) for s in far]
+    maps = torch.zeros(1, 4, 4)
+    maps[0, 1, 1] = 1.0
+    assert metrics.multi_pointing_game(maps, [far]).item() == 1.0
+
+
 def test_shape_errors() -> None:
     with pytest.raises(InvalidArgumentError, match="Box: expected xmin <= xmax"):
         Box(3, 0, 1, 2)

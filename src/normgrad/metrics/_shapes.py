@@ -219,7 +219,7 @@ class Polygon(Shape):
         # edges have no length (no crossing; on them only at a vertex, already on the edge)
         polygons = [cast(Polygon, p).vertices for p in shapes]
         most = max(len(v) for v in polygons)
-        if x.numel() * most > _RASTER_POINTS * 4:  # (B, M, V) temporaries: a part at a time
+        if x.numel() > 1 and x.numel() * most > _RASTER_POINTS * 4:  # (B, M, V): in parts
             b, m = x.shape
             if b > 1:
                 half = b // 2
@@ -318,8 +318,8 @@ def covering(shapes: Sequence[Shape], size: Sequence[int]) -> list[bool]:
     height, width = (int(s) for s in size)
     probe = [
         (
-            min(max(round((y0 + y1) / 2), 0), height - 1),
-            min(max(round((x0 + x1) / 2), 0), width - 1),
+            min(max(round(y0 / 2 + y1 / 2), 0), height - 1),  # halves: no overflow
+            min(max(round(x0 / 2 + x1 / 2), 0), width - 1),
         )
         for x0, y0, x1, y1 in (shape.bounds() for shape in shapes)
     ]
