@@ -139,35 +139,46 @@ def _greedy(
     k: int,
     min_distance: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Greedy suppression over every ordered candidate of ``n`` maps: the first ``k`` kept
+    """Greedy suppression over the ordered candidates of ``n`` maps: the first ``k`` kept
     of each, ``(n, k, ndim)`` pixels, ``(n, k)`` values, which slots hold one, and how many
-    ``(n,)``. Maps are grouped by their number of candidates (powers of two), so that no
-    map pads to the longest list."""
+    ``(n,)``. The first ``max(64, 4k)`` candidates of each map are suppressed; where they
+    hold fewer than ``k`` peaks and more candidates wait (a plateau: every pixel of it is
+    one), four times as many, and so on. Maps are grouped by how many candidates they use
+    (powers of two), so that no map pads to the longest list."""
     dev = value.device
     counts = torch.bincount(owner, minlength=n)
     rank = torch.arange(owner.numel(), device=dev) - (counts.cumsum(0) - counts)[owner]
     coords = torch.zeros(n, k, cell.shape[1], dtype=torch.long, device=dev)
     values = torch.full((n, k), float("nan"), dtype=value.dtype, device=dev)
     valid = torch.zeros(n, k, dtype=torch.bool, device=dev)
-    group = torch.log2(counts.clamp_min(_FIRST_CANDIDATES).double()).ceil().long()
-    for g in sorted(set(group.tolist())):
-        maps = (group == g).nonzero()[:, 0]
-        m = 1 << g
-        slot = torch.full((n,), -1, dtype=torch.long, device=dev)
-        slot[maps] = torch.arange(maps.numel(), device=dev)
-        mine = slot[owner] >= 0
-        row, at = slot[owner[mine]], rank[mine]
-        cells = torch.zeros(maps.numel(), m, cell.shape[1], dtype=torch.long, device=dev)
-        usable = torch.zeros(maps.numel(), m, dtype=torch.bool, device=dev)
-        picked = torch.zeros(maps.numel(), m, dtype=value.dtype, device=dev)
-        cells[row, at], picked[row, at], usable[row, at] = cell[mine], value[mine], True
-        kept = _suppress(cells, usable, k, min_distance)
-        place = kept.long().cumsum(dim=1) - 1
-        r, j = kept.nonzero(as_tuple=True)
-        coords[maps[r], place[r, j]] = cells[r, j]
-        values[maps[r], place[r, j]] = picked[r, j]
-        valid[maps[r], place[r, j]] = True
-    return coords, values, valid, valid.sum(dim=1)
+    pending = torch.ones(n, dtype=torch.bool, device=dev)
+    limit = max(_FIRST_CANDIDATES, 4 * k)
+    while True:
+        used = counts.clamp(_FIRST_CANDIDATES, limit).double()
+        group = torch.where(pending, torch.log2(used).ceil().long(), -1)
+        for g in sorted(set(group.tolist()) - {-1}):
+            maps = (group == g).nonzero()[:, 0]
+            m = 1 << g
+            slot = torch.full((n,), -1, dtype=torch.long, device=dev)
+            slot[maps] = torch.arange(maps.numel(), device=dev)
+            mine = (slot[owner] >= 0) & (rank < m)
+            row, at = slot[owner[mine]], rank[mine]
+            cells = torch.zeros(maps.numel(), m, cell.shape[1], dtype=torch.long, device=dev)
+            usable = torch.zeros(maps.numel(), m, dtype=torch.bool, device=dev)
+            picked = torch.zeros(maps.numel(), m, dtype=value.dtype, device=dev)
+            cells[row, at], picked[row, at], usable[row, at] = cell[mine], value[mine], True
+            kept = _suppress(cells, usable, k, min_distance)
+            place = kept.long().cumsum(dim=1) - 1
+            r, j = kept.nonzero(as_tuple=True)
+            coords[maps], values[maps], valid[maps] = 0, float("nan"), False
+            coords[maps[r], place[r, j]] = cells[r, j]
+            values[maps[r], place[r, j]] = picked[r, j]
+            valid[maps[r], place[r, j]] = True
+        # fewer than k peaks in the first candidates, with more candidates to come
+        pending &= (valid.sum(dim=1) < k) & (counts > limit)
+        if not bool(pending.any()):
+            return coords, values, valid, valid.sum(dim=1)
+        limit *= 4
 
 
 def _reach(min_distance: float) -> int:
