@@ -291,6 +291,30 @@ def test_guided_methods_refuse_checkpointing_and_say_what_to_do() -> None:
                 explainer(_x(), 0)
 
 
+class ChangesReluOutput(TinyCNN):
+    """A ReLU output changed in place later in forward: autograd cannot differentiate it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu1(self.bn1(self.conv1(x)))
+        x.mul_(2)
+        x = self.relu3(self.conv3(self.relu2(self.conv2(x))))
+        return self.fc(self.pool(self.dropout(x)).flatten(1))
+
+
+def test_a_relu_output_changed_in_place_is_refused_with_what_to_do() -> None:
+    model = seeded(ChangesReluOutput())
+    # the model cannot be differentiated at all: plain autograd fails in its backward
+    x = _x().requires_grad_(True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        model(x)[:, 0].sum().backward()
+    model.zero_grad(set_to_none=True)
+    before = snapshot(model, _x())
+    for explainer in (normgrad.GuidedBackprop(model), normgrad.GuidedGradCAM(model, "conv3")):
+        with pytest.raises(UnsupportedModelError, match=r"in place after the ReLU.*h = h \+ y"):
+            explainer(_x(), 0)
+        assert_unchanged(before, snapshot(model, _x()))
+
+
 def test_layers_inside_non_reentrant_checkpointing_are_exact() -> None:
     model = seeded(Checkpointed(reentrant=False))
     plain = copy.deepcopy(model)

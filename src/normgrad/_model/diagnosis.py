@@ -73,6 +73,16 @@ def guided_checkpoint_error() -> UnsupportedModelError:
     )
 
 
+def relu_output_changed_error() -> UnsupportedModelError:
+    """The error for a ReLU output changed in place later in the forward pass."""
+    return UnsupportedModelError(
+        "model: the forward pass changes a ReLU's output in place after the ReLU (e.g. "
+        "`h = relu(x); h += y`): autograd cannot differentiate through it (the ReLU keeps "
+        "its output for its backward pass), for Guided Backpropagation or any gradient "
+        "method. Write the change out of place (`h = h + y`) or clone the ReLU's output"
+    )
+
+
 def reentrant_layer_error(name: str) -> UnsupportedModelError:
     return UnsupportedModelError(
         f"layers: layer {name!r} runs inside reentrant activation checkpointing "

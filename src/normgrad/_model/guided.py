@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from .diagnosis import guided_checkpoint_error, inside_checkpoint
+from .diagnosis import guided_checkpoint_error, inside_checkpoint, relu_output_changed_error
 
 
 class _GuidedReLU(torch.autograd.Function):
@@ -18,9 +18,11 @@ class _GuidedReLU(torch.autograd.Function):
     pass serves a plain and a guided backward.
 
     The ReLU's own backward then masks by ``output > 0``, which completes the guided rule;
-    nothing is saved and nothing is copied (the output is returned as an autograd view of
-    itself, so an in-place change downstream is caught by the ReLU's saved-result check
-    exactly as in the model without this identity).
+    nothing is saved and nothing is copied. The output is returned as an autograd view of
+    itself, so an in-place change of it later in the forward pass fails there (autograd
+    forbids changing a custom function's view in place) instead of in the backward pass
+    (the ReLU's saved output): ``GuidedReLUs`` turns that failure into an
+    ``UnsupportedModelError``. A model that does this cannot be differentiated either way.
     """
 
     @staticmethod
@@ -75,7 +77,12 @@ class GuidedReLUs(TorchFunctionMode):
     ) -> Any:
         if func in _RELUS and inside_checkpoint():
             raise guided_checkpoint_error()
-        out = func(*args, **(kwargs or {}))
+        try:
+            out = func(*args, **(kwargs or {}))
+        except RuntimeError as error:  # an in-place op on a ReLU's output (a view of it)
+            if "_GuidedReLU" in str(error):
+                raise relu_output_changed_error() from error
+            raise
         if func in _RELUS and isinstance(out, torch.Tensor) and out.requires_grad:
             self.count += 1
             return _GuidedReLU.apply(out, self)
