@@ -3,7 +3,6 @@ r"""The peaks of a map: its highest local maxima, kept apart by non-maximum supp
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -69,8 +68,9 @@ def _certain_candidates(
     width: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The local maxima above ``floor`` ``(n,)`` in the stretches ``stretches`` ``(n, S)``
-    (flat indices) of the maps ``which`` ``(n,)``: for each, its row in ``which``, its value
-    and its pixel ``(·, ndim)``, in no particular order.
+    (flat indices, increasing along each row) of the maps ``which`` ``(n,)``: for each, its
+    row in ``which``, its value and its pixel ``(·, ndim)``, by row, then row-major
+    position.
 
     A stretch's values above the floor that are no lower than their neighbours along the
     stretch (its two ends always pass) are tested against their whole 3×3 (3×3×3)
@@ -118,15 +118,11 @@ def _local(
 
 
 def _ordered(
-    owner: torch.Tensor, value: torch.Tensor, cell: torch.Tensor, spatial: Sequence[int]
+    owner: torch.Tensor, value: torch.Tensor, cell: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Candidates sorted by map, then decreasing value, then row-major position (three
-    stable sorts, last key first)."""
-    position = torch.zeros_like(owner)
-    for axis, size in enumerate(spatial):
-        position = position * size + cell[:, axis]
-    order = position.argsort(stable=True)
-    order = order[value[order].argsort(descending=True, stable=True)]
+    """Candidates given by map, then row-major position, sorted by map, then decreasing
+    value, then position (two stable sorts, last key first)."""
+    order = value.argsort(descending=True, stable=True)
     order = order[owner[order].argsort(stable=True)]
     return owner[order], value[order], cell[order]
 
@@ -292,8 +288,9 @@ def peaks(
         top = high[todo].topk(min(t + 1, count), dim=1)
         # with every stretch, only the minimum itself is left out
         floor = top.values[:, t] if t < count else work[todo].flatten(1).amin(dim=1)
-        owner, value, cell = _certain_candidates(work, todo, top.indices[:, :t], floor, width)
-        found = _greedy(*_ordered(owner, value, cell, spatial), todo.numel(), k, distance)
+        chosen = top.indices[:, :t].sort(dim=1).values  # candidates come in row-major order
+        owner, value, cell = _certain_candidates(work, todo, chosen, floor, width)
+        found = _greedy(*_ordered(owner, value, cell), todo.numel(), k, distance)
         # done: k peaks, or every pixel searched; otherwise more stretches
         done = (found[3] == k) | (t == count)
         coords[todo[done]], values[todo[done]], valid[todo[done]] = (f[done] for f in found[:3])
