@@ -337,6 +337,20 @@ def test_peaks_by_hand_edge_cases() -> None:
     assert far.valid.tolist() == [[True, False, False], [True, False, False]]
 
 
+def test_no_maps_give_empty_results() -> None:
+    # an empty batch (the last shard of a small data set, a filtered batch) scores nothing
+    maps = torch.zeros(0, 1, 5, 5)
+    assert metrics.points(maps).shape == (0, 2)
+    assert metrics.pointing_game(maps, []).shape == (0,)
+    assert metrics.energy_pointing_game(maps, []).shape == (0,)
+    assert metrics.energy_pointing_game(maps, torch.zeros(0, 1, 5, 5, dtype=torch.bool)).shape == (
+        0,
+    )
+    assert metrics.multi_pointing_game(maps, []).shape == (0,)
+    result = metrics.froc(maps, [])
+    assert (result.images, result.objects) == (0, 0) and math.isnan(result.froc)
+
+
 def test_peaks_need_more_candidates_than_the_first_round() -> None:
     # 200 plateau pixels of one maximum come before a second, lower maximum: the first
     # round's 64 candidates all lie on the plateau and are suppressed

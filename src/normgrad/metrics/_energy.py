@@ -2,6 +2,7 @@ r"""Energy-based pointing game: how much of a map's positive mass lies on the re
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Optional
 
@@ -68,7 +69,7 @@ def energy_pointing_game(saliency: torch.Tensor, regions: Regions) -> torch.Tens
     total = torch.zeros(n, dtype=dtype, device=maps.device)
     inside = torch.zeros(n, dtype=dtype, device=maps.device)
     # a few maps at a time: their positive part stays in the cache between the two sums
-    step = max(1, _CHUNK_ELEMENTS // max(1, maps[0].numel()))
+    step = max(1, _CHUNK_ELEMENTS // max(1, math.prod(maps.shape[1:])))
     buffer = torch.empty((min(step, n), *maps.shape[1:]), dtype=maps.dtype, device=maps.device)
     for start in range(0, n, step):
         stop = min(n, start + step)

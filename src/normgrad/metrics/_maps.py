@@ -93,5 +93,5 @@ def first_maxima(maps: torch.Tensor, block: int = _BLOCK_ELEMENTS) -> torch.Tens
         coords.append(flat % extent)
         flat = flat // extent
     found = torch.stack(coords[::-1], dim=1)
-    constant = top == maps.reshape(n, -1).amin(dim=1)
+    constant = top == maps.reshape(n, length).amin(dim=1)
     return torch.where(constant[:, None], torch.full_like(found, -1), found)
