@@ -33,7 +33,7 @@ Examples:
 from __future__ import annotations
 
 from ._correlation import rank_correlation
-from ._deletion import DeletionInsertionResult, DeletionOptions, deletion_insertion
+from ._deletion import Baseline, DeletionInsertionResult, DeletionOptions, deletion_insertion
 from ._energy import energy_pointing_game
 from ._froc import FROC, RATES, FROCResult, froc
 from ._maps import points
@@ -50,6 +50,7 @@ from ._statistics import DoMResult, dom, wilson_interval
 __all__ = [
     "FROC",
     "RATES",
+    "Baseline",
     "Box",
     "DeletionInsertionResult",
     "DeletionOptions",

@@ -22,6 +22,8 @@ from ._maps import as_maps
 from ._smoothing import smooth
 
 Baseline = Union[Literal["zeros", "blur", "mean"], torch.Tensor]
+"""What deletion removes pixels towards and insertion starts from: ``"zeros"``, ``"blur"``,
+``"mean"`` or a tensor broadcastable to the inputs."""
 _BASELINES = ("zeros", "blur", "mean")
 _BLUR_SIGMA, _BLUR_SIZE = 5.0, 11  # RISE's blur: an 11-tap Gaussian of sigma 5
 
