@@ -303,6 +303,8 @@ def test_errors() -> None:
         metrics.deletion_insertion(model, x, maps, baseline=0)  # type: ignore[arg-type]
     with pytest.raises(ShapeError, match="baseline: expected a tensor broadcastable to the"):
         metrics.deletion_insertion(model, x, maps, baseline=torch.zeros(3, 6, 6))
+    with pytest.raises(InvalidArgumentError, match="baseline: expected a finite baseline tensor"):
+        metrics.deletion_insertion(model, x, maps, baseline=torch.full((1, 6, 6), math.nan))
     with pytest.raises(InvalidArgumentError, match=r"target: expected one class index in \[0, 2\]"):
         metrics.deletion_insertion(model, x, maps, target=[0, 3])
     with pytest.raises(ArgumentTypeError, match="target: expected integer class indices"):

@@ -98,6 +98,11 @@ def _check_baseline(baseline: object, shape: Sequence[int] | None, argument: str
                     f"{tuple(shape)}, got shape {tuple(baseline.shape)}",
                     baseline.shape,
                 )
+        if baseline.is_floating_point() and not bool(torch.isfinite(baseline).all()):
+            raise InvalidArgumentError(
+                f"{argument}: expected a finite baseline tensor, got NaN or infinite values; "
+                "every perturbed image would carry them into the model"
+            )
         return baseline
     if isinstance(baseline, str) and baseline in _BASELINES:
         return cast(Baseline, baseline)
