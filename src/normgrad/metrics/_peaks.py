@@ -90,24 +90,29 @@ def _certain_candidates(
             inner = block[..., 1:-1]
             high[..., 1:-1] &= (inner >= block[..., :-2]) & (inner >= block[..., 2:])
         owner, slot, offset = high.nonzero(as_tuple=True)
+        value = block[owner, slot, offset]
         position = stretches[rows][owner, slot] * width + offset
         owner = owner + (rows.start or 0)
-        found.append(_local(maps, which[owner] * size, position, owner))
+        found.append(_local(maps, which[owner] * size, position, value, owner))
     owners, values, cells = zip(*found)  # temporaries of the neighbourhood: a chunk's
     return torch.cat(owners), torch.cat(values), torch.cat(cells)
 
 
 def _local(
-    maps: torch.Tensor, base: torch.Tensor, position: torch.Tensor, owner: torch.Tensor
+    maps: torch.Tensor,
+    base: torch.Tensor,
+    position: torch.Tensor,
+    value: torch.Tensor,
+    owner: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Of the pixels ``position`` of the maps starting at ``base`` (flat), those no lower
-    than their whole neighbourhood: their ``owner``, value and pixel ``(·, ndim)``."""
+    """Of the pixels ``position`` (of ``value``) of the maps starting at ``base`` (flat),
+    those no lower than their whole neighbourhood: their ``owner``, value and pixel
+    ``(·, ndim)``."""
     spatial = maps.shape[1:]
     cell = torch.stack(
         [(position // math.prod(spatial[a + 1 :])) % s for a, s in enumerate(spatial)], dim=1
     )
     flat = maps.reshape(-1)
-    value = flat[base + position]
     around = torch.zeros_like(position)[:, None]
     for axis, s in enumerate(spatial):
         at = (cell[:, axis, None] + torch.arange(-1, 2, device=maps.device)).clamp(0, s - 1)
@@ -134,12 +139,12 @@ def _greedy(
     n: int,
     k: int,
     min_distance: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Greedy suppression over the ordered candidates of ``n`` maps: the first ``k`` kept
-    of each, ``(n, k, ndim)`` pixels, ``(n, k)`` values, which slots hold one, and how many
-    ``(n,)``. The first ``max(64, 4k)`` candidates of each map are suppressed; where they
-    hold fewer than ``k`` peaks and more candidates wait (a plateau: every pixel of it is
-    one), four times as many, and so on. Maps are grouped by how many candidates they use
+    of each, ``(n, k, ndim)`` pixels, ``(n, k)`` values and which slots hold one. The
+    first ``max(64, 4k)`` candidates of each map are suppressed; where they hold fewer
+    than ``k`` peaks and more candidates wait (a plateau: every pixel of it is one), four
+    times as many, and so on. Maps are grouped by how many candidates they use
     (powers of two), so that no map pads to the longest list."""
     dev = value.device
     counts = torch.bincount(owner, minlength=n)
@@ -173,7 +178,7 @@ def _greedy(
         # fewer than k peaks in the first candidates, with more candidates to come
         pending &= (valid.sum(dim=1) < k) & (counts > limit)
         if not bool(pending.any()):
-            return coords, values, valid, valid.sum(dim=1)
+            return coords, values, valid
         limit *= 4
 
 
@@ -292,8 +297,8 @@ def peaks(
         owner, value, cell = _certain_candidates(work, todo, chosen, floor, width)
         found = _greedy(*_ordered(owner, value, cell), todo.numel(), k, distance)
         # done: k peaks, or every pixel searched; otherwise more stretches
-        done = (found[3] == k) | (t == count)
-        coords[todo[done]], values[todo[done]], valid[todo[done]] = (f[done] for f in found[:3])
+        done = (found[2].sum(dim=1) == k) | (t == count)
+        coords[todo[done]], values[todo[done]], valid[todo[done]] = (f[done] for f in found)
         todo = todo[~done]
         t = min(count, _GROWTH * t)
     return Peaks(coords, values, valid)
