@@ -239,6 +239,19 @@ def test_shape_errors() -> None:
 # peaks
 
 
+def assert_peaks_are_the_reference(
+    found: metrics.Peaks, maps: torch.Tensor, k: int, min_distance: float
+) -> None:
+    """Every map's peaks, values and valid slots are those of the literal reference."""
+    for i in range(maps.shape[0]):
+        expected = ref_peaks(maps[i], k, min_distance)
+        count = len(expected)
+        assert found.valid[i].tolist() == [True] * count + [False] * (k - count)
+        assert [tuple(c) for c in found.coords[i, :count].tolist()] == [c for c, _ in expected]
+        assert found.values[i, :count].tolist() == [v for _, v in expected]
+        assert bool(found.values[i, count:].isnan().all())
+
+
 @given(
     small_maps(first=14),
     st.integers(1, 5),
@@ -249,13 +262,7 @@ def test_shape_errors() -> None:
 def test_peaks_match_reference(maps: torch.Tensor, k: int, min_distance: float, block: int) -> None:
     # small blocks: bands of one or a few rows, searched a few at a time
     found = metrics.peaks(maps, k, min_distance=min_distance, block=block)
-    for i in range(maps.shape[0]):
-        expected = ref_peaks(maps[i], k, min_distance)
-        count = len(expected)
-        assert found.valid[i].tolist() == [True] * count + [False] * (k - count)
-        assert [tuple(c) for c in found.coords[i, :count].tolist()] == [c for c, _ in expected]
-        assert found.values[i, :count].tolist() == [v for _, v in expected]
-        assert bool(found.values[i, count:].isnan().all())
+    assert_peaks_are_the_reference(found, maps, k, min_distance)
 
 
 @given(
@@ -313,12 +320,7 @@ def test_peaks_with_minus_infinity_and_irrational_distances_match_reference(
     lowest = data.draw(st.integers(0, 4))
     maps = maps.masked_fill(maps < lowest, -math.inf)
     found = metrics.peaks(maps, k, min_distance=min_distance, block=block)
-    for i in range(maps.shape[0]):
-        expected = ref_peaks(maps[i], k, min_distance)
-        count = len(expected)
-        assert found.valid[i].tolist() == [True] * count + [False] * (k - count)
-        assert [tuple(c) for c in found.coords[i, :count].tolist()] == [c for c, _ in expected]
-        assert found.values[i, :count].tolist() == [v for _, v in expected]
+    assert_peaks_are_the_reference(found, maps, k, min_distance)
 
 
 def test_peaks_by_hand_edge_cases() -> None:
