@@ -585,6 +585,44 @@ def test_energy_of_overlapping_boxes_matches_reference(
             assert float(got[i]) == pytest.approx(inside / total if total > 0 else 0.0)
 
 
+@pytest.mark.parametrize("chunk", [1, 3 << 19])
+def test_energy_of_a_map_does_not_depend_on_its_batch_or_threads(chunk: int) -> None:
+    """Each map's sums are reduced alone, in one order: the same bits alone, in any batch,
+    in chunks of any size and on any number of threads (a single sum over all the values
+    would be split between threads)."""
+    import normgrad.metrics._energy as energy_module
+
+    gen = torch.Generator().manual_seed(5)
+    maps = torch.randn(5, 1, 250, 260, generator=gen)  # 65,000 values: reductions split
+    # windows of over 32,768 pixels, one box or the union of two
+    boxes = [
+        torch.tensor([[5.0, 5.0, 240.0, 230.0 + i], [0, 0, 3, 3]][: 1 + i % 2]) for i in range(5)
+    ]
+    saved, threads = energy_module._CHUNK_ELEMENTS, torch.get_num_threads()
+    energy_module._CHUNK_ELEMENTS = chunk  # one map per chunk (pairs, then), or all
+    try:
+        whole = metrics.energy_pointing_game(maps, boxes)
+        alone = torch.cat(
+            [metrics.energy_pointing_game(maps[i : i + 1], boxes[i : i + 1]) for i in range(5)]
+        )
+        three = metrics.energy_pointing_game(maps[2:], boxes[2:])
+        torch.set_num_threads(1 if threads > 1 else 3)
+        other = metrics.energy_pointing_game(maps, boxes)
+    finally:
+        energy_module._CHUNK_ELEMENTS = saved
+        torch.set_num_threads(threads)
+    assert torch.equal(whole, alone) and torch.equal(whole[2:], three)
+    assert torch.equal(whole, other)
+    assert [len(range(n)[s]) for n in (1, 2, 3, 7) for s in energy_module._chunks(n, 1 << 20)] == [
+        1,
+        2,
+        3,
+        2,
+        2,
+        3,
+    ]
+
+
 def test_energy_masks_boxes_and_errors() -> None:
     # a 4x4 map of ones with a 2x2 box: 4 of 16
     maps = torch.ones(2, 1, 4, 4)

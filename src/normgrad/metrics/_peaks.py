@@ -17,7 +17,7 @@ from ._maps import as_maps
 # them hold the highest values of a map); and values per chunk of maps, so that temporaries
 # are reused by the allocator instead of being mapped afresh (on the CPU the page faults of
 # a fresh large buffer cost more than the work done in it).
-_FIRST_STRETCHES = 128
+_FIRST_STRETCHES = 96
 _GROWTH = 4
 _FIRST_CANDIDATES = 64
 _STRETCH_ELEMENTS = 96
@@ -51,13 +51,10 @@ def _chunks(n: int, per_row: int) -> list[slice]:
 
 def _stretch_maxima(maps: torch.Tensor, width: int) -> torch.Tensor:
     """The maximum of every stretch of ``width`` values along the last axis ``(N, S)``,
-    stretches in row-major order (a contiguous reduction, at memory speed)."""
-    n, size = maps.shape[0], math.prod(maps.shape[1:])
-    out = maps.new_empty(n, size // width)
-    for rows in _chunks(n, size):
-        part = maps[rows]
-        out[rows] = part.reshape(-1, width).amax(dim=1).view(part.shape[0], -1)
-    return out
+    stretches in row-major order (a contiguous reduction, at memory speed; its output is
+    small, so one call)."""
+    stretches = math.prod(maps.shape[1:]) // width
+    return maps.reshape(-1, width).amax(dim=1).view(maps.shape[0], stretches)
 
 
 def _certain_candidates(
@@ -69,57 +66,71 @@ def _certain_candidates(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The local maxima above ``floor`` ``(n,)`` in the stretches ``stretches`` ``(n, S)``
     (flat indices, increasing along each row) of the maps ``which`` ``(n,)``: for each, its
-    row in ``which``, its value and its pixel ``(·, ndim)``, by row, then row-major
+    row in ``which``, its value and its pixel ``(ndim, ·)``, by row, then row-major
     position.
 
-    A stretch's values above the floor that are no lower than their neighbours along the
-    stretch (its two ends always pass) are tested against their whole 3×3 (3×3×3)
-    neighbourhood, read value by value with coordinates clamped at the border (a repeated
-    border pixel changes no comparison).
+    A stretch's values above the floor that are no lower than their two neighbours along
+    the line (those of the ends read beside the stretch, or the end itself at the map's
+    border) are tested against the rest of their 3×3 (3×3×3) neighbourhood.
     """
     spatial = maps.shape[1:]
-    size = math.prod(spatial)
-    per_map = size // width
-    pieces = maps.reshape(-1, width)  # every stretch of every map, in order
+    per_map, per_line = math.prod(spatial) // width, spatial[-1] // width
+    t = stretches.shape[1]
+    pieces, flat = maps.reshape(-1, width), maps.reshape(-1)
+    # values above the floor pass where no lower than the bar: the higher neighbour
+    bar_floor = torch.nextafter(floor, floor.new_tensor(math.inf)).view(-1, 1, 1)
     found: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    for rows in _chunks(which.numel(), stretches.shape[1] * width):
-        index = (which[rows, None] * per_map + stretches[rows]).flatten()
-        block = pieces.index_select(0, index).view(-1, stretches.shape[1], width)
-        high = block > floor[rows].view(-1, 1, 1)
-        if width > 2:  # no lower than the neighbours along the stretch
-            inner = block[..., 1:-1]
-            high[..., 1:-1] &= (inner >= block[..., :-2]) & (inner >= block[..., 2:])
-        owner, slot, offset = high.nonzero(as_tuple=True)
-        value = block[owner, slot, offset]
-        position = stretches[rows][owner, slot] * width + offset
-        owner = owner + (rows.start or 0)
-        found.append(_local(maps, which[owner] * size, position, value, owner))
+    for rows in _chunks(which.numel(), t * width):
+        index = (which[rows, None] * per_map + stretches[rows]).flatten()  # of all stretches
+        block = pieces.index_select(0, index)
+        start, column = index * width, stretches[rows].flatten() % per_line
+        before = flat.take(start - (column > 0).long())  # the end itself at the border
+        after = flat.take(start + width - 1 + (column < per_line - 1).long())
+        bar = torch.empty_like(block)
+        if width > 1:
+            torch.maximum(block[:, :-2], block[:, 2:], out=bar[:, 1:-1])
+            torch.maximum(before, block[:, 1], out=bar[:, 0])
+            torch.maximum(after, block[:, -2], out=bar[:, -1])
+        else:
+            torch.maximum(before, after, out=bar[:, 0])
+        bar.view(-1, t, width).clamp_(min=bar_floor[rows])
+        at = (block >= bar).view(-1).nonzero().squeeze(1)
+        piece = at // width
+        position = start[piece] + (at - piece * width)  # flat, over all maps
+        owner = piece // t + (rows.start or 0)
+        found.append(_local(maps, position, block.view(-1)[at], owner))
     owners, values, cells = zip(*found)  # temporaries of the neighbourhood: a chunk's
-    return torch.cat(owners), torch.cat(values), torch.cat(cells)
+    return torch.cat(owners), torch.cat(values), torch.cat(cells, dim=1)
 
 
 def _local(
-    maps: torch.Tensor,
-    base: torch.Tensor,
-    position: torch.Tensor,
-    value: torch.Tensor,
-    owner: torch.Tensor,
+    maps: torch.Tensor, position: torch.Tensor, value: torch.Tensor, owner: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Of the pixels ``position`` (of ``value``) of the maps starting at ``base`` (flat),
-    those no lower than their whole neighbourhood: their ``owner``, value and pixel
-    ``(·, ndim)``."""
+    """Of the pixels ``position`` (flat over all maps, of ``value``), already no lower
+    than their neighbours along the last axis, those no lower than the rest of their
+    neighbourhood (a neighbour beyond the border is the pixel itself): their ``owner``,
+    value and pixel ``(ndim, ·)``. The pixels straight beside in the other lines are read
+    first, the diagonal ones only for those that pass."""
     spatial = maps.shape[1:]
-    cell = torch.stack(
-        [(position // math.prod(spatial[a + 1 :])) % s for a, s in enumerate(spatial)], dim=1
-    )
-    flat = maps.reshape(-1)
-    around = torch.zeros_like(position)[:, None]
-    for axis, s in enumerate(spatial):
-        at = (cell[:, axis, None] + torch.arange(-1, 2, device=maps.device)).clamp(0, s - 1)
-        around = (around * s)[:, :, None] + at[:, None, :]
-        around = around.flatten(1)
-    local = (flat.take(base[:, None] + around) <= value[:, None]).all(dim=1)
-    return owner[local], value[local], cell[local]
+    strides = [math.prod(spatial[a + 1 :]) for a in range(len(spatial))]
+    cell = torch.stack([(position // st) % s for st, s in zip(strides, spatial)])
+    if len(spatial) > 1:
+        flat = maps.reshape(-1)
+        # the lines around: every combination of -1, 0, +1 steps over the other axes
+        lines = [torch.zeros_like(position)]
+        for axis in range(len(spatial) - 1):
+            low = (cell[axis] > 0).long() * -strides[axis]
+            high = (cell[axis] < spatial[axis] - 1).long() * strides[axis]
+            lines = [x for line in lines for x in (line + low, line, line + high)]
+        del lines[len(lines) // 2]  # the pixel's own line, tested already
+        straight = position + torch.stack(lines)
+        keep = (flat.take(straight) <= value).all(dim=0)
+        straight, value, owner, cell = straight[:, keep], value[keep], owner[keep], cell[:, keep]
+        left = (cell[-1] > 0).long()
+        right = (cell[-1] < spatial[-1] - 1).long()
+        keep = (flat.take(torch.cat([straight - left, straight + right])) <= value).all(dim=0)
+        value, owner, cell = value[keep], owner[keep], cell[:, keep]
+    return owner, value, cell
 
 
 def _ordered(
@@ -129,7 +140,7 @@ def _ordered(
     value, then position (two stable sorts, last key first)."""
     order = value.argsort(descending=True, stable=True)
     order = order[owner[order].argsort(stable=True)]
-    return owner[order], value[order], cell[order]
+    return owner[order], value[order], cell[:, order]
 
 
 def _greedy(
@@ -140,46 +151,41 @@ def _greedy(
     k: int,
     min_distance: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Greedy suppression over the ordered candidates of ``n`` maps: the first ``k`` kept
-    of each, ``(n, k, ndim)`` pixels, ``(n, k)`` values and which slots hold one. The
-    first ``max(64, 4k)`` candidates of each map are suppressed; where they hold fewer
-    than ``k`` peaks and more candidates wait (a plateau: every pixel of it is one), four
-    times as many, and so on. Maps are grouped by how many candidates they use
-    (powers of two), so that no map pads to the longest list."""
-    dev = value.device
+    """Greedy suppression over the ordered candidates of ``n`` maps (pixels ``(ndim, ·)``):
+    the first ``k`` kept of each, ``(n, k, ndim)`` pixels, ``(n, k)`` values and which
+    slots hold one. The first ``max(64, 4k)`` candidates of each map are suppressed; where
+    they hold fewer than ``k`` peaks and more candidates wait (a plateau: every pixel of
+    it is one), four times as many, and so on. Maps are grouped by how many candidates
+    they use (powers of two), so that no map pads to the longest list."""
+    dev, ndim = value.device, cell.shape[0]
     counts = torch.bincount(owner, minlength=n)
-    rank = torch.arange(owner.numel(), device=dev) - (counts.cumsum(0) - counts)[owner]
-    coords = torch.zeros(n, k, cell.shape[1], dtype=torch.long, device=dev)
+    starts = counts.cumsum(0) - counts  # each map's candidates are together
+    coords = torch.zeros(n, k, ndim, dtype=torch.long, device=dev)
     values = torch.full((n, k), float("nan"), dtype=value.dtype, device=dev)
     valid = torch.zeros(n, k, dtype=torch.bool, device=dev)
     pending = torch.ones(n, dtype=torch.bool, device=dev)
     limit = max(_FIRST_CANDIDATES, 4 * k)
-    while True:
+    while owner.numel():
         used = counts.clamp(_FIRST_CANDIDATES, limit).double()
         group = torch.where(pending, torch.log2(used).ceil().long(), -1)
         for g in sorted(set(group.tolist()) - {-1}):
             maps = (group == g).nonzero()[:, 0]
-            m = 1 << g
-            slot = torch.full((n,), -1, dtype=torch.long, device=dev)
-            slot[maps] = torch.arange(maps.numel(), device=dev)
-            mine = (slot[owner] >= 0) & (rank < m)
-            row, at = slot[owner[mine]], rank[mine]
-            cells = torch.zeros(maps.numel(), m, cell.shape[1], dtype=torch.long, device=dev)
-            usable = torch.zeros(maps.numel(), m, dtype=torch.bool, device=dev)
-            picked = torch.zeros(maps.numel(), m, dtype=value.dtype, device=dev)
-            cells[row, at], picked[row, at], usable[row, at] = cell[mine], value[mine], True
-            kept = _suppress(cells, usable, k, min_distance)
-            place = kept.long().cumsum(dim=1) - 1
-            r, j = kept.nonzero(as_tuple=True)
-            coords[maps], values[maps], valid[maps] = 0, float("nan"), False
-            coords[maps[r], place[r, j]] = cells[r, j]
-            values[maps[r], place[r, j]] = picked[r, j]
-            valid[maps[r], place[r, j]] = True
+            slots = torch.arange(1 << g, device=dev)
+            usable = slots < counts[maps, None]
+            at = (starts[maps, None] + slots).clamp_(max=owner.numel() - 1)
+            cells = cell[:, at]
+            picks, has = _suppress(cells, usable, k, min_distance)
+            at = at.gather(1, picks)
+            kept = cells.gather(2, picks.expand(ndim, -1, -1)).permute(1, 2, 0)
+            coords[maps] = kept * has[:, :, None]
+            values[maps] = torch.where(has, value[at], math.nan)
+            valid[maps] = has
         # fewer than k peaks in the first candidates, with more candidates to come
         pending &= (valid.sum(dim=1) < k) & (counts > limit)
         if not bool(pending.any()):
-            return coords, values, valid
+            break
         limit *= 4
+    return coords, values, valid
 
 
 def _reach(min_distance: float) -> int:
@@ -197,28 +203,29 @@ def _reach(min_distance: float) -> int:
 
 
 def _suppress(
-    coords: torch.Tensor, usable: torch.Tensor, k: int, min_distance: float
-) -> torch.Tensor:
-    """Greedy non-maximum suppression over ordered candidates ``(N, m, ndim)``: ``k`` picks
-    of the first candidate not yet suppressed, each suppressing those closer than
-    ``min_distance``. Returns which candidates are kept ``(N, m)``."""
-    n, m, ndim = coords.shape
+    cells: torch.Tensor, usable: torch.Tensor, k: int, min_distance: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy non-maximum suppression over ordered candidates, pixels ``(ndim, N, m)``:
+    ``k`` picks of the first candidate not yet suppressed, each suppressing those closer
+    than ``min_distance``. Returns the picks in order ``(N, k)`` and which are real
+    ``(N, k)`` (a map can run out of candidates)."""
+    ndim, n, _ = cells.shape
     reach = _reach(min_distance)
-    kept = torch.zeros(n, m, dtype=torch.bool, device=coords.device)
     open_ = usable.clone()
-    slots = torch.arange(m, device=coords.device)
-    for _ in range(k):  # each pick: the first candidate still open, in order
-        has = open_.any(dim=1)
-        if not bool(has.any()):
+    picks = torch.zeros(n, k, dtype=torch.long, device=cells.device)
+    has = torch.zeros(n, k, dtype=torch.bool, device=cells.device)
+    for i in range(k):  # each pick: the first candidate still open, in order
+        some = open_.any(dim=1)
+        if not bool(some.any()):
             break
-        pick = open_.to(torch.uint8).argmax(dim=1)  # 0 where nothing is open
-        chosen = (slots == pick[:, None]) & has[:, None]
-        kept |= chosen
-        open_ &= ~chosen
-        if min_distance > 0:  # distances from the pick only: k * m, not m * m
-            at = coords.gather(1, pick.view(n, 1, 1).expand(n, 1, ndim))
-            open_ &= (coords - at).square_().sum(dim=2) >= reach
-    return kept
+        pick = open_.to(torch.uint8).argmax(dim=1, keepdim=True)  # 0 where none is open
+        picks[:, i : i + 1], has[:, i] = pick, some
+        open_.scatter_(1, pick, False)
+        if reach > 0:  # distances from the pick only: k * m, not m * m
+            at = cells.gather(2, pick.expand(ndim, n, 1))
+            near = cells - at
+            open_ &= near.mul_(near).sum(dim=0) >= reach
+    return picks, has
 
 
 def peaks(
