@@ -16,6 +16,8 @@ from normgrad.metrics import Box, Ellipse, Polygon
 from normgrad.metrics._multi_pointing import multi_from_peaks, peaks_needed
 from normgrad.metrics._objects import object_lists
 
+from .conftest import requires_cuda
+
 # ---------------------------------------------------------------------------------------
 # literal references: every pixel, every detection, exact arithmetic for the shapes
 
@@ -712,3 +714,85 @@ def test_pointing_game_takes_shapes_as_their_pixels(
     assert torch.equal(got.nan_to_num(-1), expected.nan_to_num(-1))
     prepared = metrics.prepare_regions(objects, maps.shape)  # type: ignore[arg-type]
     assert torch.equal(prepared.to_masks(), masks)
+
+
+# ---------------------------------------------------------------------------------------
+# on the GPU
+
+
+@requires_cuda
+def test_detection_metrics_on_cuda_match_cpu() -> None:
+    """Every metric runs on the maps' device and gives the CPU's results: exactly where
+    they are found by comparison (peaks, matching), to rounding where they are sums."""
+    gen = torch.Generator().manual_seed(11)
+    # values on a coarse grid: ties between pixels and between stretches
+    maps = (torch.rand(6, 1, 64, 200, generator=gen) * 8).floor()
+    volumes = (torch.rand(3, 1, 6, 20, 24, generator=gen) * 6).floor()
+    objects: list[list[Box | Ellipse | Polygon]] = [
+        [Box(3, 4, 40, 30), Ellipse(100, 10, 160, 50)],
+        [Polygon([(10, 10), (90, 20), (40, 60)])],
+        [],
+        [Box(0, 0, 199, 63)],
+        [Ellipse(20, 20, 21, 21), Box(150, 40, 190, 60)],
+        [Polygon([(5, 5)])],
+    ]
+    boxes = [torch.tensor([o.bounds() for o in image]).reshape(-1, 4) for image in objects]
+    cuboids = [
+        torch.tensor([[2, 3, 1, 20, 15, 4]]),
+        torch.zeros(0, 6),
+        torch.tensor([[0, 0, 0, 5, 5, 5]]),
+    ]
+    for k, distance in ((1, 1.0), (7, 3.0), (30, 0.0)):
+        for m in (maps, volumes):
+            cpu, gpu = (
+                metrics.peaks(m, k, min_distance=distance),
+                metrics.peaks(m.cuda(), k, min_distance=distance),
+            )
+            assert gpu.coords.device.type == "cuda"
+            assert torch.equal(cpu.coords, gpu.coords.cpu()) and torch.equal(
+                cpu.valid, gpu.valid.cpu()
+            )
+            assert torch.equal(cpu.values.nan_to_num(-1), gpu.values.cpu().nan_to_num(-1))
+    probabilities = torch.rand(6, generator=gen)
+    cpu_froc = metrics.froc(maps, objects, k=5, min_distance=4, probabilities=probabilities)
+    gpu_froc = metrics.froc(
+        maps.cuda(), objects, k=5, min_distance=4, probabilities=probabilities.cuda()
+    )
+    assert cpu_froc.froc == gpu_froc.froc and cpu_froc.found == gpu_froc.found
+    assert torch.equal(cpu_froc.sensitivity, gpu_froc.sensitivity)
+    multi = metrics.multi_pointing_game(maps.cuda(), objects, min_distance=4)
+    assert multi.device.type == "cuda"
+    assert torch.equal(
+        metrics.multi_pointing_game(maps, objects, min_distance=4).nan_to_num(-1),
+        multi.cpu().nan_to_num(-1),
+    )
+    signed = maps - 3
+    for regions in (objects, boxes, metrics.prepare_regions(boxes, (6, 64, 200)).to_masks()):
+        gpu_regions = regions.cuda() if isinstance(regions, torch.Tensor) else regions
+        energy = metrics.energy_pointing_game(signed.cuda(), gpu_regions)
+        assert energy.device.type == "cuda"
+        torch.testing.assert_close(
+            energy.cpu(), metrics.energy_pointing_game(signed, regions), equal_nan=True
+        )
+    energy = metrics.energy_pointing_game(volumes.cuda(), cuboids)
+    torch.testing.assert_close(
+        energy.cpu(), metrics.energy_pointing_game(volumes, cuboids), equal_nan=True
+    )
+    hits = metrics.pointing_game(maps.cuda(), boxes, tolerance=3)
+    assert torch.equal(
+        hits.cpu().nan_to_num(-1), metrics.pointing_game(maps, boxes, tolerance=3).nan_to_num(-1)
+    )
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 20, 4))
+    x = torch.rand(5, 3, 16, 20, generator=gen)
+    saliency = (torch.rand(5, 16, 20, generator=gen) * 4).floor()  # ties, broken by position
+    for baseline in ("zeros", "blur", "mean"):
+        cpu_di = metrics.deletion_insertion(
+            model, x, saliency, steps=7, baseline=baseline, batch_size=4
+        )
+        gpu_di = metrics.deletion_insertion(
+            model.cuda(), x.cuda(), saliency.cuda(), steps=7, baseline=baseline, batch_size=4
+        )
+        model.cpu()
+        assert gpu_di.deletion.device.type == "cuda"
+        torch.testing.assert_close(gpu_di.deletion.cpu(), cpu_di.deletion, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(gpu_di.insertion.cpu(), cpu_di.insertion, rtol=1e-4, atol=1e-5)
