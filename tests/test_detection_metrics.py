@@ -533,8 +533,17 @@ def test_energy_matches_reference(
     maps, objects, _ = case
     if signed:
         maps = maps - 1.5  # some negative mass
+    import normgrad.metrics._energy as energy_module
+
     n, height, width = maps.shape
     got = metrics.energy_pointing_game(maps, objects)  # type: ignore[arg-type]
+    saved = energy_module._BY_WINDOW
+    energy_module._BY_WINDOW = ()  # the path of the GPU: masks of every image's union
+    try:
+        by_masks = metrics.energy_pointing_game(maps, objects)  # type: ignore[arg-type]
+    finally:
+        energy_module._BY_WINDOW = saved
+    torch.testing.assert_close(by_masks, got, equal_nan=True)
     for i in range(n):
         inside = total = 0.0
         region = False
@@ -555,10 +564,11 @@ def test_energy_matches_reference(
     small_maps(),
     st.lists(st.tuples(coordinate, coordinate, coordinate, coordinate), max_size=4),
     st.sampled_from([16, 1 << 19]),
+    st.booleans(),
 )
 @settings(max_examples=80, deadline=None)
 def test_energy_of_overlapping_boxes_matches_reference(
-    maps: torch.Tensor, corners: list[tuple[float, ...]], chunk: int
+    maps: torch.Tensor, corners: list[tuple[float, ...]], chunk: int, by_window: bool
 ) -> None:
     import normgrad.metrics._energy as energy_module
 
@@ -566,12 +576,13 @@ def test_energy_of_overlapping_boxes_matches_reference(
     maps = maps - 1.0
     boxes = [Box.from_corners(*c).bounds() for c in corners]
     per_sample = [torch.tensor(boxes[i::n], dtype=torch.float64).reshape(-1, 4) for i in range(n)]
-    saved = energy_module._CHUNK_ELEMENTS
+    saved = energy_module._CHUNK_ELEMENTS, energy_module._BY_WINDOW
     energy_module._CHUNK_ELEMENTS = chunk  # a few maps per chunk, or all at once
+    energy_module._BY_WINDOW = saved[1] if by_window else ()  # or masks, as on the GPU
     try:
         got = metrics.energy_pointing_game(maps, per_sample)
     finally:
-        energy_module._CHUNK_ELEMENTS = saved
+        energy_module._CHUNK_ELEMENTS, energy_module._BY_WINDOW = saved
     for i in range(n):
         inside = total = 0.0
         region = False

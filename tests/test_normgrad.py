@@ -327,11 +327,18 @@ def test_repr() -> None:
 
 @requires_cuda
 def test_cuda_matches_cpu() -> None:
+    """NormGrad on CUDA gives the CPU's maps, in float32: TF32, which PyTorch lets cuDNN
+    use for convolutions by default on recent GPUs, is turned off for the comparison."""
     model, _, size = get_model("resnet18")
-    x = torch.randn(2, 3, size, size)
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     layers = ["layer2.0", "layer3.0", "layer4.0", "layer4.1"]
     cpu = normgrad.NormGrad(model, layers, "conv3x3")(x, 1)
     gpu_model = without_inplace(model).to("cuda")
-    gpu = normgrad.NormGrad(gpu_model, layers, "conv3x3")(x.to("cuda"), 1)
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        gpu = normgrad.NormGrad(gpu_model, layers, "conv3x3")(x.to("cuda"), 1)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-4)

@@ -16,12 +16,15 @@ from ._shapes import Shape, rasterise
 
 # Values per chunk of maps (about 6 MB in float32: they stay in the cache).
 _CHUNK_ELEMENTS = 3 << 19
+# Devices where each image's window is summed alone; elsewhere, union masks of all images
+# and chunks 32 times as large.
+_BY_WINDOW = ("cpu",)
 
 
-def _chunks(n: int, size: int) -> list[slice]:
-    """Slices of ``n`` maps of ``size`` values, about ``_CHUNK_ELEMENTS`` values each and
-    never a single map beside others (see ``_row_sums``)."""
-    step = max(2, _CHUNK_ELEMENTS // max(size, 1))
+def _chunks(n: int, size: int, elements: int = _CHUNK_ELEMENTS) -> list[slice]:
+    """Slices of ``n`` maps of ``size`` values, about ``elements`` values each and never a
+    single map beside others (see ``_row_sums``)."""
+    step = max(2, elements // max(size, 1))
     starts = list(range(0, n, step))
     if len(starts) > 1 and n - starts[-1] == 1:
         starts.pop()  # the last map joins the chunk before
@@ -29,17 +32,18 @@ def _chunks(n: int, size: int) -> list[slice]:
 
 
 def _row_sums(rows: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The sum of each row ``(m, L)``, each row reduced alone and in the same order
-    whatever ``m`` and the number of threads: a single row is summed beside a copy of
-    itself (a single sum would be split between threads, in another order)."""
+    """The sum of each row ``(m, L)``; on the CPU each row is reduced alone and in the
+    same order whatever ``m`` and the number of threads: a single row is summed beside a
+    copy of itself (a single sum would be split between threads, in another order)."""
     if rows.shape[0] == 1:
         return rows.expand(2, -1).sum(dim=1, dtype=dtype)[:1]
     return rows.sum(dim=1, dtype=dtype)
 
 
 def _sum(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The sum of all ``values`` in one order whatever the number of threads: along the
-    last axis over all rows at once (see ``_row_sums``), then the rows' sums likewise."""
+    """The sum of all ``values``, on the CPU in one order whatever the number of threads:
+    along the last axis over all rows at once (see ``_row_sums``), then the rows' sums
+    likewise."""
     while values.ndim > 1:
         values = _row_sums(values.reshape(-1, values.shape[-1]), dtype).view(values.shape[:-1])
     return _row_sums(values.view(1, -1), dtype)
@@ -77,6 +81,9 @@ def energy_pointing_game(saliency: torch.Tensor, regions: Regions) -> torch.Tens
     """
     maps = as_maps(saliency)
     masks: torch.Tensor | None = None
+    # on the CPU each image's window is summed on its own (its values are in the cache);
+    # elsewhere the work goes in a few large steps, over masks
+    by_window = maps.device.type in _BY_WINDOW
     if isinstance(regions, Sequence) and any(_has_shapes(item) for item in regions):
         objects, counts = object_lists(regions, maps.shape)
         shapes = [o for image in objects for o in image if isinstance(o, Shape)]
@@ -88,15 +95,19 @@ def energy_pointing_game(saliency: torch.Tensor, regions: Regions) -> torch.Tens
         present = (counts > 0).to(maps.device)
     else:
         prepared = prepare_regions(regions, maps.shape, maps.device)
-        masks = prepared.masks
+        masks = prepared.masks if prepared.masks is not None or by_window else prepared.to_masks()
         windows = [] if masks is not None else _box_windows(prepared)
         present = prepared.present()
+    if masks is None and not by_window:
+        masks = _pasted(windows, maps.shape, maps.device)
     n = maps.shape[0]
     dtype = torch.float64 if maps.dtype == torch.float64 else torch.float32
     total = torch.zeros(n, dtype=dtype, device=maps.device)
     sums: list[torch.Tensor] = []  # inside the windows, image by image
     owners: list[int] = []
-    chunks = _chunks(n, math.prod(maps.shape[1:]))
+    chunks = _chunks(
+        n, math.prod(maps.shape[1:]), _CHUNK_ELEMENTS if by_window else _CHUNK_ELEMENTS << 5
+    )
     most = max((len(range(n)[rows]) for rows in chunks), default=0)
     buffer = maps.new_empty(most * math.prod(maps.shape[1:]))
     for rows in chunks:
@@ -181,3 +192,12 @@ def _union_window(
     for r, c, inside in parts:
         union[r - r0 : r - r0 + inside.shape[0], c - c0 : c - c0 + inside.shape[1]] |= inside
     return (slice(r0, r1), slice(c0, c1)), union
+
+
+def _pasted(windows: Sequence[Window], shape: Sequence[int], device: torch.device) -> torch.Tensor:
+    """Masks ``shape`` ``(N, H, W)`` holding each sample's union in its window."""
+    out = torch.zeros(tuple(shape), dtype=torch.bool, device=device)
+    for i, window in enumerate(windows):
+        if window is not None:
+            out[i][window[0]] = True if window[1] is None else window[1]
+    return out
