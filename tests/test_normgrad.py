@@ -328,17 +328,24 @@ def test_repr() -> None:
 @requires_cuda
 def test_cuda_matches_cpu() -> None:
     """NormGrad on CUDA gives the CPU's maps, in float32: TF32, which PyTorch lets cuDNN
-    use for convolutions by default on recent GPUs, is turned off for the comparison."""
+    use for convolutions by default on recent GPUs, is turned off for the comparison (it
+    changes these maps by 1e-2). Each layer's map agrees to rounding; the fused map is
+    their geometric mean, a cube root here (layer4.1 is constant at 2x2 and left out),
+    which turns a change of 1e-7 near a zero into 5e-3: it is compared through its cube,
+    the product of the maps, which moves by at most the sum of their changes."""
     model, _, size = get_model("resnet18")
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     layers = ["layer2.0", "layer3.0", "layer4.0", "layer4.1"]
-    cpu = normgrad.NormGrad(model, layers, "conv3x3")(x, 1)
     gpu_model = without_inplace(model).to("cuda")
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
-        gpu = normgrad.NormGrad(gpu_model, layers, "conv3x3")(x.to("cuda"), 1)
+        for chosen in [[layer] for layer in layers[:3]] + [layers]:
+            cpu = normgrad.NormGrad(model, chosen, "conv3x3")(x, 1)
+            gpu = normgrad.NormGrad(gpu_model, chosen, "conv3x3")(x.to("cuda"), 1)
+            assert gpu.device.type == "cuda"
+            if len(chosen) == 1:
+                torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-4)
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-    assert gpu.device.type == "cuda"
-    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(gpu.cpu() ** 3, cpu**3, rtol=0, atol=1e-4)
