@@ -190,6 +190,32 @@ def test_shape_masks_match_point_in_shape_on_pixel_centres(
     assert shape.covers((height, width)) == bool(expected.any())
 
 
+@given(
+    st.lists(
+        st.tuples(st.floats(-4, 30, width=32), st.floats(-4, 30, width=32)), min_size=1, max_size=7
+    ),
+    st.tuples(st.floats(-4, 30), st.floats(-4, 30), st.floats(0, 30), st.floats(0, 30)),
+)
+@settings(max_examples=150, deadline=None)
+def test_rasterised_grids_equal_the_test_of_each_pixel(
+    vertices: list[tuple[float, float]], corner: tuple[float, float, float, float]
+) -> None:
+    """Masks come from grids (a row's terms and a column's computed once); for any float
+    coordinates the grid test is the per-pixel test, bit for bit (the sign of a difference
+    is the order of its terms)."""
+    from normgrad.metrics._shapes import contains_many
+
+    x, y, w, h = corner
+    found = [Polygon(vertices), Ellipse(x, y, x + w, y + h), Box(x, y, x + w, y + h)]
+    pixels = torch.cartesian_prod(torch.arange(24), torch.arange(26))
+    columns = torch.arange(26, dtype=torch.float64).expand(3, 26)
+    rows = torch.arange(24, dtype=torch.float64).expand(3, 24)
+    for i, shape in enumerate(found):
+        expected = contains_many([shape], pixels[None])[0].view(24, 26)
+        grid = type(shape)._inside_grid([shape], columns[i : i + 1], rows[i : i + 1])
+        assert torch.equal(grid[0], expected)
+
+
 def test_shapes_by_hand() -> None:
     # the boundary belongs to the polygon: a unit square covers its 4 corner pixels
     assert Polygon([(1, 1), (2, 1), (2, 2), (1, 2)]).mask((4, 4)).nonzero().tolist() == [

@@ -16,6 +16,8 @@ from ._shapes import Shape, rasterise
 
 # Values per chunk of maps (about 6 MB in float32: they stay in the cache).
 _CHUNK_ELEMENTS = 3 << 19
+# Sums of at most this many values run on one thread in torch (its grain is 32,768).
+_ONE_THREAD = 1 << 12
 # Devices where each image's window is summed alone; elsewhere, union masks of all images
 # and chunks 32 times as large.
 _BY_WINDOW = ("cpu",)
@@ -41,9 +43,11 @@ def _row_sums(rows: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def _sum(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The sum of all ``values``, on the CPU in one order whatever the number of threads:
-    along the last axis over all rows at once (see ``_row_sums``), then the rows' sums
-    likewise."""
+    """The sum of all ``values`` ``(1,)``, on the CPU in one order whatever the number of
+    threads: a few values at once, more along the last axis over all rows at once (see
+    ``_row_sums``), then the rows' sums likewise."""
+    if values.numel() <= _ONE_THREAD:
+        return values.sum(dtype=dtype).view(1)
     while values.ndim > 1:
         values = _row_sums(values.reshape(-1, values.shape[-1]), dtype).view(values.shape[:-1])
     return _row_sums(values.view(1, -1), dtype)
@@ -123,8 +127,8 @@ def energy_pointing_game(saliency: torch.Tensor, regions: Regions) -> torch.Tens
             window = windows[i]
             if window is not None:
                 values = positive[i - rows.start][window[0]]
-                if window[1] is not None:
-                    values = values * window[1]
+                if window[1] is not None:  # a float product is vectorised, a bool one not
+                    values = values * window[1].to(values.dtype)
                 sums.append(_sum(values, dtype))
                 owners.append(i)
     inside = torch.zeros(n, dtype=dtype, device=maps.device)

@@ -74,6 +74,15 @@ class Shape:
         this class), row by row."""
         raise NotImplementedError
 
+    @classmethod
+    def _inside_grid(
+        cls, shapes: Sequence[Shape], x: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
+        """Whether the pixels of each grid of columns ``x`` ``(B, C)`` and rows ``y``
+        ``(B, R)`` are in ``shapes``: ``(B, R, C)``. By broadcasting ``_inside_many`` (its
+        per-column and per-row terms are computed once)."""
+        return cls._inside_many(shapes, x[:, None, :], y[:, :, None])
+
     def _inside(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self._inside_many([self], x.reshape(1, -1), y.reshape(1, -1)).view(x.shape)
 
@@ -128,9 +137,10 @@ class _Boxed(Shape):
 
     @staticmethod
     def _boxes(shapes: Sequence[Shape], like: torch.Tensor) -> list[torch.Tensor]:
-        """``xmin``, ``ymin``, ``xmax``, ``ymax`` of each shape, each ``(B, 1)``."""
+        """``xmin``, ``ymin``, ``xmax``, ``ymax`` of each shape, each ``(B, 1, ...)`` as
+        the points ``like``."""
         b = torch.tensor([s.bounds() for s in shapes], dtype=torch.float64, device=like.device)
-        return list(b.view(-1, 4, 1).unbind(1))
+        return list(b.view(-1, 4, *([1] * (like.ndim - 1))).unbind(1))
 
     @staticmethod
     def _in_box(box: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -248,6 +258,38 @@ class Polygon(Shape):
         crossings = (spans & right).sum(dim=-1)
         return on_edge.any(dim=-1) | (crossings % 2 == 1)
 
+    @classmethod
+    def _inside_grid(
+        cls, shapes: Sequence[Shape], x: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
+        # the tests of _inside_many split by rows and columns: the cross product is a row's
+        # term minus a column's, and the sign of a difference is the order of its terms
+        polygons = [cast(Polygon, p).vertices for p in shapes]
+        most = max(len(v) for v in polygons)
+        padded = [list(v) + [v[0]] * (most - len(v)) for v in polygons]
+        v = torch.tensor(padded, dtype=torch.float64, device=x.device)  # (B, V, 2)
+        w = v.roll(-1, 1)
+        x1, y1, x2, y2 = v[:, None, :, 0], v[:, None, :, 1], w[:, None, :, 0], w[:, None, :, 1]
+        px, py = x[:, :, None], y[:, :, None]
+        row = (py - y1) * (x2 - x1)  # (B, R, V)
+        column = (px - x1) * (y2 - y1)  # (B, C, V): the cross product is row - column
+        # right of the pixel, on an edge spanning its row: cross > 0 upward, < 0 downward
+        up = y2 > y1
+        spans = (y1 > py) != (y2 > py)
+        row_right = torch.where(spans, torch.where(up, row, -row), -math.inf)
+        column_right = torch.where(up, column, -column)
+        # on an edge: cross zero, in the edge's box (NaN equals nothing; inf - inf is no zero)
+        in_rows = (py >= torch.minimum(y1, y2)) & (py <= torch.maximum(y1, y2)) & row.isfinite()
+        in_columns = (px >= torch.minimum(x1, x2)) & (px <= torch.maximum(x1, x2))
+        row_on = torch.where(in_rows, row, math.nan)
+        column_on = torch.where(in_columns, column, math.nan)
+        odd = torch.zeros(x.shape[0], y.shape[1], x.shape[1], dtype=torch.bool, device=x.device)
+        on_edge = torch.zeros_like(odd)
+        for e in range(most):
+            odd ^= row_right[:, :, e, None] > column_right[:, None, :, e]
+            on_edge |= row_on[:, :, e, None] == column_on[:, None, :, e]
+        return on_edge | odd
+
 
 def contains_many(shapes: Sequence[Shape], points: torch.Tensor) -> torch.Tensor:
     """Whether each shape's pixels ``points`` ``(B, M, 2)`` (array order) belong to it
@@ -293,16 +335,14 @@ def rasterise(
             rows, cols = h, w
         live = live[len(group) :]
         origin = torch.tensor([spans[i][:2] for i in group], dtype=torch.float64, device=device)
-        grid = torch.stack(
-            torch.meshgrid(
-                torch.arange(rows, dtype=torch.float64, device=device),
-                torch.arange(cols, dtype=torch.float64, device=device),
-                indexing="ij",
-            ),
-            dim=-1,
-        ).view(1, -1, 2)
-        inside = contains_many([shapes[i] for i in group], origin[:, None, :] + grid)
-        inside = inside.view(len(group), rows, cols)
+        ys = origin[:, :1] + torch.arange(rows, dtype=torch.float64, device=device)
+        xs = origin[:, 1:] + torch.arange(cols, dtype=torch.float64, device=device)
+        members = [shapes[i] for i in group]
+        inside = torch.zeros(len(group), rows, cols, dtype=torch.bool, device=device)
+        for kind in {type(shape) for shape in members}:  # one grid test per kind of shape
+            at = [b for b, shape in enumerate(members) if type(shape) is kind]
+            ours = torch.tensor(at, device=device)
+            inside[ours] = kind._inside_grid([members[b] for b in at], xs[ours], ys[ours])
         for b, i in enumerate(group):
             r0, c0, h, w = spans[i]
             out[i] = (r0, c0, inside[b, :h, :w])
