@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from normgrad import ArgumentTypeError, InvalidArgumentError, ShapeError, metrics
@@ -190,11 +190,20 @@ def test_shape_masks_match_point_in_shape_on_pixel_centres(
     assert shape.covers((height, width)) == bool(expected.any())
 
 
+extreme = st.floats(allow_nan=False, allow_infinity=False)  # products overflow, subnormals
+
+
 @given(
     st.lists(
-        st.tuples(st.floats(-4, 30, width=32), st.floats(-4, 30, width=32)), min_size=1, max_size=7
+        st.tuples(st.floats(-4, 30, width=32) | extreme, st.floats(-4, 30, width=32) | extreme),
+        min_size=1,
+        max_size=7,
     ),
     st.tuples(st.floats(-4, 30), st.floats(-4, 30), st.floats(0, 30), st.floats(0, 30)),
+)
+@example(  # a row's term overflows to the column's infinity: no zero cross product
+    vertices=[(9.000000000000002, 5.999999999999999), (-1850386.37, -4.69e68), (11.91, 1e308)],
+    corner=(0.0, 0.0, 1.0, 1.0),
 )
 @settings(max_examples=150, deadline=None)
 def test_rasterised_grids_equal_the_test_of_each_pixel(
@@ -348,6 +357,50 @@ def test_peaks_with_minus_infinity_and_irrational_distances_match_reference(
     lowest = data.draw(st.integers(0, 4))
     maps = maps.masked_fill(maps < lowest, -math.inf)
     found = metrics.peaks(maps, k, min_distance=min_distance, block=block)
+    assert_peaks_are_the_reference(found, maps, k, min_distance)
+
+
+@given(
+    st.one_of(small_maps(first=14), small_maps(ndim=3, first=6)),
+    st.integers(1, 6),
+    st.sampled_from([0.0, 1.0, math.sqrt(2), 3.0]),
+    st.sampled_from([1, 2, 5, 4096]),
+    st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 60)),
+    st.booleans(),
+)
+@settings(max_examples=200, deadline=None)
+def test_peaks_in_many_rounds_chunks_and_passes_match_reference(
+    maps: torch.Tensor,
+    k: int,
+    min_distance: float,
+    block: int,
+    sizes: tuple[int, int, int],
+    minus_infinity: bool,
+) -> None:
+    """With tiny first rounds, candidate lists and chunks, the search's later rounds, the
+    suppression's later passes and the bookkeeping across chunks of maps all run."""
+    import normgrad.metrics._peaks as peaks_module
+
+    if minus_infinity:
+        maps = maps.masked_fill(maps == 0, -math.inf)
+    saved = (
+        peaks_module._FIRST_STRETCHES,
+        peaks_module._FIRST_CANDIDATES,
+        peaks_module._CHUNK_ELEMENTS,
+    )
+    (
+        peaks_module._FIRST_STRETCHES,
+        peaks_module._FIRST_CANDIDATES,
+        peaks_module._CHUNK_ELEMENTS,
+    ) = sizes
+    try:  # (N, 1, *spatial): a 3-D map's first axis is not a channel
+        found = metrics.peaks(maps.unsqueeze(1), k, min_distance=min_distance, block=block)
+    finally:
+        (
+            peaks_module._FIRST_STRETCHES,
+            peaks_module._FIRST_CANDIDATES,
+            peaks_module._CHUNK_ELEMENTS,
+        ) = saved
     assert_peaks_are_the_reference(found, maps, k, min_distance)
 
 

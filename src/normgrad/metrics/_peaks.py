@@ -77,8 +77,9 @@ def _certain_candidates(
     per_map, per_line = math.prod(spatial) // width, spatial[-1] // width
     t = stretches.shape[1]
     pieces, flat = maps.reshape(-1, width), maps.reshape(-1)
-    # values above the floor pass where no lower than the bar: the higher neighbour
-    bar_floor = torch.nextafter(floor, floor.new_tensor(math.inf)).view(-1, 1, 1)
+    # values no lower than the bar pass: the higher neighbour, or the floor (those equal
+    # to the floor are dropped once they are few)
+    bar_floor = floor.view(-1, 1, 1)
     found: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     for rows in _chunks(which.numel(), t * width):
         index = (which[rows, None] * per_map + stretches[rows]).flatten()  # of all stretches
@@ -95,10 +96,12 @@ def _certain_candidates(
             torch.maximum(before, after, out=bar[:, 0])
         bar.view(-1, t, width).clamp_(min=bar_floor[rows])
         at = (block >= bar).view(-1).nonzero().squeeze(1)
-        piece = at // width
+        value, piece = block.view(-1)[at], at // width
+        above = value > bar_floor[rows].flatten()[piece // t]
+        at, value, piece = at[above], value[above], piece[above]
         position = start[piece] + (at - piece * width)  # flat, over all maps
         owner = piece // t + (rows.start or 0)
-        found.append(_local(maps, position, block.view(-1)[at], owner))
+        found.append(_local(maps, position, value, owner))
     owners, values, cells = zip(*found)  # temporaries of the neighbourhood: a chunk's
     return torch.cat(owners), torch.cat(values), torch.cat(cells, dim=1)
 
@@ -299,7 +302,10 @@ def peaks(
         # exact, and they are above the map's minimum (a stretch left out is as low)
         top = high[todo].topk(min(t + 1, count), dim=1)
         # with every stretch, only the minimum itself is left out
-        floor = top.values[:, t] if t < count else work[todo].flatten(1).amin(dim=1)
+        if t < count:
+            floor = top.values[:, t]
+        else:  # all maps without a copy (small maps: the first round), or the few left
+            floor = (work if todo.numel() == n else work[todo]).flatten(1).amin(dim=1)
         chosen = top.indices[:, :t].sort(dim=1).values  # candidates come in row-major order
         owner, value, cell = _certain_candidates(work, todo, chosen, floor, width)
         found = _greedy(*_ordered(owner, value, cell), todo.numel(), k, distance)
