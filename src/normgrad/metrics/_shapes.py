@@ -221,14 +221,26 @@ class Polygon(Shape):
         ys = [p[1] for p in self.vertices]
         return min(xs), min(ys), max(xs), max(ys)
 
+    @staticmethod
+    def _edges(
+        shapes: Sequence[Shape], device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each polygon's edges from ``(x1, y1)`` to ``(x2, y2)``, each ``(B, 1, V)``
+        (float64). Vertices are padded with copies of the first: the closing edge stays,
+        and the added edges have no length (no crossing; on them only at a vertex, already
+        on the edge)."""
+        polygons = [cast(Polygon, p).vertices for p in shapes]
+        most = max(len(v) for v in polygons)
+        padded = [list(v) + [v[0]] * (most - len(v)) for v in polygons]
+        v = torch.tensor(padded, dtype=torch.float64, device=device)  # (B, V, 2)
+        w = v.roll(-1, 1)
+        return v[:, None, :, 0], v[:, None, :, 1], w[:, None, :, 0], w[:, None, :, 1]
+
     @classmethod
     def _inside_many(
         cls, shapes: Sequence[Shape], x: torch.Tensor, y: torch.Tensor
     ) -> torch.Tensor:
-        # vertices padded with copies of the first: the closing edge stays, and the added
-        # edges have no length (no crossing; on them only at a vertex, already on the edge)
-        polygons = [cast(Polygon, p).vertices for p in shapes]
-        most = max(len(v) for v in polygons)
+        most = max(len(cast(Polygon, p).vertices) for p in shapes)
         if x.numel() > 1 and x.numel() * most > _RASTER_POINTS * 4:  # (B, M, V): in parts
             b, m = x.shape
             if b > 1:
@@ -238,11 +250,7 @@ class Polygon(Shape):
             half = m // 2
             parts = [(shapes, x[:, :half], y[:, :half]), (shapes, x[:, half:], y[:, half:])]
             return torch.cat([cls._inside_many(*part) for part in parts], dim=1)
-        padded = [list(v) + [v[0]] * (most - len(v)) for v in polygons]
-        v = torch.tensor(padded, dtype=torch.float64, device=x.device)  # (B, V, 2)
-        w = v.roll(-1, 1)
-        x1, y1 = v[:, None, :, 0], v[:, None, :, 1]
-        x2, y2 = w[:, None, :, 0], w[:, None, :, 1]
+        x1, y1, x2, y2 = cls._edges(shapes, x.device)
         px, py = x.unsqueeze(-1), y.unsqueeze(-1)
         cross = (py - y1) * (x2 - x1) - (px - x1) * (y2 - y1)
         on_edge = (
@@ -264,12 +272,7 @@ class Polygon(Shape):
     ) -> torch.Tensor:
         # the tests of _inside_many split by rows and columns: the cross product is a row's
         # term minus a column's, and the sign of a difference is the order of its terms
-        polygons = [cast(Polygon, p).vertices for p in shapes]
-        most = max(len(v) for v in polygons)
-        padded = [list(v) + [v[0]] * (most - len(v)) for v in polygons]
-        v = torch.tensor(padded, dtype=torch.float64, device=x.device)  # (B, V, 2)
-        w = v.roll(-1, 1)
-        x1, y1, x2, y2 = v[:, None, :, 0], v[:, None, :, 1], w[:, None, :, 0], w[:, None, :, 1]
+        x1, y1, x2, y2 = cls._edges(shapes, x.device)
         px, py = x[:, :, None], y[:, :, None]
         row = (py - y1) * (x2 - x1)  # (B, R, V)
         column = (px - x1) * (y2 - y1)  # (B, C, V): the cross product is row - column
@@ -285,10 +288,22 @@ class Polygon(Shape):
         column_on = torch.where(in_columns, column, math.nan)
         odd = torch.zeros(x.shape[0], y.shape[1], x.shape[1], dtype=torch.bool, device=x.device)
         on_edge = torch.zeros_like(odd)
-        for e in range(most):
+        for e in range(x1.shape[2]):
             odd ^= row_right[:, :, e, None] > column_right[:, None, :, e]
             on_edge |= row_on[:, :, e, None] == column_on[:, None, :, e]
         return on_edge | odd
+
+
+def _per_kind(
+    shapes: Sequence[Shape], out: torch.Tensor, test: str, x: torch.Tensor, y: torch.Tensor
+) -> torch.Tensor:
+    """``out`` with, for each shape, its class's ``test`` (``_inside_many`` or
+    ``_inside_grid``) of its row of ``x`` and ``y``: one batched test per kind of shape."""
+    for kind in {type(shape) for shape in shapes}:
+        rows = [i for i, shape in enumerate(shapes) if type(shape) is kind]
+        at = torch.tensor(rows, device=out.device)
+        out[at] = getattr(kind, test)([shapes[i] for i in rows], x[at], y[at])
+    return out
 
 
 def contains_many(shapes: Sequence[Shape], points: torch.Tensor) -> torch.Tensor:
@@ -296,11 +311,7 @@ def contains_many(shapes: Sequence[Shape], points: torch.Tensor) -> torch.Tensor
     ``(B, M)``: one batched test per kind of shape."""
     out = torch.zeros(points.shape[:2], dtype=torch.bool, device=points.device)
     p = points.to(torch.float64)
-    for kind in {type(shape) for shape in shapes}:
-        rows = [i for i, shape in enumerate(shapes) if type(shape) is kind]
-        at = torch.tensor(rows, device=points.device)
-        out[at] = kind._inside_many([shapes[i] for i in rows], p[at, :, 1], p[at, :, 0])
-    return out
+    return _per_kind(shapes, out, "_inside_many", p[..., 1], p[..., 0])
 
 
 # points tested per batched call of rasterise (shapes grouped by the size of their window)
@@ -337,12 +348,8 @@ def rasterise(
         origin = torch.tensor([spans[i][:2] for i in group], dtype=torch.float64, device=device)
         ys = origin[:, :1] + torch.arange(rows, dtype=torch.float64, device=device)
         xs = origin[:, 1:] + torch.arange(cols, dtype=torch.float64, device=device)
-        members = [shapes[i] for i in group]
         inside = torch.zeros(len(group), rows, cols, dtype=torch.bool, device=device)
-        for kind in {type(shape) for shape in members}:  # one grid test per kind of shape
-            at = [b for b, shape in enumerate(members) if type(shape) is kind]
-            ours = torch.tensor(at, device=device)
-            inside[ours] = kind._inside_grid([members[b] for b in at], xs[ours], ys[ours])
+        inside = _per_kind([shapes[i] for i in group], inside, "_inside_grid", xs, ys)
         for b, i in enumerate(group):
             r0, c0, h, w = spans[i]
             out[i] = (r0, c0, inside[b, :h, :w])
