@@ -97,23 +97,22 @@ def energy_pointing_game(saliency: torch.Tensor, regions: Regions) -> torch.Tens
             for image in objects
         ]
         present = (counts > 0).to(maps.device)
+        if not by_window:
+            masks = _pasted(windows, maps.shape, maps.device)
     else:
         prepared = prepare_regions(regions, maps.shape, maps.device)
-        masks = prepared.masks if prepared.masks is not None or by_window else prepared.to_masks()
+        masks = prepared.masks
+        if masks is None and not by_window:
+            masks = prepared.to_masks()
         windows = [] if masks is not None else _box_windows(prepared)
         present = prepared.present()
-    if masks is None and not by_window:
-        masks = _pasted(windows, maps.shape, maps.device)
-    n = maps.shape[0]
+    n, size = maps.shape[0], math.prod(maps.shape[1:])
     dtype = torch.float64 if maps.dtype == torch.float64 else torch.float32
     total = torch.zeros(n, dtype=dtype, device=maps.device)
     sums: list[torch.Tensor] = []  # inside the windows, image by image
     owners: list[int] = []
-    chunks = _chunks(
-        n, math.prod(maps.shape[1:]), _CHUNK_ELEMENTS if by_window else _CHUNK_ELEMENTS << 5
-    )
-    most = max((len(range(n)[rows]) for rows in chunks), default=0)
-    buffer = maps.new_empty(most * math.prod(maps.shape[1:]))
+    chunks = _chunks(n, size, _CHUNK_ELEMENTS if by_window else _CHUNK_ELEMENTS << 5)
+    buffer = maps.new_empty(max((r.stop - r.start for r in chunks), default=0) * size)
     for rows in chunks:
         # a few maps at a time: their positive part stays in the cache between the sums
         part = maps[rows]

@@ -77,9 +77,6 @@ def _certain_candidates(
     per_map, per_line = math.prod(spatial) // width, spatial[-1] // width
     t = stretches.shape[1]
     pieces, flat = maps.reshape(-1, width), maps.reshape(-1)
-    # values no lower than the bar pass: the higher neighbour, or the floor (those equal
-    # to the floor are dropped once they are few)
-    bar_floor = floor.view(-1, 1, 1)
     found: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     for rows in _chunks(which.numel(), t * width):
         index = (which[rows, None] * per_map + stretches[rows]).flatten()  # of all stretches
@@ -94,10 +91,12 @@ def _certain_candidates(
             torch.maximum(after, block[:, -2], out=bar[:, -1])
         else:
             torch.maximum(before, after, out=bar[:, 0])
-        bar.view(-1, t, width).clamp_(min=bar_floor[rows])
+        # values no lower than the bar pass: the higher neighbour, or the floor (those
+        # equal to the floor are dropped once they are few)
+        bar.view(-1, t, width).clamp_(min=floor[rows].view(-1, 1, 1))
         at = (block >= bar).view(-1).nonzero().squeeze(1)
         value, piece = block.view(-1)[at], at // width
-        above = value > bar_floor[rows].flatten()[piece // t]
+        above = value > floor[rows][piece // t]
         at, value, piece = at[above], value[above], piece[above]
         position = start[piece] + (at - piece * width)  # flat, over all maps
         owner = piece // t + (rows.start or 0)
