@@ -94,11 +94,19 @@ def test_model_left_unchanged(
 def test_batch_equals_samples_one_at_a_time(
     method: str, arch: str, model: nn.Module, layers: list[str], size: int
 ) -> None:
-    explainer = EXPLAINERS[method](model, layers)
-    x = torch.randn(3, 3, size, size, generator=torch.Generator().manual_seed(4))
+    """Compared in float64. In float32 the convolution algorithms vary with the batch size
+    and the machine, and the cube root of a three-layer product magnifies their rounding
+    (about 1e-6 of a map's range) near zero: a pixel within about 1e-2 of its map's minimum
+    moves by 1e-5, which failed on some machines. In float64 (rounding about 1e-15) a pixel
+    would have to lie within about 1e-10 of the minimum to move by 1e-9."""
+    model64 = deepcopy(model).double()
+    explainer = EXPLAINERS[method](model64, layers)
+    x = torch.randn(
+        3, 3, size, size, generator=torch.Generator().manual_seed(4), dtype=torch.float64
+    )
     target = torch.tensor([0, 4, 2])
     batch = explainer(x, target)
-    assert batch.shape == (3, 1, size, size)
+    assert batch.shape == (3, 1, size, size) and batch.dtype == torch.float64
     assert bool(torch.isfinite(batch).all()) and batch.min() >= 0 and batch.max() <= 1
     if method == "smoothgrad":
         # The noise of sample i depends on the batch it is drawn with, so rebuild the same
@@ -106,24 +114,23 @@ def test_batch_equals_samples_one_at_a_time(
         # shape per noisy copy, sigma = noise_level * (max - min) of each sample. Explain
         # each noisy copy of the batch with the wrapped explainer, average its maps (``raw``,
         # or ``saliency`` for multi-layer NormGrad) and min-max normalise each sample.
-        # (Each copy is explained as a batch of 3: alone, the cube root of the fused
-        # three-layer maps turns rounding near zero into differences up to 5e-4.)
         assert isinstance(explainer, normgrad.SmoothGrad)
         inner = explainer.explainer
         gen = torch.Generator().manual_seed(explainer.seed)
         sigma = torch.tensor(
-            [explainer.noise_level * float(x[i].max() - x[i].min()) for i in range(3)]
+            [explainer.noise_level * float(x[i].max() - x[i].min()) for i in range(3)],
+            dtype=torch.float64,
         ).view(3, 1, 1, 1)
         maps = []
         for _ in range(explainer.n_samples):
-            result = inner.explain(x + sigma * torch.randn(x.shape, generator=gen), target)
+            noise = torch.randn(x.shape, generator=gen, dtype=torch.float64)
+            result = inner.explain(x + sigma * noise, target)
             maps.append(result.raw if result.raw is not None else result.saliency)
-        expected = reference_normalize(torch.stack(maps).double().mean(dim=0))
-        torch.testing.assert_close(batch.double(), expected, rtol=1e-5, atol=1e-5)
+        expected = reference_normalize(torch.stack(maps).mean(dim=0))
+        torch.testing.assert_close(batch, expected, rtol=1e-9, atol=1e-9)
         return
     single = torch.cat([explainer(x[i : i + 1], int(target[i])) for i in range(3)])
-    # atol covers the cube root of a multi-layer product near zero (rounding 1e-15 -> 1e-5)
-    torch.testing.assert_close(batch, single, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(batch, single, rtol=1e-9, atol=1e-9)
 
 
 def test_guided_backprop_leaves_plain_gradients_plain() -> None:
