@@ -12,12 +12,13 @@ $\sum_i ((p_i - t_i) s_i)^2 < \tau^2$ with voxel spacing $s$ (1 by default).
 
 One module per idea: reading maps and their first maximum (``_maps``), regions
 (``_regions``), object shapes and their pixels (``_shapes``), objects one by one and their
-matching to detections (``_objects``), the Pointing Game (``_pointing``), its random-point
-baseline (``_random_point``), the peaks of a map (``_peaks``), FROC (``_froc``), the
-energy-based (``_energy``) and multi-object (``_multi_pointing``) pointing games, deletion
-and insertion (``_deletion``, the one metric that runs a model), smoothing (``_smoothing``),
-rank correlation (``_correlation``) and statistics over runs (``_statistics``); everything
-is imported from ``normgrad.metrics``.
+matching to detections (``_objects``), the Pointing Game (``_pointing``), its distances and
+its curve over tolerances (``_distance``), its random-point baseline (``_random_point``), the
+peaks of a map (``_peaks``), FROC (``_froc``), the energy-based (``_energy``) and
+multi-object (``_multi_pointing``) pointing games, deletion and insertion (``_deletion``,
+the one metric that runs a model), smoothing (``_smoothing``), rank correlation
+(``_correlation``) and statistics over runs (``_statistics``); everything is imported from
+``normgrad.metrics``.
 
 Examples:
     >>> import torch
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 from ._correlation import rank_correlation
 from ._deletion import Baseline, DeletionInsertionResult, DeletionOptions, deletion_insertion
+from ._distance import PointingGameCurve, pointing_distances, pointing_game_curve, pointing_hits
 from ._energy import energy_pointing_game
 from ._froc import FROC, RATES, FROCResult, froc
 from ._maps import points
@@ -60,6 +62,7 @@ __all__ = [
     "Objects",
     "Peaks",
     "PointingGame",
+    "PointingGameCurve",
     "PointingGameResult",
     "Polygon",
     "PreparedRegions",
@@ -73,7 +76,10 @@ __all__ = [
     "gaussian_kernel",
     "multi_pointing_game",
     "peaks",
+    "pointing_distances",
     "pointing_game",
+    "pointing_game_curve",
+    "pointing_hits",
     "points",
     "prepare_regions",
     "random_point_hit_rate",
