@@ -28,6 +28,7 @@ from .._model.layers import check_model
 from ..metrics import DeletionOptions, Regions, deletion_insertion
 from ..metrics._deletion import check_options
 from .distributed import gather, raise_first_error, sampler_indices, world
+from .fingerprint import check_owner
 from .records import RecordFile, image_order, sort_records, table
 from .result import METRIC_COLUMNS, EvaluationResult, Record
 from .scoring import CENTRE, RANDOM, SMOOTHED, score_batch
@@ -214,6 +215,7 @@ def evaluate(
                     f"explainers[{name!r}]: expected a normgrad explainer, got "
                     f"{describe(explainer)}"
                 )
+            check_owner(name, explainer, model)
         methods = _methods(explainers, smoothing_sigma is not None, baselines)
         chosen = _check_metrics(metrics)
         check_positive_int(peaks, "peaks")

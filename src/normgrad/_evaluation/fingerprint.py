@@ -1,0 +1,287 @@
+"""What makes an evaluation's maps: the explainers' arguments and the model's weights.
+
+[`evaluate`][normgrad.evaluate] writes these fingerprints into a records file and exchanges
+them between ranks, and refuses a resume or a rank whose fingerprint differs, naming what
+differs. They are JSON values, compared for equality:
+
+- an explainer: its class and every attribute (the model aside, which is checked to be the
+  evaluated one), found generically: numbers and strings by value, tensors and arrays by
+  shape, dtype and the sha256 of their bytes, callables by qualified name, dataclasses,
+  named tuples and plain objects by their fields, a submodule of the model by its name,
+  nested explainers (SmoothGrad's) the same way. ``batch_size`` is left out: it bounds
+  memory and the maps do not depend on it.
+- the model: per parameter and buffer its shape, dtype and an exact integer checksum of its
+  bytes computed on its device (read once for all tensors).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import hashlib
+import math
+import numbers
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._errors import InvalidArgumentError
+from .._explainers.base import Explainer
+from .._explainers.center import CenterBaseline
+
+_IGNORED = frozenset({"batch_size"})  # memory bounds: the maps do not depend on them
+_CHUNK = 1 << 24  # bytes per exact partial sum: 255 * 65521 * 2**24 < 2**53
+_PRIME = 2_147_483_647  # 2**31 - 1: partial sums are combined modulo it, in int64
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module a ``torch.compile``, ``DataParallel`` or ``DistributedDataParallel``
+    wrapper runs (the model itself when it is not wrapped)."""
+    seen: set[int] = set()
+    while id(model) not in seen:
+        seen.add(id(model))
+        inner = getattr(model, "_orig_mod", None)
+        if inner is None and isinstance(
+            model, (nn.DataParallel, nn.parallel.DistributedDataParallel)
+        ):
+            inner = model.module
+        if not isinstance(inner, nn.Module):
+            break
+        model = inner
+    return model
+
+
+def _explainers_in(explainer: Explainer, path: str) -> Iterator[tuple[str, Explainer]]:
+    """``explainer`` and the explainers it wraps (SmoothGrad's), with their paths."""
+    yield path, explainer
+    for name, value in vars(explainer).items():
+        if isinstance(value, Explainer):
+            yield from _explainers_in(value, f"{path}.{name}")
+
+
+def check_owner(name: str, explainer: Explainer, model: nn.Module) -> None:
+    """Refuse an explainer (or an explainer it wraps) built on another model than ``model``:
+    its maps would be the other model's. The centre baseline uses no model; an explainer
+    without a ``model`` attribute cannot be checked."""
+    target = unwrap(model)
+    for path, e in _explainers_in(explainer, f"explainers[{name!r}]"):
+        own = getattr(e, "model", None)
+        if isinstance(e, CenterBaseline) or not isinstance(own, nn.Module):
+            continue
+        if unwrap(own) is not target:
+            raise InvalidArgumentError(
+                f"{path}: {e!r} was built on another model ({type(own).__name__} object at "
+                f"{id(own):#x}) than the model evaluated ({type(model).__name__} object at "
+                f"{id(model):#x}); its maps would be that other model's. Build the "
+                "explainers of the model you evaluate, e.g. "
+                "{'NormGrad': normgrad.NormGrad(model, ...)} for each model"
+            )
+
+
+def _qualname(value: Any) -> str:
+    kind = value if isinstance(value, type) else type(value)
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _bytes_digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).view(np.uint8).tobytes()).hexdigest()
+
+
+def _value(value: Any, model: nn.Module, names: Mapping[int, str], seen: set[int]) -> Any:
+    """``value`` as a JSON value that is equal exactly when the value is the same."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, enum.Enum):
+        return {"enum": _qualname(value), "name": value.name}
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        return number if math.isfinite(number) else {"float": repr(number)}
+    if isinstance(value, torch.Tensor):
+        data = value.detach().to("cpu").contiguous().reshape(-1)
+        raw = data.view(torch.uint8).numpy() if data.numel() else np.zeros(0, np.uint8)
+        return {
+            "tensor": list(value.shape),
+            "dtype": str(value.dtype),
+            "sha256": _bytes_digest(raw),
+        }
+    if isinstance(value, np.ndarray):
+        return {
+            "array": list(value.shape),
+            "dtype": str(value.dtype),
+            "sha256": _bytes_digest(value),
+        }
+    if isinstance(value, (torch.dtype, torch.device, torch.layout, torch.memory_format)):
+        return str(value)
+    if isinstance(value, torch.Generator):
+        return {"generator": value.initial_seed()}
+    if isinstance(value, nn.Module):
+        if unwrap(value) is unwrap(model):
+            return "<the model>"
+        if id(value) in names:
+            return {"module": names[id(value)]}  # its weights are the model's
+        return {"module": _qualname(value), "weights": model_fingerprint(value)}
+    if id(value) in seen:
+        return {"cycle": _qualname(value)}
+    seen = seen | {id(value)}
+
+    def inner(v: Any) -> Any:
+        return _value(v, model, names, seen)
+
+    if isinstance(value, Explainer):
+        return explainer_fingerprint(value, model, names, seen)
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a named tuple
+        return {"type": _qualname(value), **{f: inner(getattr(value, f)) for f in value._fields}}
+    if isinstance(value, (list, tuple)):
+        return [inner(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return {"set": sorted((inner(v) for v in value), key=repr)}
+    if isinstance(value, Mapping):
+        return {"mapping": [[inner(k), inner(v)] for k, v in value.items()]}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: inner(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {"type": _qualname(value), **fields}
+    if isinstance(value, functools.partial):
+        return {
+            "partial": inner(value.func),
+            "args": inner(value.args),
+            "keywords": inner(value.keywords),
+        }
+    if isinstance(value, type):
+        return {"class": _qualname(value)}
+    if callable(value) and hasattr(value, "__qualname__"):
+        module = getattr(value, "__module__", None) or ""
+        bound = getattr(value, "__self__", None)
+        out: dict[str, Any] = {"callable": f"{module}.{value.__qualname__}"}
+        if (
+            bound is not None
+            and not isinstance(bound, type)
+            and type(bound).__module__ != "builtins"
+        ):
+            out["of"] = inner(bound)
+        return out
+    if hasattr(value, "__dict__"):
+        return {"type": _qualname(value), **{k: inner(v) for k, v in sorted(vars(value).items())}}
+    text = repr(value)
+    return {"type": _qualname(value), "repr": None if " at 0x" in text else text}
+
+
+def explainer_fingerprint(
+    explainer: Explainer,
+    model: nn.Module,
+    names: Mapping[int, str] | None = None,
+    seen: set[int] | None = None,
+) -> dict[str, Any]:
+    """Everything about ``explainer`` that changes its maps, as a JSON object: its class and
+    every attribute but ``model`` and ``batch_size``."""
+    if names is None:
+        names = {id(m): n for n, m in unwrap(model).named_modules()}
+    seen = (seen or set()) | {id(explainer)}
+    out: dict[str, Any] = {"type": _qualname(explainer)}
+    for key, value in sorted(vars(explainer).items()):
+        if key == "model" or key in _IGNORED:
+            continue
+        out[key] = _value(value, model, names, seen)
+    return out
+
+
+def _checksum(tensor: torch.Tensor) -> torch.Tensor:
+    """An exact integer checksum of ``tensor``'s bytes, on its device (an int64 0-d tensor):
+    every byte weighted by its position (modulo 65521), summed exactly per chunk of
+    ``_CHUNK`` bytes, the chunk sums weighted by their index and summed modulo 2**31 - 1.
+    Integer arithmetic without overflow, so the value does not depend on the order of the
+    sums (the same on every device and rank). One changed byte always changes it."""
+    data = tensor.detach()
+    if data.layout != torch.strided or data.device.type == "meta":
+        return torch.tensor(-1, dtype=torch.int64)
+    flat = data.contiguous().reshape(-1)
+    raw = flat.view(torch.uint8) if flat.numel() else flat.new_zeros(0, dtype=torch.uint8)
+    total = torch.zeros((), dtype=torch.int64, device=raw.device)
+    for index, start in enumerate(range(0, raw.numel(), _CHUNK)):
+        part = raw[start : start + _CHUNK].to(torch.int64)
+        weights = torch.arange(part.numel(), device=raw.device, dtype=torch.int64) % 65521 + 1
+        exact = (part * weights).sum()  # < 2**53, no overflow
+        total = (total + (exact % _PRIME) * (index % 4093 + 1)) % _PRIME
+    return total
+
+
+def model_fingerprint(model: nn.Module) -> dict[str, Any]:
+    """Every parameter and buffer of ``model`` by name: ``[shape, dtype, checksum]``.
+
+    The checksums are computed on each tensor's device and read once per device; the cost is
+    a few element-wise passes over the weights' bytes, far less than one batch's passes."""
+    tensors = list(unwrap(model).named_parameters()) + list(unwrap(model).named_buffers())
+    by_device: dict[torch.device, list[tuple[int, torch.Tensor]]] = {}
+    for i, (_, tensor) in enumerate(tensors):
+        sums = _checksum(tensor)
+        by_device.setdefault(sums.device, []).append((i, sums))
+    values: dict[int, int] = {}
+    for pairs in by_device.values():
+        read = torch.stack([s for _, s in pairs]).tolist()
+        values.update((i, int(v)) for (i, _), v in zip(pairs, read))
+    return {
+        name: [list(t.shape), str(t.dtype).replace("torch.", ""), values[i]]
+        for i, (name, t) in enumerate(tensors)
+    }
+
+
+Path = tuple[Any, ...]
+
+
+def differences(ours: Any, theirs: Any, path: Path = ()) -> list[Path]:
+    """The paths (keys and indices) at which two JSON values differ."""
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        out: list[Path] = []
+        for key in [*ours, *(k for k in theirs if k not in ours)]:
+            if key not in ours or key not in theirs:
+                out.append((*path, key))
+            else:
+                out += differences(ours[key], theirs[key], (*path, key))
+        return out
+    if isinstance(ours, list) and isinstance(theirs, list) and len(ours) == len(theirs):
+        pairs = enumerate(zip(ours, theirs))
+        return [d for i, (a, b) in pairs for d in differences(a, b, (*path, i))]
+    return [] if ours == theirs else [path]
+
+
+def _at(value: Any, path: Path) -> Any:
+    for key in path:
+        try:
+            value = value[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return value
+
+
+def describe_differences(ours: Mapping[str, Any], theirs: Mapping[str, Any], other: str) -> str:
+    """What differs between two evaluations' settings, for a message: a setting by its name,
+    an explainer's attribute as ``explainers['name'].attribute`` (with both values when they
+    are short), the model's weights as ``model weights (tensor names)``. ``other`` names
+    where ``theirs`` comes from (``"the file"``, ``"rank 1"``)."""
+    found = differences(dict(ours), dict(theirs))
+    weights: list[str] = []
+    shown: list[str] = []
+    for path in found:
+        if path[0] == "model":
+            weights += [str(path[1])] if len(path) > 1 else []
+            continue
+        if path[0] != "explainers" or len(path) < 2:
+            shown.append(str(path[0]))
+            continue
+        text = f"explainers[{path[1]!r}]" + "".join(
+            f"[{k}]" if isinstance(k, int) else f".{k}" for k in path[2:]
+        )
+        a, b = _at(ours, path), _at(theirs, path)
+        if len(path) > 2 and len(repr(a)) + len(repr(b)) < 80:
+            text += f" ({a!r} here, {b!r} in {other})"
+        shown.append(text)
+    if any(p[0] == "model" for p in found):
+        names = list(dict.fromkeys(weights))
+        listed = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        shown.append(f"model weights ({listed})" if listed else "model weights")
+    return ", ".join(dict.fromkeys(shown))
