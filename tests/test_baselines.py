@@ -7,6 +7,7 @@ import math
 import warnings
 
 import captum.attr as ca
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as tf
@@ -316,24 +317,100 @@ def test_integrated_gradients_completeness_and_batching() -> None:
     torch.testing.assert_close(total, gap, rtol=0.05, atol=0.05)
 
 
+_M64 = 2**64
+
+
+def _literal_seed(*values: int) -> int:
+    """splitmix64's output function applied to a running state, one value at a time."""
+    state = 0
+    for value in values:
+        state = (state + value % _M64 + 0x9E3779B97F4A7C15) % _M64
+        state = (state ^ (state >> 30)) * 0xBF58476D1CE4E5B9 % _M64
+        state = (state ^ (state >> 27)) * 0x94D049BB133111EB % _M64
+        state = state ^ (state >> 31)
+    return state
+
+
+def _literal_image_key(image: torch.Tensor) -> tuple[int, int, int]:
+    """The image's values' bits in logical order, in 16-bit pieces from the low end: their
+    count, their sum, and their sum weighted by 1 + (position mod 65521)."""
+    values = image.contiguous().numpy().ravel()
+    unsigned = {2: np.uint16, 4: np.uint32, 8: np.uint64}[values.itemsize]
+    pieces = [
+        (int(bits) >> shift) & 0xFFFF
+        for bits in values.view(unsigned)
+        for shift in range(0, 8 * values.itemsize, 16)
+    ]
+    weighted = sum(p * (1 + j % 65521) for j, p in enumerate(pieces))
+    return len(pieces), sum(pieces), weighted
+
+
+def test_literal_seed_is_splitmix64() -> None:
+    # the first output of splitmix64 seeded with 0 (Vigna's reference implementation)
+    assert _literal_seed(0) == 0xE220A8397B1DCDAF
+
+
 def test_smoothgrad_is_the_mean_of_noisy_maps() -> None:
-    model, size, _ = MODELS["tiny"]
-    x = _inputs(size, batch=2)
+    """A literal reference: copy k of image i draws randn from a CPU generator seeded with
+    splitmix64 of (seed, the image's key, k), and is explained alone."""
+    model = copy.deepcopy(MODELS["tiny"][0]).double()
+    x = _inputs(MODELS["tiny"][1], batch=2).double()
     base = normgrad.Gradient(model)
     smooth = normgrad.SmoothGrad(base, n_samples=5, noise_level=0.2, batch_size=4, seed=3)
     result = smooth.explain(x, torch.tensor([1, 2]))
-    # literal: the same noise draws, one at a time
-    gen = torch.Generator().manual_seed(3)
-    sigma = 0.2 * (x.flatten(1).amax(1) - x.flatten(1).amin(1)).view(-1, 1, 1, 1)
-    maps = []
-    for _ in range(5):
-        noisy = x + sigma * torch.randn(x.shape, generator=gen)
-        raw = base.explain(noisy, torch.tensor([1, 2])).raw
-        assert raw is not None
-        maps.append(raw)
-    torch.testing.assert_close(result.raw, torch.stack(maps).mean(0), rtol=1e-5, atol=1e-7)
-    one_batch = normgrad.SmoothGrad(base, n_samples=5, noise_level=0.2, batch_size=100, seed=3)
-    torch.testing.assert_close(one_batch.explain(x, torch.tensor([1, 2])).raw, result.raw)
+    assert result.raw is not None
+    for i, label in enumerate([1, 2]):
+        image = x[i]
+        sigma = 0.2 * (float(image.max()) - float(image.min()))
+        image_seed = _literal_seed(3, *_literal_image_key(image))
+        maps = []
+        for k in range(5):
+            gen = torch.Generator().manual_seed(_literal_seed(image_seed, k))
+            noise = torch.randn(image.shape, generator=gen, dtype=torch.float64)
+            raw = base.explain((image + sigma * noise).unsqueeze(0), label).raw
+            assert raw is not None
+            maps.append(raw)
+        _close_to_scale(result.raw[i : i + 1], torch.stack(maps).mean(0), 1e-12)
+    for batch_size in (1, 2, 100):
+        other = normgrad.SmoothGrad(
+            base, n_samples=5, noise_level=0.2, batch_size=batch_size, seed=3
+        )
+        other_raw = other.explain(x, torch.tensor([1, 2])).raw
+        assert other_raw is not None
+        _close_to_scale(other_raw, result.raw, 1e-12)
+    reseeded = normgrad.SmoothGrad(base, n_samples=5, noise_level=0.2, seed=4)
+    assert not torch.allclose(reseeded.explain(x, torch.tensor([1, 2])).saliency, result.saliency)
+
+
+def _close_to_scale(actual: torch.Tensor, expected: torch.Tensor, tol: float) -> None:
+    scale = float(expected.abs().max())
+    torch.testing.assert_close(actual, expected, rtol=tol, atol=tol * scale)
+
+
+@pytest.mark.parametrize("inner", ["gradient", "normgrad", "grad-cam"])
+def test_smoothgrad_of_an_image_does_not_depend_on_its_batch(inner: str) -> None:
+    """Alone, in batches of other images, in another order, twice in one batch: the same
+    map (the noise is drawn per image; no root is taken, so float64 maps agree tightly)."""
+    model = copy.deepcopy(MODELS["resnet18"][0]).double()
+    x = _inputs(32, batch=4, seed=7).double()
+    x[3] = x[0].flip(-1)  # the same values elsewhere: another key, other noise
+    base = {
+        "gradient": lambda: normgrad.Gradient(model),
+        "normgrad": lambda: normgrad.NormGrad(model, "layer2.0"),
+        "grad-cam": lambda: normgrad.GradCAM(model, "layer3"),
+    }[inner]()
+    smooth = normgrad.SmoothGrad(base, n_samples=3, noise_level=0.3, batch_size=5, seed=1)
+    labels = torch.tensor([0, 1, 2, 3])
+    alone = [smooth.explain(x[i : i + 1], int(labels[i])) for i in range(4)]
+    for order in ([0, 1, 2, 3], [2, 0], [3, 1, 0, 0], [1, 2, 3, 0]):
+        batch = smooth.explain(x[order], labels[order])
+        assert batch.raw is not None
+        for position, i in enumerate(order):
+            expected = alone[i].raw
+            assert expected is not None
+            _close_to_scale(batch.raw[position : position + 1], expected, 1e-9)
+    assert alone[0].raw is not None and alone[3].raw is not None
+    assert not torch.allclose(alone[3].raw, alone[0].raw.flip(-1), rtol=1e-3)
 
 
 def test_smoothgrad_without_noise_is_the_wrapped_explainer() -> None:

@@ -47,6 +47,53 @@ def _chunks(total: int, batch: int, per_chunk: int) -> Iterator[tuple[int, int]]
         yield start, min(total, start + copies)
 
 
+_MASK64 = (1 << 64) - 1
+_INT_VIEWS = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+_ADLER = 65521  # the largest prime below 2**16: positions weigh 1 .. 65521
+
+
+def _mix(*values: int) -> int:
+    """One 64-bit seed from integers: splitmix64's finaliser applied after each value."""
+    state = 0
+    for value in values:
+        state = (state + (value & _MASK64) + 0x9E3779B97F4A7C15) & _MASK64
+        state = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        state = ((state ^ (state >> 27)) * 0x94D049BB133111EB) & _MASK64
+        state ^= state >> 31
+    return state
+
+
+def image_keys(x: torch.Tensor) -> list[tuple[int, int, int]]:
+    r"""A key per sample of ``x`` ``(N, ...)`` that depends on that sample's values alone.
+
+    The values' bit patterns, in logical order (a channels-last tensor gives the keys of its
+    contiguous copy), are cut into 16-bit pieces $p_j$; the key is
+    $(L, \sum_j p_j, \sum_j p_j \, (1 + j \bmod 65521))$ with $L$ the number of pieces.
+    The sums are exact int64 sums on the input's device (for samples up to 500 million values), so
+    they do not depend on the order of the reduction, the other samples or the device; the
+    one read to the host is the ``(N, 2)`` result.
+    """
+    flat = x.detach().reshape(x.shape[0], -1)
+    bits = flat.view(_INT_VIEWS[flat.element_size()]).to(torch.int64)
+    pieces = range(0, 8 * flat.element_size(), 16)
+    count = bits.shape[1]
+    position = torch.arange(count, device=x.device, dtype=torch.int64) * len(pieces)
+    plain = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
+    weighted = torch.zeros_like(plain)
+    for k, shift in enumerate(pieces):
+        piece = (bits >> shift) & 0xFFFF
+        plain += piece.sum(dim=1)
+        weighted += (piece * (1 + (position + k) % _ADLER)).sum(dim=1)
+    sums = torch.stack([plain, weighted], dim=1).tolist()
+    return [(count * len(pieces), int(a), int(b)) for a, b in sums]
+
+
+def noise_seeds(seed: int, x: torch.Tensor) -> list[int]:
+    """The seed of each sample's noise: ``seed`` mixed with the sample's key
+    (``image_keys``). Copy ``k`` of sample ``i`` draws from ``_mix(seeds[i], k)``."""
+    return [_mix(seed, *key) for key in image_keys(x)]
+
+
 class SmoothGrad(Explainer):
     r"""SmoothGrad (Smilkov et al., 2017) around any explainer.
 
@@ -61,12 +108,19 @@ class SmoothGrad(Explainer):
     time (at least one whole copy of the batch), so memory does not grow with
     ``n_samples``; the result does not depend on ``batch_size``.
 
+    **The noise of an image depends on that image alone.** Copy ``k`` of a sample draws
+    its noise from a generator on the input's device seeded by ``seed``, a checksum of the
+    sample's values (computed on the device, read once per call) and ``k``. So a sample
+    gets the same map explained alone, in any batch, in any order and on any rank; two
+    equal images get the same noise. The CPU and CUDA generators draw different numbers, so
+    the noise (not its distribution) differs between device types.
+
     Args:
         explainer: any normgrad explainer.
         n_samples: number of noisy copies.
         noise_level: noise standard deviation as a fraction of each sample's value range.
         batch_size: samples per forward/backward pass.
-        seed: seed of the noise (a generator on the input's device), an int >= 0.
+        seed: seed of the noise, an int >= 0.
 
     A callable target is called on each noisy copy's output of N samples, as for the
     caller's batch.
@@ -98,16 +152,25 @@ class SmoothGrad(Explainer):
         flat = x.detach().flatten(1)
         spread = (flat.amax(dim=1) - flat.amin(dim=1)).view(-1, *([1] * (x.ndim - 1)))
         sigma = self.noise_level * spread
-        gen = torch.Generator(device=x.device).manual_seed(self.seed)
-        total: torch.Tensor | None = None
-        for start, stop in _chunks(self.n_samples, batch, self.batch_size):
-            noisy = torch.cat(
+        seeds = noise_seeds(self.seed, x)
+        gen = torch.Generator(device=x.device)
+
+        def noise(copy: int) -> torch.Tensor:
+            return torch.stack(
                 [
-                    x.detach()
-                    + sigma * torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
-                    for _ in range(start, stop)
+                    torch.randn(
+                        x.shape[1:],
+                        generator=gen.manual_seed(_mix(seed, copy)),
+                        device=x.device,
+                        dtype=x.dtype,
+                    )
+                    for seed in seeds
                 ]
             )
+
+        total: torch.Tensor | None = None
+        for start, stop in _chunks(self.n_samples, batch, self.batch_size):
+            noisy = torch.cat([x.detach() + sigma * noise(k) for k in range(start, stop)])
             result = self.explainer.explain(noisy, fixed.repeat(stop - start).argument)
             if result.classes is not None:
                 classes = result.classes[:batch]
@@ -120,7 +183,7 @@ class SmoothGrad(Explainer):
     def __repr__(self) -> str:
         return (
             f"SmoothGrad({self.explainer!r}, n_samples={self.n_samples}, "
-            f"noise_level={self.noise_level})"
+            f"noise_level={self.noise_level}, seed={self.seed})"
         )
 
 
