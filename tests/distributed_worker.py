@@ -113,6 +113,19 @@ def _explainers_differ(rank: int, world: int) -> Any:
     return normgrad.evaluate(m, chosen, _sharded(rank, world), progress=False)
 
 
+def _seeds_differ(rank: int, world: int) -> Any:
+    m = model()
+    chosen = {"SmoothGrad": normgrad.SmoothGrad(normgrad.Gradient(m), n_samples=2, seed=rank)}
+    return normgrad.evaluate(m, chosen, _sharded(rank, world), progress=False)
+
+
+def _weights_differ(rank: int, world: int) -> Any:
+    m = model()
+    with torch.no_grad():
+        m.conv3.weight[0, 0, 0, 0] += rank * 1e-9
+    return run(m, _sharded(rank, world))
+
+
 def _bad_argument_on_one_rank(rank: int, world: int) -> Any:
     return run(model(), _sharded(rank, world), confidence=0.95 if rank == 0 else 1.5)
 
@@ -149,6 +162,8 @@ SCENARIOS: dict[str, Callable[[int, int], Any]] = {
     "tolerance differs": _tolerance_differs,
     "deletion options differ": _deletion_options_differ,
     "explainers differ": _explainers_differ,
+    "seeds differ": _seeds_differ,
+    "weights differ": _weights_differ,
     "bad argument on one rank": _bad_argument_on_one_rank,
     "rank fails": _rank_fails,
     "distributed sampler": _distributed_sampler,

@@ -108,6 +108,11 @@ def test_two_processes_equal_one(tmp_path: Path) -> None:
         assert "other deletion_options than" in message  # a tensor baseline, by its bytes
         kind, name, message = result["explainers differ"]
         assert name == "InvalidArgumentError" and "other explainers" in message
+        kind, name, message = result["seeds differ"]
+        assert name == "InvalidArgumentError", message
+        assert f"explainers['SmoothGrad'].seed ({rank} here, {1 - rank} in rank" in message
+        kind, name, message = result["weights differ"]
+        assert name == "InvalidArgumentError" and "other model weights (conv3.weight)" in message
         kind, name, message = result["bad argument on one rank"]
         assert "confidence" in message
         assert name == ("InvalidArgumentError" if rank == 1 else "DistributedEvaluationError")

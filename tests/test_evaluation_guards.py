@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import normgrad
@@ -78,3 +80,120 @@ def test_explainers_of_the_model_or_its_wrapper_and_the_centre_baseline_are_acce
     assert wrapped["g"].total == 3
     inner = normgrad.evaluate(model, {"g": normgrad.Gradient(parallel)}, _data(1), progress=False)
     assert inner["g"].hits == wrapped["g"].hits
+
+
+def _variants(model: nn.Module, **change: Any) -> dict[str, normgrad.Explainer]:
+    """The explainers of a study, with one argument changed."""
+    seed, baseline = change.get("seed", 0), change.get("baseline")
+    layout = change.get("layout")
+    return {
+        "NormGrad": normgrad.NormGrad(model, ["conv2", "relu3"], "conv1x1", layout=layout),
+        "SmoothGrad": normgrad.SmoothGrad(normgrad.Gradient(model), n_samples=2, seed=seed),
+        "IG": normgrad.IntegratedGradients(model, steps=2, baseline=baseline),
+    }
+
+
+def _study(model: nn.Module, path: Any, **change: Any) -> normgrad.EvaluationResult:
+    return normgrad.evaluate(
+        model, _variants(model, **change), _data(), tolerance=3, progress=False, records=path
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"seed": 1}, "explainers['SmoothGrad'].seed (0 here, 1 in the file)"),
+        ({"baseline": 0.5}, "explainers['IG'].baseline (None here, 0.5 in the file)"),
+        ({"baseline": torch.zeros(1, 3, 1, 1)}, "explainers['IG'].baseline"),
+        ({"layout": "channels_first"}, "explainers['NormGrad'].layouts[0]"),
+    ],
+)
+def test_resuming_with_other_explainer_arguments_is_refused(
+    tmp_path: Any, change: dict[str, Any], named: str
+) -> None:
+    path = tmp_path / "records.csv"
+    _study(_model(), path, **change)
+    model = _model()
+    counting = _Counting(model)
+    with pytest.raises(normgrad.InvalidArgumentError) as error:
+        _study(model, path)
+    assert named in str(error.value) and "records" in str(error.value)
+    assert counting.calls == 0
+
+
+def test_resuming_with_other_weights_is_refused_and_the_same_study_is_accepted(
+    tmp_path: Any,
+) -> None:
+    path = tmp_path / "records.csv"
+    model = _model()
+    first = _study(model, path)
+    # the same explainers, after a run, and explainers built again: accepted, nothing done
+    explainers = _variants(model)
+    normgrad.evaluate(model, explainers, _data(), tolerance=3, progress=False)
+    counting = _Counting(model)
+    for chosen in (explainers, _variants(model)):
+        again = normgrad.evaluate(model, chosen, _data(), tolerance=3, progress=False, records=path)
+        assert [r.hits for r in again.rows] == [r.hits for r in first.rows]
+    assert counting.calls == 0
+    # one weight changed by a little, one buffer changed: refused, naming the tensor
+    for name in ("fc.bias", "bn1.running_mean"):
+        changed = _model()
+        with torch.no_grad():
+            tensor = dict([*changed.named_parameters(), *changed.named_buffers()])[name]
+            tensor.view(-1)[0] += 1e-12
+        with pytest.raises(normgrad.InvalidArgumentError, match=rf"model weights \({name}\)"):
+            _study(changed, path)
+
+
+def test_token_layouts_are_told_apart() -> None:
+    from normgrad._evaluation.fingerprint import describe_differences, explainer_fingerprint
+
+    model = _model()
+    one, two = (
+        {"e": explainer_fingerprint(normgrad.NormGrad(model, "conv2", layout=layout), model)}
+        for layout in (normgrad.Tokens(prefix=1), normgrad.Tokens(prefix=2))
+    )
+    assert one != two
+    assert describe_differences({"explainers": one}, {"explainers": two}, "rank 1") == (
+        "explainers['e'].layouts[0].prefix (1 here, 2 in rank 1)"
+    )
+
+
+def _literal_checksum(data: bytes, row: int) -> int:
+    """The checksum written out: the bytes as little-endian signed words (4 bytes, else 2,
+    else 1), each row of ``row`` words summed with weights 1, 2, ..., the row sums modulo
+    2**31 - 1 weighted by their row index (modulo 4093, plus one), summed modulo 2**31 - 1."""
+    width = next(w for w in (4, 2, 1) if len(data) % w == 0)
+    words = [
+        int.from_bytes(data[i : i + width], "little", signed=True)
+        for i in range(0, len(data), width)
+    ]
+    total = 0
+    for r, start in enumerate(range(0, len(words), row)):
+        exact = sum(w * (j + 1) for j, w in enumerate(words[start : start + row]))
+        total = (total + (exact % 2_147_483_647) * (r % 4093 + 1)) % 2_147_483_647
+    return total
+
+
+@settings(deadline=None, max_examples=40)
+@given(
+    values=st.lists(st.floats(width=32, allow_nan=False), min_size=0, max_size=300),
+    dtype=st.sampled_from([torch.float32, torch.float64, torch.float16, torch.int8, torch.bool]),
+    sizes=st.sampled_from([(4, 8), (16, 32), (1024, 1 << 24)]),
+)
+def test_the_weight_checksum_equals_the_literal_one(
+    values: list[float], dtype: torch.dtype, sizes: tuple[int, int]
+) -> None:
+    from normgrad._evaluation import fingerprint
+
+    tensor = torch.tensor(values, dtype=torch.float64).clamp(-1e4, 1e4).to(dtype)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fingerprint, "_ROW", sizes[0])
+        patch.setattr(fingerprint, "_BLOCK", sizes[1])  # several blocks of rows
+        got = int(fingerprint._checksum(tensor))
+        assert got == _literal_checksum(tensor.numpy().tobytes(), sizes[0])
+        if tensor.numel():  # one byte changed always changes it
+            raw = bytearray(tensor.numpy().tobytes())
+            raw[len(raw) // 2] ^= 1
+            changed = torch.frombuffer(raw, dtype=dtype).clone()
+            assert int(fingerprint._checksum(changed)) != got

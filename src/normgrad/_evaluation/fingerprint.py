@@ -34,7 +34,8 @@ from .._explainers.base import Explainer
 from .._explainers.center import CenterBaseline
 
 _IGNORED = frozenset({"batch_size"})  # memory bounds: the maps do not depend on them
-_CHUNK = 1 << 24  # bytes per exact partial sum: 255 * 65521 * 2**24 < 2**53
+_ROW = 1024  # words per exact row sum: 2**31 * 1024 * 1024 < 2**53
+_BLOCK = 1 << 24  # words converted to float64 at a time (128 MiB)
 _PRIME = 2_147_483_647  # 2**31 - 1: partial sums are combined modulo it, in int64
 
 
@@ -191,22 +192,34 @@ def explainer_fingerprint(
 
 
 def _checksum(tensor: torch.Tensor) -> torch.Tensor:
-    """An exact integer checksum of ``tensor``'s bytes, on its device (an int64 0-d tensor):
-    every byte weighted by its position (modulo 65521), summed exactly per chunk of
-    ``_CHUNK`` bytes, the chunk sums weighted by their index and summed modulo 2**31 - 1.
-    Integer arithmetic without overflow, so the value does not depend on the order of the
-    sums (the same on every device and rank). One changed byte always changes it."""
+    """An exact integer checksum of ``tensor``'s bytes, on its device (an int64 0-d tensor).
+
+    The bytes are read as signed words (4 bytes, else 2, else 1, whichever divides their
+    count), in rows of ``_ROW`` words (the last may be shorter); each row's sum of its
+    words weighted 1, 2, ..., ``_ROW`` is exact in float64 (below 2**53), so a matrix-vector
+    product gives it whatever the order of the sums; the row sums, modulo 2**31 - 1, are
+    weighted by their row index (modulo 4093, plus one) and summed modulo 2**31 - 1 in int64,
+    without overflow. The value is the same on every device and rank; one changed byte
+    always changes it."""
     data = tensor.detach()
     if data.layout != torch.strided or data.device.type == "meta":
         return torch.tensor(-1, dtype=torch.int64)
     flat = data.contiguous().reshape(-1)
     raw = flat.view(torch.uint8) if flat.numel() else flat.new_zeros(0, dtype=torch.uint8)
-    total = torch.zeros((), dtype=torch.int64, device=raw.device)
-    for index, start in enumerate(range(0, raw.numel(), _CHUNK)):
-        part = raw[start : start + _CHUNK].to(torch.int64)
-        weights = torch.arange(part.numel(), device=raw.device, dtype=torch.int64) % 65521 + 1
-        exact = (part * weights).sum()  # < 2**53, no overflow
-        total = (total + (exact % _PRIME) * (index % 4093 + 1)) % _PRIME
+    word = next(w for w in (torch.int32, torch.int16, torch.int8) if raw.numel() % w.itemsize == 0)
+    words = raw.view(word)
+    device = raw.device
+    weights = torch.arange(1, _ROW + 1, dtype=torch.float64, device=device)
+    total = torch.zeros((), dtype=torch.int64, device=device)
+    for start in range(0, words.numel(), _BLOCK):
+        part = words[start : start + _BLOCK].to(torch.float64)
+        whole = part.numel() // _ROW * _ROW
+        sums = [part[:whole].view(-1, _ROW) @ weights]
+        if whole < part.numel():  # the last row, short (as if padded with zeros)
+            sums.append((part[whole:] @ weights[: part.numel() - whole]).view(1))
+        exact = torch.cat(sums).to(torch.int64) % _PRIME
+        rows = torch.arange(exact.numel(), device=device, dtype=torch.int64) + start // _ROW
+        total = (total + (exact * (rows % 4093 + 1)).sum()) % _PRIME
     return total
 
 

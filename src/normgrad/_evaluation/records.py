@@ -21,9 +21,11 @@ import torch
 
 from .._errors import InvalidArgumentError
 from ..metrics import FROC, wilson_interval
+from .fingerprint import describe_differences
 from .result import MethodScore, Record, records_csv
 
-_MAGIC = "# normgrad evaluate records v1 "
+_MAGIC = "# normgrad evaluate records v2 "
+_OLD_MAGIC = "# normgrad evaluate records v1 "
 
 
 def image_order(image: str) -> tuple[int, int, str]:
@@ -147,6 +149,13 @@ class RecordFile:
     def _load(self) -> None:
         with self.path.open(newline="") as f:
             first = f.readline()
+            if first.startswith(_OLD_MAGIC):
+                raise InvalidArgumentError(
+                    f"records: {str(self.path)!r} was written by an older normgrad (records "
+                    "v1), whose header does not hold the explainers' arguments and the model's "
+                    "weights, so resuming it cannot be checked; choose another path, or delete "
+                    "the file to start again"
+                )
             if not first.startswith(_MAGIC):
                 raise InvalidArgumentError(
                     f"records: {str(self.path)!r} exists and is not a normgrad records file; "
@@ -154,13 +163,11 @@ class RecordFile:
                 )
             stated = json.loads(first[len(_MAGIC) :])
             if stated != self.settings:
-                changed = sorted(
-                    k for k in {*stated, *self.settings} if stated.get(k) != self.settings.get(k)
-                )
+                changed = describe_differences(self.settings, stated, "the file")
                 raise InvalidArgumentError(
                     f"records: {str(self.path)!r} was written by an evaluation with other "
-                    f"settings ({', '.join(changed)} differ); resume with the same explainers "
-                    "and arguments, or choose another path"
+                    f"settings ({changed} differ); resume with the same explainers, model "
+                    "weights and arguments, or choose another path"
                 )
             text = f.read()
         lines = text.splitlines(keepends=True)

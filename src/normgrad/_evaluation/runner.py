@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import os
 import sys
 import time
@@ -28,7 +29,12 @@ from .._model.layers import check_model
 from ..metrics import DeletionOptions, Regions, deletion_insertion
 from ..metrics._deletion import check_options
 from .distributed import gather, raise_first_error, sampler_indices, world
-from .fingerprint import check_owner
+from .fingerprint import (
+    check_owner,
+    describe_differences,
+    explainer_fingerprint,
+    model_fingerprint,
+)
 from .records import RecordFile, image_order, sort_records, table
 from .result import METRIC_COLUMNS, EvaluationResult, Record
 from .scoring import CENTRE, RANDOM, SMOOTHED, score_batch
@@ -221,7 +227,7 @@ def evaluate(
         check_positive_int(peaks, "peaks")
         deletion = _check_deletion_options(deletion_options, chosen)
         settings = {
-            "explainers": {n: repr(e) for n, e in explainers.items()},
+            "explainers": {n: explainer_fingerprint(e, model) for n, e in explainers.items()},
             "tolerance": float(tolerance),
             "spacing": None if spacing is None else [float(s) for s in spacing],
             "smoothing_sigma": None if smoothing_sigma is None else float(smoothing_sigma),
@@ -233,6 +239,9 @@ def evaluate(
         }
         if "deletion" in chosen or "insertion" in chosen:  # absent without: old files resume
             settings["deletion_options"] = _deletion_settings(deletion)
+        if records is not None or size > 1:  # the weights are read only where compared
+            settings["model"] = model_fingerprint(model)
+        settings = json.loads(json.dumps(settings))  # as the records file holds them
     except Exception as e:
         error = e
     if size > 1:
@@ -242,10 +251,11 @@ def evaluate(
         for other, (theirs, _) in enumerate(shared):
             if theirs != settings:
                 assert theirs is not None and settings is not None
-                differ = sorted(k for k in settings if theirs.get(k) != settings.get(k))
+                differ = describe_differences(settings, theirs, f"rank {other}")
                 raise InvalidArgumentError(
-                    f"evaluate: rank {other} was called with other {', '.join(differ)} than "
-                    f"rank {rank}; every rank must pass the same explainers and arguments"
+                    f"evaluate: rank {other} was called with other {differ} than rank {rank}; "
+                    "every rank must pass the same explainers and arguments, and a model of "
+                    "the same weights"
                 )
     elif error is not None:
         raise error
