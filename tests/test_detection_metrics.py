@@ -262,7 +262,11 @@ def test_shapes_tested_in_parts_and_far_away(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_shape_errors() -> None:
-    with pytest.raises(InvalidArgumentError, match="Box: expected xmin <= xmax"):
+    with pytest.raises(
+        InvalidArgumentError,
+        match=r"Box: expected finite boxes .* with min <= max .* got \[3.0, 0.0, 1.0, 2.0\]; "
+        "for two corners in any order use Box.from_corners",
+    ):
         Box(3, 0, 1, 2)
     with pytest.raises(InvalidArgumentError, match="Ellipse: expected finite"):
         Ellipse(0, 0, math.nan, 2)
@@ -578,17 +582,19 @@ def test_detection_errors() -> None:
     boxes = [torch.tensor([[0, 0, 2, 2]]), torch.zeros(0, 4)]
     with pytest.raises(ShapeError, match="regions: expected the objects of 2 images"):
         metrics.froc(maps, boxes[:1])
-    with pytest.raises(ArgumentTypeError, match=r"regions\[1\]\[0\]: expected a Box, Ellipse"):
+    with pytest.raises(ArgumentTypeError, match=r"regions\[1\]\[0\]: expected a box .* or a Box"):
         metrics.froc(maps, [[], ["circle"]])  # type: ignore[list-item]
     with pytest.raises(ArgumentTypeError, match="a mask merges touching objects"):
         metrics.froc(maps, torch.zeros(2, 8, 8, dtype=torch.bool))  # type: ignore[arg-type]
     with pytest.raises(ShapeError, match=r"regions\[0\]: expected boxes of shape \(K, 4\)"):
         metrics.multi_pointing_game(maps, [torch.zeros(1, 6), torch.zeros(0, 4)])
-    with pytest.raises(InvalidArgumentError, match=r"regions\[0\]: Box: expected xmin <= xmax"):
-        metrics.froc(maps, [torch.tensor([[3, 0, 1, 1]]), torch.zeros(0, 4)])
+    with pytest.raises(
+        InvalidArgumentError, match=r"regions\[0\]: expected finite boxes .* regions\[0\]\[1\] = "
+    ):
+        metrics.froc(maps, [torch.tensor([[0, 0, 1, 1], [3, 0, 1, 1]]), torch.zeros(0, 4)])
     with pytest.raises(InvalidArgumentError, match="k: expected a positive int"):
         metrics.froc(maps, boxes, k=0)
-    with pytest.raises(ShapeError, match="probabilities: expected 2 finite values"):
+    with pytest.raises(ShapeError, match=r"probabilities: expected 2 numbers in \[0, 1\]"):
         metrics.froc(maps, boxes, probabilities=torch.tensor([0.5]))
     bad = maps.clone()
     bad[0, 0, 0, 0] = math.nan

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 import torch
 
 from .._checks import check_number, check_positive_int
-from .._errors import InvalidArgumentError, ShapeError
+from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
 from ._maps import as_maps
-from ._objects import Objects, match, object_lists
+from ._objects import Objects, match, objects_of, per_sample
 from ._peaks import peaks
 from ._shapes import Box, Ellipse, Polygon  # noqa: F401  (the doctests' names)
 
@@ -55,6 +55,10 @@ class FROCResult:
     objects: int
     found: int
     """Objects found by some detection at the lowest threshold."""
+    outside: int = 0
+    """Objects wholly outside their image's map (e.g. boxes in the original image's pixels
+    while the maps are smaller), not counted in ``objects``; a warning names them as they
+    arrive."""
 
 
 class FROC:
@@ -92,6 +96,7 @@ class FROC:
         self._positive: list[torch.Tensor] = []
         self.images = 0
         self.objects = 0
+        self.outside = 0
 
     def update(
         self,
@@ -105,34 +110,40 @@ class FROC:
         Args:
             saliency: maps ``(N, 1, *spatial)`` or ``(N, *spatial)``, finite.
             regions: the objects of each image ([`Objects`][normgrad.metrics.Objects]), one by one.
-            probabilities: ``(N,)`` predicted probability of each image, multiplied into
-                its detections' scores; None scores by the map's values alone.
+            probabilities: ``(N,)`` predicted probability of each image, in ``[0, 1]``,
+                multiplied into its detections' scores; None scores by the map's values
+                alone.
         """
         maps = as_maps(saliency)
-        objects, counts = object_lists(regions, maps.shape)
+        objects, counts, outside = objects_of(per_sample(regions, maps.shape), maps.shape[1:])
         found = peaks(maps, self.k, min_distance=self.min_distance)
         positive, _ = match(found.coords, found.valid, objects)
         scores = found.values.to(torch.float64)
         if probabilities is not None:
-            p = torch.as_tensor(probabilities, device=scores.device).to(torch.float64).flatten()
-            if p.shape != (maps.shape[0],) or not bool(torch.isfinite(p).all()):
-                raise ShapeError(
-                    f"probabilities: expected {maps.shape[0]} finite values (one per map), "
-                    f"got {probabilities!r}",
-                    tuple(torch.as_tensor(probabilities).shape),
-                )
-            scores = scores * p[:, None]
-        self.add(scores[found.valid], positive[found.valid], maps.shape[0], int(counts.sum()))
+            scores = scores * _probabilities(probabilities, maps.shape[0], scores.device)[:, None]
+        valid = found.valid
+        self.add(
+            scores[valid], positive[valid], maps.shape[0], int(counts.sum()), int(outside.sum())
+        )
         return positive
 
-    def add(self, scores: torch.Tensor, positive: torch.Tensor, images: int, objects: int) -> None:
+    def add(
+        self,
+        scores: torch.Tensor,
+        positive: torch.Tensor,
+        images: int,
+        objects: int,
+        outside: int = 0,
+    ) -> None:
         """Add detections matched elsewhere: their ``scores`` and whether each is a true
         positive (1-D, one per detection), from ``images`` images holding ``objects``
-        objects (e.g. per-image records of an evaluation)."""
+        objects (e.g. per-image records of an evaluation), and ``outside`` objects more
+        that lie wholly outside their maps (not counted)."""
         self._scores.append(scores.detach().to("cpu", torch.float64).flatten())
         self._positive.append(positive.detach().to("cpu", torch.bool).flatten())
         self.images += int(images)
         self.objects += int(objects)
+        self.outside += int(outside)
 
     def compute(self) -> FROCResult:
         """The FROC of every detection added since the last ``reset``."""
@@ -162,7 +173,36 @@ class FROC:
             self.images,
             self.objects,
             int(positive.sum()),
+            self.outside,
         )
+
+
+def _probabilities(probabilities: object, n: int, device: torch.device) -> torch.Tensor:
+    """The images' predicted probabilities ``(n,)`` (float64, on ``device``), checked: a
+    value outside [0, 1] (or NaN) would reorder the detections silently."""
+    try:
+        p = torch.as_tensor(probabilities, device=device)
+    except (TypeError, ValueError, RuntimeError):
+        raise ArgumentTypeError(
+            f"probabilities: expected {n} numbers in [0, 1] (one per map), got "
+            f"{describe(probabilities)}"
+        ) from None
+    if p.dtype == torch.bool or p.is_complex() or p.numel() != n or p.ndim > 2:
+        raise ShapeError(
+            f"probabilities: expected {n} numbers in [0, 1] (one per map, shape ({n},)), got "
+            f"{describe(probabilities)}",
+            tuple(p.shape),
+        )
+    p = p.to(torch.float64).flatten()
+    wrong = ~((p >= 0) & (p <= 1))  # NaN too
+    if bool(wrong.any()):
+        at = wrong.nonzero()[:, 0].tolist()
+        raise InvalidArgumentError(
+            f"probabilities: expected values in [0, 1] (each image's predicted probability), "
+            f"got {[p[i].item() for i in at[:5]]} at {at[:5]}"
+            f"{' and more' if len(at) > 5 else ''}; pass softmax or sigmoid outputs, not logits"
+        )
+    return p
 
 
 def froc(
@@ -184,10 +224,12 @@ def froc(
             [`Box`][normgrad.metrics.Box], [`Ellipse`][normgrad.metrics.Ellipse] and
             [`Polygon`][normgrad.metrics.Polygon]. Objects with no pixel in
             the image are not counted; images without objects add false positives only.
+            Objects wholly outside the map are warned about and counted in ``outside``.
         k: peaks (detections) per map.
         min_distance: smallest distance between two peaks of a map, in pixels.
-        probabilities: ``(N,)`` predicted probability of each image, multiplied into its
-            detections' scores (the challenge's image score).
+        probabilities: ``(N,)`` predicted probability of each image, in ``[0, 1]``,
+            multiplied into its detections' scores (the challenge's image score); a value
+            outside ``[0, 1]`` or NaN is refused.
         rates: false positives per image at which the sensitivity is read.
 
     Examples:

@@ -13,7 +13,8 @@ _BLOCK_ELEMENTS = 4096
 
 
 def as_maps(saliency: object, argument: str = "saliency") -> torch.Tensor:
-    """``(N, *spatial)`` view of ``(N, 1, *spatial)`` or ``(N, *spatial)`` maps, 2-D or 3-D."""
+    """``(N, *spatial)`` view of ``(N, 1, *spatial)`` or ``(N, *spatial)`` maps, 2-D or 3-D,
+    each of at least one pixel (``N = 0``, an empty batch, is fine)."""
     if not isinstance(saliency, torch.Tensor):
         raise ArgumentTypeError(f"{argument}: expected a tensor, got {describe(saliency)}")
     maps = saliency
@@ -27,6 +28,13 @@ def as_maps(saliency: object, argument: str = "saliency") -> torch.Tensor:
         )
     if maps.is_complex() or maps.dtype == torch.bool:
         raise ArgumentTypeError(f"{argument}: expected real values, got dtype {maps.dtype}")
+    if 0 in maps.shape[1:]:
+        raise ShapeError(
+            f"{argument}: expected maps of at least one pixel, got shape "
+            f"{tuple(saliency.shape)} (a spatial dimension of size 0); an empty batch is "
+            "(0, 1, H, W)",
+            saliency.shape,
+        )
     return maps
 
 

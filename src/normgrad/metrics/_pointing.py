@@ -79,9 +79,11 @@ def pointing_game(
         regions: boolean masks ``(N, *spatial)``, or a sequence of N box tensors ``(K_i, 4)``
             ``(xmin, ymin, xmax, ymax)`` in pixels, inclusive (``(K_i, 6)`` with z for
             volumes), or boxes padded to one tensor ``(N, K, 4)`` with all-NaN padding rows,
-            or [`PreparedRegions`][normgrad.metrics.PreparedRegions]. Boxes are clipped to
-            the image; a box of zero width still covers its row or column of pixels; a box
-            wholly outside the image covers nothing.
+            or [`PreparedRegions`][normgrad.metrics.PreparedRegions] (every form of
+            [`Regions`][normgrad.metrics.Regions]). Boxes are clipped to the image; a box of
+            zero width still covers its row or column of pixels; a box wholly outside the
+            image covers nothing and raises a ``UserWarning`` naming its sample (a sample
+            whose every region is outside is NaN: see ``PointingGame``'s ``outside``).
         tolerance: radius of the disk around the point, in pixels (or in the units of
             ``spacing``). A region exactly ``tolerance`` away is a miss; a point on a
             region pixel is a hit at any tolerance, 0 included.
@@ -130,6 +132,10 @@ class PointingGameResult:
     low: float
     high: float
     confidence: float
+    outside: int = 0
+    """Of the ``skipped`` samples, those given regions that all lie wholly outside the map
+    (e.g. boxes in the original image's pixels while the maps are smaller; a warning names
+    them as they arrive)."""
 
     def __str__(self) -> str:
         return (
@@ -172,19 +178,32 @@ class PointingGame:
         self.hits = 0
         self.total = 0
         self.skipped = 0
+        self.outside = 0
 
     def update(self, saliency: torch.Tensor, regions: Regions) -> torch.Tensor:
         """Score a batch and add it; returns its per-sample results (1, 0 or NaN)."""
-        results = pointing_game(saliency, regions, self.tolerance, self.spacing)
-        self.add(results)
+        maps = as_maps(saliency)
+        prepared = prepare_regions(regions, maps.shape, maps.device)
+        results = pointing_game(maps, prepared, self.tolerance, self.spacing)
+        self.add(results, prepared.outside_samples())
         return results
 
-    def add(self, results: torch.Tensor) -> None:
-        """Add per-sample results computed elsewhere (1, 0 or NaN)."""
+    def add(self, results: torch.Tensor, outside: torch.Tensor | None = None) -> None:
+        """Add per-sample results computed elsewhere (1, 0 or NaN), and which samples have
+        a region wholly outside the map ``(N,)`` (bool; as
+        [`PreparedRegions.outside`][normgrad.metrics.PreparedRegions.outside], None: none);
+        one read."""
         counted = ~torch.isnan(results)
-        self.hits += int(results[counted].sum().item())
-        self.total += int(counted.sum().item())
-        self.skipped += int((~counted).sum().item())
+        given = outside.to(counted.device) if outside is not None else torch.zeros_like(counted)
+        far = ~counted & given
+        sums = torch.stack(
+            [results.nan_to_num(0).double().sum(), counted.sum(), (~counted).sum(), far.sum()]
+        )
+        hits, total, skipped, out = (int(v) for v in sums.double().tolist())
+        self.hits += hits
+        self.total += total
+        self.skipped += skipped
+        self.outside += out
 
     def merge(self, other: PointingGame) -> PointingGame:
         """Add the counts of ``other`` (same tolerance, spacing and confidence) to this game;
@@ -202,6 +221,7 @@ class PointingGame:
         self.hits += other.hits
         self.total += other.total
         self.skipped += other.skipped
+        self.outside += other.outside
         return self
 
     def all_reduce(self, group: Any = None) -> PointingGame:
@@ -212,16 +232,26 @@ class PointingGame:
 
         if not (dist.is_available() and dist.is_initialized()):
             return self
-        counts = torch.tensor([self.hits, self.total, self.skipped], dtype=torch.float64)
+        counts = [self.hits, self.total, self.skipped, self.outside]
+        summed = torch.tensor(counts, dtype=torch.float64)
         if dist.get_backend(group) == "nccl":
-            counts = counts.cuda()
-        dist.all_reduce(counts, group=group)
-        self.hits, self.total, self.skipped = (int(v) for v in counts.round().tolist())
+            summed = summed.cuda()
+        dist.all_reduce(summed, group=group)
+        self.hits, self.total, self.skipped, self.outside = (
+            int(v) for v in summed.round().tolist()
+        )
         return self
 
     def compute(self) -> PointingGameResult:
         accuracy = self.hits / self.total if self.total else float("nan")
         low, high = wilson_interval(self.hits, self.total, self.confidence)
         return PointingGameResult(
-            accuracy, self.hits, self.total, self.skipped, low, high, self.confidence
+            accuracy,
+            self.hits,
+            self.total,
+            self.skipped,
+            low,
+            high,
+            self.confidence,
+            self.outside,
         )

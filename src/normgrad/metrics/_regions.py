@@ -9,7 +9,8 @@ from typing import Any, Union, cast
 import torch
 
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
-from ._objects import object_lists
+from ._boxes import box_flags, refuse_box, warn_outside
+from ._objects import objects_of, sample_regions
 from ._shapes import Shape, shapes_mask
 
 
@@ -33,6 +34,10 @@ class PreparedRegions:
     """For boxes: last pixel of each box inside the image, array order ``(B, ndim)``."""
     valid: torch.Tensor
     """For boxes: whether a box covers at least one pixel of the image ``(B,)``."""
+    outside: torch.Tensor | None = None
+    """Which samples have a region wholly outside the map ``(N,)`` (bool; None: none
+    have). A sample whose every region is outside has no region here (see
+    [`present`][normgrad.metrics.PreparedRegions.present])."""
 
     def to(self, device: torch.device) -> PreparedRegions:
         """These regions on ``device``."""
@@ -43,7 +48,15 @@ class PreparedRegions:
             self.low.to(device),
             self.high.to(device),
             self.valid.to(device),
+            self.outside.to(device) if self.outside is not None else None,
         )
+
+    def outside_samples(self) -> torch.Tensor:
+        """Which samples have a region wholly outside the map ``(N,)`` (bool)."""
+        if self.outside is not None:
+            return self.outside
+        device = self.masks.device if self.masks is not None else self.owner.device
+        return torch.zeros(self.shape[0], dtype=torch.bool, device=device)
 
     def present(self) -> torch.Tensor:
         """Which samples have a region ``(N,)`` (bool)."""
@@ -71,13 +84,17 @@ class PreparedRegions:
 
 Regions = Union[torch.Tensor, Sequence[Union[torch.Tensor, Sequence[Shape]]], PreparedRegions]
 """Regions to point at: boolean masks ``(N, *spatial)`` (or ``(N, 1, *spatial)``), or per
-sample a tensor ``(K_i, 4)`` of boxes ``(xmin, ymin, xmax, ymax)`` in pixels, inclusive
-(``(K_i, 6)`` ``(xmin, ymin, zmin, xmax, ymax, zmax)`` for volumes; ``K_i = 0`` means no
-region), a list of [`Box`][normgrad.metrics.Box], [`Ellipse`][normgrad.metrics.Ellipse] and
-[`Polygon`][normgrad.metrics.Polygon] (2-D; rasterised to masks), or the boxes of the batch
-padded to one tensor ``(N, K, 4)`` (``(N, K, 6)``) whose padding rows are all NaN, or
-[`PreparedRegions`][normgrad.metrics.PreparedRegions]. A row of boxes that is all NaN is
-padding and covers nothing, in either form."""
+sample a tensor or numpy array ``(K_i, 4)`` of boxes ``(xmin, ymin, xmax, ymax)`` in the
+maps' pixels, inclusive (``(K_i, 6)`` ``(xmin, ymin, zmin, xmax, ymax, zmax)`` for volumes;
+``K_i = 0`` means no region), a list of such boxes (each 4 or 6 numbers), a list of
+[`Box`][normgrad.metrics.Box], [`Ellipse`][normgrad.metrics.Ellipse] and
+[`Polygon`][normgrad.metrics.Polygon] (2-D; rasterised to masks; not mixed with boxes), or
+the boxes of the batch padded to one tensor ``(N, K, 4)`` (``(N, K, 6)``) whose padding
+rows are all NaN, or [`PreparedRegions`][normgrad.metrics.PreparedRegions]. A row of boxes
+that is all NaN is padding and covers nothing, in either form. Every metric accepts the
+same forms (the objects of [`Objects`][normgrad.metrics.Objects] are these, without masks).
+A region wholly outside its map (e.g. boxes in the original image's pixels while the maps
+are smaller) covers nothing and is warned about, naming the samples."""
 
 
 def prepare_regions(
@@ -87,7 +104,10 @@ def prepare_regions(
 
     Boxes are clipped to the image: a box of zero width still covers its row or column of
     pixels, a box wholly outside the image covers nothing, float boxes cover the integer
-    pixels inside them.
+    pixels inside them. Regions wholly outside the map (along some axis, ending before the
+    first pixel or starting after the last) raise a ``UserWarning`` naming the samples, the
+    map's size and a region's extent; such samples are marked in ``outside``. Box values
+    are checked, and outside boxes found, on the maps' device with one read per batch.
 
     Examples:
         >>> boxes = [torch.tensor([[2, 1, 3, 1]]), torch.zeros(0, 4)]
@@ -130,16 +150,17 @@ def prepare_regions(
         raise ShapeError(
             f"regions: expected one box tensor per map ({n}), got {len(regions)}", (len(regions),)
         )
-    if any(_has_shapes(item) for item in regions):
-        objects, _ = object_lists(regions, shape)
+    items = sample_regions(regions, len(spatial))
+    if any(isinstance(item, list) for item in items):
+        objects, _, outside = objects_of(items, spatial)
         masks = torch.stack(
             [shapes_mask(o, spatial, dev) for o in objects]  # type: ignore[arg-type]
         )
         no_boxes = empty.to(masks.device)
-        return PreparedRegions(shape, masks, no_boxes, no_boxes, no_boxes, no_boxes.bool())
-    boxes = cast(Sequence[torch.Tensor], regions)  # no shapes: tensors or lists of numbers
-    owner, low, high, valid = _boxes_to_ranges(boxes, spatial, dev or torch.device("cpu"))
-    return PreparedRegions(shape, None, owner, low, high, valid)
+        far = (outside > 0).to(masks.device)
+        return PreparedRegions(shape, masks, no_boxes, no_boxes, no_boxes, no_boxes.bool(), far)
+    boxes = cast(list[torch.Tensor], items)  # no shapes: box tensors
+    return _boxes_to_ranges(boxes, shape, dev or torch.device("cpu"))
 
 
 def _unbind_padded(boxes: torch.Tensor, shape: tuple[int, ...]) -> list[torch.Tensor]:
@@ -164,53 +185,52 @@ def _has_shapes(item: object) -> bool:
 
 
 def _boxes_to_ranges(
-    regions: Sequence[torch.Tensor], spatial: Sequence[int], device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    regions: Sequence[torch.Tensor], shape: tuple[int, ...], device: torch.device
+) -> PreparedRegions:
     """Concatenate per-sample boxes into (sample index, lo, hi, valid), clipped, array order.
 
-    Only shapes are looked at per sample; values are checked once on the concatenation.
+    Only shapes are looked at per sample; values are checked, and boxes outside the map
+    found, once on the concatenation, with one read.
     """
+    n, spatial = shape[0], shape[1:]
     ndim = len(spatial)
-    width = 2 * ndim
-    order = "xmin, ymin, xmax, ymax" if ndim == 2 else "xmin, ymin, zmin, xmax, ymax, zmax"
-    tensors = []
-    for i, boxes in enumerate(regions):
-        b = boxes if isinstance(boxes, torch.Tensor) else torch.as_tensor(boxes)
-        if b.numel() == 0:
-            b = b.reshape(0, width)
-        elif b.ndim == 1:
-            b = b.unsqueeze(0)
-        if b.ndim != 2 or b.shape[1] != width:
-            raise ShapeError(
-                f"regions[{i}]: expected boxes of shape (K, {width}) ({order}), "
-                f"got shape {tuple(b.shape)}",
-                b.shape,
-            )
-        tensors.append(b)
-    counts = torch.tensor([b.shape[0] for b in tensors], device=device)
-    if not tensors or int(counts.sum()) == 0:
+    counts = [b.shape[0] for b in regions]
+    if sum(counts) == 0:
         empty = torch.empty(0, ndim, dtype=torch.float64, device=device)
         none = torch.empty(0, dtype=torch.long, device=device)
-        return none, empty, empty, torch.empty(0, dtype=torch.bool, device=device)
-    boxes = torch.cat([b.to(device) for b in tensors]).to(torch.float64)
-    owner = torch.repeat_interleave(torch.arange(len(tensors), device=device), counts)
-    padding = torch.isnan(boxes).all(dim=1)
-    if bool(padding.any()):
+        no = torch.empty(0, dtype=torch.bool, device=device)
+        return PreparedRegions(shape, None, none, empty, empty, no)
+    boxes = torch.cat([b.to(device, torch.float64) for b in regions])
+    sizes = torch.tensor(counts, device=device)
+    owner = torch.repeat_interleave(
+        torch.arange(n, device=device), sizes, output_size=boxes.shape[0]
+    )
+    flags = box_flags(boxes, spatial)
+    padding, bad, far = flags
+    some_padding, some_bad, some_far = flags.any(dim=1).tolist()  # the one read
+    if some_bad:
+        starts = [sum(counts[:i]) for i in range(n)]
+
+        def name(row: int) -> tuple[str, str]:
+            i = int(owner[row])
+            return f"regions[{i}]", f"regions[{i}][{row - starts[i]}]"
+
+        refuse_box(boxes, bad, name)
+    outside = torch.zeros(n, dtype=torch.long, device=device).index_add_(0, owner, far.long())
+    if some_far:
+        row = int(far.to(torch.uint8).argmax())
+        i = int(owner[row])
+        samples = outside.nonzero()[:, 0].tolist()
+        j = row - sum(counts[:i])
+        warn_outside(samples, f"regions[{i}][{j}]", boxes[row].tolist(), spatial)
+    if some_padding:
         boxes, owner = boxes[~padding], owner[~padding]
-    bad = ~torch.isfinite(boxes).all(dim=1) | (boxes[:, :ndim] > boxes[:, ndim:]).any(dim=1)
-    if bool(bad.any()):
-        first = int(owner[bad][0])
-        rows = boxes[owner == first].tolist()
-        raise InvalidArgumentError(
-            f"regions[{first}]: expected finite boxes ({order}) with min <= max for every "
-            f"coordinate, got {rows}"
-        )
     # box coordinates are (x, y[, z]); array order is ([z,] y, x)
     lo = boxes[:, :ndim].flip(1).ceil().clamp_min(0)
     limit = torch.tensor([s - 1 for s in spatial], dtype=torch.float64, device=device)
     hi = torch.minimum(boxes[:, ndim:].flip(1).floor(), limit)
     valid = (lo <= hi).all(dim=1)
-    return owner, lo, hi, valid
+    return PreparedRegions(shape, None, owner, lo, hi, valid, outside > 0)
 
 
 def collate(

@@ -32,30 +32,20 @@ from typing import TypeVar, cast
 import torch
 
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
-
-
-def _finite(values: Sequence[float], argument: str) -> tuple[float, ...]:
-    try:
-        numbers = tuple(float(v) for v in values)
-    except (TypeError, ValueError):
-        raise ArgumentTypeError(f"{argument}: expected numbers, got {describe(values)}") from None
-    if not all(torch.isfinite(torch.tensor(numbers, dtype=torch.float64))):
-        raise InvalidArgumentError(f"{argument}: expected finite coordinates, got {numbers}")
-    return numbers
+from ._boxes import check_box
 
 
 def _corners(values: Sequence[float], kind: str) -> tuple[float, float, float, float]:
-    numbers = _finite(values, kind)
+    try:
+        numbers = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise ArgumentTypeError(f"{kind}: expected numbers, got {describe(values)}") from None
     if len(numbers) != 4:
         raise InvalidArgumentError(
             f"{kind}: expected 4 coordinates (xmin, ymin, xmax, ymax), got {len(numbers)}"
         )
+    check_box(numbers, kind, f"; for two corners in any order use {kind}.from_corners")
     x0, y0, x1, y1 = numbers
-    if x0 > x1 or y0 > y1:
-        raise InvalidArgumentError(
-            f"{kind}: expected xmin <= xmax and ymin <= ymax, got {numbers}; for two corners "
-            "in any order use Box.from_corners / Ellipse.from_corners"
-        )
     return x0, y0, x1, y1
 
 
