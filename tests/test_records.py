@@ -419,3 +419,47 @@ def test_resuming_with_other_deletion_options_is_refused(tmp_path: Path) -> None
     for other in ({"steps": 5, "baseline": grey}, {"steps": 4, "baseline": grey + 1e-9}, None):
         with pytest.raises(normgrad.InvalidArgumentError, match=r"\(deletion_options differ\)"):
             _deletion_records(data, other, path)
+
+
+class _HalfWritten:
+    """A file that writes half of what it is given, then fails (a crash mid-write)."""
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+
+    def __enter__(self) -> _HalfWritten:
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        self.f.close()
+
+    def write(self, text: str) -> int:
+        self.f.write(text[: len(text) // 2])
+        self.f.flush()
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("crash", ["mid-write", "before fsync", "before the swap"])
+def test_a_crash_while_the_file_is_rewritten_leaves_the_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash: str
+) -> None:
+    data = _data(2)
+    path = tmp_path / "records.csv"
+    whole = _run(data, records=path)
+    before = path.read_bytes()
+    import os
+
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    if crash == "mid-write":
+        fdopen = os.fdopen
+        monkeypatch.setattr(os, "fdopen", lambda *a, **k: _HalfWritten(fdopen(*a, **k)))
+    else:
+        monkeypatch.setattr(os, "fsync" if crash == "before fsync" else "replace", fail)
+    with pytest.raises(KeyboardInterrupt):
+        _run(data, records=path)  # a resume: the file is rewritten first
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["records.csv"]  # no temporary left
+    assert _canon(_run(data, records=path)) == _canon(whole)

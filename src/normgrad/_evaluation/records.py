@@ -9,10 +9,13 @@ uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import os
+import stat
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -147,7 +150,7 @@ class RecordFile:
         self._rewrite()
 
     def _load(self) -> None:
-        with self.path.open(newline="") as f:
+        with self.path.open(encoding="utf-8", newline="") as f:
             first = f.readline()
             if first.startswith(_OLD_MAGIC):
                 raise InvalidArgumentError(
@@ -185,15 +188,31 @@ class RecordFile:
         }
 
     def _rewrite(self) -> None:
+        """Write the header and the records kept to a temporary file beside the file, then
+        replace the file with it in one step: a crash at any point leaves the old file or
+        the new one, never a part of either."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         kept = [r for rs in self.done.values() for r in rs]
-        self.path.write_text(
-            _MAGIC + json.dumps(self.settings, sort_keys=True) + "\n" + records_csv(kept)
+        text = _MAGIC + json.dumps(self.settings, sort_keys=True) + "\n" + records_csv(kept)
+        handle, temporary = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
         )
+        try:
+            old = self.path.stat().st_mode if self.path.exists() else 0o644
+            os.chmod(temporary, stat.S_IMODE(old))  # mkstemp made it private
+            with os.fdopen(handle, "w", encoding="utf-8", newline="") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
 
     def append(self, records: Sequence[Record]) -> None:
         """Add one batch's records (one write, flushed)."""
-        with self.path.open("a", newline="") as f:
+        with self.path.open("a", encoding="utf-8", newline="") as f:
             f.write(records_csv(records, header=False))
             f.flush()
             os.fsync(f.fileno())
