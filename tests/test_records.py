@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import math
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import normgrad
 from normgrad import metrics
@@ -463,3 +466,161 @@ def test_a_crash_while_the_file_is_rewritten_leaves_the_old_file(
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["records.csv"]  # no temporary left
     assert _canon(_run(data, records=path)) == _canon(whole)
+
+
+def _file_records(images: list[str], methods: list[str]) -> list[normgrad.Record]:
+    out = []
+    for n, image in enumerate(images):
+        for m, method in enumerate(methods):
+            random = method == "random baseline"
+            out.append(
+                normgrad.Record(
+                    image, method, 0.25 if random else float((n + m) % 2),
+                    None if random else (n, m), 0.5, float("nan"), 1,
+                    () if random else ((0.75, True), (0.125, False)), float("nan"), 0.5,
+                )
+            )  # fmt: skip
+    return out
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    images=st.lists(st.text(max_size=12), min_size=1, max_size=6, unique=True),
+    method=st.text(min_size=1, max_size=8).filter(lambda m: m != "random baseline"),
+)
+def test_records_with_any_text_ids_round_trip(images: list[str], method: str) -> None:
+    """Ids and method names holding "\\r", "\\u2028", quotes, commas, newlines or NUL are read
+    back as written (one record per line only where the CSV quoting allows it)."""
+    from normgrad._evaluation.records import RecordFile
+
+    methods = [method, "random baseline"]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "records.csv"
+        written = RecordFile(path, {"a": 1}, methods)
+        records = _file_records(images, methods)
+        written.append(records[: len(records) // 2 * 2])
+        written.append(records[len(records) // 2 * 2 :])
+        read = RecordFile(path, {"a": 1}, methods)
+    canon = [tuple(_canon_value(v) for v in r) for r in records]
+    assert [tuple(_canon_value(v) for v in r) for rs in read.done.values() for r in rs] == canon
+    assert list(read.done) == images
+
+
+def test_ids_with_carriage_returns_and_line_separators_resume(tmp_path: Path) -> None:
+    ids = ["scan\r1", "scan\u20282", "scan\n3", 'a "quoted",\r\nid', "scan\x855", "6"]
+    data = [(x, y, r, ids[3 * b : 3 * b + 3]) for b, (x, y, r) in enumerate(_data(2))]
+    path = tmp_path / "records.csv"
+    with pytest.raises(KeyboardInterrupt):
+        _run(Interrupted(data, 1), records=path)
+    whole = _run(data)
+    resumed = _run(data, records=path)
+    assert _canon(resumed) == _canon(whole)
+    assert {r.image for r in resumed.records} == set(ids)
+    again = _run(data, records=path)  # nothing left to do, every id read back
+    assert _canon(again) == _canon(whole)
+    parsed = list(csv.reader(io.StringIO(whole.records_to_csv(), newline="")))
+    assert {row[0] for row in parsed[1:]} == set(ids)
+
+
+def test_ids_that_only_look_like_numbers_are_ordered() -> None:
+    from normgrad._evaluation.records import image_order
+
+    ids = ["10", "9", "²", "٣", "1" * 5000, "007", "7", "", "b", "a"]
+    ordered = sorted(ids, key=image_order)
+    assert ordered == ["007", "7", "9", "10", "1" * 5000, "", "a", "b", "²", "٣"]
+    data = [(x, y, r, ["²", "1" * 5000, "x"]) for x, y, r in _data(1)]
+    assert {r.image for r in _run(data).records} == {"²", "1" * 5000, "x"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        (2, "2", "hit: expected 1 (hit), 0 (miss) or nothing"),  # more hits than images
+        (2, "0.5", "hit: expected 1 (hit), 0 (miss) or nothing"),
+        (2, "inf", "hit: expected 1 (hit), 0 (miss) or nothing"),
+        (1, "NormGrod", "method: expected one of"),
+        (3, "3.5 2", "point: expected an int >= 0"),
+        (6, "0.5", "objects: expected an int >= 0"),
+        (9, "inf", "insertion: expected a finite number"),
+        (None, "", "expected 10 fields"),
+    ],
+)
+def test_a_hand_edited_record_is_refused_naming_the_file_and_line(
+    tmp_path: Path, field: int | None, value: str, problem: str
+) -> None:
+    path = tmp_path / "records.csv"
+    _run(_data(1), records=path)
+    lines = path.read_text().split("\n")
+    index = next(i for i, line in enumerate(lines) if line.startswith("1,NormGrad,"))
+    row = next(csv.reader([lines[index]]))  # image 1 has a region: hit 0 or 1
+    assert row[2] in ("0", "1")
+    if field is None:
+        row.pop()
+    else:
+        row[field] = value
+    lines[index] = ",".join(row)
+    path.write_text("\n".join(lines))
+    with pytest.raises(normgrad.InvalidArgumentError) as error:
+        _run(_data(1), records=path)
+    message = str(error.value)
+    assert message.startswith(f"records: {str(path)!r} line {index + 1}: {problem}"), message
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (
+            lambda lines: lines[0].replace("{", "[{", 1) + "]",
+            "line 1: expected the settings as a JSON object",
+        ),
+        (lambda lines: lines[0][:-5], "line 1: the settings are not valid JSON"),
+        (lambda lines: "# normgrad evaluate records v1 {}", "older normgrad (records v1)"),
+        (lambda lines: lines[0] + "\nimage,method", "line 2: expected the header"),
+        (lambda lines: "\n".join([*lines[:3], '"0,oops"x,1', *lines[3:]]), "line 4: not CSV"),
+    ],
+)
+def test_a_hand_edited_header_is_refused_naming_the_file_and_line(
+    tmp_path: Path, edit: Any, problem: str
+) -> None:
+    path = tmp_path / "records.csv"
+    _run(_data(1), records=path)
+    lines = path.read_text().split("\n")
+    changed = edit(lines)
+    rest = lines[1:] if "\n" not in changed else []
+    path.write_text("\n".join([changed, *rest]) + "\n")
+    with pytest.raises(normgrad.InvalidArgumentError, match="records") as error:
+        _run(_data(1), records=path)
+    assert str(path) in str(error.value) and problem in str(error.value), str(error.value)
+
+
+def test_other_values_a_record_cannot_hold_are_refused(tmp_path: Path) -> None:
+    from normgrad._evaluation.records import RecordFile
+
+    methods = ["m", "random baseline"]
+    good = records_line = None
+    path = tmp_path / "records.csv"
+    RecordFile(path, {"a": 1}, methods).append(_file_records(["x"], methods))
+    text = path.read_text()
+    good, records_line = text.rsplit("\n", 3)[0], text.split("\n")[2]
+    assert RecordFile(path, {"a": 1}, methods).done  # unchanged, it reads back
+    for bad, problem in [
+        (records_line.replace(",0.5,", ",inf,", 1), "energy: expected a finite number"),
+        (records_line.replace(",1,0.75", ",0.5,0.75", 1), "objects: expected an int >= 0"),
+        (records_line.replace("0.75:1", "0.75:2", 1), "detections: expected 'score:1'"),
+        (records_line.replace("0.75:1", "nan:1", 1), "detections: expected a finite number"),
+        (records_line.replace(",0.5\n", ",-inf\n", 1) + ",", "expected 10 fields"),
+    ]:
+        assert bad != records_line, problem
+        path.write_text(text.replace(records_line, bad, 1))
+        with pytest.raises(normgrad.InvalidArgumentError, match=f"line 3: {problem}"):
+            RecordFile(path, {"a": 1}, methods)
+    random_line = text.split("\n")[3]
+    for bad, problem in [
+        (random_line.replace(",0.25,", ",1.5,", 1), r"hit: expected a finite number in \[0, 1\]"),
+        (random_line.replace(",0.25,,", ",0.25,1 2,", 1), "point: expected nothing"),
+    ]:
+        assert bad != random_line, problem
+        path.write_text(text.replace(random_line, bad, 1))
+        with pytest.raises(normgrad.InvalidArgumentError, match=f"line 4: {problem}"):
+            RecordFile(path, {"a": 1}, methods)
+    del good

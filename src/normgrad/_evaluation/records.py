@@ -22,18 +22,25 @@ from typing import Any
 
 import torch
 
-from .._errors import InvalidArgumentError
+from .._errors import InvalidArgumentError, describe
 from ..metrics import FROC, wilson_interval
 from .fingerprint import describe_differences
-from .result import MethodScore, Record, records_csv
+from .result import FIELDS, MethodScore, Record, records_csv
+from .scoring import RANDOM
 
 _MAGIC = "# normgrad evaluate records v2 "
 _OLD_MAGIC = "# normgrad evaluate records v1 "
 
 
-def image_order(image: str) -> tuple[int, int, str]:
-    """Sort key of image ids: integers numerically, then other ids as text."""
-    return (0, int(image), image) if image.isdigit() else (1, 0, image)
+def image_order(image: str) -> tuple[int, int, str, str]:
+    """Sort key of image ids: integers (ASCII digits) numerically, then other ids as text.
+
+    Any string has a key (no conversion to ``int`` that could fail: ``"²"`` is a digit to
+    ``str.isdigit``, and Python refuses to convert more than 4300 digits)."""
+    if image.isascii() and image.isdigit():
+        digits = image.lstrip("0")
+        return (0, len(digits), digits, image)
+    return (1, 0, "", image)
 
 
 def sort_records(records: Iterable[Record], methods: Sequence[str]) -> list[Record]:
@@ -101,33 +108,75 @@ def table(
     return rows
 
 
-def _float(text: str) -> float:
-    return float(text) if text else float("nan")
+class _BadLine(Exception):
+    """A line of a records file that is not a record: what is wrong with it."""
 
 
-def _parse(row: list[str], path: Path, line: int) -> Record:
+def _float(text: str, what: str, low: float = -math.inf, high: float = math.inf) -> float:
+    """A field holding a finite number in ``[low, high]``, or nothing (NaN)."""
+    if not text:
+        return math.nan
     try:
-        image, method, hit, point, energy, multi, objects, detections, deletion, insertion = row
-        found = tuple(
-            (float(score), tp == "1") for score, tp in (d.split(":") for d in detections.split())
-        )
-        return Record(
-            image,
-            method,
-            _float(hit),
-            tuple(int(v) for v in point.split()) if point else None,
-            _float(energy),
-            _float(multi),
-            int(objects),
-            found,
-            _float(deletion),
-            _float(insertion),
-        )
+        value = float(text)
     except ValueError:
-        raise InvalidArgumentError(
-            f"records: {str(path)!r} line {line} is not a record ({','.join(row)!r}); "
-            "was the file written by normgrad.evaluate?"
-        ) from None
+        value = math.nan
+    if not low <= value <= high or math.isinf(value):
+        bounds = "" if math.isinf(low) and math.isinf(high) else f" in [{low:g}, {high:g}]"
+        raise _BadLine(f"{what}: expected a finite number{bounds} or nothing, got {text!r}")
+    return value
+
+
+def _count(text: str, what: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise _BadLine(f"{what}: expected an int >= 0, got {text!r}")
+    return int(text)
+
+
+def _record(row: list[str], methods: Sequence[str], random: str | None) -> Record:
+    """One row of a records file, checked field by field (a file edited by hand)."""
+    if len(row) != len(FIELDS):
+        raise _BadLine(f"expected {len(FIELDS)} fields ({', '.join(FIELDS)}), got {len(row)}")
+    image, method, hit, point, energy, multi, objects, detections, deletion, insertion = row
+    if method not in methods:
+        raise _BadLine(f"method: expected one of {list(methods)}, got {method!r}")
+    if method == random:
+        chance = _float(hit, "hit", 0, 1)  # the random baseline's probability
+        if point:
+            raise _BadLine(f"point: expected nothing for the random baseline, got {point!r}")
+        pixel = None
+    else:
+        if hit not in ("", "0", "1"):
+            raise _BadLine(f"hit: expected 1 (hit), 0 (miss) or nothing (not counted), got {hit!r}")
+        chance = float(hit) if hit else math.nan
+        pixel = tuple(_count(v, "point") for v in point.split(" "))
+    found = []
+    for detection in detections.split(" ") if detections else ():
+        score, _, positive = detection.partition(":")
+        if positive not in ("0", "1"):
+            raise _BadLine(f"detections: expected 'score:1' or 'score:0', got {detection!r}")
+        if not score:
+            raise _BadLine(f"detections: expected a finite score, got {detection!r}")
+        found.append((_float(score, "detections"), positive == "1"))
+    return Record(
+        image,
+        method,
+        chance,
+        pixel,
+        _float(energy, "energy"),
+        _float(multi, "multi", 0, 1),
+        _count(objects, "objects"),
+        tuple(found),
+        _float(deletion, "deletion"),
+        _float(insertion, "insertion"),
+    )
+
+
+def _lines(text: str) -> list[str]:
+    """``text`` cut after each ``"\\n"`` only (ids may hold ``"\\r"``, ``"\\u2028"``, which
+    ``str.splitlines`` would cut at); a last line without one is dropped: the record being
+    written when the run stopped."""
+    lines = text.split("\n")
+    return [line + "\n" for line in lines[:-1]]
 
 
 class RecordFile:
@@ -149,36 +198,69 @@ class RecordFile:
             self._load()
         self._rewrite()
 
+    def _fail(self, line: int, problem: str) -> InvalidArgumentError:
+        return InvalidArgumentError(
+            f"records: {str(self.path)!r} line {line}: {problem}; the file was changed by "
+            "hand or by another program: correct or delete that line (its image is then "
+            "explained again), or choose another path"
+        )
+
     def _load(self) -> None:
-        with self.path.open(encoding="utf-8", newline="") as f:
-            first = f.readline()
-            if first.startswith(_OLD_MAGIC):
-                raise InvalidArgumentError(
-                    f"records: {str(self.path)!r} was written by an older normgrad (records "
-                    "v1), whose header does not hold the explainers' arguments and the model's "
-                    "weights, so resuming it cannot be checked; choose another path, or delete "
-                    "the file to start again"
-                )
-            if not first.startswith(_MAGIC):
-                raise InvalidArgumentError(
-                    f"records: {str(self.path)!r} exists and is not a normgrad records file; "
-                    "choose another path"
-                )
+        try:
+            with self.path.open(encoding="utf-8", newline="") as f:  # "\r" kept as written
+                text = f.read()
+        except UnicodeDecodeError as e:
+            raise InvalidArgumentError(
+                f"records: {str(self.path)!r} is not UTF-8 text ({e}), so not a normgrad "
+                "records file; choose another path"
+            ) from None
+        lines = _lines(text)
+        first = lines[0] if lines else text
+        if first.startswith(_OLD_MAGIC):
+            raise InvalidArgumentError(
+                f"records: {str(self.path)!r} was written by an older normgrad (records "
+                "v1), whose header does not hold the explainers' arguments and the model's "
+                "weights, so resuming it cannot be checked; choose another path, or delete "
+                "the file to start again"
+            )
+        if not first.startswith(_MAGIC):
+            raise InvalidArgumentError(
+                f"records: {str(self.path)!r} exists and is not a normgrad records file; "
+                "choose another path"
+            )
+        try:
             stated = json.loads(first[len(_MAGIC) :])
-            if stated != self.settings:
-                changed = describe_differences(self.settings, stated, "the file")
-                raise InvalidArgumentError(
-                    f"records: {str(self.path)!r} was written by an evaluation with other "
-                    f"settings ({changed} differ); resume with the same explainers, model "
-                    "weights and arguments, or choose another path"
-                )
-            text = f.read()
-        lines = text.splitlines(keepends=True)
-        if lines and not lines[-1].endswith("\n"):
-            lines.pop()  # a record cut off by the interruption
+        except ValueError as e:
+            raise self._fail(1, f"the settings are not valid JSON ({e})") from None
+        if not isinstance(stated, dict):
+            raise self._fail(1, f"expected the settings as a JSON object, got {describe(stated)}")
+        if stated != self.settings:
+            changed = describe_differences(self.settings, stated, "the file")
+            raise InvalidArgumentError(
+                f"records: {str(self.path)!r} was written by an evaluation with other "
+                f"settings ({changed} differ); resume with the same explainers, model "
+                "weights and arguments, or choose another path"
+            )
+        if len(lines) > 1 and lines[1] != ",".join(FIELDS) + "\n":
+            raise self._fail(2, f"expected the header {','.join(FIELDS)}, got {lines[1]!r}")
         by_image: dict[str, list[Record]] = {}
-        for number, row in enumerate(csv.reader(lines[1:]), start=3):
-            record = _parse(row, self.path, number)
+        source = iter(lines[2:])
+        reader = csv.reader(source, strict=True)
+        random = RANDOM if RANDOM in self.methods else None
+        while True:
+            line = reader.line_num + 3
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as e:
+                if next(source, None) is None:
+                    break  # a record cut off inside a quoted id, at the end
+                raise self._fail(line, f"not CSV ({e})") from None
+            try:
+                record = _record(row, self.methods, random)
+            except _BadLine as e:
+                raise self._fail(line, str(e)) from None
             by_image.setdefault(record.image, []).append(record)
         wanted = set(self.methods)
         self.done = {

@@ -103,6 +103,9 @@ def records_csv(records: Iterable[Record], header: bool = True) -> str:
     """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
+    # csv quotes a field with "\n" but not one with a lone "\r", which a reader splits on:
+    # rows with one are written fully quoted
+    quoting = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
     if header:
         writer.writerow(FIELDS)
     for r in records:
@@ -111,7 +114,8 @@ def records_csv(records: Iterable[Record], header: bool = True) -> str:
         found = " ".join(f"{score!r}:{int(tp)}" for score, tp in r.detections)
         extra = [_number(r.energy), _number(r.multi), r.objects, found]
         extra += [_number(r.deletion), _number(r.insertion)]
-        writer.writerow([r.image, r.method, hit, point, *extra])
+        row = [r.image, r.method, hit, point, *extra]
+        (quoting if "\r" in r.image or "\r" in r.method else writer).writerow(row)
     return out.getvalue()
 
 
