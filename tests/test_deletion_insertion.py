@@ -315,3 +315,32 @@ def test_errors() -> None:
         metrics.deletion_insertion(model, x, bad)
     with pytest.raises(ArgumentTypeError, match=r"model: expected a torch\.nn\.Module"):
         metrics.deletion_insertion(lambda t: t, x, maps)  # type: ignore[arg-type]
+
+
+def test_the_blur_baseline_is_the_kernel_the_docs_name() -> None:
+    # a delta blurred: the 2-D kernel itself. 11 taps of a sampled Gaussian of sigma 5,
+    # normalised: the corner weight is e^-1 of the centre, nothing beyond 5 pixels
+    from normgrad.metrics._deletion import _baseline
+
+    x = torch.zeros(1, 1, 21, 21, dtype=torch.float64)
+    x[0, 0, 10, 10] = 1.0
+    kernel = _baseline(x, "blur")[0, 0]
+    taps = torch.exp(-(torch.arange(-5.0, 6.0, dtype=torch.float64) ** 2) / 50)
+    taps /= taps.sum()
+    assert torch.allclose(kernel[5:16, 5:16], taps[:, None] * taps[None, :], rtol=1e-12)
+    assert float(kernel[5, 5] / kernel[10, 10]) == pytest.approx(math.exp(-1), rel=1e-12)
+    assert float(kernel.sum()) == pytest.approx(1.0, rel=1e-12)
+    assert not bool(kernel[:5].any()) and not bool(kernel[16:].any())
+    # not RISE's gkern(11, 5), which is far flatter
+    delta = np.zeros((11, 11))
+    delta[5, 5] = 1
+    gkern = ndimage.gaussian_filter(delta, 5)
+    assert gkern[0, 0] / gkern[5, 5] == pytest.approx(0.876, abs=1e-3)
+    # reflection without repeating the edge pixel (scipy's "mirror"): a delta at the edge
+    x = torch.zeros(1, 1, 21, 21, dtype=torch.float64)
+    x[0, 0, 0, 10] = 1.0
+    edge = _baseline(x, "blur")[0, 0]
+    expected = ndimage.convolve(
+        x[0, 0].numpy(), (taps[:, None] * taps[None, :]).numpy(), mode="mirror"
+    )
+    assert np.allclose(edge.numpy(), expected, rtol=1e-12, atol=1e-15)

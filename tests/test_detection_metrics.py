@@ -567,6 +567,35 @@ def test_froc_ties_enter_together_and_accumulates() -> None:
     assert math.isnan(acc.compute().froc)  # nothing to find
 
 
+def test_more_peaks_can_lower_froc_but_never_the_final_sensitivity() -> None:
+    # image 0: an object, its one peak 1.0 on it; image 1: no object, peaks 0.8 and 0.7;
+    # image 2: an object, its one peak 0.6 on it. k = 1: 1.0 TP, 0.8 FP, 0.6 TP; the
+    # operating points (0, 1/2) (1/3, 1/2) (1/3, 1): rate 1/2 reads 1. k = 2 adds image 1's
+    # 0.7, a false positive that outranks image 2's true positive: (2/3, 1) comes too
+    # late for rate 1/2, which reads 1/2. FROC falls; the final sensitivity stays 1.
+    maps = torch.zeros(3, 8, 8)
+    maps[0, 1, 1], maps[1, 1, 1], maps[1, 6, 6], maps[2, 1, 1] = 1.0, 0.8, 0.7, 0.6
+    boxes = [torch.tensor([[0, 0, 2, 2]]), torch.zeros(0, 4), torch.tensor([[0, 0, 2, 2]])]
+    one = metrics.froc(maps, boxes, k=1, min_distance=2)
+    two = metrics.froc(maps, boxes, k=2, min_distance=2)
+    assert one.sensitivities == pytest.approx((1 / 2, 1 / 2, 1, 1, 1, 1, 1))
+    assert two.sensitivities == pytest.approx((1 / 2, 1 / 2, 1 / 2, 1, 1, 1, 1))
+    assert two.froc < one.froc
+    assert one.sensitivity[-1] == two.sensitivity[-1] == 1.0
+
+
+@given(detection_cases(), st.integers(1, 3), st.sampled_from([0.0, 1.5, 3.0]))
+@settings(max_examples=60, deadline=None)
+def test_more_peaks_only_raise_the_final_sensitivity(
+    case: tuple[torch.Tensor, list[list[object]], list[float]], k: int, min_distance: float
+) -> None:
+    maps, objects, _ = case
+    fewer = metrics.froc(maps, objects, k=k, min_distance=min_distance)  # type: ignore[arg-type]
+    more = metrics.froc(maps, objects, k=k + 1, min_distance=min_distance)  # type: ignore[arg-type]
+    assert more.found >= fewer.found
+    assert float(more.sensitivity[-1]) >= float(fewer.sensitivity[-1]) or math.isnan(fewer.froc)
+
+
 def test_froc_3d_boxes() -> None:
     # one volume, object box x 1..2, y 1..2, z 3..3; peaks at (z=3,y=1,x=1), a TP, and
     # (z=0,y=3,x=3), a FP: points (0, 0) (0, 1) (1, 1)

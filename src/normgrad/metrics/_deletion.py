@@ -25,7 +25,9 @@ Baseline = Union[Literal["zeros", "blur", "mean"], torch.Tensor]
 """What deletion removes pixels towards and insertion starts from: ``"zeros"``, ``"blur"``,
 ``"mean"`` or a tensor broadcastable to the inputs."""
 _BASELINES = ("zeros", "blur", "mean")
-_BLUR_SIGMA, _BLUR_SIZE = 5.0, 11  # RISE's blur: an 11-tap Gaussian of sigma 5
+# the blur: a sampled Gaussian of 11 taps and sigma 5, separable, reflection padding (not
+# RISE's gkern(11, 5), a far flatter kernel applied with zero padding: see the docstring)
+_BLUR_SIGMA, _BLUR_SIZE = 5.0, 11
 
 
 class DeletionOptions(TypedDict, total=False):
@@ -208,9 +210,16 @@ def deletion_insertion(
         x: inputs ``(N, C, H, W)`` or ``(N, C, D, H, W)``, finite; not modified.
         saliency: maps ``(N, 1, *spatial)`` or ``(N, *spatial)`` at the input's size, finite.
         steps: number of steps ``T``, at most the number of pixels.
-        baseline: ``"zeros"``, ``"blur"`` (each channel smoothed by an 11-tap Gaussian of
-            sigma 5 with reflection padding, as RISE), ``"mean"`` (each image's channel
-            means), or a tensor broadcastable to ``x``.
+        baseline: ``"zeros"``, ``"blur"``, ``"mean"`` (each image's channel means), or a
+            tensor broadcastable to ``x``. ``"blur"`` smooths each channel with
+            [`smooth`][normgrad.metrics.smooth]``(sigma=5, kernel_size=11)``: a sampled
+            Gaussian of 11 taps, weights $e^{-d^2/50}$ for $d = -5, \dots, 5$ normalised to
+            sum 1, applied along each spatial axis in turn, with reflection padding (the
+            edge pixel is not repeated: scipy's ``mode="mirror"``); the 2-D kernel's corner
+            weight is $e^{-1} \approx 0.37$ of its centre. It is not RISE's blur
+            (``gkern(11, 5)``: scipy's ``gaussian_filter`` of sigma 5 on an 11×11 delta,
+            whose reflected tails make it nearly flat, corner ≈ 0.88 of centre, applied
+            with zero padding), so curves with ``"blur"`` are not RISE's numbers.
         target: the class followed: None for the predicted class (first maximum of the
             logits of ``x``), one index, or one per sample.
         batch_size: images per model call (the memory bound).
