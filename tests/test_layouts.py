@@ -777,3 +777,134 @@ def test_cascading_randomisation_on_transformers() -> None:
         assert result.mean()[-1] < 0.9  # fully randomised below the layer: maps change
         after = model.state_dict()
         assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+# ---------------------------------------------------------------------------------------
+# 6. Blocks whose output reads both ways, settled by how the output was made
+# ---------------------------------------------------------------------------------------
+
+
+class TimmStyleBlock(nn.Module):
+    """A ConvNeXt block written as timm writes it: the permutations are calls in ``forward``,
+    not modules, and the last registered module is a ``Linear`` of the channels-last MLP,
+    while the block hands its output on channels first."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv_dw = nn.Conv2d(channels, channels, 7, padding=3, groups=channels)
+        self.norm = nn.LayerNorm(channels)
+        self.fc1 = nn.Linear(channels, 4 * channels)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(4 * channels, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv_dw(x).permute(0, 2, 3, 1)
+        h = self.fc2(self.act(self.fc1(self.norm(h))))
+        return x + h.permute(0, 3, 1, 2)
+
+
+class SqueezeExcitation(nn.Module):
+    """conv, BN, ReLU, then a gate from two ``Linear`` layers on the pooled channels: the
+    block is channels first, its last registered module a ``Linear``."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.bn = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU()
+        self.fc1 = nn.Linear(channels, channels // 2)
+        self.fc2 = nn.Linear(channels // 2, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.relu(self.bn(self.conv(x)))
+        gate = torch.sigmoid(self.fc2(torch.relu(self.fc1(y.mean(dim=(2, 3))))))
+        return y * gate[:, :, None, None]
+
+
+class EinsumOut(nn.Module):
+    """A block whose output an ``einsum`` lays out channels last: not followed, so asked for."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.out = nn.Linear(channels, channels)  # registered last, never run
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("nchw->nhwc", self.conv(x))
+
+
+class LayerNormHead(nn.Module):
+    """A 4x4 stem (8 channels at 8x8 on a 32x32 input: (N, 8, 8, 8) reads both ways), one
+    block, a LayerNorm head: not a plain CNN, so the block's kind must settle its layout."""
+
+    def __init__(self, block: nn.Module, channels_last_block: bool = False) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 4, stride=4)
+        self.block = block
+        self.channels_last_block = channels_last_block
+        self.norm = nn.LayerNorm(8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.block(self.stem(x))
+        pooled = h.mean(dim=(1, 2)) if self.channels_last_block else h.mean(dim=(2, 3))
+        return self.head(self.norm(pooled))
+
+
+@pytest.mark.parametrize("block", [TimmStyleBlock, SqueezeExcitation])
+def test_channels_first_block_with_a_linear_last_reads_channels_first(
+    block: Callable[[int], nn.Module],
+) -> None:
+    model = seeded(LayerNormHead(block(8)), 3).double().eval()
+    x = _x(32, 32).double()
+    target = torch.tensor([1, 2])
+    ((a, g),) = by_hand(model, x, ["block"], target).values()
+    assert a.shape == (2, 8, 8, 8)
+    for vil, (kind, k) in VILS.items():
+        result = normgrad.NormGrad(model, "block", vil).explain(x, target)
+        expected = reference_normgrad_map(a, g, kind, k)
+        close_raw(result.raw_layer_maps["block"], expected)
+        misread = reference_normgrad_map(last(a), last(g), kind, k)
+        assert not torch.allclose(misread, expected, rtol=1e-3)
+    cam = normgrad.GradCAM(model, "block").explain(x, target)
+    close_raw(cam.raw_layer_maps["block"], reference_grad_cam(a, g))
+    # the block's own modules read as their kinds say; a ReLU alone shows nothing (how its
+    # input was made is outside the layer) and is asked for, as in AmbiguousNet
+    inner = ["block.fc2"] if block is TimmStyleBlock else ["block.bn"]
+    if block is SqueezeExcitation:
+        with pytest.raises(normgrad.LayerError, match=r"'block\.relu'.*layout="):
+            normgrad.NormGrad(model, "block.relu").explain(x, target)
+    for name in inner:
+        ((a, g),) = by_hand(model, x, [name], target).values()
+        convert = last if name == "block.fc2" else first
+        result = normgrad.NormGrad(model, name, "conv3x3").explain(x, target)
+        close_raw(
+            result.raw_layer_maps[name], reference_normgrad_map(convert(a), convert(g), "conv", 3)
+        )
+
+
+def test_block_whose_output_is_not_followed_asks_for_its_layout() -> None:
+    model = seeded(LayerNormHead(EinsumOut(8), channels_last_block=True), 3).double()
+    x = _x(32, 32).double()
+    target = torch.tensor([1, 2])
+    with pytest.raises(normgrad.LayerError, match=r"'block'.*layout=") as info:
+        normgrad.NormGrad(model, "block", "scaling").explain(x, target)
+    assert "does not show how it was made" in str(info.value)
+    assert torch._C._len_torch_function_stack() == 0
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    ((a, g),) = by_hand(model, x, ["block"], target).values()
+    stated = normgrad.NormGrad(model, "block", "scaling", layout="nhwc").explain(x, target)
+    close_raw(stated.raw_layer_maps["block"], reference_normgrad_map(last(a), last(g), "scaling"))
+
+
+def test_swin_with_as_many_channels_as_positions_reads_channels_last() -> None:
+    """torchvision Swin, 16 channels at 16x16 on a 64x64 input: its stage outputs, norms and
+    attention read both ways; each is read as its forward made it (channels last)."""
+    model = swin(16).double().eval()
+    x = _x(64, 64).double()
+    target = torch.tensor([0, 2])
+    names = ["features.0", "features.1", "features.1.0.attn", "features.1.0.norm1"]
+    for name, (a, g) in by_hand(model, x, names, target).items():
+        assert a.shape == (2, 16, 16, 16), name
+        result = normgrad.NormGrad(model, name, "conv1x1").explain(x, target)
+        close_raw(result.raw_layer_maps[name], reference_normgrad_map(last(a), last(g), "conv", 1))

@@ -30,7 +30,7 @@ from .diagnosis import (
 )
 from .guided import GuidedReLUs
 from .hooks import HookSet, explaining
-from .layout_detection import resolve_layout
+from .layout_detection import LayoutTrace, convolutional, resolve_layout
 from .layouts import Layout, Resolved
 from .targets import (
     ClassTarget,
@@ -116,7 +116,10 @@ def capture(
                 )
             if inside_checkpoint(reentrant_only=True):
                 raise reentrant_layer_error(name)
-            found[name] = resolve_layout(output, x.shape[2:], stated[name], model, name, module)
+            made = trace.layout(output) if trace is not None and name in traced else None
+            found[name] = resolve_layout(output, x.shape[2:], stated[name], model, name, made)
+            if trace is not None and name in traced:
+                trace.leave()
             # From the first captured layer on, the forward records a graph (see below).
             torch.set_grad_enabled(True)
             leaf = output if output.requires_grad else output.detach().requires_grad_()
@@ -128,7 +131,22 @@ def capture(
         return hook
 
     relus = GuidedReLUs() if guided else None
+    # how the layers' outputs are made, where their layout is detected in a model that is
+    # not a plain CNN (an output with as many channels as positions reads both ways)
+    traced = {name for name, _ in layers if stated[name] is None}
+    trace = LayoutTrace() if traced and not convolutional(model) else None
     with explaining(model), HookSet() as hooks:
+        if trace is not None:
+            tracer = trace
+            watched: set[int] = set()
+            for name, module in layers:
+                if name not in traced:
+                    continue
+                hooks.add(module.register_forward_pre_hook(lambda m, a: tracer.enter()))
+                for sub in module.modules():
+                    if id(sub) not in watched:
+                        watched.add(id(sub))
+                        hooks.add(sub.register_forward_hook(tracer.module_hook))
         for name, module in layers:
             hooks.add(module.register_forward_hook(make_hook(name)))
         with torch.inference_mode(False):
@@ -139,7 +157,11 @@ def capture(
         # nothing computed before it can carry gradient to it. Its hook switches grad mode
         # on; the context restores the mode on exit.
         with torch.set_grad_enabled(input_gradient or guided), relus or contextlib.nullcontext():
-            output = forward(model, x_in.clone())
+            try:
+                output = forward(model, x_in.clone())
+            finally:
+                if trace is not None:
+                    trace.close()  # a layer that raised is left, inside the guided mode
         hooks.remove()
         for name, _ in layers:
             calls = len(captured[name])
