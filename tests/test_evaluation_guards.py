@@ -197,3 +197,97 @@ def test_the_weight_checksum_equals_the_literal_one(
             raw[len(raw) // 2] ^= 1
             changed = torch.frombuffer(raw, dtype=dtype).clone()
             assert int(fingerprint._checksum(changed)) != got
+
+
+class _Samples(torch.utils.data.Dataset[Any]):
+    """Six images with a box each."""
+
+    def __init__(self) -> None:
+        self.batches = _data(2)
+
+    def __len__(self) -> int:
+        return 6
+
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
+        x, labels, boxes = self.batches[i // 3]
+        return x[i % 3], labels[i % 3], boxes[i % 3]
+
+
+class _Stream(torch.utils.data.IterableDataset[Any]):
+    """The same six images as a stream (no length)."""
+
+    def __iter__(self) -> Any:
+        samples = _Samples()
+        return iter(samples[i] for i in range(len(samples)))
+
+
+def _loader(data: Any, **kwargs: Any) -> torch.utils.data.DataLoader[Any]:
+    return torch.utils.data.DataLoader(
+        data, batch_size=3, collate_fn=normgrad.metrics.collate, **kwargs
+    )
+
+
+def test_a_shuffled_loader_without_ids_is_refused_with_records(tmp_path: Any) -> None:
+    model = _model()
+    explainers = {"g": normgrad.Gradient(model)}
+    counting = _Counting(model)
+    samples = _Samples()
+    for loader in (
+        _loader(samples, shuffle=True),
+        _loader(samples, sampler=torch.utils.data.SubsetRandomSampler(range(6))),
+        torch.utils.data.DataLoader(
+            samples,
+            batch_sampler=torch.utils.data.BatchSampler(
+                torch.utils.data.RandomSampler(samples), 3, drop_last=False
+            ),
+            collate_fn=normgrad.metrics.collate,
+        ),
+    ):
+        with pytest.raises(normgrad.InvalidArgumentError) as error:
+            normgrad.evaluate(model, explainers, loader, progress=False, records=tmp_path / "r.csv")
+        assert "shuffles" in str(error.value) and "yield ids" in str(error.value)
+    assert counting.calls == 0
+    # without records the order does not matter; in a fixed order, records are fine
+    shuffled = normgrad.evaluate(model, explainers, _loader(samples, shuffle=True), progress=False)
+    fixed = normgrad.evaluate(
+        model, explainers, _loader(samples), progress=False, records=tmp_path / "r.csv"
+    )
+    assert [r.hits for r in shuffled.rows] == [r.hits for r in fixed.rows]
+
+
+def test_a_loader_of_an_iterable_dataset_runs_without_a_total(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = _model()
+    explainers = {"g": normgrad.Gradient(model)}
+    stream = normgrad.evaluate(
+        model, explainers, _loader(_Stream()), progress=True, records=tmp_path / "r.csv"
+    )
+    err = capsys.readouterr().err
+    assert "evaluate: batch 2, 6 images" in err and "s left" not in err
+    sized = normgrad.evaluate(model, explainers, _loader(_Samples()), progress=False)
+    assert [r.hits for r in stream.rows] == [r.hits for r in sized.rows]
+    assert [(r.image, r.hit) for r in stream.records] == [(r.image, r.hit) for r in sized.records]
+
+
+@pytest.mark.parametrize(
+    ("labels", "error", "problem"),
+    [
+        (torch.tensor([1.0, 2.0, 0.0]), normgrad.ArgumentTypeError, "dtype torch.float32"),
+        ([0.5, 1, 2], normgrad.ArgumentTypeError, "got list [0.5, 1, 2]"),
+        (torch.tensor([1, 2]), normgrad.ShapeError, "shape (3,)"),
+    ],
+)
+def test_bad_labels_are_named_as_the_datas_labels(
+    labels: Any, error: type[Exception], problem: str
+) -> None:
+    model = _model()
+    counting = _Counting(model)
+    (x, _, boxes), second = _data(2)
+    data = [second, (x, labels, boxes)]
+    with pytest.raises(error) as raised:
+        normgrad.evaluate(model, {"g": normgrad.Gradient(model)}, data, progress=False)
+    message = str(raised.value)
+    assert message.startswith("data: the labels of batch 2") and problem in message, message
+    assert "target" not in message
+    assert counting.calls == 1  # the first batch only

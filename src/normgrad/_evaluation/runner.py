@@ -6,10 +6,7 @@ import hashlib
 import inspect
 import json
 import os
-import sys
-import time
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,8 +23,9 @@ from .._checks import (
 from .._errors import ArgumentTypeError, InvalidArgumentError, describe
 from .._explainers.base import Explainer
 from .._model.layers import check_model
-from ..metrics import DeletionOptions, Regions, deletion_insertion
+from ..metrics import DeletionOptions, deletion_insertion
 from ..metrics._deletion import check_options
+from .data import Progress, batches, check_labels, check_order, record_path, unpack
 from .distributed import gather, raise_first_error, sampler_indices, world
 from .fingerprint import (
     check_owner,
@@ -38,33 +36,6 @@ from .fingerprint import (
 from .records import RecordFile, image_order, sort_records, table
 from .result import METRIC_COLUMNS, EvaluationResult, Record
 from .scoring import CENTRE, RANDOM, SMOOTHED, score_batch
-
-
-class _Progress:
-    """Batches, images, images per second and time left, on one line of stderr."""
-
-    def __init__(self, enabled: bool, total: int | None) -> None:
-        self.enabled = enabled
-        self.total = total
-        self.start = time.perf_counter()
-
-    def step(self, done: int, images: int) -> None:
-        if not self.enabled:
-            return
-        elapsed = max(time.perf_counter() - self.start, 1e-9)
-        line = f"\revaluate: batch {done}"
-        if self.total is not None:
-            left = elapsed / done * (self.total - done)
-            line += f"/{self.total}"
-        line += f", {images} images, {images / elapsed:.1f} images/s"
-        if self.total is not None:
-            line += f", {left:.0f} s left"
-        sys.stderr.write(line + "   ")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -86,31 +57,6 @@ def _methods(explainers: Mapping[str, Explainer], smoothing: bool, baselines: bo
                 "explainer"
             )
     return names + generated + ([CENTRE, RANDOM] if baselines else [])
-
-
-def _unpack(batch: Any) -> tuple[torch.Tensor, Any, Regions, list[str] | None]:
-    if isinstance(batch, (tuple, list)) and len(batch) in (3, 4):
-        x, labels, regions = batch[:3]
-        ids = batch[3] if len(batch) == 4 else None
-        if not isinstance(x, torch.Tensor):
-            raise ArgumentTypeError(f"data: expected images as a tensor, got {describe(x)}")
-        if ids is None:
-            return x, labels, regions, None
-        values = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
-        if len(values) != x.shape[0]:
-            raise InvalidArgumentError(
-                f"data: expected one id per image ({x.shape[0]}), got {len(values)} ids"
-            )
-        return x, labels, regions, [str(v) for v in values]
-    raise InvalidArgumentError(
-        "data: expected batches of (images, labels, regions) or (images, labels, regions, ids), "
-        f"got {describe(batch)}"
-    )
-
-
-def _record_path(path: str | os.PathLike[str], rank: int, size: int) -> Path:
-    p = Path(path)
-    return p if size == 1 else p.with_name(f"{p.stem}.rank{rank}-of-{size}{p.suffix}")
 
 
 def evaluate(
@@ -261,15 +207,14 @@ def evaluate(
         raise error
     assert settings is not None
     device = _device(model)
-    log = RecordFile(_record_path(records, rank, size), settings, methods) if records else None
+    log = RecordFile(record_path(records, rank, size), settings, methods) if records else None
     indices = sampler_indices(data)
-    total = len(data) if hasattr(data, "__len__") else None  # type: ignore[arg-type]
-    bar = _Progress(progress and rank == 0, total)
+    bar = Progress(progress and rank == 0, batches(data))
     mine: list[Record] = []
     images = 0
     try:
         for step, batch in enumerate(data, start=1):
-            x, labels, batch_regions, ids = _unpack(batch)
+            x, labels, batch_regions, ids = unpack(batch)
             n = x.shape[0]
             if ids is None:
                 if indices is None and size > 1:
@@ -278,12 +223,14 @@ def evaluate(
                         "shared by all ranks: give batches (images, labels, regions, ids), or "
                         "a DataLoader over a normgrad.ShardSampler"
                     )
+                check_order(data, log is not None)
                 ids = [str(indices[images + i] if indices else images + i) for i in range(n)]
             images += n
             if log is not None and all(i in log.done for i in ids):
                 mine.extend(r for i in ids for r in log.done[i])
                 bar.step(step, images)
                 continue
+            check_labels(labels, n, step)
             batch_records = score_batch(
                 model, explainers, x.to(device), labels, batch_regions, ids, methods,
                 tolerance=tolerance, spacing=spacing, sigma=smoothing_sigma,
