@@ -310,7 +310,7 @@ def test_outside_regions_are_named_and_counted_as_the_reference(data: st.DataObj
         warnings.simplefilter("ignore")
         prepared = metrics.prepare_regions(boxes, (n, height, width))
         game = metrics.PointingGame(tolerance=1)
-        game.update(maps, forms(boxes)["padded"])
+        game.update(maps, forms(boxes)["nan rows"])
         result = metrics.froc(maps, [[Box(*r) for r in b] for b in boxes], k=2)
     assert prepared.outside_samples().tolist() == far
     assert game.compute().outside == sum(f and not c for f, c in zip(far, covers))

@@ -72,7 +72,8 @@ def energy_pointing_game(saliency: torch.Tensor, regions: Regions) -> torch.Tens
             tensors per sample, lists
             of [`Box`][normgrad.metrics.Box], [`Ellipse`][normgrad.metrics.Ellipse] and
             [`Polygon`][normgrad.metrics.Polygon] per sample (2-D), or
-            [`PreparedRegions`][normgrad.metrics.PreparedRegions].
+            [`PreparedRegions`][normgrad.metrics.PreparedRegions]. A region wholly outside
+            the map covers nothing and raises a ``UserWarning`` naming its sample.
 
     Returns:
         float32 ``(N,)`` in ``[0, 1]`` on the maps' device; NaN where a sample has no region.

@@ -31,7 +31,8 @@ def multi_pointing_game(
             lists of
             [`Box`][normgrad.metrics.Box], [`Ellipse`][normgrad.metrics.Ellipse] and
             [`Polygon`][normgrad.metrics.Polygon]. Objects with no pixel in
-            the image are not counted.
+            the image are not counted; those wholly outside it raise a ``UserWarning``
+            naming their sample.
         min_distance: smallest distance between two peaks, in pixels.
 
     Returns:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from typing import Union, cast
+from typing import Any, Union, cast
 
 import numpy as np
 import torch
@@ -13,7 +13,19 @@ from .._errors import ArgumentTypeError, ShapeError, describe
 from ._boxes import box_flags, box_order, refuse_box, warn_outside
 from ._shapes import Box, Shape, contains_many, covering
 
-Objects = Sequence[Union[torch.Tensor, Sequence[Shape]]]
+SampleRegions = Union[
+    torch.Tensor,
+    "np.ndarray[Any, Any]",
+    Sequence[Shape],
+    Sequence[Sequence[float]],
+    Sequence[float],
+]
+"""The regions of one sample: boxes as a tensor or numpy array ``(K, 4)`` (or one box
+``(4,)``; 6 numbers for volumes), a list of boxes (each 4 or 6 numbers), or a list of
+[`Box`][normgrad.metrics.Box], [`Ellipse`][normgrad.metrics.Ellipse] and
+[`Polygon`][normgrad.metrics.Polygon]."""
+
+Objects = Sequence[SampleRegions]
 """The objects of each image: per image a tensor or numpy array ``(K_i, 4)`` of inclusive
 boxes ``(xmin, ymin, xmax, ymax)`` (``(K_i, 6)`` with z for volumes; ``K_i = 0``: no
 object; a row all NaN is padding), a list of such boxes (each 4 or 6 numbers), or a list of
@@ -207,7 +219,7 @@ def objects_of(
     given: list[list[int]] = [list(range(len(objects))) for objects in lists]
     for (i, j), row, pad in zip(where, boxes.tolist(), padding):
         if not pad:
-            lists[i].append(Box(*row) if ndim == 2 else _Cuboid(row))
+            lists[i].append(Box._checked(row) if ndim == 2 else _Cuboid(row))
             given[i].append(j)
     flat = [(i, j, o) for i, objects in enumerate(lists) for j, o in zip(given[i], objects)]
     bounds = [o.bounds() if isinstance(o, Shape) else o.row for _, _, o in flat]

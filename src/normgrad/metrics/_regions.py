@@ -10,7 +10,7 @@ import torch
 
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
 from ._boxes import box_flags, refuse_box, warn_outside
-from ._objects import objects_of, sample_regions
+from ._objects import SampleRegions, objects_of, sample_regions
 from ._shapes import Shape, shapes_mask
 
 
@@ -82,7 +82,7 @@ class PreparedRegions:
         return out
 
 
-Regions = Union[torch.Tensor, Sequence[Union[torch.Tensor, Sequence[Shape]]], PreparedRegions]
+Regions = Union[torch.Tensor, Sequence[SampleRegions], PreparedRegions]
 """Regions to point at: boolean masks ``(N, *spatial)`` (or ``(N, 1, *spatial)``), or per
 sample a tensor or numpy array ``(K_i, 4)`` of boxes ``(xmin, ymin, xmax, ymax)`` in the
 maps' pixels, inclusive (``(K_i, 6)`` ``(xmin, ymin, zmin, xmax, ymax, zmax)`` for volumes;

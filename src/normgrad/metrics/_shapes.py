@@ -118,6 +118,14 @@ class _Boxed(Shape):
             object.__setattr__(self, name, value)
 
     @classmethod
+    def _checked(cls: type[_B], values: Sequence[float]) -> _B:
+        """The shape of box ``values`` already checked (by ``box_flags``, for a batch)."""
+        shape = object.__new__(cls)
+        for name, value in zip(("xmin", "ymin", "xmax", "ymax"), values):
+            object.__setattr__(shape, name, float(value))
+        return shape
+
+    @classmethod
     def from_corners(cls: type[_B], x1: float, y1: float, x2: float, y2: float) -> _B:
         """The shape whose box has the two opposite corners given, in any order."""
         return cls(min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
