@@ -86,6 +86,11 @@ def forms(boxes: list[list[list[float]]]) -> dict[str, Any]:
         if b:
             padded[i, : len(b)] = torch.tensor(b, dtype=torch.float64)
     out["padded"] = padded
+    out["padded array"] = padded.numpy()
+    samples = np.empty(len(boxes), dtype=object)  # one array per sample, e.g. from pandas
+    for i, b in enumerate(boxes):
+        samples[i] = np.array(b, dtype=np.float64).reshape(-1, 4)
+    out["array of arrays"] = samples
     out["nan rows"] = [
         torch.cat(
             [torch.tensor(b, dtype=torch.float64).reshape(-1, 4), torch.full((1, 4), math.nan)]
@@ -205,6 +210,21 @@ def test_every_metric_refuses_a_bad_form_alike(
 ) -> None:
     with pytest.raises(error, match=message):
         METRICS[name](torch.rand(2, 1, 6, 6), regions)
+
+
+def test_numpy_masks_are_masks() -> None:
+    maps = torch.zeros(2, 1, 6, 6)
+    maps[:, 0, 2, 2] = 1.0
+    masks = torch.zeros(2, 6, 6, dtype=torch.bool)
+    masks[0, 2, 2] = masks[1, 5, 5] = True
+    for name in ("pointing_game", "energy_pointing_game", "prepare_regions"):
+        expected = METRICS[name](maps, masks)
+        assert _same(METRICS[name](maps, masks.numpy()), expected), name
+    for name in ("multi_pointing_game", "froc"):
+        with pytest.raises(ArgumentTypeError, match="a mask merges touching objects"):
+            METRICS[name](maps, masks.numpy())
+    with pytest.raises(ShapeError, match="regions: expected maps of at least one pixel"):
+        metrics.prepare_regions([torch.zeros(0, 4)], (1, 0, 5))
 
 
 def test_a_box_and_the_regions_share_one_check() -> None:

@@ -159,11 +159,20 @@ def _shapes(item: Sequence[object], i: int, ndim: int) -> list[Shape]:
     return list(cast(Sequence[Shape], item))
 
 
+def from_numpy(regions: object) -> object:
+    """``regions`` with a numpy array of the whole batch read as a tensor (masks, padded
+    boxes), or as a list of its samples when it holds objects (one array per sample)."""
+    if isinstance(regions, np.ndarray):
+        return list(regions) if regions.dtype == object else torch.as_tensor(regions)
+    return regions
+
+
 def per_sample(regions: object, shape: Sequence[int]) -> list[torch.Tensor | list[Shape]]:
     """The regions of each of ``shape[0]`` samples, by ``sample_regions``: a list (or
     tuple) with one item per sample, or boxes padded to one tensor ``(N, K, 2 * ndim)``."""
     n, ndim = int(shape[0]), len(shape) - 1
     width = 2 * ndim
+    regions = from_numpy(regions)
     if isinstance(regions, torch.Tensor):
         if regions.dtype == torch.bool or regions.ndim != 3 or regions.shape[2] != width:
             raise ArgumentTypeError(

@@ -10,7 +10,7 @@ import torch
 
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
 from ._boxes import box_flags, refuse_box, warn_outside
-from ._objects import SampleRegions, objects_of, sample_regions
+from ._objects import SampleRegions, from_numpy, objects_of, sample_regions
 from ._shapes import Shape, shapes_mask
 
 
@@ -83,7 +83,8 @@ class PreparedRegions:
 
 
 Regions = Union[torch.Tensor, Sequence[SampleRegions], PreparedRegions]
-"""Regions to point at: boolean masks ``(N, *spatial)`` (or ``(N, 1, *spatial)``), or per
+"""Regions to point at: boolean masks ``(N, *spatial)`` (or ``(N, 1, *spatial)``; a tensor
+or a numpy array), or per
 sample a tensor or numpy array ``(K_i, 4)`` of boxes ``(xmin, ymin, xmax, ymax)`` in the
 maps' pixels, inclusive (``(K_i, 6)`` ``(xmin, ymin, zmin, xmax, ymax, zmax)`` for volumes;
 ``K_i = 0`` means no region), a list of such boxes (each 4 or 6 numbers), a list of
@@ -126,7 +127,12 @@ def prepare_regions(
             )
         return regions.to(dev) if dev is not None else regions
     n, spatial = shape[0], shape[1:]
+    if 0 in spatial:
+        raise ShapeError(
+            f"regions: expected maps of at least one pixel, got maps of shape {shape}", shape
+        )
     empty = torch.empty(0, dtype=torch.long, device=dev)
+    regions = cast(Regions, from_numpy(regions))
     if isinstance(regions, torch.Tensor) and regions.dtype == torch.bool:
         masks = (
             regions[:, 0] if regions.ndim == len(shape) + 1 and regions.shape[1] == 1 else regions
