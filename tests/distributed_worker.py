@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from datetime import timedelta
@@ -15,6 +16,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 import normgrad
+from normgrad._evaluation.records import RecordFile
 
 from .models import TinyCNN, seeded
 
@@ -135,6 +137,79 @@ def _rank_fails(rank: int, world: int) -> Any:
     return run(model(), Failing(data) if rank == 1 else data)
 
 
+def _timed(rank: int, call: Callable[[torch.nn.Module], Any]) -> Any:
+    """``call(model)``: what it raised, how long it took and the forward passes it ran."""
+    m = model()
+    passes: list[int] = []
+    handle = m.register_forward_pre_hook(lambda module, args: passes.append(1))
+    start = time.monotonic()
+    try:
+        call(m)
+        outcome: tuple[str, str] = ("returned", "")
+    except Exception as error:
+        outcome = (type(error).__name__, str(error))
+    finally:
+        handle.remove()
+    return (*outcome, time.monotonic() - start, len(passes))
+
+
+def _stale_records_on_one_rank(rank: int, world: int) -> Any:
+    """Rank 1's records file was written with another tolerance: it fails opening it."""
+    path = Path(os.environ["NORMGRAD_TEST_DIR"]) / "stale.csv"
+    if rank == 1:  # a file of other settings, where rank 1 keeps its records
+        RecordFile(path.with_name(f"stale.rank1-of-{world}.csv"), {"tolerance": 5.0}, [])
+    dist.barrier()
+    return _timed(rank, lambda m: run(m, _sharded(rank, world), records=path))
+
+
+class _Unopenable:
+    """Data whose iterator cannot be made (a shard file that is missing)."""
+
+    def __iter__(self) -> Any:
+        raise FileNotFoundError("shard-1.tar is missing")
+
+
+def _data_fails_to_open(rank: int, world: int) -> Any:
+    return _timed(rank, lambda m: run(m, _Unopenable() if rank == 1 else _sharded(rank, world)))
+
+
+class _FloatLabels:
+    """A rank's data whose first batch has float labels."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    def __iter__(self) -> Any:
+        for x, labels, boxes, ids in self.data:
+            yield x, labels.double(), boxes, ids
+
+
+def _bad_labels_on_one_rank(rank: int, world: int) -> Any:
+    data = _sharded(rank, world, with_ids=True)
+    return _timed(rank, lambda m: run(m, _FloatLabels(data) if rank == 1 else data))
+
+
+class _Interrupted:
+    """Data that stops with a KeyboardInterrupt (not caught by evaluate) at its first batch."""
+
+    def __iter__(self) -> Any:
+        raise KeyboardInterrupt
+        yield
+
+
+def _calls_cross(rank: int, world: int) -> Any:
+    """Rank 1 is interrupted out of an evaluate, catches it and starts the next one while
+    rank 0 waits for the first one's records: the two calls must not pair up."""
+
+    def calls(m: torch.nn.Module) -> Any:
+        try:
+            run(m, _Interrupted() if rank == 1 else _sharded(rank, world))
+        except KeyboardInterrupt:
+            run(m, _sharded(rank, world))
+
+    return _timed(rank, calls)
+
+
 def _distributed_sampler(rank: int, world: int) -> Any:
     data = Radiographs(with_ids=True)
     sampler = DistributedSampler(data, world, rank, shuffle=False)  # pads with repeats
@@ -171,6 +246,13 @@ SCENARIOS: dict[str, Callable[[int, int], Any]] = {
     "pointing game": _pointing_game,
 }
 
+FAILURES: dict[str, Callable[[int, int], Any]] = {
+    "stale records on one rank": _stale_records_on_one_rank,
+    "data fails to open": _data_fails_to_open,
+    "bad labels on one rank": _bad_labels_on_one_rank,
+    "calls cross": _calls_cross,  # last: the ranks' calls no longer pair up after it
+}
+
 
 def main(rank: int, world: int, port: int, out: str, scenarios: list[str]) -> None:
     """One process: join the gloo group on localhost, run the scenarios, save what each
@@ -178,6 +260,7 @@ def main(rank: int, world: int, port: int, out: str, scenarios: list[str]) -> No
     if sys.platform.startswith("linux"):
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     torch.set_num_threads(1)
+    os.environ["NORMGRAD_TEST_DIR"] = out
     dist.init_process_group(
         "gloo",
         init_method=f"tcp://127.0.0.1:{port}",
@@ -189,7 +272,7 @@ def main(rank: int, world: int, port: int, out: str, scenarios: list[str]) -> No
     try:
         for name in scenarios:
             try:
-                results[name] = ("ok", SCENARIOS[name](rank, world))
+                results[name] = ("ok", {**SCENARIOS, **FAILURES}[name](rank, world))
             except Exception as error:
                 results[name] = ("error", type(error).__name__, str(error))
     except BaseException:

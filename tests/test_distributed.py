@@ -127,6 +127,35 @@ def test_two_processes_equal_one(tmp_path: Path) -> None:
         assert "needs an id" in message
 
 
+def test_a_failing_rank_stops_every_rank_promptly(tmp_path: Path) -> None:
+    """A rank that fails opening its records file or its data, or on a batch, makes every
+    rank raise its cause within seconds (not gloo's timeout); a rank that leaves an evaluate
+    without the others (an uncaught KeyboardInterrupt) and starts the next one is told
+    apart, not paired with the others' earlier call."""
+    results = _spawn(2, list(worker.FAILURES), tmp_path)
+    for rank, result in enumerate(results):
+        for scenario, kind, cause in [
+            ("stale records on one rank", "InvalidArgumentError", "records: "),
+            ("data fails to open", "FileNotFoundError", "shard-1.tar is missing"),
+            ("bad labels on one rank", "ArgumentTypeError", "data: the labels of batch 1"),
+        ]:
+            status, (name, message, seconds, passes) = result[scenario]
+            assert status == "ok" and seconds < 30, (rank, scenario, seconds)
+            assert cause in message, (rank, scenario, message)
+            if rank == 1:
+                assert name == kind, (scenario, message)
+            else:
+                assert name == "DistributedEvaluationError", (scenario, message)
+                assert f"rank 1 failed, so rank 0 stops too: {kind}: " in message, message
+            if scenario != "bad labels on one rank":
+                assert passes == 0, (rank, scenario)  # failed before any rank's data
+        status, (name, message, seconds, passes) = result["calls cross"]
+        assert status == "ok" and seconds < 30, (rank, seconds)
+        assert name == "DistributedEvaluationError", message
+        assert "no longer pair up" in message, message
+        assert f"rank {1 - rank} is at call" in message and f"rank {rank} at call" in message
+
+
 def test_three_processes_equal_one(tmp_path: Path) -> None:
     results = _spawn(3, ["evaluate", "pointing game"], tmp_path)
     whole = _single_process()

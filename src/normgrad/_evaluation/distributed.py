@@ -2,8 +2,10 @@
 
 Every rank scores the images its data gives it; at the end the ranks exchange their
 records once (``all_gather_object``) and each computes the table of the whole data set.
-A rank that fails joins that exchange with its error, so every rank raises instead of
-waiting for it.
+Before the data they exchange their settings, then whether each opened its records file
+and data. A rank that fails joins the next exchange with its error, so every rank raises
+instead of waiting for it; each exchange names the ``evaluate`` call and the step it
+belongs to, so the exchanges of two calls never pair up.
 """
 
 from __future__ import annotations
@@ -36,6 +38,58 @@ def gather(value: Any, size: int, group: Any = None) -> list[Any]:
     out: list[Any] = [None] * size
     dist.all_gather_object(out, value, group=group)
     return out
+
+
+_CALLS: dict[Any, int] = {}
+"""The ``evaluate`` calls each process group has started in this process."""
+
+
+def next_call(group: Any = None) -> int:
+    """Number this process's next ``evaluate`` call on ``group`` (1, 2, ...): every rank
+    counts its calls, and the exchanges check that the ranks are in the same one."""
+    _CALLS[group] = _CALLS.get(group, 0) + 1
+    return _CALLS[group]
+
+
+def failure(error: BaseException | None) -> str | None:
+    """An error as the text the other ranks raise with: its type and message."""
+    return None if error is None else f"{type(error).__name__}: {error}"
+
+
+def exchange(
+    value: Any,
+    error: BaseException | None,
+    stage: str,
+    call: int,
+    rank: int,
+    size: int,
+    group: Any = None,
+) -> list[Any]:
+    """Every rank's ``value`` (one collective), after checking that every rank is at the same
+    ``stage`` of the same ``evaluate`` call and that none failed: a rank that failed raises
+    its error, the others a [`DistributedEvaluationError`][normgrad.DistributedEvaluationError]
+    with it. Every point where a rank can fail is followed by an exchange, so a failure
+    never leaves the other ranks waiting in a collective the failed rank will not join."""
+    mine = {"call": call, "stage": stage, "value": value, "error": failure(error)}
+    shared = gather(mine, size, group)
+    for other, theirs in enumerate(shared):
+        if not isinstance(theirs, dict) or (theirs.get("call"), theirs.get("stage")) != (
+            call,
+            stage,
+        ):
+            where = (
+                f"call {theirs.get('call')} of evaluate, at its {theirs.get('stage')} exchange"
+                if isinstance(theirs, dict)
+                else f"another collective ({describe(theirs)})"
+            )
+            raise DistributedEvaluationError(
+                f"evaluate: rank {other} is at {where}, rank {rank} at call {call}, at its "
+                f"{stage} exchange: the ranks' collectives no longer pair up (a rank ran "
+                "another collective, or called evaluate once more or less than the others); "
+                "call evaluate the same number of times on every rank"
+            )
+    raise_first_error([theirs["error"] for theirs in shared], rank, error)
+    return [theirs["value"] for theirs in shared]
 
 
 def raise_first_error(errors: list[str | None], rank: int, local: BaseException | None) -> None:

@@ -26,7 +26,7 @@ from .._model.layers import check_model
 from ..metrics import DeletionOptions, deletion_insertion
 from ..metrics._deletion import check_options
 from .data import Progress, batches, check_labels, check_order, record_path, unpack
-from .distributed import gather, raise_first_error, sampler_indices, world
+from .distributed import exchange, next_call, sampler_indices, world
 from .fingerprint import (
     check_owner,
     describe_differences,
@@ -190,11 +190,11 @@ def evaluate(
         settings = json.loads(json.dumps(settings))  # as the records file holds them
     except Exception as e:
         error = e
+    call = next_call(group) if size > 1 else 0
     if size > 1:
-        # one exchange before the data: every rank learns of another's bad arguments
-        shared = gather((settings, None if error is None else str(error)), size, group)
-        raise_first_error([err for _, err in shared], rank, error)
-        for other, (theirs, _) in enumerate(shared):
+        # before the data: every rank learns of another's bad arguments
+        shared = exchange(settings, error, "settings", call, rank, size, group)
+        for other, theirs in enumerate(shared):
             if theirs != settings:
                 assert theirs is not None and settings is not None
                 differ = describe_differences(settings, theirs, f"rank {other}")
@@ -206,14 +206,25 @@ def evaluate(
     elif error is not None:
         raise error
     assert settings is not None
-    device = _device(model)
-    log = RecordFile(record_path(records, rank, size), settings, methods) if records else None
-    indices = sampler_indices(data)
-    bar = Progress(progress and rank == 0, batches(data))
+    log: RecordFile | None = None
+    indices: list[int] | None = None
+    bar = Progress(False, None)
+    try:  # what can fail on one rank before its data: the records file, the data's order
+        device = _device(model)
+        log = RecordFile(record_path(records, rank, size), settings, methods) if records else None
+        indices = sampler_indices(data)
+        bar = Progress(progress and rank == 0, batches(data))
+        batches_of = iter(data)
+    except Exception as e:
+        if size == 1:
+            raise
+        error = e
+    if size > 1:  # every rank learns of it before spending time on its data
+        exchange(None, error, "setup", call, rank, size, group)
     mine: list[Record] = []
     images = 0
     try:
-        for step, batch in enumerate(data, start=1):
+        for step, batch in enumerate(batches_of, start=1):
             x, labels, batch_regions, ids = unpack(batch)
             n = x.shape[0]
             if ids is None:
@@ -250,11 +261,8 @@ def evaluate(
     everything = mine
     if size > 1:
         # the one exchange after the data (never per batch: shards may differ in length)
-        shared = gather(
-            (mine, None if error is None else f"{type(error).__name__}: {error}"), size, group
-        )
-        raise_first_error([err for _, err in shared], rank, error)
-        everything = [r for theirs, _ in shared for r in theirs]
+        shared = exchange(mine, error, "records", call, rank, size, group)
+        everything = [r for theirs in shared for r in theirs]
     _refuse_duplicates(everything, len(methods))
     everything = sort_records(everything, methods)
     interval = [m != RANDOM for m in methods]
