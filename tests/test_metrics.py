@@ -205,7 +205,8 @@ def test_boxes_are_clipped_and_empty_samples_are_nan() -> None:
         torch.tensor([[20, 20, 30, 30]]),  # wholly outside: no target region
         torch.zeros(0, 4),  # no boxes
     ]
-    out = metrics.pointing_game(saliency, boxes, 2)
+    with pytest.warns(UserWarning, match=r"samples \[1\] have regions wholly outside"):
+        out = metrics.pointing_game(saliency, boxes, 2)
     assert out[0].item() == 1.0 and math.isnan(out[1]) and math.isnan(out[2])
 
 

@@ -437,3 +437,23 @@ def test_boxes_are_checked_with_reads_that_do_not_grow_with_the_batch(
         counts.append(reads.count)
     assert counts[0] == counts[1], counts
     assert counts[0] <= (6 if outside else 1), counts
+
+
+def test_outside_counts_merge_and_add() -> None:
+    maps = torch.zeros(2, 1, 6, 6)
+    maps[:, 0, 1, 1] = 1.0  # sample 1 hits its box
+    boxes = [torch.tensor([[60.0, 60.0, 70.0, 70.0]]), torch.tensor([[1.0, 1.0, 2.0, 2.0]])]
+    first, second = metrics.PointingGame(), metrics.PointingGame()
+    with pytest.warns(UserWarning, match=r"samples \[0\]"):
+        first.update(maps, boxes)
+        second.update(maps, boxes)
+    merged = first.merge(second).compute()
+    assert (merged.total, merged.skipped, merged.outside) == (2, 2, 2)
+    # results scored elsewhere, with the samples outside from the prepared regions
+    with pytest.warns(UserWarning, match=r"samples \[0\]"):
+        prepared = metrics.prepare_regions(boxes, (2, 6, 6))
+    game = metrics.PointingGame()
+    game.add(metrics.pointing_game(maps, prepared), prepared.outside_samples())
+    assert (game.hits, game.total, game.skipped, game.outside) == (1, 1, 1, 1)
+    game.add(torch.tensor([1.0, math.nan]))  # no samples outside given: none counted
+    assert (game.hits, game.total, game.skipped, game.outside) == (2, 2, 2, 1)
