@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 from normgrad import ArgumentTypeError, InvalidArgumentError, ShapeError, metrics
 from normgrad.metrics import Box
 
+from .conftest import requires_cuda
+
 # ---------------------------------------------------------------------------------------
 # every metric that takes regions, called alike
 
@@ -457,3 +459,28 @@ def test_outside_counts_merge_and_add() -> None:
     assert (game.hits, game.total, game.skipped, game.outside) == (1, 1, 1, 1)
     game.add(torch.tensor([1.0, math.nan]))  # no samples outside given: none counted
     assert (game.hits, game.total, game.skipped, game.outside) == (2, 2, 2, 1)
+
+
+@requires_cuda
+def test_outside_regions_on_cuda_match_cpu() -> None:
+    torch.manual_seed(0)
+    maps = torch.rand(6, 1, 14, 14)
+    boxes = [torch.tensor([[2.0, 2.0, 6.0, 6.0], [40.0, 40.0, 60.0, 60.0]])] * 3 + [
+        torch.tensor([[30.0, 30.0, 50.0, 50.0]])
+    ] * 3
+    results = {}
+    for device in ("cpu", "cuda"):
+        with pytest.warns(UserWarning, match=r"samples \[0, 1, 2, 3, 4, 5\]") as record:
+            game = metrics.PointingGame()
+            hits = game.update(maps.to(device), [b.to(device) for b in boxes])
+            prepared = metrics.prepare_regions(boxes, (6, 14, 14), device)
+        assert prepared.outside_samples().device.type == device
+        results[device] = (
+            hits.cpu(),
+            prepared.outside_samples().cpu(),
+            game.compute().outside,
+            outside_warnings(record.list)[0],
+        )
+    cpu, cuda = results["cpu"], results["cuda"]
+    assert _same(cpu[0], cuda[0]) and torch.equal(cpu[1], cuda[1])
+    assert cpu[2:] == cuda[2:] == (3, cpu[3])
