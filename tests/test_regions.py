@@ -363,6 +363,7 @@ def test_boxes_of_the_image_at_ten_times_the_map(n: int) -> None:
     assert bool(results.isnan().all())
     summary = game.compute()
     assert (summary.total, summary.skipped, summary.outside) == (0, n, n)
+    assert str(summary).endswith(f"(0/0, 95% Wilson; {n} not counted: regions outside the map)")
     # the objects one by one, and the union of shapes: warned and counted too
     with pytest.warns(UserWarning, match="wholly outside"):
         assert metrics.froc(maps, boxes).outside == n

@@ -138,9 +138,10 @@ class PointingGameResult:
     them as they arrive)."""
 
     def __str__(self) -> str:
+        outside = f"; {self.outside} not counted: regions outside the map" if self.outside else ""
         return (
             f"{self.accuracy:.3f} [{self.low:.3f}, {self.high:.3f}] "
-            f"({self.hits}/{self.total}, {self.confidence:.0%} Wilson)"
+            f"({self.hits}/{self.total}, {self.confidence:.0%} Wilson{outside})"
         )
 
 
