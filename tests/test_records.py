@@ -105,7 +105,7 @@ def test_records_to_csv() -> None:
     rows = list(csv.reader(io.StringIO(result.records_to_csv())))
     assert rows[0] == [
         "image", "method", "hit", "point", "energy", "multi", "objects", "detections",
-        "deletion", "insertion",
+        "deletion", "insertion", "outside",
     ]  # fmt: skip
     assert len(rows) == 1 + len(result.records)
     first = {(r[0], r[1]): r for r in rows[1:]}
@@ -478,6 +478,7 @@ def _file_records(images: list[str], methods: list[str]) -> list[normgrad.Record
                     image, method, 0.25 if random else float((n + m) % 2),
                     None if random else (n, m), 0.5, float("nan"), 1,
                     () if random else ((0.75, True), (0.125, False)), float("nan"), 0.5,
+                    n % 2 == 1,
                 )
             )  # fmt: skip
     return out
@@ -542,7 +543,7 @@ def test_ids_that_only_look_like_numbers_are_ordered() -> None:
         (3, "3.5 2", "point: expected an int >= 0"),
         (6, "0.5", "objects: expected an int >= 0"),
         (9, "inf", "insertion: expected a finite number"),
-        (None, "", "expected 10 fields"),
+        (None, "", "expected 11 fields"),
     ],
 )
 def test_a_hand_edited_record_is_refused_naming_the_file_and_line(
@@ -608,7 +609,7 @@ def test_other_values_a_record_cannot_hold_are_refused(tmp_path: Path) -> None:
         (records_line.replace(",1,0.75", ",0.5,0.75", 1), "objects: expected an int >= 0"),
         (records_line.replace("0.75:1", "0.75:2", 1), "detections: expected 'score:1'"),
         (records_line.replace("0.75:1", "nan:1", 1), "detections: expected a finite number"),
-        (records_line.replace(",0.5\n", ",-inf\n", 1) + ",", "expected 10 fields"),
+        (records_line + ",", "expected 11 fields"),
     ]:
         assert bad != records_line, problem
         path.write_text(text.replace(records_line, bad, 1))
@@ -624,3 +625,33 @@ def test_other_values_a_record_cannot_hold_are_refused(tmp_path: Path) -> None:
         with pytest.raises(normgrad.InvalidArgumentError, match=f"line 4: {problem}"):
             RecordFile(path, {"a": 1}, methods)
     del good
+
+
+def test_images_with_regions_outside_their_maps_are_counted_in_the_result(
+    tmp_path: Path,
+) -> None:
+    """Boxes in the original image's pixels while the maps are smaller: images whose every
+    box is outside are not counted, and the result says which and how many."""
+    data = _data(2)
+    scaled = [(x, y, [b * 10 if i % 3 == 1 else b for i, b in enumerate(r)]) for x, y, r in data]
+    scaled[1][2][2] = torch.cat([data[1][2][2], data[1][2][2] * 10])  # one in, one out
+    path = tmp_path / "records.csv"
+    with pytest.warns(UserWarning) as caught:
+        result = _run(scaled, records=path)
+    # ids 1 and 4 have one box, outside; 5 has one in and one out; 0 and 3 have no box
+    assert result.outside == ("1", "4", "5")
+    assert result.not_counted == ("0", "1", "3", "4")
+    assert result["NormGrad"].total == 2
+    summary = [str(w.message) for w in caught if str(w.message).startswith("evaluate: ")]
+    assert summary == [
+        "evaluate: 3 image(s) have a region wholly outside their map ('1', '4', '5'), 2 of "
+        "them not counted (no region left inside): regions in the original image's "
+        "coordinates while the images were resized? (result.outside lists them)"
+    ]
+    assert "3 image(s) have a region wholly outside" in str(result)
+    assert "3 image(s)" not in str(_run(data))
+    rows = list(csv.reader(io.StringIO(result.records_to_csv())))
+    assert {row[0] for row in rows[1:] if row[-1] == "1"} == {"1", "4", "5"}
+    with pytest.warns(UserWarning, match="evaluate: 3 image"):
+        resumed = _run(scaled, records=path)  # read back from the file
+    assert resumed.outside == result.outside and _canon(resumed) == _canon(result)

@@ -136,7 +136,10 @@ def _record(row: list[str], methods: Sequence[str], random: str | None) -> Recor
     """One row of a records file, checked field by field (a file edited by hand)."""
     if len(row) != len(FIELDS):
         raise _BadLine(f"expected {len(FIELDS)} fields ({', '.join(FIELDS)}), got {len(row)}")
-    image, method, hit, point, energy, multi, objects, detections, deletion, insertion = row
+    image, method, hit, point, energy, multi, objects, detections, deletion, insertion = row[:10]
+    outside = row[10]
+    if outside not in ("0", "1"):
+        raise _BadLine(f"outside: expected 1 (a region outside the map) or 0, got {outside!r}")
     if method not in methods:
         raise _BadLine(f"method: expected one of {list(methods)}, got {method!r}")
     if method == random:
@@ -168,6 +171,7 @@ def _record(row: list[str], methods: Sequence[str], random: str | None) -> Recor
         tuple(found),
         _float(deletion, "deletion"),
         _float(insertion, "insertion"),
+        outside == "1",
     )
 
 

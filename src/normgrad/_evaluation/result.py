@@ -5,13 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 FIELDS = [
     "image", "method", "hit", "point", "energy", "multi", "objects", "detections",
-    "deletion", "insertion",
+    "deletion", "insertion", "outside",
 ]  # fmt: skip
 METRIC_COLUMNS = {
     "energy": "energy",
@@ -84,6 +84,10 @@ class Record(NamedTuple):
     """The area under the image's deletion curve (NaN when not asked for)."""
     insertion: float = float("nan")
     """The area under the image's insertion curve (NaN when not asked for)."""
+    outside: bool = False
+    """Whether a region of the image lies wholly outside its map (given in other
+    coordinates, e.g. the original image's while the images were resized); an image whose
+    every region is outside has none left, and is not counted."""
 
 
 def _number(value: float) -> str:
@@ -92,14 +96,15 @@ def _number(value: float) -> str:
 
 def records_csv(records: Iterable[Record], header: bool = True) -> str:
     """Records as CSV text: ``image, method, hit, point, energy, multi, objects,
-    detections``.
+    detections, deletion, insertion, outside``.
 
     ``hit`` is ``1`` or ``0``, empty where the image has no region (not counted), the hit
     probability for the random baseline; ``point`` the pointed pixel in array order,
     separated by spaces (``"row column"``), empty for the random baseline; ``energy`` and
     ``multi`` empty when not computed; ``detections`` the peaks for FROC as
     ``score:1`` (true positive) or ``score:0``, separated by spaces; ``deletion`` and
-    ``insertion`` the areas under the image's curves, empty when not computed.
+    ``insertion`` the areas under the image's curves, empty when not computed; ``outside``
+    ``1`` where a region of the image lies wholly outside its map, else ``0``.
     """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -113,7 +118,7 @@ def records_csv(records: Iterable[Record], header: bool = True) -> str:
         point = "" if r.point is None else " ".join(map(str, r.point))
         found = " ".join(f"{score!r}:{int(tp)}" for score, tp in r.detections)
         extra = [_number(r.energy), _number(r.multi), r.objects, found]
-        extra += [_number(r.deletion), _number(r.insertion)]
+        extra += [_number(r.deletion), _number(r.insertion), int(r.outside)]
         row = [r.image, r.method, hit, point, *extra]
         (quoting if "\r" in r.image or "\r" in r.method else writer).writerow(row)
     return out.getvalue()
@@ -136,6 +141,19 @@ class EvaluationResult:
     """Every image scored by every method, sorted by image then method; the rows are
     computed from them."""
 
+    @property
+    def outside(self) -> tuple[str, ...]:
+        """The ids of the images with a region wholly outside its map, in image order
+        (those whose every region is outside are not counted: see ``not_counted``)."""
+        return tuple(dict.fromkeys(r.image for r in self.records if r.outside))
+
+    @property
+    def not_counted(self) -> tuple[str, ...]:
+        """The ids of the images not counted (no region, or none left inside the map), in
+        image order."""
+        counted = {r.image for r in self.records if not math.isnan(r.hit)}
+        return tuple(i for i in dict.fromkeys(r.image for r in self.records) if i not in counted)
+
     def __getitem__(self, method: str) -> MethodScore:
         for row in self.rows:
             if row.method == method:
@@ -154,6 +172,8 @@ class EvaluationResult:
             cells = [r.method, f"{r.accuracy:.3f}", interval, f"{hits} / {r.total}"]
             cells += ["—" if math.isnan(v) else f"{v:.3f}" for v in values]
             lines.append("| " + " | ".join(cells) + " |")
+        if self.outside:
+            lines.append(f"\n{outside_note(self.outside, self.not_counted)}")
         return "\n".join(lines)
 
     def to_csv(self) -> str:
@@ -175,9 +195,21 @@ class EvaluationResult:
         order, separated by spaces (``"row column"``), empty for the random baseline;
         ``energy`` and ``multi`` empty when not computed; ``detections`` the peaks for
         FROC as ``score:1`` (a true positive) or ``score:0``, separated by spaces;
-        ``deletion`` and ``insertion`` the areas under the image's curves.
+        ``deletion`` and ``insertion`` the areas under the image's curves; ``outside`` ``1``
+        where a region of the image lies wholly outside its map.
         """
         return records_csv(self.records)
 
     def __str__(self) -> str:
         return self.to_markdown()
+
+
+def outside_note(outside: Sequence[str], not_counted: Sequence[str]) -> str:
+    """What to say of the images with a region wholly outside its map."""
+    lost = [i for i in outside if i in set(not_counted)]
+    shown = ", ".join(repr(i) for i in outside[:5]) + (", ..." if len(outside) > 5 else "")
+    return (
+        f"{len(outside)} image(s) have a region wholly outside their map ({shown}), "
+        f"{len(lost)} of them not counted (no region left inside): regions in the original "
+        "image's coordinates while the images were resized? (result.outside lists them)"
+    )

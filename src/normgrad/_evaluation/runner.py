@@ -20,7 +20,7 @@ from .._checks import (
     check_spacing,
     check_tolerance,
 )
-from .._errors import ArgumentTypeError, InvalidArgumentError, describe
+from .._errors import ArgumentTypeError, InvalidArgumentError, describe, warn
 from .._explainers.base import Explainer
 from .._model.layers import check_model
 from ..metrics import DeletionOptions, deletion_insertion
@@ -34,7 +34,7 @@ from .fingerprint import (
     model_fingerprint,
 )
 from .records import RecordFile, image_order, sort_records, table
-from .result import METRIC_COLUMNS, EvaluationResult, Record
+from .result import METRIC_COLUMNS, EvaluationResult, Record, outside_note
 from .scoring import CENTRE, RANDOM, SMOOTHED, score_batch
 
 
@@ -267,7 +267,10 @@ def evaluate(
     everything = sort_records(everything, methods)
     interval = [m != RANDOM for m in methods]
     rows = table(everything, methods, interval, confidence, chosen)
-    return EvaluationResult(rows, float(tolerance), confidence, everything, chosen)
+    result = EvaluationResult(rows, float(tolerance), confidence, everything, chosen)
+    if result.outside and rank == 0:  # the batches warned by their positions; now by id
+        warn(f"evaluate: {outside_note(result.outside, result.not_counted)}")
+    return result
 
 
 def _check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:

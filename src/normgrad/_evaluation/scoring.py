@@ -109,6 +109,7 @@ def score_batch(
         by_method[RANDOM]["deletion"], by_method[RANDOM]["insertion"] = nan, nan
         by_method[RANDOM]["detections"] = [()] * n
     count = counts.tolist() if counts is not None else [0] * n
+    outside = regions.outside_samples().tolist()
     out = []
     for i, image in enumerate(ids):
         for method in methods:
@@ -118,7 +119,7 @@ def score_batch(
                 Record(
                     image, method, float(r["hit"][i]), point, float(r["energy"][i]),
                     float(r["multi"][i]), int(count[i]), r["detections"][i],
-                    float(r["deletion"][i]), float(r["insertion"][i]),
+                    float(r["deletion"][i]), float(r["insertion"][i]), bool(outside[i]),
                 )
             )  # fmt: skip
     return out
