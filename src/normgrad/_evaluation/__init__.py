@@ -5,6 +5,9 @@
 - ``result``: [`EvaluationResult`][normgrad.EvaluationResult], its rows and per-image
   records, as Markdown or CSV.
 - ``records``: the table made from the records, and the file a run writes and resumes.
+- ``fingerprint``: what makes the maps (the explainers' arguments, the model's weights),
+  compared on resume and between ranks; explainers belong to the model evaluated.
+- ``data``: what a run reads from its data: batches, labels, ids, their order and count.
 - ``distributed``: several processes (torch.distributed),
   [`ShardSampler`][normgrad.ShardSampler].
 """

@@ -85,7 +85,10 @@ def evaluate(
 
     Args:
         model: the classifier; batches are moved to its device.
-        explainers: name -> explainer.
+        explainers: name -> explainer, each built on ``model`` (or on a ``torch.compile``,
+            ``DataParallel`` or ``DistributedDataParallel`` wrapper of it); an explainer of
+            another model is refused (its maps would be that model's). The centre baseline
+            uses no model.
         data: an iterable of ``(images, labels, regions)`` or ``(images, labels, regions,
             ids)``: images ``(N, C, H, W)``; labels the class to explain per sample (an int
             tensor ``(N,)``), or ``None`` for the predicted class; regions the objects to
@@ -93,7 +96,9 @@ def evaluate(
             [`metrics.pointing_game`][normgrad.metrics.pointing_game]; ids one id per image (ints or
             strings). Without ids an image's id is its index in the data (for a ``DataLoader`` over
             a [`ShardSampler`][normgrad.ShardSampler], its index in the data set). Images without a
-            region are recorded but not counted.
+            region are recorded but not counted; images with a region wholly outside the map
+            are listed in ``result.outside`` (and warned about). Data without a length
+            (an ``IterableDataset``) runs without a total.
         tolerance: Pointing Game radius in pixels (or in ``spacing`` units).
         spacing: pixel size per array dimension, for anisotropic images.
         smoothing_sigma: if given, also score every method after Gaussian smoothing of its
@@ -106,8 +111,11 @@ def evaluate(
             rank 0 only.
         records: a CSV file to write the per-image records to as batches finish. If it
             exists (an interrupted run with the same settings), its images are not
-            explained again: the run continues where it stopped. With several processes
-            each rank writes its own file, ``<name>.rank<r>-of-<W><suffix>``.
+            explained again: the run continues where it stopped. A file written with other
+            settings, other explainer arguments or other model weights is refused, naming
+            what differs, as is a ``DataLoader`` that shuffles when batches have no ids.
+            The file is rewritten atomically on resume. With several processes each rank
+            writes its own file, ``<name>.rank<r>-of-<W><suffix>``.
         group: the ``torch.distributed`` process group (default: the default group, when
             one is initialised).
         metrics: more columns beside the Pointing Game, from the same maps (no extra
@@ -136,8 +144,9 @@ def evaluate(
     its own share of the data (shard with [`ShardSampler`][normgrad.ShardSampler], never with
     ``DistributedSampler``, which repeats images); the records are gathered once at the
     end and every rank returns the result of the whole data set, equal to one process
-    over all of it. An image id seen twice is an error. Ranks whose explainers or
-    arguments differ, and a rank that fails, make every rank raise (no rank waits).
+    over all of it. An image id seen twice is an error. Ranks whose explainers, arguments
+    or model weights differ, and a rank that fails, make every rank raise (a rank that fails
+    before its data at once; one that fails on a batch when the others finish theirs).
 
     Every argument is checked before the first batch is explained.
 
