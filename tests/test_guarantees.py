@@ -6,7 +6,10 @@ Each test names the promise of docs/guarantees.md it checks.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
+from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -186,6 +189,103 @@ def test_callable_on_tuple_outputs_sees_each_copy() -> None:
     by_callable = explainer(_x(), lambda o: o[0][torch.arange(2), labels])
     plain = normgrad.IntegratedGradients(seeded(TinyCNN()), steps=4)(_x(), labels)
     torch.testing.assert_close(by_callable, plain)
+
+
+class ModelOutputLike(OrderedDict):  # type: ignore[type-arg]
+    """What transformers' ``ModelOutput`` is, built here: an ``OrderedDict`` dataclass whose
+    fields that are not None are its items, item and attribute kept in step."""
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, field.name)
+            if value is not None:
+                self[field.name] = value
+
+    def __setitem__(self, key: str, value: object) -> None:
+        super().__setitem__(key, value)
+        super().__setattr__(key, value)
+
+    def __setattr__(self, key: str, value: object) -> None:
+        if key in self.keys() and value is not None:
+            super().__setitem__(key, value)
+        super().__setattr__(key, value)
+
+
+@dataclasses.dataclass
+class ClassifierOutput(ModelOutputLike):
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    memory: torch.Tensor | None = None
+    attentions: torch.Tensor | None = None
+
+
+class StructuredOut(TinyCNN):
+    """TinyCNN's logits in a ModelOutput, with a 0-d loss and a (12, 16) tensor that is not
+    per sample (12 divides by the 3 or 4 copies stacked below, and is not their N * copies)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer(
+            "bank", torch.randn(12, 16, generator=torch.Generator().manual_seed(3))
+        )
+
+    def forward(self, x: torch.Tensor) -> ClassifierOutput:  # type: ignore[override]
+        logits = super().forward(x)
+        return ClassifierOutput(loss=logits.square().mean(), logits=logits, memory=self.bank * 2)
+
+
+@pytest.mark.parametrize("name", ["smoothgrad", "integrated-gradients"])
+def test_structured_outputs_reach_the_callable_with_their_type(name: str) -> None:
+    model = seeded(StructuredOut())
+    plain = TinyCNN()
+    plain.load_state_dict(model.state_dict(), strict=False)
+    labels = torch.tensor([1, 3])
+    seen: list[tuple[type, tuple[int, ...], tuple[int, ...], object]] = []
+
+    def score(output: ClassifierOutput) -> torch.Tensor:
+        assert output.logits is not None and output.memory is not None
+        assert output.loss is not None
+        seen.append(
+            (type(output), tuple(output.memory.shape), tuple(output.loss.shape), output.attentions)
+        )
+        return output.logits[torch.arange(2), labels]
+
+    build: dict[str, Callable[[nn.Module], normgrad.Explainer]] = {
+        # all copies in one pass, so the output holds 3 (4) stacked copies of the batch
+        "smoothgrad": lambda m: normgrad.SmoothGrad(normgrad.NormGrad(m, LAYERS), 3, batch_size=6),
+        "integrated-gradients": lambda m: normgrad.IntegratedGradients(m, steps=4, batch_size=8),
+    }
+    by_callable = build[name](model).explain(_x(), score)
+    assert len(seen) == (3 if name == "smoothgrad" else 4)
+    assert set(seen) == {(ClassifierOutput, (12, 16), (), None)}
+    expected = build[name](plain).explain(_x(), labels)
+    torch.testing.assert_close(by_callable.saliency, expected.saliency)
+
+
+def test_a_copy_of_the_output_keeps_only_its_samples() -> None:
+    """Each copy's fields hold that copy's samples, as items and as attributes."""
+    from normgrad._model.targets import PerCopy
+
+    logits = torch.arange(12.0).view(6, 2)
+    output = ClassifierOutput(loss=torch.tensor(0.5), logits=logits, memory=torch.ones(9, 2))
+    parts: list[ClassifierOutput] = []
+
+    def score(part: ClassifierOutput) -> torch.Tensor:
+        parts.append(part)
+        assert part.logits is not None
+        return part.logits[:, 0]
+
+    scores = PerCopy(score, 3, 2)(output)
+    assert torch.equal(scores, logits[:, 0])
+    for i, part in enumerate(parts):
+        assert type(part) is ClassifierOutput and list(part) == ["loss", "logits", "memory"]
+        assert part.logits is part["logits"] and torch.equal(
+            part["logits"], logits[2 * i : 2 * i + 2]
+        )
+        assert part.memory is output.memory and part.loss is output.loss
+    assert output.logits is logits and len(output) == 3  # the model's output is untouched
+    with pytest.raises(ShapeError, match=r"3 copies of the batch \(6 samples\)"):
+        PerCopy(score, 3, 2)(torch.zeros(9, 2))
 
 
 # ---------------------------------------------------------------------------------------

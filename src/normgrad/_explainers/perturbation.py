@@ -171,7 +171,7 @@ class SmoothGrad(Explainer):
         total: torch.Tensor | None = None
         for start, stop in _chunks(self.n_samples, batch, self.batch_size):
             noisy = torch.cat([x.detach() + sigma * noise(k) for k in range(start, stop)])
-            result = self.explainer.explain(noisy, fixed.repeat(stop - start).argument)
+            result = self.explainer.explain(noisy, fixed.repeat(stop - start, batch).argument)
             if result.classes is not None:
                 classes = result.classes[:batch]
             maps = result.raw if result.raw is not None else result.saliency
@@ -261,7 +261,7 @@ class IntegratedGradients(Explainer):
             alphas = self.alphas[start:stop]
             points = torch.cat([baseline + a * delta for a in alphas])
             result = capture(
-                self.model, points, [], fixed.repeat(stop - start), input_gradient=True
+                self.model, points, [], fixed.repeat(stop - start, batch), input_gradient=True
             )
             assert result.input_gradient is not None
             classes = result.classes[:batch] if result.classes is not None else None

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import numbers
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -36,8 +37,9 @@ class ClassTarget:
 
     classes: torch.Tensor | None = None
 
-    def repeat(self, times: int) -> ClassTarget:
-        """The target of the batch repeated ``times`` along its first dimension."""
+    def repeat(self, times: int, batch: int) -> ClassTarget:
+        """The target of a batch of ``batch`` samples repeated ``times`` along its first
+        dimension."""
         if self.classes is None or self.classes.ndim == 0:
             return self
         return ClassTarget(self.classes.repeat(times))
@@ -59,10 +61,11 @@ class ScoreTarget:
 
     score: Callable[[Any], torch.Tensor]
 
-    def repeat(self, times: int) -> ScoreTarget:
-        """The target of the batch repeated ``times``: the callable is called on each
-        copy's part of the output (N samples, as its author wrote it for)."""
-        return self if times == 1 else ScoreTarget(PerCopy(self.score, times))
+    def repeat(self, times: int, batch: int) -> ScoreTarget:
+        """The target of a batch of ``batch`` samples repeated ``times``: the callable is
+        called on each copy's part of the output (``batch`` samples, as its author wrote it
+        for)."""
+        return self if times == 1 else ScoreTarget(PerCopy(self.score, times, batch))
 
     def fixed(self, classes: torch.Tensor | None) -> ResolvedTarget:
         return self
@@ -75,27 +78,34 @@ class ScoreTarget:
 ResolvedTarget = Union[ClassTarget, ScoreTarget]
 
 
-def _split(output: Any, times: int, top: bool = True) -> list[Any]:
-    """The model output of ``times`` stacked copies of a batch, cut into one per copy
-    (tensors along their first dimension, inside tuples, lists and dicts too; other values
-    inside them are the same for every copy)."""
+def _split(output: Any, times: int, total: int, top: bool = True) -> list[Any]:
+    """The model output of ``times`` stacked copies of a batch (``total`` samples in all),
+    cut into one per copy.
+
+    Tensors whose first dimension is ``total`` are cut along it, also inside tuples, lists
+    and dicts; every other value inside them (a 0-d loss, a tensor that is not per sample,
+    anything else) is the same for every copy. Each copy keeps the output's types: a named
+    tuple, an ``OrderedDict``, a HuggingFace ``ModelOutput`` (its attributes too).
+    """
     if isinstance(output, torch.Tensor):
-        if output.ndim == 0 or output.shape[0] % times:
-            raise ShapeError(
-                f"model output: expected {times} copies of the batch along the first "
-                f"dimension, got shape {tuple(output.shape)}",
-                output.shape,
-            )
-        return list(output.chunk(times))
+        if output.ndim > 0 and output.shape[0] == total:
+            return list(output.chunk(times))
+        if not top:
+            return [output] * times
+        raise ShapeError(
+            f"model output: expected {times} copies of the batch ({total} samples) along the "
+            f"first dimension, got shape {tuple(output.shape)}",
+            output.shape,
+        )
     if isinstance(output, (list, tuple)):
-        parts = [_split(o, times, top=False) for o in output]
+        parts = [_split(o, times, total, top=False) for o in output]
         copies = [[p[i] for p in parts] for i in range(times)]
         if hasattr(output, "_fields"):  # a named tuple
             return [type(output)(*c) for c in copies]
         return [type(output)(c) for c in copies]
     if isinstance(output, dict):
-        split = {k: _split(v, times, top=False) for k, v in output.items()}
-        return [{k: v[i] for k, v in split.items()} for i in range(times)]
+        split = {k: _split(v, times, total, top=False) for k, v in output.items()}
+        return [_rebuilt(output, {k: v[i] for k, v in split.items()}) for i in range(times)]
     if not top:
         return [output] * times
     raise ArgumentTypeError(
@@ -105,32 +115,64 @@ def _split(output: Any, times: int, top: bool = True) -> list[Any]:
     )
 
 
+_MISSING = object()
+
+
+def _stale(part: object, key: object, value: object) -> bool:
+    """Whether ``part`` holds an instance attribute ``key`` that is not ``value`` (an
+    attribute of the class, a method say, is not the field's)."""
+    if not isinstance(key, str):
+        return False
+    current = getattr(part, "__dict__", {}).get(key, _MISSING)
+    return current is not _MISSING and current is not value
+
+
+def _rebuilt(output: dict[Any, Any], values: dict[Any, Any]) -> dict[Any, Any]:
+    """A shallow copy of the mapping ``output``, of its own type, holding ``values``.
+
+    A HuggingFace ``ModelOutput`` keeps each field as an item and as an attribute; both are
+    set, and a copy whose attribute still shows the whole batch raises instead of handing
+    the callable a part that reads both ways."""
+    if type(output) is dict:
+        return dict(values)
+    try:
+        part = copy.copy(output)
+        for key, value in values.items():
+            part[key] = value
+            if _stale(part, key, value):
+                setattr(part, key, value)
+    except Exception as error:  # any failure of a foreign type's copy protocol
+        raise ArgumentTypeError(
+            f"target: a callable target is called on the output of each copy of the batch, "
+            f"and the output of type {type(output).__name__} could not be copied with each "
+            f"copy's values ({error}); return a tensor, or a tuple, list or dict of tensors"
+        ) from error
+    stale = [k for k, v in values.items() if _stale(part, k, v)]
+    if stale:
+        raise ArgumentTypeError(
+            f"target: a callable target is called on the output of each copy of the batch, "
+            f"and a copy of the output of type {type(output).__name__} still shows the whole "
+            f"batch in its attribute(s) {stale}; return a tensor, or a tuple, list or dict"
+        )
+    return part
+
+
 @dataclass(frozen=True)
 class PerCopy:
-    """A score callable written for a batch of N samples, applied to ``times`` stacked
-    copies of that batch: called on each copy's output, the scores concatenated."""
+    """A score callable written for a batch of ``batch`` samples, applied to ``times``
+    stacked copies of that batch: called on each copy's output, the scores concatenated."""
 
     score: Callable[[Any], torch.Tensor]
     times: int
+    batch: int
 
     def __call__(self, output: Any) -> torch.Tensor:
         scores = []
-        for part in _split(output, self.times):
+        for part in _split(output, self.times, self.times * self.batch):
             value = self.score(part)
-            check_scores(value, part, _batch_of(part))
+            check_scores(value, part, self.batch)
             scores.append(value)
         return torch.cat(scores)
-
-
-def _batch_of(output: Any) -> int:
-    """The batch size of one copy's output: the first dimension of its first tensor."""
-    if isinstance(output, torch.Tensor):
-        return int(output.shape[0])
-    values = output.values() if isinstance(output, dict) else output
-    for value in values if isinstance(values, Iterable) else ():
-        if isinstance(value, (torch.Tensor, list, tuple, dict)):
-            return _batch_of(value)
-    raise ShapeError("model output: expected at least one tensor in the output")
 
 
 def _any_requires_grad(output: Any) -> bool:
