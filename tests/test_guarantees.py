@@ -288,6 +288,39 @@ def test_a_copy_of_the_output_keeps_only_its_samples() -> None:
         PerCopy(score, 3, 2)(torch.zeros(9, 2))
 
 
+def test_a_layer_no_gradient_reaches_is_named_as_the_cause() -> None:
+    """torchvision's ViT starts its head at zero: no gradient reaches any layer, every map is
+    constant, and the warning says why (not only a map too small or a VIL too large)."""
+    torch.manual_seed(0)
+    model = torchvision.models.VisionTransformer(
+        image_size=32,
+        patch_size=8,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=32,
+        mlp_dim=64,
+        num_classes=3,
+    )
+    assert not model.heads.head.weight.any() and not model.heads.head.bias.any()
+    layer = "encoder.layers.encoder_layer_0"
+    with pytest.warns(UserWarning) as record:
+        normgrad.NormGrad(model, layer, "scaling")(_x(), 1)
+    messages = [str(w.message) for w in record]
+    assert any(
+        m.startswith(f"no gradient reaches layer {layer!r} for sample(s) [0, 1]") for m in messages
+    ), messages
+    constant = [m for m in messages if "gives a constant map" in m]
+    assert constant and "no gradient reaching the layer" in constant[0]
+    with pytest.warns(UserWarning, match=r"no gradient reaches the input for sample\(s\) \[0, 1\]"):
+        normgrad.Gradient(model)(_x(), 1)
+    # with a head that is not zero, nothing is said
+    seeded(model.heads, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        normgrad.NormGrad(model, layer, "scaling")(_x(), 1)
+        normgrad.Gradient(model)(_x(), 1)
+
+
 # ---------------------------------------------------------------------------------------
 # a single logit is a binary classifier (defect 7)
 

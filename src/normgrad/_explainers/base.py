@@ -236,6 +236,7 @@ def _warn_constant(name: str, raw: torch.Tensor, kept: torch.Tensor, count: int)
         f"layer {name!r} gives a constant map at its resolution {resolution} for sample(s) "
         f"{samples}: it carries no spatial information, and {effect}. Usual causes: a map "
         "of one or very few pixels (choose an earlier layer or a larger input), a KxK VIL "
-        "whose patch covers the whole map (a smaller VIL), or a Grad-CAM map negative "
-        "everywhere before its ReLU"
+        "whose patch covers the whole map (a smaller VIL), a Grad-CAM map negative "
+        "everywhere before its ReLU, or no gradient reaching the layer (a zero head: "
+        "said in a warning of its own when so)"
     )

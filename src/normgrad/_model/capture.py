@@ -20,8 +20,8 @@ from torch import nn
 from .._checks import check_input
 from .._errors import InvalidArgumentError, LayerError, describe
 from .diagnosis import (
-    check_finite_gradients,
     check_finite_scores,
+    check_gradients,
     check_supported,
     checkpoint_backward_error,
     forward,
@@ -198,7 +198,12 @@ def capture(
                 raise checkpoint_backward_error(error) from error
             raise
     names = [f"layer {n!r}" for n, _ in layers] + ["the input"] * input_gradient
-    check_finite_gradients(names + ["the input (guided)"] * guided, [*grads, guided_grad])
+    # an all-zero layer or input gradient is said (its map is constant); a guided one is not
+    check_gradients(
+        names + ["the input (guided)"] * guided,
+        [*grads, guided_grad],
+        [True] * len(names) + [False] * guided,
+    )
     unused = [name for (name, _), g in zip(layers, grads) if g is None]
     if unused:
         raise LayerError(

@@ -17,7 +17,13 @@ import torch
 import torch.utils.checkpoint as checkpoint_module
 from torch import nn
 
-from .._errors import ArgumentTypeError, NonFiniteError, ShapeError, UnsupportedModelError
+from .._errors import (
+    ArgumentTypeError,
+    NonFiniteError,
+    ShapeError,
+    UnsupportedModelError,
+    warn,
+)
 from .hooks import HookSet
 from .layers import first_conv
 
@@ -230,16 +236,39 @@ def check_finite_scores(model: nn.Module, x: torch.Tensor, scores: torch.Tensor)
     )
 
 
-def check_finite_gradients(names: Sequence[str], gradients: Sequence[torch.Tensor | None]) -> None:
-    """Raise [`NonFiniteError`][normgrad.NonFiniteError] when a gradient is NaN or infinite."""
-    for name, gradient in zip(names, gradients):
+def check_gradients(
+    names: Sequence[str], gradients: Sequence[torch.Tensor | None], zero_warned: Sequence[bool]
+) -> None:
+    """Raise [`NonFiniteError`][normgrad.NonFiniteError] when a gradient is NaN or infinite;
+    warn when it is zero everywhere for some samples and ``zero_warned`` says so.
+
+    An all-zero gradient means no gradient reaches that layer (or the input) for those
+    samples: the target score does not depend on it there, so every gradient method's map
+    of it is constant, and the constant-map warning's usual causes (a tiny map, a large
+    VIL) are not the reason. One read of each gradient's per-sample flags.
+    """
+    for name, gradient, warned in zip(names, gradients, zero_warned):
         if gradient is None:
             continue
-        bad = _bad_samples(gradient)
+        flat = gradient.detach().flatten(1)
+        finite = torch.isfinite(flat).all(dim=1)
+        zero = (flat == 0).all(dim=1) & finite
+        kinds, samples = torch.nonzero(torch.stack([~finite, zero])).t().tolist()
+        bad = [i for kind, i in zip(kinds, samples) if kind == 0]
         if bad:
             raise NonFiniteError(
                 f"model: the gradient of the target score with respect to {name} is NaN or "
                 f"infinite for sample(s) {bad}, though the score is finite; likely causes: "
                 "an operation with an infinite derivative in the backward pass (sqrt or "
                 "log at 0, division by a value near 0) or a half-precision overflow"
+            )
+        zeros = [i for kind, i in zip(kinds, samples) if kind == 1]
+        if zeros and warned:
+            warn(
+                f"no gradient reaches {name} for sample(s) {zeros}: the gradient of the "
+                "target score with respect to it is zero everywhere, so the score does not "
+                "depend on it there and its map is constant (it carries no spatial "
+                "information). Usual causes: a classifier head or a gate that is zero (an "
+                "untrained or zeroed head), a ReLU or mask that is off everywhere after the "
+                "layer, or a target score that does not use this output"
             )
