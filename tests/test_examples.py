@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,37 @@ def test_dataset_is_deterministic_and_balanced() -> None:
         assert 1 <= len(ba) <= 3 or ya == 0
     other = cxr.SyntheticCXR(10, size=64, seed=4)
     assert not torch.equal(a[0][0], other[0][0])
+
+
+def test_texture_changes_the_background_not_the_objects() -> None:
+    cxr = load("synthetic_cxr")
+    for seed in (0, 3):
+        smooth = cxr.make_radiograph(96, seed, n_objects=2, texture=False)
+        textured = cxr.make_radiograph(96, seed, n_objects=2)
+        # the same objects in the same places: the texture has its own random numbers
+        assert torch.equal(smooth.boxes, textured.boxes)
+        assert torch.equal(smooth.masks, textured.masks) and smooth.kinds == textured.kinds
+        difference = (textured.image - smooth.image).abs()
+        assert float(difference.mean()) > 0.005  # lung texture, bone texture and noise
+    # texture off is the earlier generator: nothing of the texture's is drawn
+    blank = cxr.make_radiograph(64, 5, texture=False)
+    again = cxr.make_radiograph(64, 5, texture=False)
+    assert torch.equal(blank.image, again.image)
+
+
+def test_quantum_noise_follows_the_photon_count() -> None:
+    cxr = load("synthetic_cxr")
+    image = torch.tensor([[0.0, 0.5], [1.0, 2.0]], dtype=torch.float64)
+    for size in (96, 600):
+        std = cxr.quantum_noise_std(image, size)
+        pixel_area = (cxr.FIELD_OF_VIEW_MM / size) ** 2  # mm^2
+        for value, sigma in zip(image.flatten().tolist(), std.flatten().tolist()):
+            photons = cxr.QUANTA_PER_MM2 * pixel_area * math.exp(-cxr.ATTENUATION_PER_UNIT * value)
+            # Poisson: relative error 1/sqrt(n) of the transmitted count, in log units
+            assert sigma == pytest.approx(1 / (cxr.ATTENUATION_PER_UNIT * math.sqrt(photons)))
+    # denser is noisier; a bigger image has smaller pixels, fewer photons each
+    assert bool((std.flatten().diff() > 0).all())
+    assert float(cxr.quantum_noise_std(image, 96)[0, 0]) < float(std[0, 0])
 
 
 def test_objects_are_spread_over_the_lungs_not_at_the_centre() -> None:
