@@ -210,6 +210,18 @@ def _calls_cross(rank: int, world: int) -> Any:
     return _timed(rank, calls)
 
 
+def _restarted(rank: int, world: int) -> Any:
+    """After the calls crossed, a new process group: evaluate pairs up again."""
+    dist.destroy_process_group()
+    init = Path(os.environ["NORMGRAD_TEST_DIR"]) / "restart"
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init}", rank=rank, world_size=world,
+        timeout=timedelta(seconds=60),
+    )  # fmt: skip
+    result = run(model(), _sharded(rank, world))
+    return result.rows, result.records
+
+
 def _distributed_sampler(rank: int, world: int) -> Any:
     data = Radiographs(with_ids=True)
     sampler = DistributedSampler(data, world, rank, shuffle=False)  # pads with repeats
@@ -250,7 +262,8 @@ FAILURES: dict[str, Callable[[int, int], Any]] = {
     "stale records on one rank": _stale_records_on_one_rank,
     "data fails to open": _data_fails_to_open,
     "bad labels on one rank": _bad_labels_on_one_rank,
-    "calls cross": _calls_cross,  # last: the ranks' calls no longer pair up after it
+    "calls cross": _calls_cross,  # the ranks' calls no longer pair up after it
+    "restarted": _restarted,  # until the process group is started again
 }
 
 

@@ -133,6 +133,7 @@ def test_a_failing_rank_stops_every_rank_promptly(tmp_path: Path) -> None:
     without the others (an uncaught KeyboardInterrupt) and starts the next one is told
     apart, not paired with the others' earlier call."""
     results = _spawn(2, list(worker.FAILURES), tmp_path)
+    whole = _single_process()
     for rank, result in enumerate(results):
         for scenario, kind, cause in [
             ("stale records on one rank", "InvalidArgumentError", "records: "),
@@ -154,6 +155,8 @@ def test_a_failing_rank_stops_every_rank_promptly(tmp_path: Path) -> None:
         assert name == "DistributedEvaluationError", message
         assert "no longer pair up" in message, message
         assert f"rank {1 - rank} is at call" in message and f"rank {rank} at call" in message
+        status, (rows, records) = result["restarted"]
+        assert status == "ok" and _same(rows, whole.rows) and _same(records, whole.records)
 
 
 def test_three_processes_equal_one(tmp_path: Path) -> None:

@@ -47,8 +47,9 @@ _CALLS: dict[Any, int] = {}
 def next_call(group: Any = None) -> int:
     """Number this process's next ``evaluate`` call on ``group`` (1, 2, ...): every rank
     counts its calls, and the exchanges check that the ranks are in the same one."""
-    _CALLS[group] = _CALLS.get(group, 0) + 1
-    return _CALLS[group]
+    key = group if group is not None else dist.group.WORLD  # a new default group: 1 again
+    _CALLS[key] = _CALLS.get(key, 0) + 1
+    return _CALLS[key]
 
 
 def failure(error: BaseException | None) -> str | None:
