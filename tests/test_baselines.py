@@ -137,6 +137,69 @@ def test_guided_backprop_covers_functional_relu() -> None:
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
 
 
+class ClampCNN(nn.Module):
+    """A ReLU module after the first convolution; after the second, ``clamp``: a ReLU
+    written as ``clamp(min=0)`` (``relu_as="clamp"``), a ReLU6 written as ``clamp(0, 6)``
+    or a shift (``"relu6"``, ``"shift"``: not ReLUs)."""
+
+    def __init__(self, relu_as: str) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(6, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 3)
+        self.relu_as = relu_as
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv2(self.relu(self.conv1(x)))
+        if self.relu_as == "clamp":
+            h = h.clamp(min=0)
+        elif self.relu_as == "clamp_min":
+            h = torch.clamp_min(h, 0.0)
+        elif self.relu_as == "relu6":
+            h = torch.clamp(h, 0, 6)
+        else:
+            h = h.clamp(min=-1.0)
+        return self.fc(h.mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("relu_as", ["clamp", "clamp_min", "relu6", "shift"])
+def test_guided_backprop_says_when_a_relu_written_as_a_clamp_is_not_guided(relu_as: str) -> None:
+    model = seeded(ClampCNN(relu_as))
+    x = _inputs(8, batch=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        guided = normgrad.GuidedBackprop(model).explain(x, 1).attribution
+        normgrad.GuidedGradCAM(model, "conv2").explain(x, 1)
+    messages = [str(w.message) for w in caught]
+    said = [m for m in messages if "clamp with min=0" in m]
+    if relu_as in ("clamp", "clamp_min"):
+        assert len(said) == 2, messages
+        assert "1 call(s)" in said[0] and "ClampCNN" in said[0]
+        assert "while 1 ReLU call(s) were guided" in said[0]
+    else:
+        assert not said, messages
+    # the clamp is left plain: the result is Guided Backprop with that clamp unguided
+    assert guided is not None
+
+
+def test_only_clamps_as_relus_are_said_with_no_relu() -> None:
+    class OnlyClamp(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.conv(x).clamp_min(0).mean(dim=(2, 3)))
+
+    with pytest.warns(UserWarning) as record:
+        normgrad.GuidedBackprop(seeded(OnlyClamp())).explain(_inputs(6, batch=2), 0)
+    messages = [str(w.message) for w in record]
+    assert any("no ReLU ran" in m for m in messages)
+    assert any("were not guided, and no ReLU was" in m for m in messages)
+
+
 def test_guided_backprop_covers_tensor_relu_method() -> None:
     class MethodRelu(nn.Module):
         def __init__(self) -> None:

@@ -27,6 +27,7 @@ from .diagnosis import (
     forward,
     inside_checkpoint,
     reentrant_layer_error,
+    unguided_clamps_warning,
 )
 from .guided import GuidedReLUs
 from .hooks import HookSet, explaining
@@ -162,6 +163,8 @@ def capture(
             finally:
                 if trace is not None:
                     trace.close()  # a layer that raised is left, inside the guided mode
+        if relus is not None and relus.clamps:
+            unguided_clamps_warning(model, relus.clamps, relus.count)
         hooks.remove()
         for name, _ in layers:
             calls = len(captured[name])

@@ -272,3 +272,20 @@ def check_gradients(
                 "untrained or zeroed head), a ReLU or mask that is off everywhere after the "
                 "layer, or a target score that does not use this output"
             )
+
+
+def unguided_clamps_warning(model: nn.Module, clamps: int, guided: int) -> None:
+    """Say that ``clamps`` ReLUs written as clamps ran unguided in a guided pass."""
+    others = (
+        f"while {guided} ReLU call(s) were guided, so the map mixes guided and plain "
+        "backpropagation"
+        if guided
+        else "and no ReLU was"
+    )
+    warn(
+        f"GuidedBackprop: {clamps} call(s) of clamp with min=0 and no max (a ReLU written as "
+        f"x.clamp(min=0) or torch.clamp_min(x, 0)) ran in the forward pass of "
+        f"{type(model).__name__} and were not guided, {others}. If they are activations, "
+        "write them as torch.relu, F.relu or nn.ReLU to guide them; a clamp that is not an "
+        "activation (a variance kept non-negative) is right as it is"
+    )

@@ -42,6 +42,39 @@ _RELUS: frozenset[Callable[..., Any]] = frozenset(
 )
 
 
+_CLAMPS: frozenset[Callable[..., Any]] = frozenset(
+    {
+        torch.clamp,
+        torch.clamp_,
+        torch.clip,
+        torch.clip_,
+        torch.clamp_min,
+        torch.clamp_min_,
+        torch.Tensor.clamp,
+        torch.Tensor.clamp_,
+        torch.Tensor.clip,
+        torch.Tensor.clip_,
+        torch.Tensor.clamp_min,
+        torch.Tensor.clamp_min_,
+    }
+)
+
+
+def _is_zero(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0
+
+
+def relu_as_clamp(func: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any]) -> bool:
+    """Whether a call is a ReLU written as a clamp: ``clamp(x, min=0)``, ``x.clamp(0)``,
+    ``x.clamp_min(0)``, ``torch.clip(x, 0)`` (in place too), with no upper bound. A bound
+    given as a tensor is not read (that would wait for the device)."""
+    if func not in _CLAMPS:
+        return False
+    low = kwargs.get("min", args[1] if len(args) > 1 else None)
+    high = kwargs.get("max", args[2] if len(args) > 2 else None)
+    return _is_zero(low) and high is None
+
+
 class GuidedReLUs(TorchFunctionMode):
     """While active, every ReLU call backpropagates as in Guided Backpropagation.
 
@@ -57,6 +90,10 @@ class GuidedReLUs(TorchFunctionMode):
     passes the gradient unchanged otherwise (one forward pass, a plain and a guided
     backward).
 
+    A ReLU written as a clamp (``x.clamp(min=0)``, ``torch.clamp_min(x, 0)``) is not guided
+    (a clamp is not always an activation); such calls are counted (``clamps``) so that the
+    caller can say so.
+
     A ReLU run inside activation checkpointing (``torch.utils.checkpoint``) raises
     [`UnsupportedModelError`][normgrad.UnsupportedModelError]: the backward pass would recompute
     it unguided.
@@ -65,6 +102,8 @@ class GuidedReLUs(TorchFunctionMode):
     def __init__(self) -> None:
         super().__init__()
         self.count = 0
+        self.clamps = 0
+        """ReLUs written as clamps that ran (not guided)."""
         self.guiding = True
         """Read when the gradient flows back: ``False`` gives the plain gradient."""
 
@@ -86,4 +125,6 @@ class GuidedReLUs(TorchFunctionMode):
         if func in _RELUS and isinstance(out, torch.Tensor) and out.requires_grad:
             self.count += 1
             return _GuidedReLU.apply(out, self)
+        if isinstance(out, torch.Tensor) and out.requires_grad:
+            self.clamps += relu_as_clamp(func, args, kwargs or {})
         return out
