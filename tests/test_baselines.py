@@ -15,7 +15,9 @@ import torchvision
 from torch import nn
 
 import normgrad
+from normgrad._explainers.perturbation import image_keys
 
+from .conftest import requires_cuda
 from .models import FunctionalReluCNN, TinyCNN, seeded, without_inplace
 
 
@@ -474,6 +476,36 @@ def test_smoothgrad_of_an_image_does_not_depend_on_its_batch(inner: str) -> None
             _close_to_scale(batch.raw[position : position + 1], expected, 1e-9)
     assert alone[0].raw is not None and alone[3].raw is not None
     assert not torch.allclose(alone[3].raw, alone[0].raw.flip(-1), rtol=1e-3)
+
+
+@requires_cuda
+def test_smoothgrad_noise_on_cuda_depends_on_the_image_alone() -> None:
+    """On CUDA: the keys are the CPU's (exact integer sums), the noise is drawn from a CUDA
+    generator seeded as on the CPU, and an image's map does not depend on its batch."""
+    model = copy.deepcopy(MODELS["tiny"][0]).double().cuda()
+    x = _inputs(MODELS["tiny"][1], batch=3).double()
+    keys = [_literal_image_key(x[i]) for i in range(3)]
+    assert image_keys(x.cuda()) == image_keys(x) == keys
+    base = normgrad.Gradient(model)
+    smooth = normgrad.SmoothGrad(base, n_samples=3, noise_level=0.2, batch_size=4, seed=3)
+    labels = torch.tensor([0, 1, 2])
+    batch = smooth.explain(x.cuda(), labels).raw
+    assert batch is not None and batch.device.type == "cuda"
+    for i in range(3):
+        alone = smooth.explain(x[i : i + 1].cuda(), i).raw
+        assert alone is not None
+        _close_to_scale(batch[i : i + 1], alone, 1e-9)
+    image, sigma = x[0].cuda(), 0.2 * (float(x[0].max()) - float(x[0].min()))
+    maps = []
+    for k in range(3):
+        gen = torch.Generator(device="cuda").manual_seed(
+            _literal_seed(_literal_seed(3, *keys[0]), k)
+        )
+        noise = torch.randn(image.shape, generator=gen, device="cuda", dtype=torch.float64)
+        raw = base.explain((image + sigma * noise).unsqueeze(0), 0).raw
+        assert raw is not None
+        maps.append(raw)
+    _close_to_scale(batch[:1], torch.stack(maps).mean(0), 1e-9)
 
 
 def test_smoothgrad_without_noise_is_the_wrapped_explainer() -> None:
