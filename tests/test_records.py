@@ -655,3 +655,20 @@ def test_images_with_regions_outside_their_maps_are_counted_in_the_result(
     with pytest.warns(UserWarning, match="evaluate: 3 image"):
         resumed = _run(scaled, records=path)  # read back from the file
     assert resumed.outside == result.outside and _canon(resumed) == _canon(result)
+
+
+def test_a_record_cut_inside_a_quoted_id_is_done_again(tmp_path: Path) -> None:
+    """A run stopped while writing a record whose id holds a newline: the file ends inside
+    the quoted id, on a newline; the images before it are kept, that one is done again."""
+    from normgrad._evaluation.records import RecordFile
+
+    methods = ["m", "random baseline"]
+    path = tmp_path / "records.csv"
+    RecordFile(path, {"a": 1}, methods).append(_file_records(["first", "two\nlines"], methods))
+    text = path.read_text()
+    cut = text.rindex('"two\n') + len('"two\n')  # inside the last record's quoted id
+    for end in (cut, cut - 2, len(text) - 1):  # on the newline, before it, the last line's
+        path.write_text(text[:end])
+        assert list(RecordFile(path, {"a": 1}, methods).done) == ["first"], end
+    path.write_text(text)
+    assert list(RecordFile(path, {"a": 1}, methods).done) == ["first", "two\nlines"]
