@@ -141,7 +141,7 @@ def test_a_failing_rank_stops_every_rank_promptly(tmp_path: Path) -> None:
             ("bad labels on one rank", "ArgumentTypeError", "data: the labels of batch 1"),
         ]:
             status, (name, message, seconds, passes) = result[scenario]
-            assert status == "ok" and seconds < 30, (rank, scenario, seconds)
+            assert status == "ok" and seconds < 45, (rank, scenario, seconds)  # gloo: 60 s
             assert cause in message, (rank, scenario, message)
             if rank == 1:
                 assert name == kind, (scenario, message)
@@ -151,7 +151,7 @@ def test_a_failing_rank_stops_every_rank_promptly(tmp_path: Path) -> None:
             if scenario != "bad labels on one rank":
                 assert passes == 0, (rank, scenario)  # failed before any rank's data
         status, (name, message, seconds, passes) = result["calls cross"]
-        assert status == "ok" and seconds < 30, (rank, seconds)
+        assert status == "ok" and seconds < 45, (rank, seconds)
         assert name == "DistributedEvaluationError", message
         assert "no longer pair up" in message, message
         assert f"rank {1 - rank} is at call" in message and f"rank {rank} at call" in message
