@@ -391,7 +391,7 @@ def pointing_game_curve(
     hits = tuple(int(h) for h in hit.sum(dim=1).tolist())
     intervals = [wilson_interval(h, total, level) for h in hits]
     rate = tuple(h / total if total else math.nan for h in hits)
-    area = (1 - kept / top).clamp(0, 1).mean().item() if total else math.nan
+    area = (1 - kept / top).clamp_min(0).mean().item() if total else math.nan
     return PointingGameCurve(
         tolerances=values,
         hit_rate=rate,
