@@ -124,3 +124,74 @@ def test_volume_errors_say_how_to_choose_a_slice() -> None:
         viz.overlay(volume, torch.rand(6, 8, 9), index=0)
     with pytest.raises(ShapeError, match=r"\(a channels-last image \(H, W, 3\) is"):
         viz.overlay(torch.rand(8, 10, 3), torch.rand(8, 10))
+
+
+def _curves() -> dict[str, object]:
+    from normgrad import metrics
+
+    near = torch.tensor([0.0, 1.5, 3.0, 9.0, float("nan")], dtype=torch.float64)
+    far = torch.tensor([2.0, 6.0, 7.0, float("inf")], dtype=torch.float64)
+    return {
+        "NormGrad": metrics.pointing_game_curve(near, max_tolerance=12),
+        "Grad-CAM": metrics.pointing_game_curve(far, tolerances=[0, 4, 8, 12]),
+    }
+
+
+def test_pointing_game_curves_draw_every_method_the_tolerance_and_the_cells(
+    tmp_path: Path,
+) -> None:
+    curves = _curves()
+    ax = viz.pointing_game_curves(
+        curves,  # type: ignore[arg-type]
+        tolerance=2.4,
+        cells={"NormGrad": 8, "Grad-CAM": 32},
+    )
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == [
+        "NormGrad (AUC 0.72; cell 8 px)",
+        "Grad-CAM (AUC 0.44; cell 32 px)",
+        "tolerance 2.4 px",
+    ]
+    curve_lines = {line.get_label(): line for line in ax.lines}
+    x, y = curve_lines["Grad-CAM (AUC 0.44; cell 32 px)"].get_xydata().T
+    assert x.tolist() == [0, 4, 8, 12]
+    assert y.tolist() == [0, 0.25, 0.75, 0.75]
+    verticals = [line.get_xdata()[0] for line in ax.lines if len(set(line.get_xdata())) == 1]
+    assert 2.4 in verticals and 8 in verticals  # the cell beyond 12 px is only named
+    ring = [line for line in ax.lines if line.get_marker() == "o"]
+    assert [tuple(r.get_xydata()[0]) for r in ring] == [(8.0, 0.75)]
+    assert ax.get_xlim() == (0, 12)
+    assert ax.get_title().endswith("(AUC to 12 px)")
+    assert min(t.get_fontsize() for t in ax.get_legend().get_texts()) >= 9
+    assert ax.xaxis.label.get_fontsize() >= 9
+    ax.figure.savefig(tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_pointing_game_curves_name_each_area_end_when_they_differ() -> None:
+    from normgrad import metrics
+
+    d = torch.tensor([1.0, 3.0], dtype=torch.float64)
+    a = metrics.pointing_game_curve(d, max_tolerance=4)
+    b = metrics.pointing_game_curve(d, max_tolerance=8)
+    ax = viz.pointing_game_curves({"a": a, "b": b}, unit="mm", intervals=False)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["a (AUC 0.50 to 4 mm)", "b (AUC 0.75 to 8 mm)"]
+    assert ax.get_xlabel() == "tolerance (mm)"
+    assert not ax.collections  # no interval bands
+    one = viz.pointing_game_curves(a, title=None)
+    assert [t.get_text() for t in one.get_legend().get_texts()] == ["AUC 0.50"]
+
+
+def test_pointing_game_curves_errors() -> None:
+    curves = _curves()
+    with pytest.raises(InvalidArgumentError, match="cells: expected names of curves"):
+        viz.pointing_game_curves(curves, cells={"ResNet": 8})  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="cells\\['NormGrad'\\]"):
+        viz.pointing_game_curves(curves, cells={"NormGrad": 0})  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="tolerance"):
+        viz.pointing_game_curves(curves, tolerance=-1)  # type: ignore[arg-type]
+    with pytest.raises(ArgumentTypeError, match="PointingGameCurve"):
+        viz.pointing_game_curves({"x": 0.5})  # type: ignore[dict-item]
+    with pytest.raises(InvalidArgumentError, match="at least one"):
+        viz.pointing_game_curves({})
