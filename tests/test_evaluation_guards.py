@@ -294,3 +294,24 @@ def test_bad_labels_are_named_as_the_datas_labels(
     assert message.startswith("data: the labels of batch 2") and problem in message, message
     assert "target" not in message
     assert counting.calls == 1  # the first batch only
+
+
+class _Sharper(TinyCNN):
+    """TinyCNN's weights, another forward pass (logits doubled)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 2 * super().forward(x)
+
+
+def test_resuming_with_another_model_class_of_the_same_weights_is_refused(tmp_path: Any) -> None:
+    path = tmp_path / "records.csv"
+    _study(_model(), path)
+    sharper = _Sharper().double()
+    sharper.load_state_dict(_model().state_dict())
+    with pytest.raises(normgrad.InvalidArgumentError) as error:
+        _study(sharper, path)
+    assert (
+        "model class (tests.test_evaluation_guards._Sharper here, tests.models.TinyCNN in the file)"
+        in str(error.value)
+    )
+    assert "model weights (" not in str(error.value)

@@ -224,7 +224,8 @@ def _checksum(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def model_fingerprint(model: nn.Module) -> dict[str, Any]:
-    """Every parameter and buffer of ``model`` by name: ``[shape, dtype, checksum]``.
+    """``model``'s class (a wrapper's, ``torch.compile``'s or ``DataParallel``'s, unwrapped)
+    and every parameter and buffer by name: ``[shape, dtype, checksum]``.
 
     The checksums are computed on each tensor's device and read once per device; the cost is
     a few element-wise passes over the weights' bytes, far less than one batch's passes."""
@@ -237,10 +238,11 @@ def model_fingerprint(model: nn.Module) -> dict[str, Any]:
     for pairs in by_device.values():
         read = torch.stack([s for _, s in pairs]).tolist()
         values.update((i, int(v)) for (i, _), v in zip(pairs, read))
-    return {
+    weights = {
         name: [list(t.shape), str(t.dtype).replace("torch.", ""), values[i]]
         for i, (name, t) in enumerate(tensors)
     }
+    return {"type": _qualname(unwrap(model)), "tensors": weights}
 
 
 Path = tuple[Any, ...]
@@ -278,10 +280,13 @@ def describe_differences(ours: Mapping[str, Any], theirs: Mapping[str, Any], oth
     where ``theirs`` comes from (``"the file"``, ``"rank 1"``)."""
     found = differences(dict(ours), dict(theirs))
     weights: list[str] = []
+    kind = ""
     shown: list[str] = []
     for path in found:
         if path[0] == "model":
-            weights += [str(path[1])] if len(path) > 1 else []
+            if path[1:2] == ("type",):
+                kind = f"model class ({_at(ours, path)} here, {_at(theirs, path)} in {other})"
+            weights += [str(path[2])] if path[1:2] == ("tensors",) and len(path) > 2 else []
             continue
         if path[0] != "explainers" or len(path) < 2:
             shown.append(str(path[0]))
@@ -293,7 +298,9 @@ def describe_differences(ours: Mapping[str, Any], theirs: Mapping[str, Any], oth
         if len(path) > 2 and len(repr(a)) + len(repr(b)) < 80:
             text += f" ({a!r} here, {b!r} in {other})"
         shown.append(text)
-    if any(p[0] == "model" for p in found):
+    if kind:
+        shown.append(kind)
+    if any(p[0] == "model" and p[1:2] != ("type",) for p in found):
         names = list(dict.fromkeys(weights))
         listed = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
         shown.append(f"model weights ({listed})" if listed else "model weights")
