@@ -15,6 +15,7 @@ import torchvision
 from torch import nn
 
 import normgrad
+from normgrad._explainers import perturbation
 from normgrad._explainers.perturbation import image_keys
 
 from .conftest import requires_cuda
@@ -413,6 +414,22 @@ def _literal_image_key(image: torch.Tensor) -> tuple[int, int, int]:
 def test_literal_seed_is_splitmix64() -> None:
     # the first output of splitmix64 seeded with 0 (Vigna's reference implementation)
     assert _literal_seed(0) == 0xE220A8397B1DCDAF
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_image_keys_are_the_literal_keys(
+    dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the dtype, the memory format and the block of values read per step."""
+    x = torch.randn(3, 2, 5, 7, generator=torch.Generator().manual_seed(2)).to(dtype)
+    x[1] = x[0].flip(-1)  # the same values, elsewhere: another key
+    expected = [_literal_image_key(x[i]) for i in range(3)]
+    assert len(set(expected)) == 3
+    assert image_keys(x) == expected
+    assert image_keys(x.contiguous(memory_format=torch.channels_last)) == expected
+    assert image_keys(x[2:]) == expected[2:]
+    monkeypatch.setattr(perturbation, "_KEY_BLOCK", 7)  # 2 values of each sample a step
+    assert image_keys(x) == expected
 
 
 def test_smoothgrad_is_the_mean_of_noisy_maps() -> None:

@@ -63,29 +63,36 @@ def _mix(*values: int) -> int:
     return state
 
 
+_KEY_BLOCK = 2**22  # values of the batch read per step of ``image_keys`` (bounds its memory)
+
+
 def image_keys(x: torch.Tensor) -> list[tuple[int, int, int]]:
     r"""A key per sample of ``x`` ``(N, ...)`` that depends on that sample's values alone.
 
     The values' bit patterns, in logical order (a channels-last tensor gives the keys of its
     contiguous copy), are cut into 16-bit pieces $p_j$; the key is
     $(L, \sum_j p_j, \sum_j p_j \, (1 + j \bmod 65521))$ with $L$ the number of pieces.
-    The sums are exact int64 sums on the input's device (for samples up to 500 million values), so
-    they do not depend on the order of the reduction, the other samples or the device; the
-    one read to the host is the ``(N, 2)`` result.
+    The sums are exact int64 sums on the input's device (for samples up to 500 million
+    values), so they do not depend on the order of the reduction, the other samples or the
+    device; they are taken a block of values at a time (about 100 MB of integers at most),
+    and the one read to the host is the ``(N, 2)`` result.
     """
     flat = x.detach().reshape(x.shape[0], -1)
-    bits = flat.view(_INT_VIEWS[flat.element_size()]).to(torch.int64)
-    pieces = range(0, 8 * flat.element_size(), 16)
-    count = bits.shape[1]
-    position = torch.arange(count, device=x.device, dtype=torch.int64) * len(pieces)
+    size = flat.element_size()
+    shifts = range(0, 8 * size, 16)
+    count = flat.shape[1]
     plain = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
     weighted = torch.zeros_like(plain)
-    for k, shift in enumerate(pieces):
-        piece = (bits >> shift) & 0xFFFF
-        plain += piece.sum(dim=1)
-        weighted += (piece * (1 + (position + k) % _ADLER)).sum(dim=1)
+    step = max(1, _KEY_BLOCK // x.shape[0])
+    for start in range(0, count, step):
+        bits = flat[:, start : start + step].view(_INT_VIEWS[size]).to(torch.int64)
+        position = torch.arange(start, start + bits.shape[1], device=x.device) * len(shifts)
+        for k, shift in enumerate(shifts):
+            piece = (bits >> shift) & 0xFFFF
+            plain += piece.sum(dim=1)
+            weighted += (piece * (1 + (position + k) % _ADLER)).sum(dim=1)
     sums = torch.stack([plain, weighted], dim=1).tolist()
-    return [(count * len(pieces), int(a), int(b)) for a, b in sums]
+    return [(count * len(shifts), int(a), int(b)) for a, b in sums]
 
 
 def noise_seeds(seed: int, x: torch.Tensor) -> list[int]:
