@@ -182,37 +182,22 @@ def pointing_distances(
 
 def _as_distances(distances: object, argument: str = "distances") -> torch.Tensor:
     """Distances ``(N,)`` as float64: each NaN (not counted), ``>= 0``, or ``inf``."""
-    if isinstance(distances, torch.Tensor):
-        d = distances
-    elif isinstance(distances, Sequence) and not isinstance(distances, (str, bytes)):
+    what = f"{argument}: expected float64 distances (N,) from pointing_distances"
+    d: object = distances
+    if isinstance(d, Sequence) and not isinstance(d, (str, bytes)):
         try:
-            d = torch.as_tensor(distances, dtype=torch.float64)
+            d = torch.as_tensor(d, dtype=torch.float64)
         except (TypeError, ValueError):
-            raise ArgumentTypeError(
-                f"{argument}: expected distances (N,) from pointing_distances, got "
-                f"{describe(distances)}"
-            ) from None
-    else:
-        raise ArgumentTypeError(
-            f"{argument}: expected distances (N,) from pointing_distances (a tensor or a "
-            f"list of floats), got {describe(distances)}"
-        )
+            raise ArgumentTypeError(f"{what}, got {describe(distances)}") from None
+    if not isinstance(d, torch.Tensor):
+        raise ArgumentTypeError(f"{what} (a tensor or a list), got {describe(distances)}")
     if d.ndim != 1:
-        raise ShapeError(
-            f"{argument}: expected distances of shape (N,) from pointing_distances, got "
-            f"shape {tuple(d.shape)} (to score maps, pass the regions too)",
-            d.shape,
-        )
-    if not d.is_floating_point():
-        raise ArgumentTypeError(
-            f"{argument}: expected floating-point distances from pointing_distances, got "
-            f"dtype {d.dtype}"
-        )
+        hint = " (to score maps, pass the regions too)"
+        raise ShapeError(f"{what}, got shape {tuple(d.shape)}{hint}", d.shape)
     if d.dtype != torch.float64:
         raise ArgumentTypeError(
-            f"{argument}: expected float64 distances as pointing_distances returns them, got "
-            f"dtype {d.dtype}; rounded to fewer bits they no longer give the Pointing Game "
-            "exactly (store them as float64, or as text with repr)"
+            f"{what}, got dtype {d.dtype}; rounded to fewer bits they no longer give the "
+            "Pointing Game exactly (store them as float64, or as text with repr)"
         )
     if bool((d < 0).any()):
         raise InvalidArgumentError(
