@@ -437,6 +437,14 @@ def test_curve_arguments_are_checked() -> None:
         metrics.pointing_hits(d, -1)
 
 
+def test_an_empty_batch_has_no_distances() -> None:
+    for regions in (torch.zeros(0, 5, 5, dtype=torch.bool), []):
+        d = metrics.pointing_distances(torch.rand(0, 1, 5, 5), regions)
+        assert d.shape == (0,) and d.dtype == torch.float64
+    curve = metrics.pointing_game_curve(d, max_tolerance=3)
+    assert curve.counted == 0 and math.isnan(curve.auc) and math.isnan(curve.hit_rate[0])
+
+
 def test_distances_reject_what_pointing_game_rejects() -> None:
     maps = torch.rand(2, 1, 8, 8)
     with pytest.raises(ShapeError):

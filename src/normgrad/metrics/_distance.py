@@ -97,9 +97,9 @@ def _squared_to_masks(
     ndim = len(spatial)
     width = spatial[-1]
     index = torch.int16 if width < 2**15 else torch.int64
-    chunk = max(1, _CHUNK_ELEMENTS // max(1, masks[0].numel()))
+    chunk = max(1, _CHUNK_ELEMENTS // max(1, math.prod(spatial)))
     columns = torch.arange(width, device=masks.device)
-    out = []
+    out = [torch.empty(0, dtype=torch.float64, device=masks.device)]  # for N = 0
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         p = points[start:stop]
@@ -165,10 +165,17 @@ def pointing_distances(
         [5.0, nan, inf]
     """
     maps = as_maps(saliency)
-    ndim = maps.ndim - 1
-    space = spacing_tensor(spacing, ndim, maps.device)
     prepared = prepare_regions(regions, maps.shape, maps.device)
-    points = first_maxima(maps)
+    return distances_from_points(first_maxima(maps), prepared, spacing)
+
+
+def distances_from_points(
+    points: torch.Tensor, prepared: PreparedRegions, spacing: Sequence[float] | None = None
+) -> torch.Tensor:
+    """``pointing_distances`` from the maps' first maxima ``(N, ndim)`` (-1: a constant map)
+    and their prepared regions."""
+    ndim = points.shape[1]
+    space = spacing_tensor(spacing, ndim, points.device)
     pointed = (points >= 0).all(dim=1)  # a constant map points nowhere
     if prepared.masks is not None:
         dist2 = _squared_to_masks(points.clamp_min(0), prepared.masks, space)
