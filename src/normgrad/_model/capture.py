@@ -31,7 +31,8 @@ from .diagnosis import (
 )
 from .guided import GuidedReLUs
 from .hooks import HookSet, explaining
-from .layout_detection import LayoutTrace, convolutional, resolve_layout
+from .layout_detection import convolutional, resolve_layout
+from .layout_trace import LayoutTrace
 from .layouts import Layout, Resolved
 from .targets import (
     ClassTarget,
