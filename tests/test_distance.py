@@ -268,12 +268,6 @@ def test_distance_is_not_rounded_up_past_the_boundary() -> None:
     assert metrics.pointing_hits(d, d.item()).item() == 0.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pointing_game squares the tolerance with Python's float ** (C pow), which rounds "
-    "exact halfway squares away from the even neighbour; t * t (as the distances assume) "
-    "would make a region exactly t away a miss, as documented",
-)
 def test_tolerance_whose_square_is_a_tie() -> None:
     s = 1.5 + 2.0**-26  # s * s is exactly halfway between two floats
     assert s**2 != s * s

@@ -58,7 +58,8 @@ def reference_pointing_game(
         for idx in itertools.product(*(range(s) for s in masks[n].shape)):
             if masks[n][idx] and point[0] >= 0:  # a constant map points nowhere: a miss
                 d2 = sum(((i - p) * s) ** 2 for i, p, s in zip(idx, point, spacing))
-                if d2 < tolerance**2 or d2 == 0:  # on the region: a hit at any tolerance
+                # the documented rule squares the tolerance as a product, never with **
+                if d2 < tolerance * tolerance or d2 == 0:  # on the region: a hit at any tolerance
                     hit = True
         out.append(1.0 if hit else 0.0)
     return out
@@ -70,7 +71,8 @@ def reference_random_rate(mask: torch.Tensor, tolerance: float, spacing: list[fl
     good = 0
     for p in pixels:
         if any(
-            sum(((a - b) * s) ** 2 for a, b, s in zip(p, t, spacing)) < tolerance**2 or p == t
+            sum(((a - b) * s) ** 2 for a, b, s in zip(p, t, spacing)) < tolerance * tolerance
+            or p == t
             for t in targets
         ):
             good += 1
@@ -166,6 +168,90 @@ def test_random_point_rate_matches_reference(
         else:
             expected = reference_random_rate(mask, tolerance, spacing or [1.0] * len(shape))
             assert rates[n].item() == pytest.approx(expected, abs=1e-12)
+
+
+def test_tolerance_whose_square_is_a_tie_follows_the_product() -> None:
+    """``s * s`` is exactly halfway between two floats and ``s**2`` rounds it the other way:
+    a region pixel exactly ``s`` away (one pixel of width ``s``) is a miss, as the literal
+    rule says, both for the Pointing Game and for the random-point baseline."""
+    s = 1.5 + 2.0**-26
+    assert s**2 != s * s
+    spacing = [1.0, s]
+    maps = torch.zeros(1, 1, 1, 3)
+    maps[0, 0, 0, 0] = 1
+    masks = torch.zeros(1, 1, 3, dtype=torch.bool)
+    masks[0, 0, 1] = True
+    expected = reference_pointing_game(maps[:, 0], masks, s, spacing)
+    assert expected == [0.0]
+    assert metrics.pointing_game(maps, masks, s, spacing).tolist() == expected
+    game = metrics.PointingGame(tolerance=s, spacing=spacing)
+    assert game.update(maps, masks).tolist() == expected
+    rate = metrics.random_point_hit_rate(masks, (1, 3), s, spacing)
+    assert rate.tolist() == [reference_random_rate(masks[0], s, spacing)] == [1 / 3]
+
+
+@st.composite
+def thin_volumes(
+    draw: st.DrawFn,
+) -> tuple[torch.Tensor, list[torch.Tensor], float, list[float] | None]:
+    """Volumes of depth 1 ``(N, 1, H, W)`` with boxes ``(K, 6)`` (z spans may miss 0)."""
+    shape = (1, draw(st.integers(1, 8)), draw(st.integers(1, 8)))
+    batch = draw(st.integers(1, 4))
+    levels = draw(st.sampled_from([1, 2, 100]))
+    gen = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    saliency = torch.randint(0, levels, (batch, *shape), generator=gen).float()
+    boxes = []
+    for _ in range(batch):
+        rows = []
+        for _ in range(draw(st.integers(0, 2))):
+            lo = [draw(st.integers(-3, s + 2)) for s in shape[::-1]]
+            rows.append(lo + [c + draw(st.integers(0, 4)) for c in lo])
+        boxes.append(torch.tensor(rows, dtype=torch.long).view(-1, 6))
+    tolerance = draw(st.sampled_from([0, 1, 1.5, 3, 20]))
+    spacing = draw(
+        st.one_of(st.none(), st.lists(st.sampled_from([0.5, 1.0, 2.5]), min_size=3, max_size=3))
+    )
+    return saliency, boxes, tolerance, spacing
+
+
+@given(thin_volumes())
+def test_depth_one_volumes_match_reference(
+    game: tuple[torch.Tensor, list[torch.Tensor], float, list[float] | None],
+) -> None:
+    """A volume of depth 1 ``(N, 1, 1, H, W)`` is read once as a volume, by
+    ``pointing_game`` and by ``PointingGame.update`` alike (never again as 2-D maps)."""
+    saliency, boxes, tolerance, spacing = game
+    shape = tuple(saliency.shape[1:])
+    masks = torch.stack([reference_box_mask(b, shape) for b in boxes])
+    expected = torch.tensor(
+        reference_pointing_game(saliency, masks, tolerance, spacing or [1.0] * 3),
+        dtype=torch.float32,
+    )
+    volumes = saliency.unsqueeze(1)
+    for regions in (masks, masks.unsqueeze(1), boxes):
+        by_function = metrics.pointing_game(volumes, regions, tolerance, spacing)
+        accumulator = metrics.PointingGame(tolerance, spacing)
+        by_game = accumulator.update(volumes, regions)
+        torch.testing.assert_close(by_function, expected, equal_nan=True)
+        torch.testing.assert_close(by_game, expected, equal_nan=True)
+        counted = expected[~torch.isnan(expected)]
+        result = accumulator.compute()
+        assert (result.hits, result.total) == (int(counted.sum()), counted.numel())
+
+
+def test_an_empty_batch_has_empty_results() -> None:
+    for spatial in ((5, 6), (3, 5, 6), (1, 5, 6)):
+        maps = torch.rand(0, 1, *spatial)
+        masks = torch.zeros(0, *spatial, dtype=torch.bool)
+        for regions in (masks, []):
+            out = metrics.pointing_game(maps, regions, 2)
+            assert out.shape == (0,) and out.dtype == torch.float32
+            game = metrics.PointingGame(tolerance=2)
+            out = game.update(maps, regions)
+            assert out.shape == (0,) and out.dtype == torch.float32
+            result = game.compute()
+            assert (result.hits, result.total, result.skipped) == (0, 0, 0)
+            assert math.isnan(result.accuracy)
 
 
 def test_disk_edge_is_a_miss() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -34,8 +35,10 @@ def within(dist2: T, tolerance: float) -> T:
     """The Pointing Game's rule for a region pixel at squared distance ``dist2`` (a torch
     tensor or a numpy array): a hit strictly inside the disk of radius ``tolerance``
     (TorchRay's boundary), and a point on the pixel itself is a hit at any tolerance,
-    also 0."""
-    hit: T = (dist2 < tolerance**2) | (dist2 == 0)
+    also 0. The square is the product ``tolerance * tolerance`` (as
+    [`pointing_distances`][normgrad.metrics.pointing_distances] assumes), never
+    ``tolerance**2``, whose C ``pow`` can round an exact halfway square the other way."""
+    hit: T = (dist2 < tolerance * tolerance) | (dist2 == 0)
     return hit
 
 
@@ -56,8 +59,8 @@ def _hits_from_masks(
     points: torch.Tensor, masks: torch.Tensor, tolerance: float, spacing: torch.Tensor
 ) -> torch.Tensor:
     n, *spatial = masks.shape
-    chunk = max(1, _CHUNK_ELEMENTS // max(1, masks[0].numel()))
-    hits = []
+    chunk = max(1, _CHUNK_ELEMENTS // max(1, math.prod(spatial)))
+    hits = [torch.zeros(0, dtype=torch.bool, device=masks.device)]  # for N = 0
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         dist2 = squared_distances(points[start:stop], spatial, spacing)
@@ -106,7 +109,18 @@ def pointing_game_points(
     """The points ``(N, ndim)`` (array order, as [`points`][normgrad.metrics.points]) and
     the results ``(N,)`` of [`pointing_game`][normgrad.metrics.pointing_game], from one
     search for the maxima."""
-    maps = as_maps(saliency)
+    return _points_and_hits(as_maps(saliency), regions, tolerance, spacing)
+
+
+def _points_and_hits(
+    maps: torch.Tensor,
+    regions: Regions,
+    tolerance: float,
+    spacing: Sequence[float] | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``pointing_game_points`` of maps already read by ``as_maps`` ``(N, *spatial)``: the
+    layout is read once (read twice, a depth-1 volume ``(N, 1, 1, H, W)`` would become a
+    2-D map)."""
     tol = check_tolerance(tolerance)
     space = spacing_tensor(spacing, maps.ndim - 1, maps.device)
     prepared = prepare_regions(regions, maps.shape, maps.device)
@@ -185,7 +199,7 @@ class PointingGame:
         """Score a batch and add it; returns its per-sample results (1, 0 or NaN)."""
         maps = as_maps(saliency)
         prepared = prepare_regions(regions, maps.shape, maps.device)
-        results = pointing_game(maps, prepared, self.tolerance, self.spacing)
+        results = _points_and_hits(maps, prepared, self.tolerance, self.spacing)[1]
         self.add(results, prepared.outside_samples())
         return results
 

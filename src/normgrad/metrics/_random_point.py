@@ -49,7 +49,7 @@ def random_point_hit_rate(
     for i, mask in enumerate(masks):  # one distance transform per image
         if mask.any():
             # the nearest region pixel of every pixel; its squared distance is compared with
-            # tolerance**2 exactly as pointing_game does
+            # tolerance * tolerance exactly as pointing_game does (within)
             nearest = distance_transform_edt(
                 ~mask, sampling=space, return_distances=False, return_indices=True
             )
