@@ -105,11 +105,13 @@ def test_records_to_csv() -> None:
     rows = list(csv.reader(io.StringIO(result.records_to_csv())))
     assert rows[0] == [
         "image", "method", "hit", "point", "energy", "multi", "objects", "detections",
-        "deletion", "insertion", "outside",
+        "deletion", "insertion", "outside", "distance",
     ]  # fmt: skip
     assert len(rows) == 1 + len(result.records)
     first = {(r[0], r[1]): r for r in rows[1:]}
     assert first["0", "NormGrad"][2] == ""  # no region: not counted
+    assert first["0", "NormGrad"][11] == "" and first["1", "random baseline"][11] == ""
+    assert float(first["1", "NormGrad"][11]) >= 0
     assert first["1", "centre baseline"][3] == "7 7"
     assert first["1", "random baseline"][3] == ""
     assert first["1", "NormGrad"][2] in ("0", "1")
@@ -543,7 +545,9 @@ def test_ids_that_only_look_like_numbers_are_ordered() -> None:
         (3, "3.5 2", "point: expected an int >= 0"),
         (6, "0.5", "objects: expected an int >= 0"),
         (9, "inf", "insertion: expected a finite number"),
-        (None, "", "expected 11 fields"),
+        (11, "-1.0", "distance: expected a finite number in [0, inf]"),
+        (11, "nan", "distance: expected a finite number in [0, inf]"),
+        (None, "", "expected 12 fields"),
     ],
 )
 def test_a_hand_edited_record_is_refused_naming_the_file_and_line(
@@ -609,7 +613,7 @@ def test_other_values_a_record_cannot_hold_are_refused(tmp_path: Path) -> None:
         (records_line.replace(",1,0.75", ",0.5,0.75", 1), "objects: expected an int >= 0"),
         (records_line.replace("0.75:1", "0.75:2", 1), "detections: expected 'score:1'"),
         (records_line.replace("0.75:1", "nan:1", 1), "detections: expected a finite number"),
-        (records_line + ",", "expected 11 fields"),
+        (records_line + ",", "expected 12 fields"),
     ]:
         assert bad != records_line, problem
         path.write_text(text.replace(records_line, bad, 1))
@@ -651,7 +655,7 @@ def test_images_with_regions_outside_their_maps_are_counted_in_the_result(
     assert "3 image(s) have a region wholly outside" in str(result)
     assert "3 image(s)" not in str(_run(data))
     rows = list(csv.reader(io.StringIO(result.records_to_csv())))
-    assert {row[0] for row in rows[1:] if row[-1] == "1"} == {"1", "4", "5"}
+    assert {row[0] for row in rows[1:] if row[10] == "1"} == {"1", "4", "5"}
     with pytest.warns(UserWarning, match="evaluate: 3 image"):
         resumed = _run(scaled, records=path)  # read back from the file
     assert resumed.outside == result.outside and _canon(resumed) == _canon(result)
@@ -672,3 +676,59 @@ def test_a_record_cut_inside_a_quoted_id_is_done_again(tmp_path: Path) -> None:
         assert list(RecordFile(path, {"a": 1}, methods).done) == ["first"], end
     path.write_text(text)
     assert list(RecordFile(path, {"a": 1}, methods).done) == ["first", "two\nlines"]
+
+
+# ---------------------------------------------------------------------------------------
+# the Pointing Game at every tolerance, read from the records
+
+
+def test_records_hold_each_images_distance_from_which_any_tolerance_is_read() -> None:
+    data = _data()
+    result = _run(data)  # at tolerance 2
+    model = _model()
+    by_key = {(r.image, r.method): r for r in result.records}
+    for b, (x, labels, boxes) in enumerate(data):
+        for name, explainer in _explainers(model).items():
+            distances = metrics.pointing_distances(explainer(x, labels), boxes).tolist()
+            for i, d in enumerate(distances):
+                recorded = by_key[(str(b * 3 + i), name)].distance
+                assert recorded == d or (math.isnan(d) and math.isnan(recorded))
+    assert all(math.isnan(r.distance) for r in result.records if r.point is None)
+    # the table at other tolerances, from the records alone, is the one a run there gives
+    tolerances = [0.0, 1.0, 2.0, 3.5, 6.0]
+    curves = result.curves(tolerances)
+    assert "random baseline" not in curves
+    assert list(curves) == [r.method for r in result.rows if r.method != "random baseline"]
+    for k, t in enumerate(tolerances):
+        rerun = _run(data, tolerance=t) if t > 0 else None
+        for method, curve in curves.items():
+            if rerun is not None:
+                row = rerun[method]
+                assert (curve.hits[k], curve.counted) == (row.hits, row.total)
+                assert curve.hit_rate[k] == row.accuracy
+                assert (curve.low[k], curve.high[k]) == (row.low, row.high)
+            hits = sum(
+                1
+                for r in result.records
+                if r.method == method
+                and not math.isnan(r.hit)
+                and (r.distance < t or r.distance == 0)
+            )
+            assert curve.hits[k] == hits
+
+
+def test_an_earlier_run_is_read_back_from_its_records_file(tmp_path: Path) -> None:
+    data = _data()
+    path = tmp_path / "run.csv"
+    result = _run(data, records=path, metrics=("energy",))
+    again = normgrad.read_records(path)
+    assert _canon(again) == _canon(result)
+    assert (again.tolerance, again.confidence, again.metrics) == (2.0, 0.95, ("energy",))
+    assert again.curves([1, 4], max_tolerance=4) == result.curves([1, 4], max_tolerance=4)
+    # a hand-edited distance is refused like any other field
+    lines = path.read_text(encoding="utf-8").split("\n")
+    row = next(i for i, line in enumerate(lines) if line.startswith("1,NormGrad,"))
+    lines[row] = lines[row].rsplit(",", 1)[0] + ",-1.0"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    with pytest.raises(normgrad.InvalidArgumentError, match=r"line \d+: distance"):
+        normgrad.read_records(path)

@@ -21,6 +21,7 @@ from ._errors import (
     UnsupportedModelError,
 )
 from ._evaluation.distributed import DistributedEvaluationError, ShardSampler
+from ._evaluation.records import read_records
 from ._evaluation.result import EvaluationResult, MethodScore, Record
 from ._evaluation.runner import evaluate
 from ._explainers.base import Explainer, Explanation
@@ -81,5 +82,6 @@ __all__ = [
     "functional",
     "metrics",
     "presets",
+    "read_records",
     "sanity",
 ]

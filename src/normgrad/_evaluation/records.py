@@ -25,7 +25,7 @@ import torch
 from .._errors import InvalidArgumentError, describe
 from ..metrics import FROC, wilson_interval
 from .fingerprint import describe_differences
-from .result import FIELDS, MethodScore, Record, records_csv
+from .result import FIELDS, EvaluationResult, MethodScore, Record, records_csv
 from .scoring import RANDOM
 
 _MAGIC = "# normgrad evaluate records v2 "
@@ -132,15 +132,16 @@ def _count(text: str, what: str) -> int:
     return int(text)
 
 
-def _record(row: list[str], methods: Sequence[str], random: str | None) -> Record:
-    """One row of a records file, checked field by field (a file edited by hand)."""
+def _record(row: list[str], methods: Sequence[str] | None, random: str | None) -> Record:
+    """One row of a records file, checked field by field (a file edited by hand); any
+    method name where ``methods`` is None."""
     if len(row) != len(FIELDS):
         raise _BadLine(f"expected {len(FIELDS)} fields ({', '.join(FIELDS)}), got {len(row)}")
     image, method, hit, point, energy, multi, objects, detections, deletion, insertion = row[:10]
-    outside = row[10]
+    outside, distance = row[10:]
     if outside not in ("0", "1"):
         raise _BadLine(f"outside: expected 1 (a region outside the map) or 0, got {outside!r}")
-    if method not in methods:
+    if methods is not None and method not in methods:
         raise _BadLine(f"method: expected one of {list(methods)}, got {method!r}")
     if method == random:
         chance = _float(hit, "hit", 0, 1)  # the random baseline's probability
@@ -172,7 +173,19 @@ def _record(row: list[str], methods: Sequence[str], random: str | None) -> Recor
         _float(deletion, "deletion"),
         _float(insertion, "insertion"),
         outside == "1",
+        _distance(distance, method == random),
     )
+
+
+def _distance(text: str, random: bool) -> float:
+    """A distance ``>= 0`` (``inf``: a constant map) or nothing (not counted)."""
+    if not text:
+        return math.nan
+    if random:
+        raise _BadLine(f"distance: expected nothing for the random baseline, got {text!r}")
+    if text == "inf":
+        return math.inf
+    return _float(text, "distance", 0)
 
 
 def _lines(text: str) -> list[str]:
@@ -181,6 +194,104 @@ def _lines(text: str) -> list[str]:
     written when the run stopped."""
     lines = text.split("\n")
     return [line + "\n" for line in lines[:-1]]
+
+
+def _fail(path: Path, line: int, problem: str) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"records: {str(path)!r} line {line}: {problem}; the file was changed by "
+        "hand or by another program: correct or delete that line (its image is then "
+        "explained again), or choose another path"
+    )
+
+
+def _read(path: Path) -> tuple[dict[str, Any], list[str]]:
+    """A records file's settings and its lines (the first two included)."""
+    try:
+        with path.open(encoding="utf-8", newline="") as f:  # "\r" kept as written
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise InvalidArgumentError(
+            f"records: {str(path)!r} is not UTF-8 text ({e}), so not a normgrad "
+            "records file; choose another path"
+        ) from None
+    lines = _lines(text)
+    first = lines[0] if lines else text
+    if first.startswith(_OLD_MAGIC):
+        raise InvalidArgumentError(
+            f"records: {str(path)!r} was written by an older normgrad (records "
+            "v1), whose header does not hold the explainers' arguments and the model's "
+            "weights, so resuming it cannot be checked; choose another path, or delete "
+            "the file to start again"
+        )
+    if not first.startswith(_MAGIC):
+        raise InvalidArgumentError(
+            f"records: {str(path)!r} exists and is not a normgrad records file; choose another path"
+        )
+    try:
+        stated = json.loads(first[len(_MAGIC) :])
+    except ValueError as e:
+        raise _fail(path, 1, f"the settings are not valid JSON ({e})") from None
+    if not isinstance(stated, dict):
+        raise _fail(path, 1, f"expected the settings as a JSON object, got {describe(stated)}")
+    return stated, lines
+
+
+def _records(
+    path: Path, lines: list[str], methods: Sequence[str] | None, random: str | None
+) -> list[Record]:
+    """The records of a file's lines, each checked (any method where ``methods`` is None)."""
+    if len(lines) > 1 and lines[1] != ",".join(FIELDS) + "\n":
+        raise _fail(path, 2, f"expected the header {','.join(FIELDS)}, got {lines[1]!r}")
+    out = []
+    source = iter(lines[2:])
+    reader = csv.reader(source, strict=True)
+    while True:
+        line = reader.line_num + 3
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            if next(source, None) is None:
+                break  # a record cut off inside a quoted id, at the end
+            raise _fail(path, line, f"not CSV ({e})") from None
+        try:
+            out.append(_record(row, methods, random))
+        except _BadLine as e:
+            raise _fail(path, line, str(e)) from None
+    return out
+
+
+def read_records(path: str | os.PathLike[str]) -> EvaluationResult:
+    """An earlier run's result, read from the records file ``evaluate(records=...)`` wrote:
+    its table, its per-image records and, from their distances, the Pointing Game at any
+    tolerance ([`EvaluationResult.curves`][normgrad.EvaluationResult.curves]), without the
+    model and without explaining any image again.
+
+    Only images every method recorded are read (a run stopped in the middle of a batch
+    leaves some). Methods are in the order the file first names them.
+
+    Args:
+        path: the records file (one per rank for a run over several processes: read each,
+            or concatenate their ``records``).
+
+    Returns:
+        An [`EvaluationResult`][normgrad.EvaluationResult] at the run's tolerance,
+        confidence and metrics.
+    """
+    file = Path(path)
+    stated, lines = _read(file)
+    records = _records(file, lines, None, RANDOM)
+    methods = list(dict.fromkeys(r.method for r in records))
+    by_image: dict[str, list[Record]] = {}
+    for r in records:
+        by_image.setdefault(r.image, []).append(r)
+    complete = [rs for rs in by_image.values() if {r.method for r in rs} == set(methods)]
+    kept = sort_records([r for rs in complete for r in rs], methods)
+    confidence, metrics = float(stated["confidence"]), tuple(stated.get("metrics", ()))
+    interval = [m != RANDOM for m in methods]
+    rows = table(kept, methods, interval, confidence, metrics)
+    return EvaluationResult(rows, float(stated["tolerance"]), confidence, kept, metrics)
 
 
 class RecordFile:
@@ -202,42 +313,8 @@ class RecordFile:
             self._load()
         self._rewrite()
 
-    def _fail(self, line: int, problem: str) -> InvalidArgumentError:
-        return InvalidArgumentError(
-            f"records: {str(self.path)!r} line {line}: {problem}; the file was changed by "
-            "hand or by another program: correct or delete that line (its image is then "
-            "explained again), or choose another path"
-        )
-
     def _load(self) -> None:
-        try:
-            with self.path.open(encoding="utf-8", newline="") as f:  # "\r" kept as written
-                text = f.read()
-        except UnicodeDecodeError as e:
-            raise InvalidArgumentError(
-                f"records: {str(self.path)!r} is not UTF-8 text ({e}), so not a normgrad "
-                "records file; choose another path"
-            ) from None
-        lines = _lines(text)
-        first = lines[0] if lines else text
-        if first.startswith(_OLD_MAGIC):
-            raise InvalidArgumentError(
-                f"records: {str(self.path)!r} was written by an older normgrad (records "
-                "v1), whose header does not hold the explainers' arguments and the model's "
-                "weights, so resuming it cannot be checked; choose another path, or delete "
-                "the file to start again"
-            )
-        if not first.startswith(_MAGIC):
-            raise InvalidArgumentError(
-                f"records: {str(self.path)!r} exists and is not a normgrad records file; "
-                "choose another path"
-            )
-        try:
-            stated = json.loads(first[len(_MAGIC) :])
-        except ValueError as e:
-            raise self._fail(1, f"the settings are not valid JSON ({e})") from None
-        if not isinstance(stated, dict):
-            raise self._fail(1, f"expected the settings as a JSON object, got {describe(stated)}")
+        stated, lines = _read(self.path)
         if stated != self.settings:
             changed = describe_differences(self.settings, stated, "the file")
             raise InvalidArgumentError(
@@ -245,26 +322,9 @@ class RecordFile:
                 f"settings ({changed} differ); resume with the same explainers, model "
                 "weights and arguments, or choose another path"
             )
-        if len(lines) > 1 and lines[1] != ",".join(FIELDS) + "\n":
-            raise self._fail(2, f"expected the header {','.join(FIELDS)}, got {lines[1]!r}")
-        by_image: dict[str, list[Record]] = {}
-        source = iter(lines[2:])
-        reader = csv.reader(source, strict=True)
         random = RANDOM if RANDOM in self.methods else None
-        while True:
-            line = reader.line_num + 3
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as e:
-                if next(source, None) is None:
-                    break  # a record cut off inside a quoted id, at the end
-                raise self._fail(line, f"not CSV ({e})") from None
-            try:
-                record = _record(row, self.methods, random)
-            except _BadLine as e:
-                raise self._fail(line, str(e)) from None
+        by_image: dict[str, list[Record]] = {}
+        for record in _records(self.path, lines, self.methods, random):
             by_image.setdefault(record.image, []).append(record)
         wanted = set(self.methods)
         self.done = {

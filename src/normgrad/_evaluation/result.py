@@ -9,9 +9,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from ..metrics import PointingGameCurve, pointing_game_curve
+
 FIELDS = [
     "image", "method", "hit", "point", "energy", "multi", "objects", "detections",
-    "deletion", "insertion", "outside",
+    "deletion", "insertion", "outside", "distance",
 ]  # fmt: skip
 METRIC_COLUMNS = {
     "energy": "energy",
@@ -88,6 +90,11 @@ class Record(NamedTuple):
     """Whether a region of the image lies wholly outside its map (given in other
     coordinates, e.g. the original image's while the images were resized); an image whose
     every region is outside has none left, and is not counted."""
+    distance: float = float("nan")
+    """The distance from the pointed pixel to the nearest pixel of the image's regions, in
+    pixels or ``spacing`` units ([`pointing_distances`][normgrad.metrics.pointing_distances]):
+    the Pointing Game at any tolerance ``t`` is ``distance < t or distance == 0``; ``inf``
+    for a constant map, NaN when not counted and for the random baseline."""
 
 
 def _number(value: float) -> str:
@@ -96,7 +103,7 @@ def _number(value: float) -> str:
 
 def records_csv(records: Iterable[Record], header: bool = True) -> str:
     """Records as CSV text: ``image, method, hit, point, energy, multi, objects,
-    detections, deletion, insertion, outside``.
+    detections, deletion, insertion, outside, distance``.
 
     ``hit`` is ``1`` or ``0``, empty where the image has no region (not counted), the hit
     probability for the random baseline; ``point`` the pointed pixel in array order,
@@ -104,7 +111,8 @@ def records_csv(records: Iterable[Record], header: bool = True) -> str:
     ``multi`` empty when not computed; ``detections`` the peaks for FROC as
     ``score:1`` (true positive) or ``score:0``, separated by spaces; ``deletion`` and
     ``insertion`` the areas under the image's curves, empty when not computed; ``outside``
-    ``1`` where a region of the image lies wholly outside its map, else ``0``.
+    ``1`` where a region of the image lies wholly outside its map, else ``0``; ``distance``
+    from the point to the regions (``inf`` for a constant map), empty when not counted.
     """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -119,6 +127,7 @@ def records_csv(records: Iterable[Record], header: bool = True) -> str:
         found = " ".join(f"{score!r}:{int(tp)}" for score, tp in r.detections)
         extra = [_number(r.energy), _number(r.multi), r.objects, found]
         extra += [_number(r.deletion), _number(r.insertion), int(r.outside)]
+        extra += ["" if math.isnan(r.distance) else repr(float(r.distance))]
         row = [r.image, r.method, hit, point, *extra]
         (quoting if "\r" in r.image or "\r" in r.method else writer).writerow(row)
     return out.getvalue()
@@ -154,6 +163,43 @@ class EvaluationResult:
         counted = {r.image for r in self.records if not math.isnan(r.hit)}
         return tuple(i for i in dict.fromkeys(r.image for r in self.records) if i not in counted)
 
+    def curves(
+        self,
+        tolerances: Sequence[float] | None = None,
+        *,
+        max_tolerance: float | None = None,
+    ) -> dict[str, PointingGameCurve]:
+        """Each method's Pointing Game at every tolerance, read from the records' distances:
+        no image is explained again (also for a run read back with
+        [`read_records`][normgrad.read_records]).
+
+        Args:
+            tolerances: where the hit rate is read, in pixels (or ``spacing`` units), as for
+                [`pointing_game_curve`][normgrad.metrics.pointing_game_curve].
+            max_tolerance: the upper end of the normalised area; default: the largest of
+                ``tolerances``.
+
+        Returns:
+            method -> [`PointingGameCurve`][normgrad.metrics.PointingGameCurve], in the
+            rows' order; the random baseline has no point, so no distance, and no curve
+            (its exact rate at any tolerance is
+            [`random_point_hit_rate`][normgrad.metrics.random_point_hit_rate]).
+        """
+        distances: dict[str, list[float]] = {}
+        for r in self.records:
+            if r.point is not None:
+                distances.setdefault(r.method, []).append(r.distance)
+        return {
+            row.method: pointing_game_curve(
+                distances[row.method],
+                tolerances=tolerances,
+                max_tolerance=max_tolerance,
+                confidence=self.confidence,
+            )
+            for row in self.rows
+            if row.method in distances
+        }
+
     def __getitem__(self, method: str) -> MethodScore:
         for row in self.rows:
             if row.method == method:
@@ -188,7 +234,7 @@ class EvaluationResult:
 
     def records_to_csv(self) -> str:
         """The per-image records as CSV: ``image, method, hit, point, energy, multi,
-        objects, detections, deletion, insertion``.
+        objects, detections, deletion, insertion, outside, distance``.
 
         ``hit`` is ``1`` or ``0``, empty where the image has no region (not counted), the
         hit probability for the random baseline; ``point`` the pointed pixel in array
@@ -196,7 +242,8 @@ class EvaluationResult:
         ``energy`` and ``multi`` empty when not computed; ``detections`` the peaks for
         FROC as ``score:1`` (a true positive) or ``score:0``, separated by spaces;
         ``deletion`` and ``insertion`` the areas under the image's curves; ``outside`` ``1``
-        where a region of the image lies wholly outside its map.
+        where a region of the image lies wholly outside its map; ``distance`` from the point
+        to the regions (see ``Record.distance``).
         """
         return records_csv(self.records)
 

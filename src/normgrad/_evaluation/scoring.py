@@ -24,6 +24,7 @@ from ..metrics import (
 )
 from ..metrics import peaks as find_peaks
 from ..metrics._deletion import check_options
+from ..metrics._distance import distances_from_points
 from ..metrics._multi_pointing import multi_from_peaks, peaks_needed
 from ..metrics._objects import match, object_lists
 from ..metrics._pointing import pointing_game_points
@@ -80,6 +81,7 @@ def score_batch(
     for name, saliency in maps.items():
         points, hits = pointing_game_points(saliency, regions, tolerance, spacing)
         row = {"point": points.tolist(), "hit": hits.tolist(), "energy": nan, "multi": nan}
+        row["distance"] = distances_from_points(points, regions, spacing).tolist()
         row["deletion"], row["insertion"] = nan, nan
         row["detections"] = [()] * n
         if "energy" in metrics:
@@ -108,6 +110,7 @@ def score_batch(
         by_method[RANDOM] = {"point": [None] * n, "hit": rates, "energy": nan, "multi": nan}
         by_method[RANDOM]["deletion"], by_method[RANDOM]["insertion"] = nan, nan
         by_method[RANDOM]["detections"] = [()] * n
+        by_method[RANDOM]["distance"] = nan
     count = counts.tolist() if counts is not None else [0] * n
     outside = regions.outside_samples().tolist()
     out = []
@@ -120,6 +123,7 @@ def score_batch(
                     image, method, float(r["hit"][i]), point, float(r["energy"][i]),
                     float(r["multi"][i]), int(count[i]), r["detections"][i],
                     float(r["deletion"][i]), float(r["insertion"][i]), bool(outside[i]),
+                    float(r["distance"][i]),
                 )
             )  # fmt: skip
     return out
