@@ -15,8 +15,10 @@ import torch
 from ._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
 
 
-def check_input(x: object, argument: str = "x") -> torch.Tensor:
-    """Validate a batch to explain: a finite floating tensor (N, C, H, W) or (N, C, D, H, W)."""
+def check_input(x: object, argument: str = "x", *, finite: bool = True) -> torch.Tensor:
+    """Validate a batch to explain: a finite floating tensor (N, C, H, W) or (N, C, D, H, W).
+
+    ``finite=False`` leaves the values to the caller (who reads a flag later, not now)."""
     if not isinstance(x, torch.Tensor):
         raise ArgumentTypeError(
             f"{argument}: expected a tensor of shape (N, C, H, W) or (N, C, D, H, W), "
@@ -37,7 +39,7 @@ def check_input(x: object, argument: str = "x") -> torch.Tensor:
         raise ShapeError(
             f"{argument}: expected a non-empty batch, got shape {tuple(x.shape)}", x.shape
         )
-    return check_finite_tensor(x, argument)
+    return check_finite_tensor(x, argument) if finite else x
 
 
 def check_finite_tensor(x: torch.Tensor, argument: str) -> torch.Tensor:

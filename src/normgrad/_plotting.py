@@ -46,7 +46,8 @@ def froc_curve(
         >>> import torch
         >>> from normgrad import metrics, viz
         >>> maps = torch.zeros(2, 8, 8); maps[0, 1, 1] = 1; maps[1, 5, 5] = 0.5
-        >>> result = metrics.froc(maps, [torch.tensor([[0, 0, 2, 2]]), torch.zeros(0, 4)])
+        >>> boxes = [torch.tensor([[0, 0, 2, 2]]), torch.zeros(0, 4)]
+        >>> result = metrics.froc(maps, boxes)
         >>> ax = viz.froc_curve({"map": result})
         >>> ax.get_xlabel()
         'false positives per image'

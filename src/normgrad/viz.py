@@ -11,7 +11,8 @@ Examples:
     >>> import torch
     >>> from normgrad import viz
     >>> image, saliency = torch.rand(64, 64), torch.rand(1, 64, 64)
-    >>> fig = viz.compare(image, {"NormGrad": saliency}, boxes=torch.tensor([[5, 5, 20, 20]]))
+    >>> boxes = torch.tensor([[5, 5, 20, 20]])
+    >>> fig = viz.compare(image, {"NormGrad": saliency}, boxes=boxes)
     >>> len(fig.axes)
     2
 """

@@ -10,6 +10,7 @@ from torch import nn
 
 from .._errors import InvalidArgumentError, warn
 from .._model.capture import capture
+from .._model.deferred import deferred_checks
 from .._model.layers import check_model
 from .._model.layouts import Layout
 from .._model.targets import ResolvedTarget, Target, resolve_target
@@ -117,10 +118,15 @@ def run_passes(
         guided=guided,
     )
     if guided and result.guided_relus == 0:
-        warn(
-            f"GuidedBackprop: no ReLU ran in the forward pass of {type(model).__name__}; "
-            "the result is the plain gradient (other activations are not guided)"
-        )
+        name = type(model).__name__
+        with deferred_checks() as checks:  # said after the pass's checks, as they are read
+            checks.add(
+                None,
+                lambda _: warn(
+                    f"GuidedBackprop: no ReLU ran in the forward pass of {name}; "
+                    "the result is the plain gradient (other activations are not guided)"
+                ),
+            )
     passes.classes = result.classes
     passes.layers = dict(zip(layers, zip(result.activations, result.gradients)))
     passes.input_gradient = result.input_gradient
@@ -153,7 +159,8 @@ class Explainer:
         if needs is None:
             raise NotImplementedError(f"{type(self).__name__} must implement explain")
         self._check(x)
-        return self._assemble(x, run_passes(self.model, x, [needs], target))
+        with deferred_checks():  # every check of the call read once, at its end
+            return self._assemble(x, run_passes(self.model, x, [needs], target))
 
     def _needs(self) -> PassNeeds | None:
         """What this method reads from the shared passes; ``None``: it runs its own."""
@@ -202,9 +209,9 @@ def build_explanation(
     fused, normalised, informative = (
         layer_maps_to_saliency(list(layer_raws.values()), size) if layer_raws else (None, [], [])
     )
-    for (name, layer_raw), kept in zip(layer_raws.items(), informative):
-        if not bool(kept.all()):
-            _warn_constant(name, layer_raw, kept, len(layer_raws))
+    with deferred_checks() as checks:  # read with the call's other checks
+        for (name, layer_raw), kept in zip(layer_raws.items(), informative):
+            checks.add(~kept, _constant_action(name, layer_raw, len(layer_raws)))
     if raw is not None:
         saliency = layer_maps_to_saliency([raw], size)[0]
     elif fused is not None:
@@ -223,8 +230,16 @@ def build_explanation(
     )
 
 
-def _warn_constant(name: str, raw: torch.Tensor, kept: torch.Tensor, count: int) -> None:
-    samples = [int(i) for i in torch.nonzero(~kept).flatten()]
+def _constant_action(name: str, raw: torch.Tensor, count: int) -> Callable[[list[bool]], None]:
+    def action(constant: list[bool]) -> None:
+        samples = [i for i, c in enumerate(constant) if c]
+        if samples:
+            _warn_constant(name, raw, samples, count)
+
+    return action
+
+
+def _warn_constant(name: str, raw: torch.Tensor, samples: list[int], count: int) -> None:
     resolution = "x".join(str(s) for s in raw.shape[2:])
     effect = (
         "the saliency map of those samples is all zero (no point to choose: the Pointing "

@@ -54,7 +54,9 @@ class NormGrad(Explainer):
         >>> import torch, torchvision
         >>> import normgrad
         >>> model = torchvision.models.resnet18(num_classes=4)
-        >>> explainer = normgrad.NormGrad(model, layers=["layer3.0", "layer4.1"], vil="conv3x3")
+        >>> explainer = normgrad.NormGrad(
+        ...     model, layers=["layer3.0", "layer4.1"], vil="conv3x3"
+        ... )
         >>> x = torch.randn(2, 3, 64, 64)
         >>> saliency = explainer(x, target=1)
         >>> saliency.shape, bool(saliency.min() >= 0), bool(saliency.max() <= 1)

@@ -16,6 +16,8 @@ from .._checks import (
 )
 from .._errors import ArgumentTypeError, ShapeError, describe
 from .._model.capture import capture, predicted_classes
+from .._model.deferred import deferred_checks
+from .._model.diagnosis import check_finite_input
 from .._model.targets import (
     ClassTarget,
     ResolvedTarget,
@@ -31,7 +33,8 @@ def _fix_target(model: torch.nn.Module, x: torch.Tensor, target: Target) -> Reso
     """Resolve ``target`` for perturbed copies of ``x``: ``None`` becomes the class predicted
     for ``x`` itself (one forward pass without a graph), so every copy is explained for the
     same class. Class indices and score functions are used as they are."""
-    check_input(x)
+    check_input(x, finite=False)
+    check_finite_input(x)  # read with the call's other checks
     resolved = resolve_target(target)
     if isinstance(resolved, ClassTarget):
         check_class_shape(resolved, x.shape[0])  # before it is repeated for the copies
@@ -153,6 +156,10 @@ class SmoothGrad(Explainer):
         self.seed = check_count(seed, "seed")
 
     def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
+        with deferred_checks():  # every check of the call read once, at its end
+            return self._explain(x, target)
+
+    def _explain(self, x: torch.Tensor, target: Target) -> Explanation:
         fixed = _fix_target(self.model, x, target)
         batch = x.shape[0]
         classes: torch.Tensor | None = None
@@ -257,6 +264,10 @@ class IntegratedGradients(Explainer):
         return torch.full_like(x, float(self.baseline))
 
     def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
+        with deferred_checks():  # every check of the call read once, at its end
+            return self._explain(x, target)
+
+    def _explain(self, x: torch.Tensor, target: Target) -> Explanation:
         fixed = _fix_target(self.model, x, target)
         x = x.detach()
         baseline = self._baseline(x)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from .._errors import ArgumentTypeError, describe
+from .._model.deferred import deferred_checks
 from .._model.targets import Target, resolve_target
 from .base import Explainer, Explanation, PassNeeds, run_passes
 
@@ -37,7 +38,8 @@ def explain_shared(
         >>> import torch, torchvision, normgrad
         >>> model = torchvision.models.resnet18(num_classes=2)
         >>> methods = [normgrad.NormGrad(model, "layer4.1", "conv1x1"),
-        ...            normgrad.GradCAM(model, "layer4.1"), normgrad.GuidedBackprop(model)]
+        ...            normgrad.GradCAM(model, "layer4.1"),
+        ...            normgrad.GuidedBackprop(model)]
         >>> results = normgrad.explain_shared(methods, torch.randn(1, 3, 64, 64))
         >>> len(results), tuple(results[2].saliency.shape)
         (3, (1, 1, 64, 64))
@@ -56,12 +58,13 @@ def explain_shared(
             continue
         e._check(x)
         groups.setdefault(id(e.model), []).append((i, e, needs))
-    for group in groups.values():
-        model = group[0][1].model
-        passes = run_passes(model, x, [needs for _, _, needs in group], target)
-        for i, e, _ in group:
-            results[i] = e._assemble(x, passes)
-    for i, e in enumerate(explainers):
-        if i not in results:
-            results[i] = e.explain(x, target)
+    with deferred_checks():  # every check of the call read once, at its end
+        for group in groups.values():
+            model = group[0][1].model
+            passes = run_passes(model, x, [needs for _, _, needs in group], target)
+            for i, e, _ in group:
+                results[i] = e._assemble(x, passes)
+        for i, e in enumerate(explainers):
+            if i not in results:
+                results[i] = e.explain(x, target)
     return [results[i] for i in range(len(explainers))]

@@ -19,7 +19,9 @@ from torch import nn
 
 from .._checks import check_input
 from .._errors import InvalidArgumentError, LayerError, describe
+from .deferred import deferred_checks
 from .diagnosis import (
+    check_finite_input,
     check_finite_scores,
     check_gradients,
     check_supported,
@@ -92,8 +94,25 @@ def capture(
     copy, so a forward that normalises its input in place changes only the copy. Calls on
     one model are serialised (see ``explaining``). A NaN or
     infinite score or gradient raises [`NonFiniteError`][normgrad.NonFiniteError].
+
+    The checks of values (a finite input, classes in range, finite scores and gradients)
+    are read once, with the calling explainer's, at the end of its call (see ``deferred``).
     """
-    check_input(x)
+    with deferred_checks():
+        return _capture(model, x, layers, target, layouts, input_gradient, guided)
+
+
+def _capture(
+    model: nn.Module,
+    x: torch.Tensor,
+    layers: Sequence[tuple[str, nn.Module]],
+    target: Target | ResolvedTarget,
+    layouts: Sequence[Layout] | None,
+    input_gradient: bool,
+    guided: bool,
+) -> Capture:
+    check_input(x, finite=False)
+    check_finite_input(x)
     resolved = resolve_target(target)
     if not layers and not input_gradient and not guided:
         raise InvalidArgumentError("layers: expected at least one layer to capture")
@@ -165,7 +184,9 @@ def capture(
                 if trace is not None:
                     trace.close()  # a layer that raised is left, inside the guided mode
         if relus is not None and relus.clamps:
-            unguided_clamps_warning(model, relus.clamps, relus.count)
+            clamps, count = relus.clamps, relus.count
+            with deferred_checks() as checks:  # said in its place among the checks
+                checks.add(None, lambda _: unguided_clamps_warning(model, clamps, count))
         hooks.remove()
         for name, _ in layers:
             calls = len(captured[name])

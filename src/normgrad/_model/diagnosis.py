@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import inspect
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.utils.checkpoint as checkpoint_module
 from torch import nn
 
+from .._checks import check_finite_tensor
 from .._errors import (
     ArgumentTypeError,
     NonFiniteError,
@@ -24,7 +25,8 @@ from .._errors import (
     UnsupportedModelError,
     warn,
 )
-from .hooks import HookSet
+from .deferred import deferred_checks
+from .hooks import HookSet, explaining
 from .layers import first_conv
 
 _CHECKPOINT = inspect.unwrap(checkpoint_module.checkpoint).__code__
@@ -173,11 +175,6 @@ def _blame_first_conv(
         ) from error
 
 
-def _bad_samples(values: torch.Tensor) -> list[int]:
-    finite = torch.isfinite(values.detach()).flatten(1).all(dim=1)
-    return [int(i) for i in torch.nonzero(~finite).flatten()]
-
-
 def _first_non_finite_module(model: nn.Module, x: torch.Tensor) -> tuple[str, nn.Module] | None:
     """Rerun ``model`` (no graph) to find the first module, in execution order, whose
     output holds a NaN or an infinity."""
@@ -206,13 +203,35 @@ def _first_non_finite_module(model: nn.Module, x: torch.Tensor) -> tuple[str, nn
     return found[0] if found else None
 
 
+def check_finite_input(x: torch.Tensor, argument: str = "x") -> None:
+    """Raise (when the call's checks are read) if ``x`` holds a NaN or an infinity, with
+    the message of ``check_finite_tensor``."""
+
+    def action(finite: list[bool]) -> None:
+        if not finite[0]:
+            check_finite_tensor(x, argument)
+
+    with deferred_checks() as checks:
+        checks.add(torch.isfinite(x.detach()).all(), action)
+
+
 def check_finite_scores(model: nn.Module, x: torch.Tensor, scores: torch.Tensor) -> None:
     """Raise [`NonFiniteError`][normgrad.NonFiniteError] when a score is NaN or infinite (``x`` the
-    model's input, rerun on that path only to find where the values broke)."""
-    bad = _bad_samples(scores.unsqueeze(1))
-    if not bad:
-        return
-    where = _first_non_finite_module(model, x)
+    model's input, rerun on that path only to find where the values broke), when the call's
+    checks are read."""
+
+    def action(broken: list[bool]) -> None:
+        bad = [i for i, b in enumerate(broken) if b]
+        if bad:
+            _raise_non_finite_scores(model, x, bad, scores.shape[0])
+
+    with deferred_checks() as checks:
+        checks.add(~torch.isfinite(scores.detach()), action)
+
+
+def _raise_non_finite_scores(model: nn.Module, x: torch.Tensor, bad: list[int], n: int) -> None:
+    with explaining(model):  # the rerun sees the model as the pass did (eval mode)
+        where = _first_non_finite_module(model, x)
     cause = (
         "likely causes: weights re-initialised or loaded while BatchNorm running statistics "
         "were kept (eval mode divides by running_var), an input far outside the range the "
@@ -231,7 +250,7 @@ def check_finite_scores(model: nn.Module, x: torch.Tensor, scores: torch.Tensor)
         )
     raise NonFiniteError(
         f"model: the target score is NaN or infinite for sample(s) {bad} of the batch of "
-        f"{scores.shape[0]} passed to {type(model).__name__}; no saliency can be computed "
+        f"{n} passed to {type(model).__name__}; no saliency can be computed "
         f"from it: {cause}"
     )
 
@@ -245,16 +264,23 @@ def check_gradients(
     An all-zero gradient means no gradient reaches that layer (or the input) for those
     samples: the target score does not depend on it there, so every gradient method's map
     of it is constant, and the constant-map warning's usual causes (a tiny map, a large
-    VIL) are not the reason. One read of each gradient's per-sample flags.
+    VIL) are not the reason. The per-sample flags are read with the call's other checks.
     """
-    for name, gradient, warned in zip(names, gradients, zero_warned):
-        if gradient is None:
-            continue
-        flat = gradient.detach().flatten(1)
-        finite = torch.isfinite(flat).all(dim=1)
-        zero = (flat == 0).all(dim=1) & finite
-        kinds, samples = torch.nonzero(torch.stack([~finite, zero])).t().tolist()
-        bad = [i for kind, i in zip(kinds, samples) if kind == 0]
+    with deferred_checks() as checks:
+        for name, gradient, warned in zip(names, gradients, zero_warned):
+            if gradient is None:
+                continue
+            # one reduction: the largest magnitude is NaN (or inf) for a non-finite sample, 0
+            # for an all-zero one
+            top = gradient.detach().flatten(1).abs().amax(dim=1)
+            finite = torch.isfinite(top)
+            checks.add(torch.stack([~finite, top == 0]), _gradient_action(name, warned))
+
+
+def _gradient_action(name: str, warned: bool) -> Callable[[list[bool]], None]:
+    def action(flags: list[bool]) -> None:
+        n = len(flags) // 2
+        bad = [i for i in range(n) if flags[i]]
         if bad:
             raise NonFiniteError(
                 f"model: the gradient of the target score with respect to {name} is NaN or "
@@ -262,7 +288,7 @@ def check_gradients(
                 "an operation with an infinite derivative in the backward pass (sqrt or "
                 "log at 0, division by a value near 0) or a half-precision overflow"
             )
-        zeros = [i for kind, i in zip(kinds, samples) if kind == 1]
+        zeros = [i for i in range(n) if flags[n + i]]
         if zeros and warned:
             warn(
                 f"no gradient reaches {name} for sample(s) {zeros}: the gradient of the "
@@ -272,6 +298,8 @@ def check_gradients(
                 "untrained or zeroed head), a ReLU or mask that is off everywhere after the "
                 "layer, or a target score that does not use this output"
             )
+
+    return action
 
 
 def unguided_clamps_warning(model: nn.Module, clamps: int, guided: int) -> None:

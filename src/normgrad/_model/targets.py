@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
+from .deferred import deferred_checks
 
 Target = Union[None, int, Sequence[int], torch.Tensor, np.ndarray, Callable[[Any], torch.Tensor]]
 """What to explain: ``None`` (the predicted class), a class index for every sample (an int,
@@ -279,14 +280,22 @@ def target_classes(output: Any, target: ClassTarget, batch: int) -> torch.Tensor
     # a fresh tensor (the caller's may be an inference tensor or an int broadcast)
     classes = classes.expand(batch).clone() if classes.ndim == 0 else classes.clone()
     bad = (classes < 0) | (classes >= num_classes)
-    if bool(bad.any()):
-        raise InvalidArgumentError(
-            f"target: expected class indices in [0, {num_classes}) for a model with "
-            f"{logits.shape[1]} output(s)"
-            + (" (a single logit: class 0 or 1)" if logits.shape[1] == 1 else "")
-            + f", got {sorted(set(classes[bad].tolist()))}"
-        )
-    return classes
+    outputs = logits.shape[1]
+
+    def action(flags: list[bool]) -> None:
+        if any(flags):
+            raise InvalidArgumentError(
+                f"target: expected class indices in [0, {num_classes}) for a model with "
+                f"{outputs} output(s)"
+                + (" (a single logit: class 0 or 1)" if outputs == 1 else "")
+                + f", got {sorted({c for c, b in zip(given.tolist(), flags) if b})}"
+            )
+
+    given = classes
+    with deferred_checks() as checks:  # read at the end of the call
+        checks.add(bad, action)
+    # in range until then, so that no kernel indexes outside the logits
+    return classes.clamp(0, num_classes - 1)
 
 
 def target_scores(

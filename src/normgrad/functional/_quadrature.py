@@ -35,8 +35,10 @@ def quadrature(steps: int, method: str = "gausslegendre") -> tuple[list[float], 
         ``(alphas, weights)``, two lists of ``steps`` floats.
 
     Examples:
+        >>> from normgrad.functional import quadrature
         >>> alphas, weights = quadrature(2)
-        >>> round(sum(w * a**3 for a, w in zip(alphas, weights)), 12)  # the integral of a^3
+        >>> # the integral of a^3 over [0, 1]
+        >>> round(sum(w * a**3 for a, w in zip(alphas, weights)), 12)
         0.25
     """
     check_positive_int(steps, "steps")

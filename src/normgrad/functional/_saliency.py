@@ -67,6 +67,8 @@ def min_max_normalize(maps: torch.Tensor) -> torch.Tensor:
         or all zero for a sample with equal values.
 
     Examples:
+        >>> import torch
+        >>> from normgrad.functional import min_max_normalize
         >>> maps = torch.tensor([[1e-30, 3e-30, 2e-30], [5.0, 5.0, 5.0]])
         >>> min_max_normalize(maps)
         tensor([[0.0000, 1.0000, 0.5000],

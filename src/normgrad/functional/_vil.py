@@ -52,6 +52,7 @@ def parse_vil(vil: str | VIL) -> VIL:
     [`InvalidArgumentError`][normgrad.InvalidArgumentError] for an unknown name or an even kernel.
 
     Examples:
+        >>> from normgrad.functional import parse_vil
         >>> parse_vil("conv5x5")
         VIL(kind='conv', kernel_size=5, ndim=None)
     """

@@ -228,6 +228,9 @@ def deletion_insertion(
         ``DeletionInsertionResult``.
 
     Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from normgrad.metrics import deletion_insertion
         >>> model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
         >>> x, saliency = torch.rand(2, 1, 4, 4), torch.rand(2, 4, 4)
         >>> result = deletion_insertion(model, x, saliency, steps=4)

@@ -161,7 +161,8 @@ def pointing_distances(
         >>> from normgrad import metrics
         >>> maps = torch.zeros(3, 1, 20, 20); maps[:2, 0, 5, 5] = 1
         >>> box, none = torch.tensor([[8, 9, 12, 12]]), torch.zeros(0, 4)
-        >>> metrics.pointing_distances(maps, [box, none, box]).tolist()  # 3-4-5; none; constant
+        >>> # a 3-4-5 triangle; no region; a constant map
+        >>> metrics.pointing_distances(maps, [box, none, box]).tolist()
         [5.0, nan, inf]
     """
     maps = as_maps(saliency)
@@ -234,7 +235,8 @@ def pointing_hits(distances: torch.Tensor, tolerance: float = 15) -> torch.Tenso
     Examples:
         >>> import torch
         >>> from normgrad import metrics
-        >>> d = torch.tensor([0.0, 2.0, 3.0, float("inf"), float("nan")], dtype=torch.float64)
+        >>> inf, nan = float("inf"), float("nan")
+        >>> d = torch.tensor([0.0, 2.0, 3.0, inf, nan], dtype=torch.float64)
         >>> metrics.pointing_hits(d, tolerance=3)
         tensor([1., 1., 0., 0., nan])
     """
@@ -322,7 +324,8 @@ def pointing_game_curve(
     Examples:
         >>> import torch
         >>> from normgrad import metrics
-        >>> d = torch.tensor([0.0, 2.0, 5.0, float("inf"), float("nan")], dtype=torch.float64)
+        >>> inf, nan = float("inf"), float("nan")
+        >>> d = torch.tensor([0.0, 2.0, 5.0, inf, nan], dtype=torch.float64)
         >>> curve = metrics.pointing_game_curve(d, tolerances=[0, 2, 4, 8])
         >>> curve.hit_rate, curve.counted
         ((0.25, 0.25, 0.5, 0.75), 4)

@@ -79,8 +79,11 @@ def energy_pointing_game(saliency: torch.Tensor, regions: Regions) -> torch.Tens
         float32 ``(N,)`` in ``[0, 1]`` on the maps' device; NaN where a sample has no region.
 
     Examples:
+        >>> import torch
+        >>> from normgrad.metrics import energy_pointing_game
         >>> maps = torch.tensor([[[1.0, 3.0], [-2.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]])
-        >>> masks = torch.tensor([[[False, True], [True, False]], [[True, False], [False, False]]])
+        >>> masks = torch.tensor([[[False, True], [True, False]],
+        ...                       [[True, False], [False, False]]])
         >>> energy_pointing_game(maps, masks)
         tensor([0.7500, 0.0000])
     """

@@ -70,6 +70,8 @@ class FROC:
         rates: false positives per image at which the sensitivity is read.
 
     Examples:
+        >>> import torch
+        >>> from normgrad.metrics import FROC, Box
         >>> maps = torch.zeros(2, 1, 8, 8)
         >>> maps[0, 0, 1, 1] = 0.9; maps[0, 0, 6, 6] = 0.5; maps[1, 0, 4, 4] = 0.7
         >>> objects = [[Box(0, 0, 2, 2)], []]
@@ -233,7 +235,10 @@ def froc(
         rates: false positives per image at which the sensitivity is read.
 
     Examples:
-        >>> maps = torch.zeros(1, 1, 6, 6); maps[0, 0, 1, 1] = 1; maps[0, 0, 4, 4] = 0.5
+        >>> import torch
+        >>> from normgrad.metrics import Ellipse, Polygon, froc
+        >>> maps = torch.zeros(1, 1, 6, 6)
+        >>> maps[0, 0, 1, 1] = 1; maps[0, 0, 4, 4] = 0.5
         >>> objects = [[Ellipse(0, 0, 2, 2), Polygon([(4, 4), (5, 4), (5, 5)])]]
         >>> froc(maps, objects, min_distance=2).froc
         1.0

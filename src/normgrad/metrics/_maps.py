@@ -69,6 +69,8 @@ def points(saliency: torch.Tensor, block: int = _BLOCK_ELEMENTS) -> torch.Tensor
         ``-1`` for a constant map.
 
     Examples:
+        >>> import torch
+        >>> from normgrad.metrics import points
         >>> maps = torch.zeros(2, 1, 4, 5); maps[0, 0, 2, 3] = 1; maps[0, 0, 3, 0] = 1
         >>> points(maps).tolist()
         [[2, 3], [-1, -1]]

@@ -39,6 +39,8 @@ def multi_pointing_game(
         float32 ``(N,)`` in ``[0, 1]``: found objects over ``K``; NaN where ``K = 0``.
 
     Examples:
+        >>> import torch
+        >>> from normgrad.metrics import multi_pointing_game
         >>> maps = torch.zeros(1, 1, 8, 8); maps[0, 0, 1, 1] = 2; maps[0, 0, 6, 6] = 1
         >>> objects = [torch.tensor([[0, 0, 2, 2], [5, 5, 7, 7], [0, 5, 2, 7]])]
         >>> multi_pointing_game(maps, objects, min_distance=3)

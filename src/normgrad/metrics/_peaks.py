@@ -266,6 +266,8 @@ def peaks(
         and ``valid``.
 
     Examples:
+        >>> import torch
+        >>> from normgrad.metrics import peaks
         >>> maps = torch.zeros(1, 1, 5, 6)
         >>> maps[0, 0, 1, 1] = 3; maps[0, 0, 1, 2] = 2; maps[0, 0, 4, 5] = 1
         >>> found = peaks(maps, 3, min_distance=2)

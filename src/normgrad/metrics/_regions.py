@@ -111,6 +111,8 @@ def prepare_regions(
     are checked, and outside boxes found, on the maps' device with one read per batch.
 
     Examples:
+        >>> import torch
+        >>> from normgrad.metrics import prepare_regions
         >>> boxes = [torch.tensor([[2, 1, 3, 1]]), torch.zeros(0, 4)]
         >>> prepared = prepare_regions(boxes, (2, 4, 5))
         >>> prepared.present().tolist(), int(prepared.to_masks()[0].sum())
@@ -262,7 +264,10 @@ def collate(
         ``(N, *spatial)`` or a list of N box tensors.
 
     Examples:
-        >>> samples = [(torch.zeros(1, 8, 8), 1, torch.tensor([[0, 0, 2, 2], [4, 4, 6, 6]])),
+        >>> import torch
+        >>> from normgrad.metrics import collate
+        >>> two = torch.tensor([[0, 0, 2, 2], [4, 4, 6, 6]])
+        >>> samples = [(torch.zeros(1, 8, 8), 1, two),
         ...            (torch.zeros(1, 8, 8), 0, torch.zeros(0, 4))]
         >>> images, labels, boxes = collate(samples)
         >>> images.shape, labels.tolist(), [tuple(b.shape) for b in boxes]

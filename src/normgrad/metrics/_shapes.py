@@ -154,6 +154,7 @@ class Box(_Boxed):
     """A rectangle ``(xmin, ymin, xmax, ymax)``, inclusive (Object-CXR type 0).
 
     Examples:
+        >>> from normgrad.metrics import Box
         >>> Box(1, 0, 2, 1).mask((2, 4)).int().tolist()
         [[0, 1, 1, 0], [0, 1, 1, 0]]
     """
@@ -170,6 +171,7 @@ class Ellipse(_Boxed):
     """The axis-aligned ellipse inscribed in the box ``(xmin, ymin, xmax, ymax)`` (type 1).
 
     Examples:
+        >>> from normgrad.metrics import Ellipse
         >>> Ellipse(0, 0, 4, 2).mask((3, 5)).int().tolist()
         [[0, 0, 1, 0, 0], [1, 1, 1, 1, 1], [0, 0, 1, 0, 0]]
     """
@@ -195,6 +197,7 @@ class Polygon(Shape):
     One vertex is a point, two are a segment. Inside or on the boundary, even-odd rule.
 
     Examples:
+        >>> from normgrad.metrics import Polygon
         >>> Polygon([(0, 0), (3, 0), (0, 3)]).mask((4, 4)).int().tolist()
         [[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 0, 0], [1, 0, 0, 0]]
     """
@@ -378,6 +381,7 @@ def shapes_mask(
     """The union of ``shapes`` as a boolean mask ``(H, W)``.
 
     Examples:
+        >>> from normgrad.metrics import Box, Ellipse, shapes_mask
         >>> shapes_mask([Box(0, 0, 0, 0), Ellipse(2, 0, 2, 1)], (2, 3)).int().tolist()
         [[1, 0, 1], [0, 0, 1]]
     """

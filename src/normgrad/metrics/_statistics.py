@@ -78,6 +78,7 @@ def dom(
         seed: seed of the random draws (an int >= 0).
 
     Examples:
+        >>> from normgrad.metrics import dom
         >>> r = dom([0.85, 0.86, 0.84], [0.80, 0.79, 0.81])
         >>> round(r.dom, 3), r.p_value
         (0.05, 0.1)
