@@ -1,0 +1,206 @@
+"""Host synchronisations and kernels per call, counted on the CPU with a dispatch mode.
+
+On a GPU the host queues kernels and runs ahead; every point where it must read a value
+the device computed (a host synchronisation) drains that queue, and the device idles while
+the host issues the rest. The checks of the library (non-finite outputs, constant maps,
+classes in range, zero gradients) compute their flags on the device and read them once,
+at the end of a call. These tests count, per call, the operations that would synchronise
+on CUDA and the non-view kernels dispatched, so that a new eager check cannot slip back in.
+
+What the CPU count sees: every aten operator dispatched (so ``.item()``, ``bool(t)``,
+``int(t)``, ``float(t)`` as ``_local_scalar_dense``, ``nonzero``, boolean indexing, ...),
+and, through a torch function mode, every ``.tolist()``, ``.numpy()`` and ``.cpu()`` call
+on a tensor. What it cannot see: a ``_to_copy``/``copy_`` from a CUDA tensor to the host
+(on the CPU there is no other device, so such a copy is a ``.cpu()``/``.tolist()`` call or
+nothing), a synchronisation inside a kernel's own implementation (a CUDA kernel that
+reads a size back), and a host-to-device copy from pageable memory (``torch.tensor(list,
+device=cuda)``), which blocks the host but does not wait for queued kernels. A
+``.tolist()`` of a tensor made on the host by design is counted too (conservatively).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import normgrad
+
+from .models import TinyCNN
+
+aten = torch.ops.aten
+
+# The aten operators that synchronise the host with a CUDA device, listed once. Each must
+# know a value the device computed before it can return: a Python scalar
+# (``_local_scalar_dense``: .item(), bool(t), int(t), float(t); ``is_nonzero``; ``equal``),
+# or the size of its output (``nonzero``, ``masked_select``, ``unique``,
+# ``repeat_interleave`` without ``output_size``, boolean-mask indexing, ``bincount`` without
+# ``minlength`` large enough, ``histc`` finding its range), or an error flag
+# (``_linalg_check_errors``).
+SYNCING = {
+    aten._local_scalar_dense.default,
+    aten.is_nonzero.default,
+    aten.equal.default,
+    aten.nonzero.default,
+    aten.argwhere.default,
+    aten.masked_select.default,
+    aten.repeat_interleave.Tensor,
+    aten.repeat_interleave.self_Tensor,
+    aten.unique_dim.default,
+    aten._unique.default,
+    aten._unique2.default,
+    aten.unique_consecutive.default,
+    aten.bincount.default,
+    aten.histc.default,
+    aten._linalg_check_errors.default,
+}
+# boolean-mask indexing: ``t[mask]``, ``t[mask] = v``
+_INDEXING = {aten.index.Tensor, aten.index_put.default, aten.index_put_.default}
+# tensor methods that copy a tensor to the host (a synchronisation for a CUDA tensor)
+HOST_READS = {"tolist", "numpy", "cpu"}
+
+
+def _syncs(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    if func in SYNCING:
+        return not (
+            func in (aten.repeat_interleave.Tensor, aten.repeat_interleave.self_Tensor)
+            and kwargs.get("output_size") is not None
+        )
+    if func in _INDEXING and len(args) > 1:
+        return any(
+            isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8) for i in args[1]
+        )
+    return False
+
+
+@dataclass
+class Counts:
+    """What one call dispatched."""
+
+    syncs: Counter[str] = field(default_factory=Counter)
+    kernels: int = 0
+
+    @property
+    def sync_count(self) -> int:
+        return sum(self.syncs.values())
+
+
+class _Dispatch(TorchDispatchMode):
+    def __init__(self, counts: Counts) -> None:
+        super().__init__()
+        self.counts = counts
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if _syncs(func, args, kwargs):
+            self.counts.syncs[str(func.overloadpacket.__name__)] += 1
+        elif not func.is_view:
+            self.counts.kernels += 1
+        return func(*args, **kwargs)
+
+
+class _Function(TorchFunctionMode):
+    def __init__(self, counts: Counts) -> None:
+        super().__init__()
+        self.counts = counts
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        name = getattr(func, "__name__", "")
+        if name in HOST_READS and args and isinstance(args[0], torch.Tensor):
+            self.counts.syncs[name] += 1
+        return func(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def counting() -> Iterator[Counts]:
+    """Count the synchronisations and non-view kernels of what runs inside."""
+    counts = Counts()
+    with _Function(counts), _Dispatch(counts):
+        yield counts
+
+
+def count(call: Callable[[], object]) -> Counts:
+    with counting() as counts:
+        call()
+    return counts
+
+
+def floor(model: torch.nn.Module, x: torch.Tensor, layers: list[str]) -> None:
+    """The minimum a layer method needs: bare hooks, one forward, ``autograd.grad`` to the
+    activations (as in the benchmarks)."""
+    acts: list[torch.Tensor] = []
+    handles = [
+        model.get_submodule(n).register_forward_hook(lambda m, i, o: acts.append(o)) for n in layers
+    ]
+    try:
+        out = model(x)
+        torch.autograd.grad(out[:, 1].sum(), acts)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+RESNET_MULTI = ["layer1.1", "layer2.1", "layer3.1", "layer4.1"]
+RESNET_SINGLE = "layer3.1"
+
+
+def resnet() -> tuple[torch.nn.Module, torch.Tensor]:
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=3).eval()
+    return model, torch.randn(2, 3, 64, 64)
+
+
+def explainers(
+    model: torch.nn.Module, multi: list[str], single: str
+) -> dict[str, normgrad.Explainer]:
+    made: dict[str, normgrad.Explainer] = {}
+    for vil in ("scaling", "conv1x1", "conv3x3"):
+        made[f"NormGrad single {vil}"] = normgrad.NormGrad(model, single, vil)
+        made[f"NormGrad multi {vil}"] = normgrad.NormGrad(model, multi, vil)
+    made["Gradient"] = normgrad.Gradient(model)
+    made["InputXGradient"] = normgrad.InputXGradient(model)
+    made["GuidedBackprop"] = normgrad.GuidedBackprop(model)
+    made["GradCAM"] = normgrad.GradCAM(model, single)
+    made["GuidedGradCAM"] = normgrad.GuidedGradCAM(model, single)
+    made["SmoothGrad"] = normgrad.SmoothGrad(
+        normgrad.NormGrad(model, single, "conv3x3"), n_samples=3, batch_size=4
+    )
+    made["IntegratedGradients"] = normgrad.IntegratedGradients(model, steps=4, batch_size=4)
+    return made
+
+
+# At most this many synchronisations per call (see docs/benchmarks.md): one read of every
+# check's flags at the end of the call; SmoothGrad also reads its images' noise seeds.
+MAX_SYNCS = {"SmoothGrad": 2}
+
+
+def _table(model: torch.nn.Module, x: torch.Tensor, multi: list[str], single: str) -> None:
+    base_multi = count(lambda: floor(model, x, multi)).kernels
+    base_single = count(lambda: floor(model, x, [single])).kernels
+    print(f"floor multi {base_multi} kernels, floor single {base_single} kernels")
+    for name, explainer in explainers(model, multi, single).items():
+        c = count(lambda e=explainer: e(x, target=1))
+        base = base_multi if "multi" in name else base_single
+        print(
+            f"{name:28s} syncs {c.sync_count:3d} {dict(c.syncs)} kernels {c.kernels} "
+            f"(+{c.kernels - base})"
+        )
+    shared = list(explainers(model, multi, single).values())[:11]
+    c = count(lambda: normgrad.explain_shared(shared, x, target=1))
+    print(
+        f"explain_shared (11)          syncs {c.sync_count:3d} {dict(c.syncs)} kernels {c.kernels}"
+    )
+
+
+if __name__ == "__main__":
+    _table(*resnet(), RESNET_MULTI, RESNET_SINGLE)
+    torch.manual_seed(0)
+    _table(TinyCNN().eval(), torch.randn(2, 3, 16, 16), ["relu1", "relu2", "relu3"], "relu3")
