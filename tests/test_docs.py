@@ -243,7 +243,11 @@ def test_site_renders_formulas_and_examples(site: Path) -> None:
             assert "javascripts/mathjax.js" in page, name
     assert (site / "javascripts/vendor/mathjax/tex-svg.js").stat().st_size > 1_000_000
     assert (site / "javascripts/vendor/mathjax/LICENSE").is_file()
-    api = pages["api/index.html"]
+    # the API reference: one page per room, linked from its overview
+    rooms = ("explainers", "metrics", "evaluation", "sanity", "functional", "viz", "errors")
+    for room in rooms:
+        assert f'href="{room}/"' in pages["api/index.html"], room
+    api = "".join(pages[f"api/{room}/index.html"] for room in rooms)
     # examples are code with their prompts, not prose
     assert api.count("&gt;&gt;&gt;") > 20
     assert "Examples:" not in _prose(api).replace("Examples: ", "")
