@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Any
 
 GENERATED = Path(__file__).parent / "generated" / "protocol"
-FIGURES = ("resnet18_seed0_example0.png", "efficientnet_b0_seed0_example0.png")
+FIGURES = tuple(
+    f"{arch}_seed0_example0_{group}.png"
+    for arch in ("resnet18", "efficientnet_b0")
+    for group in ("normgrad", "baselines")
+) + tuple(
+    f"curves_{arch}_{condition}.png"
+    for arch in ("resnet18", "efficientnet_b0")
+    for condition in ("trained", "fully-randomised")
+)
+TEXTS = ("tables.md", "summary.md")
 PLACEHOLDER = """!!! note "Not generated in this build"
     These tables are measured by the demonstration when the documentation is built in CI.
     To see them in a local build, run
@@ -45,11 +54,12 @@ def _grey_png(width: int = 2, height: int = 1) -> bytes:
 def write_placeholders(directory: Path = GENERATED) -> list[Path]:
     """Write the placeholder tables and figures that are missing; return the paths written."""
     written = []
-    tables = directory / "tables.md"
-    if not tables.exists():
-        tables.parent.mkdir(parents=True, exist_ok=True)
-        tables.write_text(PLACEHOLDER, encoding="utf-8")
-        written.append(tables)
+    for name in TEXTS:
+        text = directory / name
+        if not text.exists():
+            text.parent.mkdir(parents=True, exist_ok=True)
+            text.write_text(PLACEHOLDER, encoding="utf-8")
+            written.append(text)
     for name in FIGURES:
         figure = directory / "figures" / name
         if not figure.exists():

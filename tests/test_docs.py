@@ -267,7 +267,7 @@ def test_site_builds_in_a_fresh_clone_without_the_demo(site: Path, tmp_path: Pat
     """The build hook writes placeholders when the demo's tables and figures are missing."""
     protocol = (site / "protocol/index.html").read_text(encoding="utf-8")
     assert "Not generated in this build" in protocol
-    assert (site / "generated/protocol/figures/resnet18_seed0_example0.png").is_file()
+    assert (site / "generated/protocol/figures/resnet18_seed0_example0_normgrad.png").is_file()
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "docs" / "hooks.py")
@@ -275,7 +275,7 @@ def test_site_builds_in_a_fresh_clone_without_the_demo(site: Path, tmp_path: Pat
     hooks = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hooks)
     written = hooks.write_placeholders(tmp_path / "protocol")
-    assert {p.name for p in written} == {"tables.md", *hooks.FIGURES}
+    assert {p.name for p in written} == {*hooks.TEXTS, *hooks.FIGURES}
     assert "python examples/protocol.py --quick" in (tmp_path / "protocol/tables.md").read_text()
     png = (tmp_path / "protocol/figures" / hooks.FIGURES[0]).read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n")

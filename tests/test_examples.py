@@ -219,6 +219,7 @@ def test_protocol_quick_path(tmp_path: Path) -> None:
             "--quiet",
         ]
     )
+    archs = ("resnet18", "efficientnet_b0")
     assert [(r.arch, r.seed) for r in runs] == [
         ("resnet18", 0),
         ("resnet18", 1),
@@ -248,13 +249,25 @@ def test_protocol_quick_path(tmp_path: Path) -> None:
     assert "| NormGrad Conv1x1 (M) |" in text
     rows = (tmp_path / "results.csv").read_text().splitlines()
     assert rows[0].startswith("architecture,seed,condition,method,pointing_game,energy,froc")
-    figures = sorted((tmp_path / "figures").glob("*.png"))
-    assert [f.name for f in figures] == [
-        "efficientnet_b0_seed0_example0.png",
-        "efficientnet_b0_seed0_example1.png",
-        "resnet18_seed0_example0.png",
-        "resnet18_seed0_example1.png",
-    ]
+    figures = sorted(f.name for f in (tmp_path / "figures").glob("*.png"))
+    assert figures == sorted(
+        [
+            *(f"{a}_seed0_example0_{g}.png" for a in archs for g in ("normgrad", "baselines")),
+            *(f"curves_{a}_{c}.png" for a in archs for c in ("trained", "fully-randomised")),
+        ]
+    )
+    # the curves' tables, read from the recorded distances: one per architecture
+    assert text.count("| method | 1.6 px | 3.2 px | 6.4 px | 12.8 px | area | cell |") == 2
+    tolerance = protocol.Config(size=64).pointing_tolerance
+    for run in runs:
+        for condition in ("trained", "semi-randomised", "fully-randomised"):
+            distances = run.distances[condition]["NormGrad Conv3x3 (M)"]
+            assert len(distances) == run.positives == 8
+            # the hit at the run's tolerance is the distance read at that tolerance
+            hits = sum(d < tolerance or d == 0 for d in distances) / len(distances)
+            assert hits == run.scores[condition]["NormGrad Conv3x3 (M)"]
+    summary = (tmp_path / "summary.md").read_text()
+    assert "**resnet18**: test accuracy" in summary and "cells of" in summary
 
 
 # ---------------------------------------------------------------------------------------
