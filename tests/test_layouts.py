@@ -135,18 +135,21 @@ def convnext_square() -> nn.Module:
 
 
 class AmbiguousNet(nn.Module):
-    """A model that is not a plain CNN (a LayerNorm over channels last) whose ``act`` (a
-    GELU: says nothing about layout) outputs (N, 8, 8, 8) on an 8x8 input."""
+    """A model with a LayerNorm over channels last whose ``act`` (a GELU: says nothing about
+    layout) outputs (N, 8, 8, 8) on an 8x8 input; with ``einsum``, its input is made by an
+    ``einsum`` (not followed), so nothing shows its layout."""
 
-    def __init__(self) -> None:
+    def __init__(self, einsum: bool = False) -> None:
         super().__init__()
+        self.einsum = einsum
         self.conv = nn.Conv2d(3, 8, 1)
         self.act = nn.GELU()
         self.norm = nn.LayerNorm(8)
         self.head = nn.Linear(8, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.act(self.conv(x))
+        h = self.conv(x)
+        h = self.act(torch.einsum("nchw->nchw", h) if self.einsum else h)
         h = self.norm(h.permute(0, 2, 3, 1))
         return self.head(h.mean(dim=(1, 2)))
 
@@ -549,7 +552,7 @@ LAYOUT_ERRORS: dict[str, tuple[Callable[[], normgrad.Explainer], torch.Tensor, l
         ["'blocks.0'", "layout="],
     ),
     "both-readings-fit-no-hint": (
-        lambda: normgrad.NormGrad(AmbiguousNet(), "act", "scaling"),
+        lambda: normgrad.NormGrad(AmbiguousNet(einsum=True), "act", "scaling"),
         _x(8, 8),
         ["'act'", "channels_first (spatial (8, 8))", "channels_last (spatial (8, 8))", "layout="],
     ),
@@ -643,7 +646,7 @@ def test_invalid_layout_arguments_raise_at_construction() -> None:
 
 def test_stating_the_layout_settles_the_ambiguous_cases() -> None:
     x = _x(8, 8).double()
-    model = seeded(AmbiguousNet()).double()
+    model = seeded(AmbiguousNet(einsum=True)).double()
     target = torch.tensor([0, 2])
     ((a, g),) = by_hand(model, x, ["act"], target).values()
     for layout, convert in (("channels_first", first), ({"act": "nhwc"}, last)):
@@ -868,12 +871,9 @@ def test_channels_first_block_with_a_linear_last_reads_channels_first(
         assert not torch.allclose(misread, expected, rtol=1e-3)
     cam = normgrad.GradCAM(model, "block").explain(x, target)
     close_raw(cam.raw_layer_maps["block"], reference_grad_cam(a, g))
-    # the block's own modules read as their kinds say; a ReLU alone shows nothing (how its
-    # input was made is outside the layer) and is asked for, as in AmbiguousNet
-    inner = ["block.fc2"] if block is TimmStyleBlock else ["block.bn"]
-    if block is SqueezeExcitation:
-        with pytest.raises(normgrad.LayerError, match=r"'block\.relu'.*layout="):
-            normgrad.NormGrad(model, "block.relu").explain(x, target)
+    # the block's own modules read as their kinds say; a ReLU alone shows nothing itself and
+    # is read by how its input was made (the forward pass followed from the model's input)
+    inner = ["block.fc2"] if block is TimmStyleBlock else ["block.bn", "block.relu"]
     for name in inner:
         ((a, g),) = by_hand(model, x, [name], target).values()
         convert = last if name == "block.fc2" else first
@@ -895,6 +895,81 @@ def test_block_whose_output_is_not_followed_asks_for_its_layout() -> None:
     ((a, g),) = by_hand(model, x, ["block"], target).values()
     stated = normgrad.NormGrad(model, "block", "scaling", layout="nhwc").explain(x, target)
     close_raw(stated.raw_layer_maps["block"], reference_normgrad_map(last(a), last(g), "scaling"))
+
+
+class LastByCalls(nn.Module):
+    """A block that hands its output on channels last by calls in ``forward`` (a permute or
+    a movedim, then a ``Linear``), then a GELU module: no LayerNorm, attention or
+    ``Permute`` module anywhere in the model, so only how the output was made shows it."""
+
+    def __init__(self, channels: int, movedim: bool) -> None:
+        super().__init__()
+        self.movedim = movedim
+        self.conv = nn.Conv2d(channels, channels, 1)
+        self.bn = nn.BatchNorm2d(channels)
+        self.mlp = nn.Linear(channels, channels)
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.bn(self.conv(x))
+        h = torch.movedim(h, 1, -1) if self.movedim else tf.relu(h).permute(0, 2, 3, 1)
+        return self.act(self.mlp(h))
+
+
+class ConvHead(nn.Module):
+    """The 4x4 stem of ``LayerNormHead`` ((N, 8, 8, 8) on a 32x32 input), a block handing
+    its output on channels last, a mean over the positions and a ``Linear`` head."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 4, stride=4)
+        self.block = block
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.block(self.stem(x)).mean(dim=(1, 2)))
+
+
+@pytest.mark.parametrize("movedim", [False, True])
+def test_channels_last_block_in_a_model_with_no_layernorm_reads_channels_last(
+    movedim: bool,
+) -> None:
+    """How the output was made comes first: a model with nothing that looks channels last
+    (no LayerNorm, attention or ``Permute`` module) is not taken for a plain CNN."""
+    model = seeded(ConvHead(LastByCalls(8, movedim)), 3).double().eval()
+    x = _x(32, 32).double()
+    target = torch.tensor([1, 2])
+    # the block, its linear layer, and its GELU (which shows nothing itself: read by how its
+    # input was made, the forward pass being followed from the model's input)
+    for name in ("block", "block.mlp", "block.act"):
+        ((a, g),) = by_hand(model, x, [name], target).values()
+        assert a.shape == (2, 8, 8, 8)
+        result = normgrad.NormGrad(model, name, "conv3x3").explain(x, target)
+        expected = reference_normgrad_map(last(a), last(g), "conv", 3)
+        close_raw(result.raw_layer_maps[name], expected)
+        assert not torch.allclose(reference_normgrad_map(a, g, "conv", 3), expected, rtol=1e-3)
+        cam = normgrad.GradCAM(model, name).explain(x, target)
+        close_raw(cam.raw_layer_maps[name], reference_grad_cam(last(a), last(g)))
+    # the stem and the block's channels-first modules still read channels first
+    for name in ("stem", "block.bn"):
+        ((a, g),) = by_hand(model, x, [name], target).values()
+        result = normgrad.NormGrad(model, name, "scaling").explain(x, target)
+        close_raw(result.raw_layer_maps[name], reference_normgrad_map(a, g, "scaling"))
+    assert torch._C._len_torch_function_stack() == 0
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+def test_activation_module_reads_as_its_input_was_made() -> None:
+    """A GELU module alone shows nothing: after a convolution it reads channels first, in a
+    model that has a LayerNorm (AmbiguousNet); after an ``einsum`` it is asked for (above)."""
+    model = seeded(AmbiguousNet()).double()
+    x = _x(8, 8).double()
+    target = torch.tensor([0, 2])
+    ((a, g),) = by_hand(model, x, ["act"], target).values()
+    result = normgrad.NormGrad(model, "act", "conv3x3").explain(x, target)
+    expected = reference_normgrad_map(a, g, "conv", 3)
+    close_raw(result.raw_layer_maps["act"], expected)
+    assert not torch.allclose(reference_normgrad_map(last(a), last(g), "conv", 3), expected)
 
 
 def test_swin_with_as_many_channels_as_positions_reads_channels_last() -> None:

@@ -33,7 +33,7 @@ from .diagnosis import (
 )
 from .guided import GuidedReLUs
 from .hooks import HookSet, explaining
-from .layout_detection import convolutional, resolve_layout
+from .layout_detection import resolve_layout
 from .layout_trace import LayoutTrace
 from .layouts import Layout, Resolved
 from .targets import (
@@ -152,22 +152,14 @@ def _capture(
         return hook
 
     relus = GuidedReLUs() if guided else None
-    # how the layers' outputs are made, where their layout is detected in a model that is
-    # not a plain CNN (an output with as many channels as positions reads both ways)
+    # how the layers' outputs are made, where their layout is detected (an output with as
+    # many channels as positions reads both ways)
     traced = {name for name, _ in layers if stated[name] is None}
-    trace = LayoutTrace() if traced and not convolutional(model) else None
+    trace = LayoutTrace() if traced else None
     with explaining(model), HookSet() as hooks:
         if trace is not None:
-            tracer = trace
-            watched: set[int] = set()
-            for name, module in layers:
-                if name not in traced:
-                    continue
-                hooks.add(module.register_forward_pre_hook(lambda m, a: tracer.enter()))
-                for sub in module.modules():
-                    if id(sub) not in watched:
-                        watched.add(id(sub))
-                        hooks.add(sub.register_forward_hook(tracer.module_hook))
+            for handle in trace.watch(model, [m for n, m in layers if n in traced]):
+                hooks.add(handle)
         for name, module in layers:
             hooks.add(module.register_forward_hook(make_hook(name)))
         with torch.inference_mode(False):

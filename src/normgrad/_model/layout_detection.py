@@ -1,9 +1,9 @@
 """Detecting a layer's output layout from its shape, the input's size and the model.
 
 A reading is taken when it is the only one that fits the input's geometry; the model says
-what shapes cannot (a ViT's patch size and prefix tokens, whether it is a plain CNN), and
-where a block's output reads both ways in a model that is not a plain CNN, how the output
-was made during the forward pass settles it (``layout_trace``); otherwise a
+what shapes cannot (a ViT's patch size and prefix tokens), and where a layer's output
+reads both ways, how the output was made during the forward pass settles it
+(``layout_trace``), in any model; otherwise a
 [`LayerError`][normgrad.LayerError] asks the user to state the layout (see ``layouts``). A
 reading that does not fit is never guessed.
 """
@@ -48,18 +48,6 @@ def _exact(spatial: Sequence[int], image: Sequence[int]) -> bool:
         all(o in (i // s, -(-i // s)) for o, i in zip(spatial, image))
         for s in range(1, max(image) + 1)
     )
-
-
-def convolutional(model: nn.Module) -> bool:
-    """Whether ``model`` holds nothing that works on channels last or on tokens (no
-    LayerNorm over the last dimension, no attention, no permutation): a plain CNN."""
-    for sub in model.modules():
-        kind = type(sub).__name__
-        if type(sub) is nn.LayerNorm or isinstance(sub, nn.MultiheadAttention):
-            return False
-        if kind == "Permute" or "Attention" in kind or "Transformer" in kind:
-            return False
-    return True
 
 
 def _model_tokens(
@@ -123,7 +111,8 @@ def resolve_layout(
     """Fix the layout of ``output`` of layer ``name`` for an input of spatial size ``image``.
 
     ``made`` is the layout the forward pass made ``output`` in (``layout_trace``), if known:
-    it settles a shape that reads both ways in a model that is not a plain CNN.
+    it settles a shape that reads both ways (in any model: whether the model looks like a
+    plain CNN is never taken for it, since a ``forward`` may permute with no module to say).
 
     Raises [`LayerError`][normgrad.LayerError] when the stated layout does not fit, or when no
     layout or several layouts fit and none is stated.
@@ -164,23 +153,21 @@ def resolve_layout(
             + _how_to_state(name)
         )
     # a reading at one integer stride first, then one that fits up to rounding; when both
-    # read well (channels as many as the positions), a plain CNN or the way the output was
-    # made settles it (the model is looked at only then: it walks the model's modules)
+    # read well (channels as many as the positions), the way the output was made settles
+    # it, and nothing else does
     for test in (_exact, _fits):
         fitting = [kind for kind, spatial in readings.items() if test(spatial, image)]
         if len(fitting) == 1:
             return Resolved(fitting[0])
-        if len(fitting) == 2:
-            hint = CHANNELS_FIRST if convolutional(model) else made
-            if hint is not None:
-                return Resolved(hint)
+        if len(fitting) == 2 and made is not None:
+            return Resolved(made)
     plausible = [kind for kind, spatial in readings.items() if _inside(spatial, image)]
     if not fitting and len(plausible) == 1:
         return Resolved(plausible[0])
     which = " and ".join(f"{kind} (spatial {readings[kind]})" for kind in (fitting or plausible))
     unseen = (
         " (the forward pass does not show how it was made: no convolution, norm, linear "
-        "layer or permutation inside the layer leads to it)"
+        "layer or permutation leads to it through calls that are followed; an einsum is not)"
         if len(fitting) == 2
         else ""
     )

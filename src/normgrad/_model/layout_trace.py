@@ -1,14 +1,15 @@
 """How the tensors made inside a captured layer are laid out, from how they were made.
 
-Read where a layer's output reads both ways (as many channels as positions) in a model that
-is not a plain CNN (``layout_detection``): the last convolution, norm, linear layer, pooling
-or ``Permute`` module leading to the output, followed through permutations, reshapes,
-activations, sums and gates. A thread-local torch function mode, active only while a
-captured layer runs.
+Read where a layer's output reads both ways (as many channels as positions), in any model
+(``layout_detection``): the last convolution, norm, linear layer, pooling or ``Permute``
+module leading to the output, followed through permutations, reshapes, activations, sums
+and gates. A thread-local torch function mode, active only while a captured layer runs
+(or, for a layer that holds no module setting a layout, from the model's input on).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
+from torch.utils.hooks import RemovableHandle
 
 from .layouts import CHANNELS_FIRST, CHANNELS_LAST
 
@@ -31,6 +33,16 @@ _FIRST: tuple[type[nn.Module], ...] = (
     nn.modules.pooling._AdaptiveMaxPoolNd,
     nn.Upsample,
 )
+
+
+def _sets_layout(module: nn.Module) -> bool:
+    """Whether ``module`` is of a kind that sets its output's layout (``_module_kind``)."""
+    kind = type(module)
+    return (
+        isinstance(module, _FIRST)
+        or kind in (nn.Linear, nn.LayerNorm)
+        or kind.__name__ == "Permute"
+    )
 
 
 def _module_kind(module: nn.Module, output: torch.Tensor) -> str | None:
@@ -158,9 +170,9 @@ def _tensors(values: Any) -> Iterator[torch.Tensor]:
 class LayoutTrace(TorchFunctionMode):
     """How the tensors made inside the captured layers are laid out, from how they were made.
 
-    Active (``enter``/``leave``) only while a captured layer of a model that is not a plain
-    CNN runs, so a block's output that reads both ways (as many channels as positions) is
-    read by the way it was produced, not by the kind of the block's last registered module
+    Active (``enter``/``leave``) only while a captured layer runs (see ``watch``), so a
+    block's output that reads both ways (as many channels as positions) is read by the way
+    it was produced, not by the kind of the block's last registered module
     (a squeeze-excitation ``Linear``, a ConvNeXt MLP whose output a ``forward`` permutes
     back). A tensor gets a layout when:
 
@@ -177,25 +189,55 @@ class LayoutTrace(TorchFunctionMode):
       gate).
 
     Anything else (an ``einsum``, tensors in different layouts, nothing with a layout) gives
-    no layout, and the layer's layout is then asked for. Tensors are held until the
-    outermost captured layer returns, so an id is never reused meanwhile.
+    no layout, and the layer's layout is then asked for. Tensors are held by weak
+    references (a tensor freed meanwhile is not kept alive, and an id reused by another
+    tensor is not read as the freed one's).
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self._tags: dict[int, tuple[torch.Tensor, str]] = {}
+        self._tags: dict[int, tuple[weakref.ref[torch.Tensor], str]] = {}
         self._depth = 0
 
     def layout(self, tensor: torch.Tensor) -> str | None:
         """The layout ``tensor`` was made in, if known."""
         held = self._tags.get(id(tensor))
-        return held[1] if held is not None and held[0] is tensor else None
+        return held[1] if held is not None and held[0]() is tensor else None
 
     def _set(self, tensor: torch.Tensor, tag: str | None) -> None:
         if tag is None:
             self._tags.pop(id(tensor), None)
         else:
-            self._tags[id(tensor)] = (tensor, tag)
+            self._tags[id(tensor)] = (weakref.ref(tensor), tag)
+
+    def watch(self, model: nn.Module, layers: Sequence[nn.Module]) -> list[RemovableHandle]:
+        """The hooks that follow how the outputs of ``layers`` (modules of ``model``) are
+        made; the caller removes them, and calls ``close`` once the forward pass ends.
+
+        Each layer is followed from its own start; where a layer holds no module that sets
+        a layout (an activation module alone, a ``forward`` of functions), the whole
+        forward pass is, from ``model``'s input (``(N, C, *spatial)``: channels first), so
+        that its output's layout is the one its input was made in."""
+        handles: list[RemovableHandle] = []
+        whole = not isinstance(model, torch.jit.ScriptModule) and any(
+            not any(_sets_layout(sub) for sub in layer.modules()) for layer in layers
+        )
+        if whole:
+            handles.append(model.register_forward_pre_hook(self._start))
+        for layer in layers:
+            handles.append(layer.register_forward_pre_hook(lambda m, a: self.enter()))
+        watched = model.modules() if whole else (s for layer in layers for s in layer.modules())
+        seen: set[int] = set()
+        for sub in watched:
+            if id(sub) not in seen and not isinstance(sub, torch.jit.ScriptModule):
+                seen.add(id(sub))
+                handles.append(sub.register_forward_hook(self.module_hook))
+        return handles
+
+    def _start(self, model: nn.Module, args: Any) -> None:
+        self.enter()
+        if args and isinstance(args[0], torch.Tensor) and args[0].ndim >= 3:
+            self._set(args[0], CHANNELS_FIRST)
 
     def enter(self) -> None:
         """A captured layer starts (a forward pre-hook)."""
