@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -162,27 +162,30 @@ def test_token_layouts_are_told_apart() -> None:
     )
 
 
-def _literal_checksum(data: bytes, row: int) -> int:
-    """The checksum written out: the bytes as little-endian signed words (4 bytes, else 2,
-    else 1), each row of ``row`` words summed with weights 1, 2, ..., the row sums modulo
-    2**31 - 1 weighted by their row index (modulo 4093, plus one), summed modulo 2**31 - 1."""
-    width = next(w for w in (4, 2, 1) if len(data) % w == 0)
-    words = [
-        int.from_bytes(data[i : i + width], "little", signed=True)
-        for i in range(0, len(data), width)
+def _literal_checksum(data: bytes) -> list[int]:
+    """The checksum written out: the bytes as unsigned little-endian 16-bit pieces (single
+    bytes when their count is odd), the polynomial sum p_j * base**j modulo each prime."""
+    from normgrad._evaluation.fingerprint import _BASES, _MODULI
+
+    width = 2 if len(data) % 2 == 0 else 1
+    pieces = [int.from_bytes(data[i : i + width], "little") for i in range(0, len(data), width)]
+    return [
+        sum(p * pow(base, j, prime) for j, p in enumerate(pieces)) % prime
+        for base, prime in zip(_BASES, _MODULI)
     ]
-    total = 0
-    for r, start in enumerate(range(0, len(words), row)):
-        exact = sum(w * (j + 1) for j, w in enumerate(words[start : start + row]))
-        total = (total + (exact % 2_147_483_647) * (r % 4093 + 1)) % 2_147_483_647
-    return total
+
+
+def _checksum(tensor: torch.Tensor) -> list[int]:
+    from normgrad._evaluation import fingerprint
+
+    return [int(v) for v in fingerprint._checksum(tensor).tolist()]
 
 
 @settings(deadline=None, max_examples=40)
 @given(
     values=st.lists(st.floats(width=32, allow_nan=False), min_size=0, max_size=300),
     dtype=st.sampled_from([torch.float32, torch.float64, torch.float16, torch.int8, torch.bool]),
-    sizes=st.sampled_from([(4, 8), (16, 32), (1024, 1 << 24)]),
+    sizes=st.sampled_from([(4, 8), (16, 32), (64, 1 << 22)]),
 )
 def test_the_weight_checksum_equals_the_literal_one(
     values: list[float], dtype: torch.dtype, sizes: tuple[int, int]
@@ -193,13 +196,69 @@ def test_the_weight_checksum_equals_the_literal_one(
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(fingerprint, "_ROW", sizes[0])
         patch.setattr(fingerprint, "_BLOCK", sizes[1])  # several blocks of rows
-        got = int(fingerprint._checksum(tensor))
-        assert got == _literal_checksum(tensor.numpy().tobytes(), sizes[0])
-        if tensor.numel():  # one byte changed always changes it
-            raw = bytearray(tensor.numpy().tobytes())
-            raw[len(raw) // 2] ^= 1
-            changed = torch.frombuffer(raw, dtype=dtype).clone()
-            assert int(fingerprint._checksum(changed)) != got
+        assert _checksum(tensor) == _literal_checksum(tensor.numpy().tobytes())
+
+
+@settings(deadline=None, max_examples=100)
+@given(
+    values=st.lists(
+        st.floats(width=32, allow_nan=False) | st.sampled_from([0.5, -0.25, 1.0, -2.0]),
+        min_size=1,
+        max_size=12,
+    ),
+    dtype=st.sampled_from([torch.float32, torch.float64, torch.float16, torch.bfloat16]),
+    signs=st.lists(st.booleans(), min_size=12, max_size=12),
+    keys=st.lists(st.integers(0, 20), min_size=12, max_size=12),
+    bit=st.integers(0, 1 << 20),
+)
+@example([0.5, -0.25, -0.125, 0.75], torch.float32, [True] * 12, list(range(12)), 0)
+@example([0.5, 0.25, -0.125, 0.75], torch.float32, [True, True, True] + [False] * 9, [0] * 12, 0)
+def test_sign_flips_bit_flips_and_permutations_change_the_weight_checksum(
+    values: list[float], dtype: torch.dtype, signs: list[bool], keys: list[int], bit: int
+) -> None:
+    """A checksum whose changes cancel in structured ways (a sum of words: a sign flip is
+    +-2**31 = +-1 modulo 2**31 - 1) misses these; this one never does, or with a chance of
+    2**-62."""
+    tensor = torch.tensor(values, dtype=torch.float64).clamp(-1e4, 1e4).to(dtype)
+    n = tensor.numel()
+    order = sorted(range(n), key=lambda i: keys[i])  # a permutation (stable for ties)
+    bit %= n * tensor.element_size() * 8
+    raw = bytearray(tensor.view(torch.uint8).numpy().tobytes())
+    raw[bit // 8] ^= 1 << (bit % 8)
+    flips = torch.where(torch.tensor(signs[:n]), -1.0, 1.0).to(dtype)
+    changes = [
+        tensor * flips,
+        tensor[torch.tensor(order)],
+        torch.frombuffer(raw, dtype=torch.uint8).view(dtype).clone(),
+    ]
+    before = _checksum(tensor)
+    for changed in changes:
+        if changed.view(torch.uint8).tolist() != tensor.view(torch.uint8).tolist():
+            assert all(a != b for a, b in zip(_checksum(changed), before)), changed
+
+
+def test_opposite_signs_do_not_cancel_in_the_fingerprint() -> None:
+    from normgrad._evaluation.fingerprint import model_fingerprint
+
+    def linear(bias: list[float], weight: float = 0.25) -> nn.Module:
+        layer = nn.Linear(3, 4)
+        with torch.no_grad():
+            layer.weight.fill_(weight)
+            layer.bias.copy_(torch.tensor(bias))
+        return layer
+
+    bias = [0.5, -0.25, -0.125, 0.75]
+    pairs = [
+        (linear(bias), linear([-b for b in bias])),
+        (linear([1.0, 2, 3, 4]), linear([-1.0, -2, 3, 4])),
+        (linear(bias, 1.0), linear(bias, float(torch.tensor(-1.0).nextafter(torch.tensor(-2.0))))),
+    ]
+    for a, b in pairs:
+        assert model_fingerprint(a) != model_fingerprint(b)
+    for flips in range(1, 16):  # every sign pattern of the bias
+        signs = [-1 if flips >> i & 1 else 1 for i in range(4)]
+        flipped = linear([s * b for s, b in zip(signs, bias)])
+        assert model_fingerprint(flipped) != model_fingerprint(linear(bias))
 
 
 class _Samples(torch.utils.data.Dataset[Any]):
