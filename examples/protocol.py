@@ -107,7 +107,8 @@ class Run:
         default_factory=dict
     )  # condition -> method -> each image's distance from the map's point to its objects
     cells: dict[str, float] = field(default_factory=dict)  # method -> its finest layer's cell (px)
-    random_point: tuple[list[float], float] = ([], float("nan"))  # at the curve's tolerances; area
+    # the random-point baseline: hit rate at the curve's tolerances, area, chance of a region pixel
+    random_point: tuple[list[float], float, float] = ([], float("nan"), float("nan"))
 
 
 def log(message: str, config: Config) -> None:
@@ -436,9 +437,10 @@ def save_curves(runs: list[Run], config: Config) -> list[Path]:
 
 def random_point_curve(
     boxes: list[torch.Tensor], size: int, config: Config
-) -> tuple[list[float], float]:
-    """The random-point baseline's hit rate at each of the curve's tolerances (exact), and
-    its normalised area up to the largest (midpoint rule over 64 tolerances)."""
+) -> tuple[list[float], float, float]:
+    """The random-point baseline's hit rate at each of the curve's tolerances (exact), its
+    normalised area up to the largest (midpoint rule over 64 tolerances), and its chance of
+    landing on an object's pixel (tolerance 0: the energy of a one-pixel map there)."""
     shape = (size, size)
 
     def rate(t: float) -> float:
@@ -446,7 +448,7 @@ def random_point_curve(
 
     top = config.curve_tolerances[-1]
     area = sum(rate((k + 0.5) * top / 64) for k in range(64)) / 64
-    return [rate(t) for t in config.curve_tolerances], area
+    return [rate(t) for t in config.curve_tolerances], area, rate(0.0)
 
 
 def run_protocol(train_set: Dataset[Any], test_set: Dataset[Any], config: Config) -> list[Run]:
@@ -563,7 +565,9 @@ def tables(runs: list[Run], config: Config) -> str:
         "",
         "Energy: the fraction of a map's mass on the objects. FROC: Object-CXR's score of "
         "each map's 10 best peaks as detections (mean sensitivity at 1/8 to 8 false "
-        "positives per image), over the positive test images.",
+        "positives per image), over the positive test images. The random baseline's "
+        "energy is the chance that a uniformly random pixel lies on an object; it has no "
+        "peaks, so no FROC.",
         "",
     ]
     lines += ["| method | " + " | ".join(f"{a} energy | {a} FROC" for a in archs) + " |"]
@@ -575,6 +579,9 @@ def tables(runs: list[Run], config: Config) -> str:
             cells.append(fmt([r.froc[n] for r in by_arch[a]]))
         label = f"*{n}*" if "baseline" in n else n
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    # a uniformly random point: its energy is its chance of an object's pixel; no peaks
+    on_region = f"{runs[0].random_point[2]:.3f}"
+    lines.append("| *random baseline* |" + f" {on_region} | — |" * len(archs))
     # Tables 3-4: randomisation, one table per architecture (to fit the page)
     lines += ["", "### Trained versus semi- (SR) and fully-randomised (FR) models (Tables 3-4)"]
     for a in archs:
@@ -641,13 +648,12 @@ def curve_tables(runs: list[Run], config: Config, names: list[str]) -> list[str]
             label = f"*{n}*" if "baseline" in n else n
             cells = " | ".join(f"{v:.3f}" for v in rates)
             lines.append(f"| {label} | {cells} | {fmt([c.auc for c in curves])} | {cell} |")
-        random_rates, random_area = mine[0].random_point
+        random_rates, random_area, _ = mine[0].random_point
         cells = " | ".join(f"{v:.3f}" for v in random_rates)
         lines.append(f"| *random baseline* | {cells} | {random_area:.3f} | |")
     lines += [
         "",
         f"### Area under the Pointing Game's curve (to {top:.1f} px), trained and randomised",
-        "",
     ]
     for a in archs:
         mine = [r for r in runs if r.arch == a]
