@@ -110,20 +110,38 @@ class _Function(TorchFunctionMode):
     def __init__(self, counts: Counts) -> None:
         super().__init__()
         self.counts = counts
+        # tensors already on the host (made by .cpu() or from numpy): reading them is free
+        self.host: list[torch.Tensor] = []
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         name = getattr(func, "__name__", "")
         if name in HOST_READS and args and isinstance(args[0], torch.Tensor):
-            self.counts.syncs[name] += 1
-        return func(*args, **(kwargs or {}))
+            if not any(args[0] is h for h in self.host):
+                self.counts.syncs[name] += 1
+        result = func(*args, **(kwargs or {}))
+        if name in ("cpu", "from_numpy") and isinstance(result, torch.Tensor):
+            self.host.append(result)
+        return result
 
 
 @contextlib.contextmanager
 def counting() -> Iterator[Counts]:
     """Count the synchronisations and non-view kernels of what runs inside."""
     counts = Counts()
-    with _Function(counts), _Dispatch(counts):
-        yield counts
+    function = _Function(counts)
+    from_numpy = torch.from_numpy
+
+    def host_from_numpy(array: Any) -> torch.Tensor:  # made on the host: reading it is free
+        made = from_numpy(array)
+        function.host.append(made)
+        return made
+
+    torch.from_numpy = host_from_numpy
+    try:
+        with function, _Dispatch(counts):
+            yield counts
+    finally:
+        torch.from_numpy = from_numpy
 
 
 def count(call: Callable[[], object]) -> Counts:
@@ -201,6 +219,51 @@ def _table(model: torch.nn.Module, x: torch.Tensor, multi: list[str], single: st
 
 
 if __name__ == "__main__":
+    _metrics_table()
+    c = count(_evaluate_call(*resnet(), RESNET_MULTI, RESNET_SINGLE))
+    print("evaluate one batch", dict(c.syncs), c.kernels)
     _table(*resnet(), RESNET_MULTI, RESNET_SINGLE)
     torch.manual_seed(0)
     _table(TinyCNN().eval(), torch.randn(2, 3, 16, 16), ["relu1", "relu2", "relu3"], "relu3")
+
+
+def _metric_calls() -> dict[str, Callable[[], object]]:
+    from normgrad import metrics
+
+    torch.manual_seed(0)
+    maps = torch.rand(4, 1, 32, 32)
+    masks = torch.zeros(4, 32, 32, dtype=torch.bool)
+    masks[:, 8:16, 8:20] = True
+    masks[3] = False
+    boxes = [torch.tensor([[4.0, 4.0, 12.0, 10.0]]) for _ in range(3)] + [torch.zeros(0, 4)]
+    game = metrics.PointingGame(tolerance=3)
+    return {
+        "pointing_game (masks)": lambda: metrics.pointing_game(maps, masks, tolerance=3),
+        "pointing_game (boxes)": lambda: metrics.pointing_game(maps, boxes, tolerance=3),
+        "energy_pointing_game (masks)": lambda: metrics.energy_pointing_game(maps, masks),
+        "energy_pointing_game (boxes)": lambda: metrics.energy_pointing_game(maps, boxes),
+        "PointingGame.update (masks)": lambda: game.update(maps, masks),
+        "peaks": lambda: metrics.peaks(maps, 5, min_distance=3),
+        "froc (boxes)": lambda: metrics.froc(maps, boxes, k=5, min_distance=3),
+    }
+
+
+def _metrics_table() -> None:
+    for name, call in _metric_calls().items():
+        c = count(call)
+        print(f"{name:28s} syncs {c.sync_count:3d} {dict(c.syncs)} kernels {c.kernels}")
+
+
+def _evaluate_call(
+    model: torch.nn.Module, x: torch.Tensor, multi: list[str], single: str
+) -> Callable[[], object]:
+    masks = torch.zeros(x.shape[0], *x.shape[2:], dtype=torch.bool)
+    masks[:, 4:12, 4:12] = True
+    methods = {
+        "normgrad": normgrad.NormGrad(model, multi, "conv3x3"),
+        "grad-cam": normgrad.GradCAM(model, single),
+        "gradient": normgrad.Gradient(model),
+        "guided": normgrad.GuidedBackprop(model),
+    }
+    data = [(x, torch.tensor([1] * x.shape[0]), masks)]
+    return lambda: normgrad.evaluate(model, methods, data, tolerance=3, progress=False)

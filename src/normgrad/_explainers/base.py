@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .._deferred import deferred_checks
 from .._errors import InvalidArgumentError, warn
 from .._model.capture import capture
-from .._model.deferred import deferred_checks
 from .._model.layers import check_model
 from .._model.layouts import Layout
 from .._model.targets import ResolvedTarget, Target, resolve_target
@@ -211,7 +211,7 @@ def build_explanation(
     )
     with deferred_checks() as checks:  # read with the call's other checks
         for (name, layer_raw), kept in zip(layer_raws.items(), informative):
-            checks.add(~kept, _constant_action(name, layer_raw, len(layer_raws)))
+            checks.add(kept, _constant_action(name, layer_raw, len(layer_raws)))
     if raw is not None:
         saliency = layer_maps_to_saliency([raw], size)[0]
     elif fused is not None:
@@ -230,9 +230,9 @@ def build_explanation(
     )
 
 
-def _constant_action(name: str, raw: torch.Tensor, count: int) -> Callable[[list[bool]], None]:
-    def action(constant: list[bool]) -> None:
-        samples = [i for i, c in enumerate(constant) if c]
+def _constant_action(name: str, raw: torch.Tensor, count: int) -> Callable[[list[float]], None]:
+    def action(kept: list[float]) -> None:
+        samples = [i for i, k in enumerate(kept) if not k]
         if samples:
             _warn_constant(name, raw, samples, count)
 

@@ -7,6 +7,7 @@ from torch import nn
 
 from .._checks import check_input
 from .._grid import squared_distances
+from .._model.diagnosis import check_finite_input
 from .._model.targets import Target, resolve_target
 from .base import Explainer, Explanation, build_explanation
 
@@ -28,7 +29,8 @@ class CenterBaseline(Explainer):
         super().__init__(model if model is not None else nn.Identity())
 
     def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
-        check_input(x)
+        check_input(x, finite=False)
+        check_finite_input(x)  # read with the call's other checks
         resolve_target(target)  # checked like every explainer's, though unused
         spatial = x.shape[2:]
         centre = torch.tensor([[(s - 1) / 2 for s in spatial]], dtype=torch.float64)

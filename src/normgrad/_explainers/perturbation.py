@@ -14,9 +14,9 @@ from .._checks import (
     check_number,
     check_positive_int,
 )
+from .._deferred import deferred_checks
 from .._errors import ArgumentTypeError, ShapeError, describe
 from .._model.capture import capture, predicted_classes
-from .._model.deferred import deferred_checks
 from .._model.diagnosis import check_finite_input
 from .._model.targets import (
     ClassTarget,
@@ -185,7 +185,8 @@ class SmoothGrad(Explainer):
         total: torch.Tensor | None = None
         for start, stop in _chunks(self.n_samples, batch, self.batch_size):
             noisy = torch.cat([x.detach() + sigma * noise(k) for k in range(start, stop)])
-            result = self.explainer.explain(noisy, fixed.repeat(stop - start, batch).argument)
+            repeated = fixed.repeat(stop - start, batch, self.model)
+            result = self.explainer.explain(noisy, repeated.argument)
             if result.classes is not None:
                 classes = result.classes[:batch]
             maps = result.raw if result.raw is not None else result.saliency
@@ -268,6 +269,10 @@ class IntegratedGradients(Explainer):
             return self._explain(x, target)
 
     def _explain(self, x: torch.Tensor, target: Target) -> Explanation:
+        check_input(x, finite=False)
+        # copied to the device once, before any kernel is queued (a copy from the host
+        # waits for the queue to drain)
+        all_weights = torch.tensor(self.weights, dtype=x.dtype, device=x.device)
         fixed = _fix_target(self.model, x, target)
         x = x.detach()
         baseline = self._baseline(x)
@@ -279,12 +284,16 @@ class IntegratedGradients(Explainer):
             alphas = self.alphas[start:stop]
             points = torch.cat([baseline + a * delta for a in alphas])
             result = capture(
-                self.model, points, [], fixed.repeat(stop - start, batch), input_gradient=True
+                self.model,
+                points,
+                [],
+                fixed.repeat(stop - start, batch, self.model),
+                input_gradient=True,
             )
             assert result.input_gradient is not None
             classes = result.classes[:batch] if result.classes is not None else None
             grads = result.input_gradient.view(stop - start, *x.shape)
-            weights = torch.tensor(self.weights[start:stop], dtype=x.dtype, device=x.device)
+            weights = all_weights[start:stop]
             total += (weights.view(-1, *([1] * x.ndim)) * grads).sum(dim=0)
         attribution = delta * total
         return build_explanation(

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
+from .._deferred import deferred_checks
 from .._errors import ArgumentTypeError, describe
-from .._model.deferred import deferred_checks
 from .._model.targets import Target, resolve_target
 from .base import Explainer, Explanation, PassNeeds, run_passes
 

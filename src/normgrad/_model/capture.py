@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from .._checks import check_input
+from .._deferred import deferred_checks
 from .._errors import InvalidArgumentError, LayerError, describe
-from .deferred import deferred_checks
 from .diagnosis import (
     check_finite_input,
     check_finite_scores,
@@ -114,6 +114,10 @@ def _capture(
     check_input(x, finite=False)
     check_finite_input(x)
     resolved = resolve_target(target)
+    if isinstance(resolved, ClassTarget) and resolved.classes is not None:
+        # copied to the device now, while its queue is short (a copy from the host waits
+        # for the queue to drain)
+        resolved = ClassTarget(resolved.classes.to(x.device))
     if not layers and not input_gradient and not guided:
         raise InvalidArgumentError("layers: expected at least one layer to capture")
     check_supported(model, layers, guided)
@@ -162,16 +166,21 @@ def _capture(
                 hooks.add(handle)
         for name, module in layers:
             hooks.add(module.register_forward_hook(make_hook(name)))
+        differentiated = input_gradient or guided
         with torch.inference_mode(False):
             # the model gets a copy: an in-place op in its forward (x.sub_(mean)) must
-            # change neither the caller's tensor nor the leaf differentiated against
-            x_in = x.detach().clone().requires_grad_(input_gradient or guided)
+            # change neither the caller's tensor nor the leaf differentiated against (an
+            # alias of x, never written, unless x is an inference tensor)
+            x_in = x.detach()
+            if not differentiated or x_in.is_inference():
+                x_in = x_in.clone()
+            x_in.requires_grad_(differentiated)
         # Only the part of the forward pass after the first captured layer needs a graph:
         # nothing computed before it can carry gradient to it. Its hook switches grad mode
         # on; the context restores the mode on exit.
         with torch.set_grad_enabled(input_gradient or guided), relus or contextlib.nullcontext():
             try:
-                output = forward(model, x_in.clone())
+                output = forward(model, x_in.clone() if differentiated else x_in)
             finally:
                 if trace is not None:
                     trace.close()  # a layer that raised is left, inside the guided mode
@@ -189,7 +198,7 @@ def _capture(
                     f"{type(model).__name__}; expected it to run exactly once"
                 )
         scores, classes = target_scores(output, resolved, batch)
-        check_finite_scores(model, x_in, scores)
+        check_finite_scores(model, x, scores)  # x: never written
         inputs = [captured[name][0] for name, _ in layers]
         if input_gradient:
             inputs.append(x_in)

@@ -9,6 +9,7 @@ and the first module whose output stopped being finite.
 from __future__ import annotations
 
 import inspect
+import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,6 +19,7 @@ import torch.utils.checkpoint as checkpoint_module
 from torch import nn
 
 from .._checks import check_finite_tensor
+from .._deferred import deferred_checks
 from .._errors import (
     ArgumentTypeError,
     NonFiniteError,
@@ -25,7 +27,6 @@ from .._errors import (
     UnsupportedModelError,
     warn,
 )
-from .deferred import deferred_checks
 from .hooks import HookSet, explaining
 from .layers import first_conv
 
@@ -207,12 +208,12 @@ def check_finite_input(x: torch.Tensor, argument: str = "x") -> None:
     """Raise (when the call's checks are read) if ``x`` holds a NaN or an infinity, with
     the message of ``check_finite_tensor``."""
 
-    def action(finite: list[bool]) -> None:
-        if not finite[0]:
+    def action(largest: list[float]) -> None:
+        if not math.isfinite(largest[0]):
             check_finite_tensor(x, argument)
 
-    with deferred_checks() as checks:
-        checks.add(torch.isfinite(x.detach()).all(), action)
+    with deferred_checks() as checks:  # one kernel: the largest magnitude, NaN or inf if any
+        checks.add(torch.linalg.vector_norm(x.detach(), math.inf), action)
 
 
 def check_finite_scores(model: nn.Module, x: torch.Tensor, scores: torch.Tensor) -> None:
@@ -220,13 +221,13 @@ def check_finite_scores(model: nn.Module, x: torch.Tensor, scores: torch.Tensor)
     model's input, rerun on that path only to find where the values broke), when the call's
     checks are read."""
 
-    def action(broken: list[bool]) -> None:
-        bad = [i for i, b in enumerate(broken) if b]
+    def action(values: list[float]) -> None:
+        bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
         if bad:
             _raise_non_finite_scores(model, x, bad, scores.shape[0])
 
-    with deferred_checks() as checks:
-        checks.add(~torch.isfinite(scores.detach()), action)
+    with deferred_checks() as checks:  # the scores themselves are read: no kernel
+        checks.add(scores.detach(), action)
 
 
 def _raise_non_finite_scores(model: nn.Module, x: torch.Tensor, bad: list[int], n: int) -> None:
@@ -270,17 +271,16 @@ def check_gradients(
         for name, gradient, warned in zip(names, gradients, zero_warned):
             if gradient is None:
                 continue
-            # one reduction: the largest magnitude is NaN (or inf) for a non-finite sample, 0
-            # for an all-zero one
-            top = gradient.detach().flatten(1).abs().amax(dim=1)
-            finite = torch.isfinite(top)
-            checks.add(torch.stack([~finite, top == 0]), _gradient_action(name, warned))
+            # one kernel: the largest magnitude per sample is NaN (or inf) for a non-finite
+            # sample, 0 for an all-zero one
+            dims = tuple(range(1, gradient.ndim))
+            top = torch.linalg.vector_norm(gradient.detach(), math.inf, dim=dims)
+            checks.add(top, _gradient_action(name, warned))
 
 
-def _gradient_action(name: str, warned: bool) -> Callable[[list[bool]], None]:
-    def action(flags: list[bool]) -> None:
-        n = len(flags) // 2
-        bad = [i for i in range(n) if flags[i]]
+def _gradient_action(name: str, warned: bool) -> Callable[[list[float]], None]:
+    def action(top: list[float]) -> None:
+        bad = [i for i, v in enumerate(top) if not math.isfinite(v)]
         if bad:
             raise NonFiniteError(
                 f"model: the gradient of the target score with respect to {name} is NaN or "
@@ -288,7 +288,7 @@ def _gradient_action(name: str, warned: bool) -> Callable[[list[bool]], None]:
                 "an operation with an infinite derivative in the backward pass (sqrt or "
                 "log at 0, division by a value near 0) or a half-precision overflow"
             )
-        zeros = [i for i in range(n) if flags[n + i]]
+        zeros = [i for i, v in enumerate(top) if v == 0]
         if zeros and warned:
             warn(
                 f"no gradient reaches {name} for sample(s) {zeros}: the gradient of the "

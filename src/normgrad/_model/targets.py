@@ -11,8 +11,8 @@ from typing import Any, Union
 import numpy as np
 import torch
 
+from .._deferred import deferred_checks
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
-from .deferred import deferred_checks
 
 Target = Union[None, int, Sequence[int], torch.Tensor, np.ndarray, Callable[[Any], torch.Tensor]]
 """What to explain: ``None`` (the predicted class), a class index for every sample (an int,
@@ -38,7 +38,9 @@ class ClassTarget:
 
     classes: torch.Tensor | None = None
 
-    def repeat(self, times: int, batch: int) -> ClassTarget:
+    def repeat(
+        self, times: int, batch: int, model: torch.nn.Module | None = None
+    ) -> ClassTarget:
         """The target of a batch of ``batch`` samples repeated ``times`` along its first
         dimension."""
         if self.classes is None or self.classes.ndim == 0:
@@ -62,11 +64,15 @@ class ScoreTarget:
 
     score: Callable[[Any], torch.Tensor]
 
-    def repeat(self, times: int, batch: int) -> ScoreTarget:
+    def repeat(
+        self, times: int, batch: int, model: torch.nn.Module | None = None
+    ) -> ScoreTarget:
         """The target of a batch of ``batch`` samples repeated ``times``: the callable is
         called on each copy's part of the output (``batch`` samples, as its author wrote it
-        for)."""
-        return self if times == 1 else ScoreTarget(PerCopy(self.score, times, batch))
+        for); a parameter or buffer of ``model`` in the output is never cut (``_split``)."""
+        if times == 1:
+            return self
+        return ScoreTarget(PerCopy(self.score, times, batch, model_state(model)))
 
     def fixed(self, classes: torch.Tensor | None) -> ResolvedTarget:
         return self
@@ -79,17 +85,40 @@ class ScoreTarget:
 ResolvedTarget = Union[ClassTarget, ScoreTarget]
 
 
-def _split(output: Any, times: int, total: int, top: bool = True) -> list[Any]:
+def model_state(model: torch.nn.Module | None) -> frozenset[int]:
+    """Where the parameters and buffers of ``model`` are stored (their storages' addresses;
+    none for a tensor without storage or with no element)."""
+    found: set[int] = set()
+    for tensor in (*model.parameters(), *model.buffers()) if model is not None else ():
+        found.add(_storage(tensor))
+    return frozenset(found - {0})
+
+
+def _storage(tensor: torch.Tensor) -> int:
+    try:
+        return int(tensor.untyped_storage().data_ptr())
+    except (RuntimeError, NotImplementedError):  # sparse, nested, functorch wrappers
+        return 0
+
+
+def _split(
+    output: Any, times: int, total: int, top: bool = True, state: frozenset[int] = frozenset()
+) -> list[Any]:
     """The model output of ``times`` stacked copies of a batch (``total`` samples in all),
     cut into one per copy.
 
     Tensors whose first dimension is ``total`` are cut along it, also inside tuples, lists
-    and dicts; every other value inside them (a 0-d loss, a tensor that is not per sample,
+    and dicts, except the model's own parameters and buffers and views of them (stored in
+    ``state``: a class-weight table returned beside the logits is the model's, whatever its
+    length); every other value inside them (a 0-d loss, a tensor that is not per sample,
     anything else) is the same for every copy. Each copy keeps the output's types: a named
     tuple, an ``OrderedDict``, a HuggingFace ``ModelOutput`` (its attributes too).
+
+    Any other tensor of ``total`` rows is read as per sample: nothing else tells a table
+    that happens to have as many rows from one row per sample (``docs/guarantees.md``).
     """
     if isinstance(output, torch.Tensor):
-        if output.ndim > 0 and output.shape[0] == total:
+        if output.ndim > 0 and output.shape[0] == total and _storage(output) not in state:
             return list(output.chunk(times))
         if not top:
             return [output] * times
@@ -99,13 +128,13 @@ def _split(output: Any, times: int, total: int, top: bool = True) -> list[Any]:
             output.shape,
         )
     if isinstance(output, (list, tuple)):
-        parts = [_split(o, times, total, top=False) for o in output]
+        parts = [_split(o, times, total, False, state) for o in output]
         copies = [[p[i] for p in parts] for i in range(times)]
         if hasattr(output, "_fields"):  # a named tuple
             return [type(output)(*c) for c in copies]
         return [type(output)(c) for c in copies]
     if isinstance(output, dict):
-        split = {k: _split(v, times, total, top=False) for k, v in output.items()}
+        split = {k: _split(v, times, total, False, state) for k, v in output.items()}
         return [_rebuilt(output, {k: v[i] for k, v in split.items()}) for i in range(times)]
     if not top:
         return [output] * times
@@ -161,15 +190,17 @@ def _rebuilt(output: dict[Any, Any], values: dict[Any, Any]) -> dict[Any, Any]:
 @dataclass(frozen=True)
 class PerCopy:
     """A score callable written for a batch of ``batch`` samples, applied to ``times``
-    stacked copies of that batch: called on each copy's output, the scores concatenated."""
+    stacked copies of that batch: called on each copy's output, the scores concatenated.
+    Tensors stored in ``state`` (the model's parameters and buffers) are never cut."""
 
     score: Callable[[Any], torch.Tensor]
     times: int
     batch: int
+    state: frozenset[int] = frozenset()
 
     def __call__(self, output: Any) -> torch.Tensor:
         scores = []
-        for part in _split(output, self.times, self.times * self.batch):
+        for part in _split(output, self.times, self.times * self.batch, True, self.state):
             value = self.score(part)
             check_scores(value, part, self.batch)
             scores.append(value)
@@ -276,13 +307,15 @@ def target_classes(output: Any, target: ClassTarget, batch: int) -> torch.Tensor
     if target.classes is None:
         return logits.detach().argmax(dim=1)
     check_class_shape(target, batch)
-    classes = target.classes.to(logits.device)
-    # a fresh tensor (the caller's may be an inference tensor or an int broadcast)
-    classes = classes.expand(batch).clone() if classes.ndim == 0 else classes.clone()
-    bad = (classes < 0) | (classes >= num_classes)
+    given = target.classes.to(logits.device)
+    given = given.expand(batch) if given.ndim == 0 else given
+    # a fresh tensor (the caller's may be an inference tensor or an int broadcast), in range
+    # until the check is read, so that no kernel indexes outside the logits
+    classes = given.clamp(0, num_classes - 1)
+    bad = classes != given
     outputs = logits.shape[1]
 
-    def action(flags: list[bool]) -> None:
+    def action(flags: list[float]) -> None:
         if any(flags):
             raise InvalidArgumentError(
                 f"target: expected class indices in [0, {num_classes}) for a model with "
@@ -291,11 +324,9 @@ def target_classes(output: Any, target: ClassTarget, batch: int) -> torch.Tensor
                 + f", got {sorted({c for c, b in zip(given.tolist(), flags) if b})}"
             )
 
-    given = classes
     with deferred_checks() as checks:  # read at the end of the call
         checks.add(bad, action)
-    # in range until then, so that no kernel indexes outside the logits
-    return classes.clamp(0, num_classes - 1)
+    return classes
 
 
 def target_scores(

@@ -67,14 +67,15 @@ def box_sum(t: torch.Tensor, kernel_size: int) -> torch.Tensor:
         return t
     spatial = t.ndim - 2
     pad = kernel_size // 2
-    # Pad explicitly: pooling refuses maps smaller than the kernel even when padded.
-    padded = F.pad(t, [pad, pad] * spatial)
+    # 2-D pooling pads with zeros itself (one kernel); 3-D pooling refuses maps smaller
+    # than the kernel even when padded, so volumes are padded explicitly.
     if spatial == 1:
         return F.avg_pool2d(
-            padded.unsqueeze(-1), (kernel_size, 1), stride=1, divisor_override=1
+            t.unsqueeze(-1), (kernel_size, 1), stride=1, padding=(pad, 0), divisor_override=1
         ).squeeze(-1)
     if spatial == 2:
-        return F.avg_pool2d(padded, kernel_size, stride=1, divisor_override=1)
+        return F.avg_pool2d(t, kernel_size, stride=1, padding=pad, divisor_override=1)
+    padded = F.pad(t, [pad, pad] * spatial)
     return F.avg_pool3d(padded, kernel_size, stride=1, divisor_override=1)
 
 

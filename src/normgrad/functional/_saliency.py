@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -162,12 +163,47 @@ def layer_maps_to_saliency(
     layer_maps: list[torch.Tensor] = []
     informative: list[torch.Tensor] = []
     for raw in raw_maps:
-        constant = is_constant(raw)
-        normalised = min_max_normalize(upsample(scale_to_unit(raw), size))
-        view = (-1,) + (1,) * (normalised.ndim - 1)
-        normalised = torch.where(constant.view(view), torch.zeros_like(normalised), normalised)
+        normalised, constant = _normalised_layer(raw, size)
         layer_maps.append(normalised)
         informative.append(~constant)
     if len(layer_maps) == 1:
         return layer_maps[0], layer_maps, informative
-    return fuse_geometric_mean(layer_maps, informative), layer_maps, informative
+    return _fused(layer_maps, informative), layer_maps, informative
+
+
+def _normalised_layer(raw: torch.Tensor, size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``min_max_normalize(upsample(scale_to_unit(raw), size))``, zero where ``raw`` is
+    constant, and ``is_constant(raw)``, with four kernels on maps of the input's size.
+
+    The extrema of ``raw`` are read once: dividing by a positive number is monotone in
+    floating point, so the extrema of the unit map are those of ``raw`` divided by its
+    scale, exactly. Upsampling keeps the unit map in ``[-1, 1]``, where min-max
+    normalisation needs no second scaling. A constant sample is divided by infinity."""
+    low, high = _per_sample_extrema(raw)
+    scale = torch.maximum(high, -low)  # the largest magnitude, as low <= high
+    scale = scale + (scale == 0)  # an all-zero sample stays zero
+    unit = raw / scale
+    if torch.finfo(raw.dtype).bits < 32:  # checked in float32 (see is_constant)
+        constant = is_constant(raw)
+    else:
+        tol = min(_CONSTANT_ULPS * torch.finfo(raw.dtype).eps, _CONSTANT_CAP)
+        constant = ((high - low) / scale <= tol).flatten()
+    up = upsample(unit, size)
+    low, high = _per_sample_extrema(up)
+    spread = high - low
+    view = (-1,) + (1,) * (up.ndim - 1)
+    divisor = spread.masked_fill(constant.view(view) | (spread == 0), math.inf)
+    return (up - low) / divisor, constant
+
+
+def _fused(maps: Sequence[torch.Tensor], informative: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``fuse_geometric_mean(maps, informative)`` for normalised layer maps, which are all
+    zero where not informative: such a map becomes all one (log 0, neutral) by one addition,
+    unless no map of the sample is informative (its mean is then exp(-inf) = 0)."""
+    stacked = torch.stack(list(maps))
+    keep = torch.stack(list(informative))
+    count = keep.sum(dim=0)
+    neutral = ~keep & (count > 0)
+    view = keep.shape + (1,) * (stacked.ndim - 2)
+    logs = (stacked + neutral.view(view)).log_()
+    return (logs.sum(dim=0) / count.clamp_min(1).view(view[1:])).exp_()

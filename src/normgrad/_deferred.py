@@ -23,37 +23,41 @@ from types import TracebackType
 
 import torch
 
-Action = Callable[[list[bool]], None]
-"""What to do about a check: called with its flags (flattened, as Python bools)."""
+Action = Callable[[list[float]], None]
+"""What to do about a check: called with its values (flattened, as Python numbers: a bool
+flag reads as 0 or 1, a value of a float tensor as itself, so a check may hand over the
+values it judges, a score say, and decide on the host with ``math.isfinite``)."""
 
 _local = threading.local()
 
 
 class Deferred:
-    """The checks of one call, read once by [`settle`][normgrad._model.deferred.Deferred.settle]."""
+    """The checks of one call, read once by [`settle`][normgrad._deferred.Deferred.settle]."""
 
     def __init__(self) -> None:
         self._checks: list[tuple[torch.Tensor | None, Action]] = []
 
     def add(self, flags: torch.Tensor | None, action: Action) -> None:
-        """Run ``action`` on ``flags`` (any shape, bool) once they are read; ``None``: no
-        flags (an action, a warning say, kept in its place among the checks)."""
+        """Run ``action`` on ``flags`` (any shape; bool, or the float values to judge) once
+        they are read; ``None``: no flags (an action, a warning say, kept in its place among
+        the checks)."""
         self._checks.append((None if flags is None else flags.detach().reshape(-1), action))
 
-    def _read(self) -> list[bool]:
+    def _read(self) -> list[float]:
         tensors = [f for f, _ in self._checks if f is not None]
         if not tensors:
             return []
         device = tensors[0].device
-        together = torch.cat([t.to(device=device, dtype=torch.bool) for t in tensors])
-        values: list[bool] = together.tolist()  # the one read of the call
+        # one tensor of the widest dtype among them (bools read as 0 and 1, values kept)
+        together = torch.cat([t.to(device) for t in tensors])
+        values: list[float] = together.tolist()  # the one read of the call
         return values
 
     def settle(self) -> None:
         """Read every flag at once, then run the actions in order."""
         self._run(self._read())
 
-    def _run(self, values: list[bool]) -> None:
+    def _run(self, values: list[float]) -> None:
         checks, self._checks = self._checks, []
         start = 0
         for flags, action in checks:
