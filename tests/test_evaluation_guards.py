@@ -374,3 +374,53 @@ def test_resuming_with_another_model_class_of_the_same_weights_is_refused(tmp_pa
         in str(error.value)
     )
     assert "model weights (" not in str(error.value)
+
+
+def _heads(model: nn.Module, heads: int) -> None:
+    model.attention = nn.MultiheadAttention(16, 4, batch_first=True)  # unused by forward
+    with torch.no_grad():
+        for p in model.attention.parameters():
+            p.copy_(torch.linspace(-1, 1, p.numel()).view(p.shape))
+    model.attention.num_heads, model.attention.head_dim = heads, 16 // heads
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (lambda m: setattr(m, "relu2", nn.LeakyReLU(0.3)), "relu2 type"),
+        (lambda m: setattr(m, "pool", nn.AdaptiveMaxPool2d(1)), "pool type"),
+        (lambda m: setattr(m.bn1, "eps", 0.1), "bn1 settings"),
+        (lambda m: setattr(m.conv2, "padding_mode", "reflect"), "conv2 settings"),
+        (lambda m: setattr(m, "scale", 2.0), "the model itself scale (2.0 here, None"),
+        (lambda m: setattr(m, "mask", torch.ones(3)), "model weights (mask)"),
+        (lambda m: _heads(m, 2), "attention num_heads (2 here, 4 in the file)"),
+    ],
+)
+def test_resuming_with_other_modules_of_the_same_weights_is_refused(
+    tmp_path: Any, change: Any, named: str
+) -> None:
+    """Another activation, pooling, eps, padding mode, number of heads or attribute
+    changes the maps with the same weights: refused, naming the module."""
+    path = tmp_path / "records.csv"
+    first = _model()
+    first.scale = None  # type: ignore[assignment]
+    first.mask = torch.zeros(3)
+    _heads(first, 4)
+    explainers = {"NormGrad": normgrad.NormGrad(first, "conv2")}
+    normgrad.evaluate(first, explainers, _data(), tolerance=3, progress=False, records=path)
+    again = normgrad.evaluate(first, explainers, _data(), tolerance=3, progress=False, records=path)
+    assert again.rows[0].total == 6  # the same model: resumed
+    changed = _model()
+    changed.scale = None  # type: ignore[assignment]
+    changed.mask = torch.zeros(3)
+    _heads(changed, 4)
+    change(changed)
+    counting = _Counting(changed)
+    with pytest.raises(normgrad.InvalidArgumentError) as error:
+        normgrad.evaluate(
+            changed, {"NormGrad": normgrad.NormGrad(changed, "conv2")}, _data(), tolerance=3,
+            progress=False, records=path,
+        )  # fmt: skip
+    assert "model modules" in str(error.value) or "model weights" in str(error.value)
+    assert named in str(error.value), str(error.value)
+    assert counting.calls == 0

@@ -580,6 +580,10 @@ def test_a_hand_edited_record_is_refused_naming_the_file_and_line(
         ),
         (lambda lines: lines[0][:-5], "line 1: the settings are not valid JSON"),
         (lambda lines: "# normgrad evaluate records v1 {}", "older normgrad (records v1)"),
+        (
+            lambda lines: lines[0].replace("records v3", "records v2"),
+            "older normgrad (records v2)",  # a checksum that missed sign flips, no modules
+        ),
         (lambda lines: lines[0] + "\nimage,method", "line 2: expected the header"),
         (lambda lines: "\n".join([*lines[:3], '"0,oops"x,1', *lines[3:]]), "line 4: not CSV"),
     ],

@@ -10,8 +10,10 @@ differs. They are JSON values, compared for equality:
   named tuples and plain objects by their fields, a submodule of the model by its name,
   nested explainers (SmoothGrad's) the same way. ``batch_size`` is left out: it bounds
   memory and the maps do not depend on it.
-- the model: per parameter and buffer its shape, dtype and an exact integer checksum of its
-  bytes computed on its device (read once for all tensors).
+- the model: its class; per submodule its class, the settings it prints and its public
+  attributes (so another activation, padding mode, eps or number of heads is told apart);
+  per parameter, buffer and tensor attribute its shape, dtype and an exact integer
+  checksum of its bytes computed on its device (read once for all tensors).
 """
 
 from __future__ import annotations
@@ -262,13 +264,48 @@ def _checksum(tensor: torch.Tensor) -> torch.Tensor:
     return total
 
 
+def _structure(
+    model: nn.Module, tensors: list[tuple[str, torch.Tensor]]
+) -> dict[str, dict[str, Any]]:
+    """Every submodule of ``model`` by name: its class, its ``extra_repr()`` (the settings
+    PyTorch's modules print: padding mode, eps, negative slope, ...) and its public
+    attributes (``num_heads``, ``scale``, a function it calls, ...), found generically as
+    for explainers. A tensor attribute is added to ``tensors`` (checksummed with the
+    weights, ``"<module>.<attribute>"``); a device by its type (ranks hold the model on
+    ``cuda:0``, ``cuda:1``, ...). The mode (``training``) is left out: the explainers run
+    the model in eval mode."""
+    names = {id(m): n for n, m in model.named_modules()}
+    out: dict[str, dict[str, Any]] = {}
+    for name, module in model.named_modules():
+        attributes: dict[str, Any] = {}
+        for key, value in sorted(vars(module).items()):
+            if key.startswith("_") or key == "training":
+                continue
+            if isinstance(value, torch.Tensor):
+                tensors.append((f"{name}.{key}" if name else key, value))
+                attributes[key] = "<tensor>"
+            elif isinstance(value, torch.device):
+                attributes[key] = {"device": value.type}
+            else:
+                attributes[key] = _value(value, model, names, {id(module)})
+        out[name] = {
+            "type": _qualname(module),
+            "settings": module.extra_repr(),
+            "attributes": attributes,
+        }
+    return out
+
+
 def model_fingerprint(model: nn.Module) -> dict[str, Any]:
-    """``model``'s class (a wrapper's, ``torch.compile``'s or ``DataParallel``'s, unwrapped)
-    and every parameter and buffer by name: ``[shape, dtype, checksum]``.
+    """``model``'s class (a wrapper's, ``torch.compile``'s or ``DataParallel``'s, unwrapped),
+    every submodule's class and settings (``_structure``) and every parameter, buffer and
+    tensor attribute by name: ``[shape, dtype, checksum]``.
 
     The checksums are computed on each tensor's device and read once per device; the cost is
     a few element-wise passes over the weights' bytes, far less than one batch's passes."""
-    tensors = list(unwrap(model).named_parameters()) + list(unwrap(model).named_buffers())
+    inner = unwrap(model)
+    tensors = list(inner.named_parameters()) + list(inner.named_buffers())
+    modules = _structure(inner, tensors)
     by_device: dict[torch.device, list[tuple[int, torch.Tensor]]] = {}
     for i, (_, tensor) in enumerate(tensors):
         sums = _checksum(tensor)
@@ -281,7 +318,7 @@ def model_fingerprint(model: nn.Module) -> dict[str, Any]:
         name: [list(t.shape), str(t.dtype).replace("torch.", ""), values[i]]
         for i, (name, t) in enumerate(tensors)
     }
-    return {"type": _qualname(unwrap(model)), "tensors": weights}
+    return {"type": _qualname(inner), "modules": modules, "tensors": weights}
 
 
 Path = tuple[Any, ...]
@@ -312,13 +349,30 @@ def _at(value: Any, path: Path) -> Any:
     return value
 
 
+def _module_difference(path: Path, ours: Any, theirs: Any, other: str) -> str:
+    """A submodule's difference, as ``name`` (``"the model itself"`` for the root) and the
+    field that differs, with both values when they are short."""
+    if len(path) < 3:
+        return "all"
+    text = str(path[2]) or "the model itself"
+    if len(path) > 3:
+        field = ".".join(str(k) for k in path[4:]) if path[3] == "attributes" else path[3]
+        a, b = _at(ours, path), _at(theirs, path)
+        text += f" {field}" + (
+            f" ({a!r} here, {b!r} in {other})" if len(repr(a)) + len(repr(b)) < 100 else ""
+        )
+    return text
+
+
 def describe_differences(ours: Mapping[str, Any], theirs: Mapping[str, Any], other: str) -> str:
     """What differs between two evaluations' settings, for a message: a setting by its name,
     an explainer's attribute as ``explainers['name'].attribute`` (with both values when they
-    are short), the model's weights as ``model weights (tensor names)``. ``other`` names
+    are short), the model's submodules as ``model modules (name field (values))``, its
+    weights as ``model weights (tensor names)``. ``other`` names
     where ``theirs`` comes from (``"the file"``, ``"rank 1"``)."""
     found = differences(dict(ours), dict(theirs))
     weights: list[str] = []
+    modules: list[str] = []
     kind = ""
     shown: list[str] = []
     for path in found:
@@ -326,6 +380,8 @@ def describe_differences(ours: Mapping[str, Any], theirs: Mapping[str, Any], oth
             if path[1:2] == ("type",):
                 kind = f"model class ({_at(ours, path)} here, {_at(theirs, path)} in {other})"
             weights += [str(path[2])] if path[1:2] == ("tensors",) and len(path) > 2 else []
+            if path[1:2] == ("modules",):
+                modules.append(_module_difference(path, ours, theirs, other))
             continue
         if path[0] != "explainers" or len(path) < 2:
             shown.append(str(path[0]))
@@ -339,7 +395,11 @@ def describe_differences(ours: Mapping[str, Any], theirs: Mapping[str, Any], oth
         shown.append(text)
     if kind:
         shown.append(kind)
-    if any(p[0] == "model" and p[1:2] != ("type",) for p in found):
+    if modules:
+        names = list(dict.fromkeys(modules))
+        listed = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        shown.append(f"model modules ({listed})")
+    if any(p[0] == "model" and p[1:2] not in (("type",), ("modules",)) for p in found):
         names = list(dict.fromkeys(weights))
         listed = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
         shown.append(f"model weights ({listed})" if listed else "model weights")

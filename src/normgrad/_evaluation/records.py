@@ -28,8 +28,8 @@ from .fingerprint import describe_differences
 from .result import FIELDS, EvaluationResult, MethodScore, Record, records_csv
 from .scoring import RANDOM
 
-_MAGIC = "# normgrad evaluate records v2 "
-_OLD_MAGIC = "# normgrad evaluate records v1 "
+_MAGIC = "# normgrad evaluate records v3 "
+_OLD_MAGICS = ("# normgrad evaluate records v1 ", "# normgrad evaluate records v2 ")
 
 
 def image_order(image: str) -> tuple[int, int, str, str]:
@@ -204,8 +204,9 @@ def _fail(path: Path, line: int, problem: str) -> InvalidArgumentError:
     )
 
 
-def _read(path: Path) -> tuple[dict[str, Any], list[str]]:
-    """A records file's settings and its lines (the first two included)."""
+def _read(path: Path, resuming: bool = True) -> tuple[dict[str, Any], list[str]]:
+    """A records file's settings and its lines (the first two included). A file of an
+    older normgrad whose records have today's columns is read where nothing is resumed."""
     try:
         with path.open(encoding="utf-8", newline="") as f:  # "\r" kept as written
             text = f.read()
@@ -216,12 +217,16 @@ def _read(path: Path) -> tuple[dict[str, Any], list[str]]:
         ) from None
     lines = _lines(text)
     first = lines[0] if lines else text
-    if first.startswith(_OLD_MAGIC):
+    old = next((m for m in _OLD_MAGICS if first.startswith(m)), None)
+    if old is not None and not resuming and old == _OLD_MAGICS[-1]:
+        first = _MAGIC + first[len(old) :]
+    elif old is not None:
         raise InvalidArgumentError(
             f"records: {str(path)!r} was written by an older normgrad (records "
-            "v1), whose header does not hold the explainers' arguments and the model's "
-            "weights, so resuming it cannot be checked; choose another path, or delete "
-            "the file to start again"
+            f"{old.split()[-1]}), whose header does not hold everything that makes the maps "
+            "(the explainers' arguments, the model's modules, a checksum of its weights that "
+            "sees every change), so resuming it cannot be checked; choose another path, or "
+            "delete the file to start again"
         )
     if not first.startswith(_MAGIC):
         raise InvalidArgumentError(
@@ -280,7 +285,7 @@ def read_records(path: str | os.PathLike[str]) -> EvaluationResult:
         confidence and metrics.
     """
     file = Path(path)
-    stated, lines = _read(file)
+    stated, lines = _read(file, resuming=False)
     records = _records(file, lines, None, RANDOM)
     methods = list(dict.fromkeys(r.method for r in records))
     by_image: dict[str, list[Record]] = {}

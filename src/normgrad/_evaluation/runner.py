@@ -112,8 +112,9 @@ def evaluate(
         records: a CSV file to write the per-image records to as batches finish. If it
             exists (an interrupted run with the same settings), its images are not
             explained again: the run continues where it stopped. A file written with other
-            settings, other explainer arguments or other model weights is refused, naming
-            what differs, as is a ``DataLoader`` that shuffles when batches have no ids.
+            settings, other explainer arguments or another model (weights, buffers, or a
+            submodule's class, settings or attributes) is refused, naming what differs, as
+            is a ``DataLoader`` that shuffles when batches have no ids.
             The file is rewritten atomically on resume. With several processes each rank
             writes its own file, ``<name>.rank<r>-of-<W><suffix>``.
         group: the ``torch.distributed`` process group (default: the default group, when
@@ -210,7 +211,7 @@ def evaluate(
                 raise InvalidArgumentError(
                     f"evaluate: rank {other} was called with other {differ} than rank {rank}; "
                     "every rank must pass the same explainers and arguments, and a model of "
-                    "the same weights"
+                    "the same modules and weights"
                 )
     elif error is not None:
         raise error
