@@ -186,3 +186,102 @@ def test_a_waiting_call_holds_nothing() -> None:
         _run([lambda: normgrad.Gradient(a)(_x(1, seed=8), 0), claim_both, explain_b])
     finally:
         a.gate = None
+
+
+def _opposite_nesting(
+    pairs: list[tuple[nn.Module, nn.Module]],
+) -> tuple[list[object], list[torch.Tensor]]:
+    """Each thread explains its outer model with a target that, once every thread holds
+    its outer model (a barrier), explains its inner model: the threads nest in opposite
+    orders. Returns each thread's result (a map or the error's message) and the maps
+    alone."""
+    barrier = threading.Barrier(len(pairs), timeout=TIMEOUT / 4)
+
+    def nested(outer: nn.Module, inner: nn.Module) -> object:
+        def target(output: torch.Tensor) -> torch.Tensor:
+            barrier.wait()
+            normgrad.Gradient(inner)(_x(1, seed=5), 0)
+            return output[:, 1]
+
+        try:
+            return normgrad.Gradient(outer)(_x(2, seed=6), target)
+        except normgrad.InvalidArgumentError as error:
+            return str(error)  # not raised again by _run
+
+    results = _run([lambda o=o, i=i: nested(o, i) for o, i in pairs])
+    alone = [normgrad.Gradient(outer)(_x(2, seed=6), 1) for outer, _ in pairs]
+    return results, alone
+
+
+def test_nested_calls_in_opposite_orders_raise_instead_of_waiting_forever() -> None:
+    """Thread 1 explains A and, from its target, B; thread 2 explains B and, from its
+    target, A. Waiting would never end: the thread whose wait would close the cycle raises,
+    naming what to do, and the other call finishes with its map; both models are left as
+    they were (train mode, no hooks)."""
+    probe = _x(1, seed=99)
+    a, b = (seeded(Head(Backbone(), 3), s) for s in (1, 2))
+    a.train()
+    b.train()
+    before = (snapshot(a, probe), snapshot(b, probe))
+    results, alone = _opposite_nesting([(a, b), (b, a)])
+    errors = [r for r in results if isinstance(r, str)]
+    assert len(errors) == 1, results
+    message = errors[0]
+    assert message.startswith("model: explaining Head") and "wait forever" in message
+    assert "outside the outer call" in message and "'backbone'" in message, message
+    assert any(isinstance(r, torch.Tensor) and torch.equal(r, m) for r, m in zip(results, alone))
+    assert all(m.training for m in (*a.modules(), *b.modules()))
+    assert_unchanged(before[0], snapshot(a, probe))
+    assert_unchanged(before[1], snapshot(b, probe))
+
+
+def test_a_cycle_through_three_threads_and_shared_parts_raises() -> None:
+    """Models sharing parts pairwise (A and C a backbone, C and B a middle block), nested
+    A then C and B then A: the cycle through shared parts is seen; and three threads each
+    nesting the next one's model: the cycle through three threads is seen. Every thread
+    ends, one raising."""
+    backbone = seeded(Backbone(), 1)
+    middle = seeded(Backbone(), 2)
+    a = seeded(Head(backbone, 3), 3)
+    c = seeded(Head(nn.Sequential(backbone, nn.Conv2d(12, 3, 1), middle), 3), 4)
+    b = seeded(Head(nn.Sequential(nn.Conv2d(3, 3, 1), middle), 3), 5)
+    results, alone = _opposite_nesting([(a, c), (b, a)])
+    errors = [r for r in results if isinstance(r, str)]
+    assert len(errors) == 1 and "wait forever" in errors[0], results
+    for result, expected in zip(results, alone):
+        if isinstance(result, torch.Tensor):
+            assert torch.equal(result, expected)
+    d = seeded(Head(Backbone(), 3), 6)
+    e = seeded(Head(Backbone(), 3), 7)
+    f = seeded(Head(Backbone(), 3), 8)
+    results, _ = _opposite_nesting([(d, e), (e, f), (f, d)])
+    errors = [r for r in results if isinstance(r, str)]
+    assert len(errors) == 1 and "wait forever" in errors[0], results
+
+
+def test_a_nested_call_waits_for_a_call_that_can_end() -> None:
+    """A nested call whose model another thread is explaining (not nested, so it ends)
+    waits for it rather than raising."""
+    outer = seeded(Head(Backbone(), 3), 9)
+    inner = seeded(Head(Backbone(), 3), 10)
+    inner_running = threading.Event()
+
+    def slow() -> None:
+        inner_running.set()
+        threading.Event().wait(0.3)  # the nested call starts waiting meanwhile
+
+    def explain_outer() -> torch.Tensor:
+        assert inner_running.wait(TIMEOUT / 4)
+
+        def target(output: torch.Tensor) -> torch.Tensor:
+            normgrad.Gradient(inner)(_x(1, seed=11), 0)
+            return output[:, 0]
+
+        return normgrad.Gradient(outer)(_x(1, seed=12), target)
+
+    inner.gate = slow
+    try:
+        results = _run([lambda: normgrad.Gradient(inner)(_x(1, seed=13), 0), explain_outer])
+    finally:
+        inner.gate = None
+    assert all(isinstance(r, torch.Tensor) for r in results)
