@@ -163,12 +163,16 @@ def test_token_layouts_are_told_apart() -> None:
 
 
 def _literal_checksum(data: bytes) -> list[int]:
-    """The checksum written out: the bytes as unsigned little-endian 16-bit pieces (single
-    bytes when their count is odd), the polynomial sum p_j * base**j modulo each prime."""
+    """The checksum written out: the bytes as signed little-endian 16-bit pieces (unsigned
+    single bytes when their count is odd), the polynomial sum p_j * base**j modulo each
+    prime."""
     from normgrad._evaluation.fingerprint import _BASES, _MODULI
 
     width = 2 if len(data) % 2 == 0 else 1
-    pieces = [int.from_bytes(data[i : i + width], "little") for i in range(0, len(data), width)]
+    pieces = [
+        int.from_bytes(data[i : i + width], "little", signed=width == 2)
+        for i in range(0, len(data), width)
+    ]
     return [
         sum(p * pow(base, j, prime) for j, p in enumerate(pieces)) % prime
         for base, prime in zip(_BASES, _MODULI)

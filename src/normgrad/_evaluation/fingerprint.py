@@ -221,13 +221,13 @@ def _tables(device: torch.device, row: int, block: int) -> tuple[torch.Tensor, t
 def _checksum(tensor: torch.Tensor) -> torch.Tensor:
     r"""A checksum of ``tensor``'s bytes, on its device: an int64 tensor ``(2,)``.
 
-    The bytes are cut into pieces $p_0, p_1, \dots$ (16-bit little-endian words read as
-    unsigned, or single bytes when their count is odd) and each value is the polynomial
+    The bytes are cut into pieces $p_0, p_1, \dots$ (16-bit little-endian signed words, or
+    single unsigned bytes when their count is odd) and each value is the polynomial
     $\sum_j p_j \, b^j \bmod q$ for two primes $q$ below $2^{31}$, each with a base $b$
     that is a primitive root of $q$ (drawn from sha256, nothing special about it).
 
     - A change of one piece (any bit flip, one value's sign, one value anywhere) always
-      changes both values: the change is $d \, b^j$ with $0 < |d| < q$ and $b^j$
+      changes both values: the change is $d \, b^j$ with $0 < |d| < 2^{16} < q$ and $b^j$
       invertible modulo $q$.
     - Any other change (several signs, a permutation of values) changes a non-zero
       polynomial of $b$, which vanishes at the fixed bases only by chance (a polynomial of
@@ -254,10 +254,13 @@ def _checksum(tensor: torch.Tensor) -> torch.Tensor:
     moduli = torch.tensor(_MODULI, dtype=torch.int64, device=device)
     total = torch.zeros(2, dtype=torch.int64, device=device)
     for start in range(0, pieces.numel(), _BLOCK):
-        part = pieces[start : start + _BLOCK].to(torch.int32) & 0xFFFF
-        rows = nn.functional.pad(part, (0, -part.numel() % _ROW)).view(-1, _ROW)
-        sums = (rows.to(torch.float64) @ within).to(torch.int64) % moduli  # exact: < 2**53
-        weighted = (sums * across[: rows.shape[0]] % moduli).sum(0) % moduli
+        part = pieces[start : start + _BLOCK].to(torch.float64)
+        whole = part.numel() // _ROW * _ROW
+        sums = [part[:whole].view(-1, _ROW) @ within]  # exact: below 2**53
+        if whole < part.numel():  # the last row, short
+            sums.append((part[whole:] @ within[: part.numel() - whole]).view(1, 2))
+        rows = torch.cat(sums).to(torch.int64) % moduli
+        weighted = (rows * across[: rows.shape[0]] % moduli).sum(0) % moduli
         first = [pow(b, start, m) for b, m in zip(_BASES, _MODULI)]  # the block's offset
         shift = torch.tensor(first, dtype=torch.int64, device=device)
         total = (total + weighted * shift % moduli) % moduli
