@@ -8,6 +8,7 @@ from typing import Optional
 
 import torch
 
+from .._deferred import deferred_checks
 from .._errors import InvalidArgumentError
 from ._maps import as_maps
 from ._objects import object_lists
@@ -137,14 +138,19 @@ def energy_pointing_game(saliency: torch.Tensor, regions: Regions) -> torch.Tens
     inside = torch.zeros(n, dtype=dtype, device=maps.device)
     if sums:
         inside[torch.tensor(owners, device=maps.device)] = torch.cat(sums)
-    if not bool(torch.isfinite(total).all()):  # NaN and +inf reach the total
-        bad = int((~torch.isfinite(total)).sum())
-        raise InvalidArgumentError(
-            f"saliency: expected maps without NaN or +inf, got them in {bad} map(s)"
-        )
+    with deferred_checks() as checks:  # NaN and +inf reach the total; read with the others
+        checks.add(total, _refuse_non_finite)
     energy = torch.where(total > 0, inside / total.clamp_min(torch.finfo(dtype).tiny), 0.0)
     nan = torch.full_like(energy, float("nan"))
     return torch.where(present, energy, nan).to(torch.float32)
+
+
+def _refuse_non_finite(totals: list[float]) -> None:
+    bad = sum(1 for v in totals if not math.isfinite(v))
+    if bad:
+        raise InvalidArgumentError(
+            f"saliency: expected maps without NaN or +inf, got them in {bad} map(s)"
+        )
 
 
 Window = Optional[tuple[tuple[slice, ...], Optional[torch.Tensor]]]
@@ -155,15 +161,12 @@ it); None for a sample without regions."""
 def _box_windows(prepared: PreparedRegions) -> list[Window]:
     """The window of each sample's boxes (array order, inclusive pixels) and their union."""
     boxes: list[list[tuple[list[int], list[int]]]] = [[] for _ in range(prepared.shape[0])]
-    rows = zip(
-        prepared.owner.tolist(),
-        prepared.low.long().tolist(),
-        prepared.high.long().tolist(),
-        prepared.valid.tolist(),
-    )
-    for i, low, high, valid in rows:
-        if valid:
-            boxes[i].append((low, high))
+    ndim = prepared.low.shape[1]
+    columns = [prepared.owner[:, None], prepared.low, prepared.high, prepared.valid[:, None]]
+    for row in torch.cat([c.double() for c in columns], dim=1).tolist():  # one read
+        if row[-1]:
+            low = [int(v) for v in row[1 : 1 + ndim]]
+            boxes[int(row[0])].append((low, [int(v) for v in row[1 + ndim : 1 + 2 * ndim]]))
     windows: list[Window] = []
     for sample in boxes:
         if not sample:

@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from .._deferred import deferred_checks
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
 
 # Elements per block when maps are searched for their maximum (see points).
@@ -78,6 +79,15 @@ def points(saliency: torch.Tensor, block: int = _BLOCK_ELEMENTS) -> torch.Tensor
     return first_maxima(as_maps(saliency), block)
 
 
+def _refuse_nan(maxima: list[float]) -> None:
+    bad = sum(1 for v in maxima if math.isnan(v))
+    if bad:
+        raise InvalidArgumentError(
+            f"saliency: expected maps without NaN, got NaN in {bad} map(s); a NaN has no place "
+            "in a ranking, so no point can be chosen"
+        )
+
+
 def first_maxima(maps: torch.Tensor, block: int = _BLOCK_ELEMENTS) -> torch.Tensor:
     """[`points`][normgrad.metrics.points] of maps already read by ``as_maps``
     ``(N, *spatial)``: ``-1`` in every coordinate for a constant map."""
@@ -87,12 +97,9 @@ def first_maxima(maps: torch.Tensor, block: int = _BLOCK_ELEMENTS) -> torch.Tens
     blocks = maps.reshape(n, length // size, size)
     block_max = blocks.amax(dim=2)
     top = block_max.amax(dim=1)
-    if maps.is_floating_point() and bool(torch.isnan(top).any()):
-        bad = int(torch.isnan(top).sum())
-        raise InvalidArgumentError(
-            f"saliency: expected maps without NaN, got NaN in {bad} map(s); a NaN has no place "
-            "in a ranking, so no point can be chosen"
-        )
+    if maps.is_floating_point():  # the maxima are read with the call's other checks
+        with deferred_checks() as checks:
+            checks.add(top, _refuse_nan)
     first = (block_max == top[:, None]).to(torch.uint8).argmax(dim=1)
     chosen = torch.arange(n, device=maps.device) * blocks.shape[1] + first
     values = blocks.reshape(-1, size).index_select(0, chosen)

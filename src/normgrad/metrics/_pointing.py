@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .._checks import check_confidence, check_spacing, check_tolerance
+from .._deferred import deferred_checks
 from .._errors import ArgumentTypeError, InvalidArgumentError, describe
 from .._grid import squared_distances
 from ._maps import as_maps, first_maxima
@@ -199,8 +200,9 @@ class PointingGame:
         """Score a batch and add it; returns its per-sample results (1, 0 or NaN)."""
         maps = as_maps(saliency)
         prepared = prepare_regions(regions, maps.shape, maps.device)
-        results = _points_and_hits(maps, prepared, self.tolerance, self.spacing)[1]
-        self.add(results, prepared.outside_samples())
+        with deferred_checks():  # the maps' check and the counts read together
+            results = _points_and_hits(maps, prepared, self.tolerance, self.spacing)[1]
+            self.add(results, prepared.outside_samples())
         return results
 
     def add(self, results: torch.Tensor, outside: torch.Tensor | None = None) -> None:
@@ -214,7 +216,11 @@ class PointingGame:
         sums = torch.stack(
             [results.nan_to_num(0).double().sum(), counted.sum(), (~counted).sum(), far.sum()]
         )
-        hits, total, skipped, out = (int(v) for v in sums.double().tolist())
+        with deferred_checks() as checks:  # read with the call's checks, after them
+            checks.add(sums.double(), self._count)
+
+    def _count(self, sums: list[float]) -> None:
+        hits, total, skipped, out = (int(v) for v in sums)
         self.hits += hits
         self.total += total
         self.skipped += skipped

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .._checks import check_tolerance
-from ._pointing import spacing_tensor, within
+from .._checks import check_spacing, check_tolerance
+from ._pointing import within
 from ._regions import PreparedRegions, Regions, prepare_regions
 
 
@@ -39,7 +39,7 @@ def random_point_hit_rate(
 
     tol = check_tolerance(tolerance)
     spatial = [int(s) for s in shape]
-    space = spacing_tensor(spacing, len(spatial), torch.device("cpu")).tolist()
+    space = check_spacing(spacing, len(spatial)) or [1.0] * len(spatial)
     count = regions.shape[0] if isinstance(regions, PreparedRegions) else len(regions)
     prepared = prepare_regions(regions, (count, *spatial))
     masks = prepared.to_masks().cpu().numpy()
