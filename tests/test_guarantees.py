@@ -262,6 +262,53 @@ def test_structured_outputs_reach_the_callable_with_their_type(name: str) -> Non
     torch.testing.assert_close(by_callable.saliency, expected.saliency)
 
 
+class TableOut(TinyCNN):
+    """TinyCNN's logits in a ModelOutput beside a table of ``rows`` weights made in the
+    forward pass (not per sample, not a parameter or buffer) and the predicted classes (per
+    sample, integer, no gradient)."""
+
+    def __init__(self, rows: int) -> None:
+        super().__init__()
+        self.rows = rows
+
+    def forward(self, x: torch.Tensor) -> ClassifierOutput:  # type: ignore[override]
+        logits = super().forward(x)
+        table = torch.linspace(0.5, 2.0, self.rows, dtype=x.dtype)
+        return ClassifierOutput(logits=logits, memory=table, attentions=logits.argmax(dim=1))
+
+
+@pytest.mark.parametrize("rows", [4, 6])
+@pytest.mark.parametrize("name", ["smoothgrad", "integrated-gradients"])
+def test_a_table_as_long_as_the_stacked_copies_is_not_cut(name: str, rows: int) -> None:
+    """A table whose length equals N x copies in some run of copies (4: IG's runs of 2
+    copies of 2 images; 6: SmoothGrad's runs of 3) reaches the callable whole, while the
+    per-sample fields are cut: the map equals the one for the same score with the table
+    known beforehand."""
+    model = seeded(TableOut(rows))
+    plain = TinyCNN()
+    plain.load_state_dict(model.state_dict())
+    table = torch.linspace(0.5, 2.0, rows)
+    labels = torch.tensor([1, 0])
+    seen: set[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = set()
+
+    def score(output: ClassifierOutput) -> torch.Tensor:
+        assert output.logits is not None and output.memory is not None
+        assert output.attentions is not None
+        seen.add((output.logits.shape, output.memory.shape, output.attentions.shape))
+        return output.logits[torch.arange(2), labels] * output.memory[labels + 1]
+
+    build: dict[str, Callable[[nn.Module], normgrad.Explainer]] = {
+        "smoothgrad": lambda m: normgrad.SmoothGrad(normgrad.Gradient(m), 4, batch_size=6),
+        "integrated-gradients": lambda m: normgrad.IntegratedGradients(m, steps=5, batch_size=4),
+    }
+    by_callable = build[name](model).explain(_x(), score)
+    assert seen == {((2, 5), (rows,), (2,))}
+    expected = build[name](plain).explain(
+        _x(), lambda out: out[torch.arange(2), labels] * table[labels + 1]
+    )
+    torch.testing.assert_close(by_callable.saliency, expected.saliency)
+
+
 def test_a_copy_of_the_output_keeps_only_its_samples() -> None:
     """Each copy's fields hold that copy's samples, as items and as attributes."""
     from normgrad._model.targets import PerCopy

@@ -20,7 +20,9 @@ from .._model.capture import capture, predicted_classes
 from .._model.diagnosis import check_finite_input
 from .._model.targets import (
     ClassTarget,
+    Lengths,
     ResolvedTarget,
+    ScoreTarget,
     Target,
     check_class_shape,
     resolve_target,
@@ -43,11 +45,22 @@ def _fix_target(model: torch.nn.Module, x: torch.Tensor, target: Target) -> Reso
     return resolved
 
 
-def _chunks(total: int, batch: int, per_chunk: int) -> Iterator[tuple[int, int]]:
-    """Split ``total`` copies of a batch of ``batch`` samples into runs of whole copies."""
+def _chunks(
+    total: int, batch: int, per_chunk: int, target: ResolvedTarget
+) -> Iterator[tuple[int, int, ResolvedTarget]]:
+    """Split ``total`` copies of a batch of ``batch`` samples into runs of whole copies,
+    each with ``target`` repeated for its copies.
+
+    A callable target is called on each copy's part of the output; which of the output's
+    tensors are per sample is read from the batch alone: the first copy runs alone, and
+    the lengths of the tensors it outputs are the batch's (``targets._split``). So a table
+    of fixed length returned beside the logits is never cut, whatever its length."""
     copies = max(1, per_chunk // batch)
-    for start in range(0, total, copies):
-        yield start, min(total, start + copies)
+    seen: Lengths | None = {} if isinstance(target, ScoreTarget) and copies > 1 else None
+    bounds = [0, 1] if seen is not None and total > 1 else [0]
+    bounds += [*range(bounds[-1] + copies, total, copies), total]
+    for start, stop in zip(bounds, bounds[1:]):
+        yield start, stop, target.repeat(stop - start, batch, seen)
 
 
 _MASK64 = (1 << 64) - 1
@@ -183,9 +196,8 @@ class SmoothGrad(Explainer):
             )
 
         total: torch.Tensor | None = None
-        for start, stop in _chunks(self.n_samples, batch, self.batch_size):
+        for start, stop, repeated in _chunks(self.n_samples, batch, self.batch_size, fixed):
             noisy = torch.cat([x.detach() + sigma * noise(k) for k in range(start, stop)])
-            repeated = fixed.repeat(stop - start, batch, self.model)
             result = self.explainer.explain(noisy, repeated.argument)
             if result.classes is not None:
                 classes = result.classes[:batch]
@@ -280,16 +292,10 @@ class IntegratedGradients(Explainer):
         batch = x.shape[0]
         total = torch.zeros_like(x)
         classes: torch.Tensor | None = None
-        for start, stop in _chunks(self.steps, batch, self.batch_size):
+        for start, stop, repeated in _chunks(self.steps, batch, self.batch_size, fixed):
             alphas = self.alphas[start:stop]
             points = torch.cat([baseline + a * delta for a in alphas])
-            result = capture(
-                self.model,
-                points,
-                [],
-                fixed.repeat(stop - start, batch, self.model),
-                input_gradient=True,
-            )
+            result = capture(self.model, points, [], repeated, input_gradient=True)
             assert result.input_gradient is not None
             classes = result.classes[:batch] if result.classes is not None else None
             grads = result.input_gradient.view(stop - start, *x.shape)

@@ -38,9 +38,7 @@ class ClassTarget:
 
     classes: torch.Tensor | None = None
 
-    def repeat(
-        self, times: int, batch: int, model: torch.nn.Module | None = None
-    ) -> ClassTarget:
+    def repeat(self, times: int, batch: int, seen: Lengths | None = None) -> ClassTarget:
         """The target of a batch of ``batch`` samples repeated ``times`` along its first
         dimension."""
         if self.classes is None or self.classes.ndim == 0:
@@ -64,15 +62,14 @@ class ScoreTarget:
 
     score: Callable[[Any], torch.Tensor]
 
-    def repeat(
-        self, times: int, batch: int, model: torch.nn.Module | None = None
-    ) -> ScoreTarget:
+    def repeat(self, times: int, batch: int, seen: Lengths | None = None) -> ScoreTarget:
         """The target of a batch of ``batch`` samples repeated ``times``: the callable is
         called on each copy's part of the output (``batch`` samples, as its author wrote it
-        for); a parameter or buffer of ``model`` in the output is never cut (``_split``)."""
-        if times == 1:
+        for). ``seen``: the lengths of the output's tensors for the batch alone, recorded
+        by the first call with ``times == 1`` and read by the others (see ``_split``)."""
+        if times == 1 and seen is None:
             return self
-        return ScoreTarget(PerCopy(self.score, times, batch, model_state(model)))
+        return ScoreTarget(PerCopy(self.score, times, batch, seen))
 
     def fixed(self, classes: torch.Tensor | None) -> ResolvedTarget:
         return self
@@ -85,40 +82,50 @@ class ScoreTarget:
 ResolvedTarget = Union[ClassTarget, ScoreTarget]
 
 
-def model_state(model: torch.nn.Module | None) -> frozenset[int]:
-    """Where the parameters and buffers of ``model`` are stored (their storages' addresses;
-    none for a tensor without storage or with no element)."""
-    found: set[int] = set()
-    for tensor in (*model.parameters(), *model.buffers()) if model is not None else ():
-        found.add(_storage(tensor))
-    return frozenset(found - {0})
+Lengths = dict[tuple[Any, ...], int]
+"""The first dimension of each tensor of a model output (by its path of keys and indices)."""
 
 
-def _storage(tensor: torch.Tensor) -> int:
-    try:
-        return int(tensor.untyped_storage().data_ptr())
-    except (RuntimeError, NotImplementedError):  # sparse, nested, functorch wrappers
-        return 0
+def _record(output: Any, seen: Lengths, path: tuple[Any, ...] = ()) -> None:
+    """Record in ``seen`` the first dimension of every tensor of ``output``."""
+    if isinstance(output, torch.Tensor):
+        seen[path] = output.shape[0] if output.ndim > 0 else -1
+    elif isinstance(output, (list, tuple)):
+        for i, value in enumerate(output):
+            _record(value, seen, (*path, i))
+    elif isinstance(output, dict):
+        for key, value in output.items():
+            _record(value, seen, (*path, key))
 
 
 def _split(
-    output: Any, times: int, total: int, top: bool = True, state: frozenset[int] = frozenset()
+    output: Any,
+    times: int,
+    total: int,
+    top: bool = True,
+    seen: Lengths | None = None,
+    path: tuple[Any, ...] = (),
 ) -> list[Any]:
     """The model output of ``times`` stacked copies of a batch (``total`` samples in all),
     cut into one per copy.
 
     Tensors whose first dimension is ``total`` are cut along it, also inside tuples, lists
-    and dicts, except the model's own parameters and buffers and views of them (stored in
-    ``state``: a class-weight table returned beside the logits is the model's, whatever its
-    length); every other value inside them (a 0-d loss, a tensor that is not per sample,
+    and dicts; every other value inside them (a 0-d loss, a tensor that is not per sample,
     anything else) is the same for every copy. Each copy keeps the output's types: a named
     tuple, an ``OrderedDict``, a HuggingFace ``ModelOutput`` (its attributes too).
 
-    Any other tensor of ``total`` rows is read as per sample: nothing else tells a table
-    that happens to have as many rows from one row per sample (``docs/guarantees.md``).
+    With ``seen``, the lengths of the output's tensors for the batch alone (one copy), a
+    tensor of ``total`` rows is cut only if it had one row per sample there too: a table
+    whose length does not follow the batch (a class-weight buffer of ``total`` rows) is the
+    same for every copy. A tensor ``seen`` does not hold is read by its length alone.
     """
     if isinstance(output, torch.Tensor):
-        if output.ndim > 0 and output.shape[0] == total and _storage(output) not in state:
+        alone = total // times
+        if (
+            output.ndim > 0
+            and output.shape[0] == total
+            and (seen is None or seen.get(path, alone) == alone)
+        ):
             return list(output.chunk(times))
         if not top:
             return [output] * times
@@ -128,13 +135,13 @@ def _split(
             output.shape,
         )
     if isinstance(output, (list, tuple)):
-        parts = [_split(o, times, total, False, state) for o in output]
+        parts = [_split(o, times, total, False, seen, (*path, i)) for i, o in enumerate(output)]
         copies = [[p[i] for p in parts] for i in range(times)]
         if hasattr(output, "_fields"):  # a named tuple
             return [type(output)(*c) for c in copies]
         return [type(output)(c) for c in copies]
     if isinstance(output, dict):
-        split = {k: _split(v, times, total, False, state) for k, v in output.items()}
+        split = {k: _split(v, times, total, False, seen, (*path, k)) for k, v in output.items()}
         return [_rebuilt(output, {k: v[i] for k, v in split.items()}) for i in range(times)]
     if not top:
         return [output] * times
@@ -191,16 +198,21 @@ def _rebuilt(output: dict[Any, Any], values: dict[Any, Any]) -> dict[Any, Any]:
 class PerCopy:
     """A score callable written for a batch of ``batch`` samples, applied to ``times``
     stacked copies of that batch: called on each copy's output, the scores concatenated.
-    Tensors stored in ``state`` (the model's parameters and buffers) are never cut."""
+    With ``seen`` and one copy, the lengths of the output's tensors are recorded in it;
+    with several, they tell which tensors are per sample (``_split``)."""
 
     score: Callable[[Any], torch.Tensor]
     times: int
     batch: int
-    state: frozenset[int] = frozenset()
+    seen: Lengths | None = None
 
     def __call__(self, output: Any) -> torch.Tensor:
+        if self.times == 1:
+            if self.seen is not None:
+                _record(output, self.seen)
+            return self.score(output)
         scores = []
-        for part in _split(output, self.times, self.times * self.batch, True, self.state):
+        for part in _split(output, self.times, self.times * self.batch, True, self.seen):
             value = self.score(part)
             check_scores(value, part, self.batch)
             scores.append(value)
