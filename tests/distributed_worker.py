@@ -189,23 +189,59 @@ def _bad_labels_on_one_rank(rank: int, world: int) -> Any:
     return _timed(rank, lambda m: run(m, _FloatLabels(data) if rank == 1 else data))
 
 
-class _Interrupted:
-    """Data that stops with a KeyboardInterrupt (not caught by evaluate) at its first batch."""
+class _InterruptedAt:
+    """A rank's data that stops with a KeyboardInterrupt at its second batch."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
 
     def __iter__(self) -> Any:
-        raise KeyboardInterrupt
-        yield
+        for step, batch in enumerate(self.data):
+            if step == 1:
+                raise KeyboardInterrupt
+            yield batch
+
+
+def _interrupted_in_its_data(rank: int, world: int) -> Any:
+    """Rank 1 is interrupted in its data loop and catches it (a notebook), staying alive and
+    calling nothing more for a while: rank 0 must raise its cause at once, not wait in the
+    final gather for gloo's timeout."""
+    data = _sharded(rank, world, with_ids=True)
+
+    def call(m: torch.nn.Module) -> Any:
+        try:
+            run(m, _InterruptedAt(data) if rank == 1 else data)
+        except KeyboardInterrupt:
+            time.sleep(5)  # alive, in no collective
+            raise RuntimeError("KeyboardInterrupt caught") from None
+
+    return _timed(rank, call)
 
 
 def _calls_cross(rank: int, world: int) -> Any:
-    """Rank 1 is interrupted out of an evaluate, catches it and starts the next one while
-    rank 0 waits for the first one's records: the two calls must not pair up."""
+    """Rank 1 is interrupted out of an evaluate right after its settings exchange (outside
+    any step that could tell the others), catches it and starts the next one while rank 0
+    waits at the first one's next exchange: the two calls must not pair up."""
+    from normgrad._evaluation import runner
+
+    real = runner.exchange
+    interrupted: list[bool] = []
+
+    def exchange(*args: Any, **kwargs: Any) -> Any:
+        out = real(*args, **kwargs)
+        if rank == 1 and args[2] == "settings" and not interrupted:
+            interrupted.append(True)
+            raise KeyboardInterrupt
+        return out
 
     def calls(m: torch.nn.Module) -> Any:
+        runner.exchange = exchange  # type: ignore[assignment]
         try:
-            run(m, _Interrupted() if rank == 1 else _sharded(rank, world))
+            run(m, _sharded(rank, world))
         except KeyboardInterrupt:
             run(m, _sharded(rank, world))
+        finally:
+            runner.exchange = real  # type: ignore[assignment]
 
     return _timed(rank, calls)
 
@@ -262,6 +298,7 @@ FAILURES: dict[str, Callable[[int, int], Any]] = {
     "stale records on one rank": _stale_records_on_one_rank,
     "data fails to open": _data_fails_to_open,
     "bad labels on one rank": _bad_labels_on_one_rank,
+    "interrupted in its data": _interrupted_in_its_data,
     "calls cross": _calls_cross,  # the ranks' calls no longer pair up after it
     "restarted": _restarted,  # until the process group is started again
 }

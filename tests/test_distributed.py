@@ -129,9 +129,10 @@ def test_two_processes_equal_one(tmp_path: Path) -> None:
 
 def test_a_failing_rank_stops_every_rank_promptly(tmp_path: Path) -> None:
     """A rank that fails opening its records file or its data, or on a batch, makes every
-    rank raise its cause within seconds (not gloo's timeout); a rank that leaves an evaluate
-    without the others (an uncaught KeyboardInterrupt) and starts the next one is told
-    apart, not paired with the others' earlier call."""
+    rank raise its cause within seconds (not gloo's timeout), as does a rank interrupted in
+    its data that catches the interrupt and lives on; a rank that leaves an evaluate without
+    the others (interrupted between two exchanges) and starts the next one is told apart,
+    not paired with the others' earlier call."""
     results = _spawn(2, list(worker.FAILURES), tmp_path)
     whole = _single_process()
     for rank, result in enumerate(results):
@@ -150,6 +151,14 @@ def test_a_failing_rank_stops_every_rank_promptly(tmp_path: Path) -> None:
                 assert f"rank 1 failed, so rank 0 stops too: {kind}: " in message, message
             if scenario != "bad labels on one rank":
                 assert passes == 0, (rank, scenario)  # failed before any rank's data
+        # an interrupt caught by the interrupted rank reaches the other one at once
+        status, (name, message, seconds, passes) = result["interrupted in its data"]
+        assert status == "ok" and seconds < 45, (rank, seconds)
+        if rank == 0:
+            assert name == "DistributedEvaluationError", message
+            assert "rank 1 failed, so rank 0 stops too: KeyboardInterrupt" in message, message
+        else:
+            assert (name, message) == ("RuntimeError", "KeyboardInterrupt caught")
         status, (name, message, seconds, passes) = result["calls cross"]
         assert status == "ok" and seconds < 45, (rank, seconds)
         assert name == "DistributedEvaluationError", message

@@ -147,7 +147,9 @@ def evaluate(
     end and every rank returns the result of the whole data set, equal to one process
     over all of it. An image id seen twice is an error. Ranks whose explainers, arguments
     or model weights differ, and a rank that fails, make every rank raise (a rank that fails
-    before its data at once; one that fails on a batch when the others finish theirs).
+    before its data at once; one that fails on a batch when the others finish theirs). An
+    interrupt (``KeyboardInterrupt``, ``SystemExit``) counts as a failure: the interrupted
+    rank tells the others, then raises it.
 
     Every argument is checked before the first batch is explained.
 
@@ -198,7 +200,7 @@ def evaluate(
         if records is not None or size > 1:  # the weights are read only where compared
             settings["model"] = model_fingerprint(model)
         settings = json.loads(json.dumps(settings))  # as the records file holds them
-    except Exception as e:
+    except BaseException as e:  # an interrupt too: the other ranks must hear of it
         error = e
     call = next_call(group) if size > 1 else 0
     if size > 1:
@@ -225,7 +227,7 @@ def evaluate(
         indices = sampler_indices(data)
         bar = Progress(progress and rank == 0, batches(data))
         batches_of = iter(data)
-    except Exception as e:
+    except BaseException as e:  # an interrupt too: the other ranks must hear of it
         if size == 1:
             raise
         error = e
@@ -262,7 +264,7 @@ def evaluate(
                 log.append(batch_records)
             mine.extend(batch_records)
             bar.step(step, images)
-    except Exception as e:
+    except BaseException as e:  # an interrupt too: the other ranks must hear of it
         if size == 1:
             raise
         error = e
