@@ -543,6 +543,10 @@ def test_ids_that_only_look_like_numbers_are_ordered() -> None:
         (2, "inf", "hit: expected 1 (hit), 0 (miss) or nothing"),
         (1, "NormGrod", "method: expected one of"),
         (3, "3.5 2", "point: expected an int >= 0"),
+        (3, "7 9 99999 5", "point: expected 2 or 3 coordinates"),
+        (3, "7", "point: expected 2 or 3 coordinates"),
+        (3, "7 9 3", "point: expected 2 coordinates as on line 3"),  # a voxel in a 2-D file
+        (3, "7 99", "point: NormGrad's point 7 99 of image '1' is not a pixel of its map"),
         (6, "0.5", "objects: expected an int >= 0"),
         (9, "inf", "insertion: expected a finite number"),
         (11, "-1.0", "distance: expected a finite number in [0, inf]"),
@@ -736,3 +740,73 @@ def test_an_earlier_run_is_read_back_from_its_records_file(tmp_path: Path) -> No
     path.write_text("\n".join(lines), encoding="utf-8")
     with pytest.raises(normgrad.InvalidArgumentError, match=r"line \d+: distance"):
         normgrad.read_records(path)
+
+
+def test_a_temporary_left_by_a_killed_rewrite_is_cleaned_up(tmp_path: Path) -> None:
+    """A process killed (SIGKILL) while rewriting leaves its temporary beside the file; the
+    next run replaces it and leaves none."""
+    data = _data(2)
+    path = tmp_path / "records.csv"
+    whole = _run(data, records=path)
+    left = tmp_path / ".records.csv.tmp"  # the one temporary a rewrite of the file uses
+    left.write_text(path.read_text()[:100])  # killed half-way
+    assert _canon(_run(data, records=path)) == _canon(whole)
+    assert [p.name for p in tmp_path.iterdir()] == ["records.csv"]
+
+
+def test_a_crash_inside_a_batchs_append_is_resumed_without_duplicates(tmp_path: Path) -> None:
+    """A run killed while appending a batch leaves some of its images complete: the resume
+    explains the batch again but writes only the images the file lacks, so the file never
+    holds an image twice, later resumes explain nothing and read_records equals the run."""
+    data = _data(2)
+    path = tmp_path / "records.csv"
+    whole = _run(data, records=path)
+    rows = path.read_text().count("\n")
+    path.write_text(path.read_text()[:-30])  # the last image's last record cut
+    model = _model()
+    explained: list[int] = []
+    model.register_forward_pre_hook(lambda m, args: explained.append(args[0].shape[0]))
+    for attempt in range(3):
+        explained.clear()
+        resumed = normgrad.evaluate(
+            model, _explainers(model), data, tolerance=2, smoothing_sigma=1.0,
+            progress=False, records=path,
+        )  # fmt: skip
+        assert _canon(resumed) == _canon(whole)
+        assert len(explained) == (1 if attempt == 0 else 0), attempt  # the cut batch, once
+        assert path.read_text().count("\n") == rows
+        images = [r[0] for r in csv.reader(io.StringIO(path.read_text().split("\n", 2)[2]))]
+        assert len(images) == len(whole.records)
+    assert _canon(normgrad.read_records(path)) == _canon(whole)
+
+
+def test_read_records_counts_an_image_written_twice_once(tmp_path: Path) -> None:
+    """A file holding an image's records twice (an older normgrad appended a batch done
+    again in full) is read with each image once."""
+    data = _data(2)
+    path = tmp_path / "records.csv"
+    whole = _run(data, records=path)
+    lines = path.read_text().split("\n")
+    path.write_text("\n".join([*lines[:-1], *lines[-7:-1], ""]))  # the last image again
+    assert _canon(normgrad.read_records(path)) == _canon(whole)
+    assert _canon(_run(data, records=path)) == _canon(whole)
+
+
+def test_points_of_another_number_of_dimensions_than_the_data_are_refused(
+    tmp_path: Path,
+) -> None:
+    """A file whose points are all voxels (the same count on every line) is refused when
+    the data's maps are 2-D, naming the file and the line."""
+    path = tmp_path / "records.csv"
+    _run(_data(1), records=path)
+    lines = path.read_text().split("\n")
+    for i in range(2, len(lines)):
+        row = next(csv.reader([lines[i]]), None)
+        if row and row[3]:
+            row[3] += " 0"
+            lines[i] = ",".join(row)
+    path.write_text("\n".join(lines))
+    with pytest.raises(normgrad.InvalidArgumentError) as error:
+        _run(_data(1), records=path)
+    assert f"records: {str(path)!r} line 3: point: " in str(error.value), str(error.value)
+    assert "is not a pixel of its map, of shape (16, 16)" in str(error.value)

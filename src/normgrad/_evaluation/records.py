@@ -15,7 +15,6 @@ import json
 import math
 import os
 import stat
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -153,6 +152,10 @@ def _record(row: list[str], methods: Sequence[str] | None, random: str | None) -
             raise _BadLine(f"hit: expected 1 (hit), 0 (miss) or nothing (not counted), got {hit!r}")
         chance = float(hit) if hit else math.nan
         pixel = tuple(_count(v, "point") for v in point.split(" "))
+        if len(pixel) not in (2, 3):
+            raise _BadLine(
+                f"point: expected 2 or 3 coordinates (a pixel or a voxel), got {point!r}"
+            )
     found = []
     for detection in detections.split(" ") if detections else ():
         score, _, positive = detection.partition(":")
@@ -243,11 +246,14 @@ def _read(path: Path, resuming: bool = True) -> tuple[dict[str, Any], list[str]]
 
 def _records(
     path: Path, lines: list[str], methods: Sequence[str] | None, random: str | None
-) -> list[Record]:
-    """The records of a file's lines, each checked (any method where ``methods`` is None)."""
+) -> tuple[list[Record], list[int]]:
+    """The records of a file's lines, each checked (any method where ``methods`` is None),
+    and the line of each; every point has as many coordinates as the first."""
     if len(lines) > 1 and lines[1] != ",".join(FIELDS) + "\n":
         raise _fail(path, 2, f"expected the header {','.join(FIELDS)}, got {lines[1]!r}")
-    out = []
+    out: list[Record] = []
+    where: list[int] = []
+    first: tuple[int, int] | None = None  # the first point's coordinates and line
     source = iter(lines[2:])
     reader = csv.reader(source, strict=True)
     while True:
@@ -261,10 +267,35 @@ def _records(
                 break  # a record cut off inside a quoted id, at the end
             raise _fail(path, line, f"not CSV ({e})") from None
         try:
-            out.append(_record(row, methods, random))
+            record = _record(row, methods, random)
         except _BadLine as e:
             raise _fail(path, line, str(e)) from None
-    return out
+        if record.point is not None:
+            first = first or (len(record.point), line)
+            if len(record.point) != first[0]:
+                raise _fail(
+                    path, line, f"point: expected {first[0]} coordinates as on line "
+                    f"{first[1]}, got {len(record.point)} ({row[3]!r})",
+                )  # fmt: skip
+        out.append(record)
+        where.append(line)
+    return out, where
+
+
+def _complete(
+    records: Sequence[Record], lines: Sequence[int], methods: Sequence[str]
+) -> tuple[dict[str, list[Record]], dict[str, int]]:
+    """The images every method recorded, each with one record per method (the last written:
+    a file of an older normgrad may hold an image twice), in the order of ``methods``, and
+    the line of each image's first record."""
+    by_image: dict[str, dict[str, Record]] = {}
+    first: dict[str, int] = {}
+    for record, line in zip(records, lines):
+        by_image.setdefault(record.image, {})[record.method] = record
+        first.setdefault(record.image, line)
+    wanted = set(methods)
+    done = {image: [rs[m] for m in methods] for image, rs in by_image.items() if set(rs) == wanted}
+    return done, {image: first[image] for image in done}
 
 
 def read_records(path: str | os.PathLike[str]) -> EvaluationResult:
@@ -286,13 +317,10 @@ def read_records(path: str | os.PathLike[str]) -> EvaluationResult:
     """
     file = Path(path)
     stated, lines = _read(file, resuming=False)
-    records = _records(file, lines, None, RANDOM)
+    records, where = _records(file, lines, None, RANDOM)
     methods = list(dict.fromkeys(r.method for r in records))
-    by_image: dict[str, list[Record]] = {}
-    for r in records:
-        by_image.setdefault(r.image, []).append(r)
-    complete = [rs for rs in by_image.values() if {r.method for r in rs} == set(methods)]
-    kept = sort_records([r for rs in complete for r in rs], methods)
+    complete, _ = _complete(records, where, methods)
+    kept = sort_records([r for rs in complete.values() for r in rs], methods)
     confidence, metrics = float(stated["confidence"]), tuple(stated.get("metrics", ()))
     interval = [m != RANDOM for m in methods]
     rows = table(kept, methods, interval, confidence, metrics)
@@ -314,6 +342,7 @@ class RecordFile:
         self.settings = json.loads(json.dumps(settings))
         self.methods = list(methods)
         self.done: dict[str, list[Record]] = {}
+        self.lines: dict[str, int] = {}  # the line of each image done, for messages
         if self.path.exists() and self.path.stat().st_size > 0:
             self._load()
         self._rewrite()
@@ -328,29 +357,48 @@ class RecordFile:
                 "weights and arguments, or choose another path"
             )
         random = RANDOM if RANDOM in self.methods else None
-        by_image: dict[str, list[Record]] = {}
-        for record in _records(self.path, lines, self.methods, random):
-            by_image.setdefault(record.image, []).append(record)
-        wanted = set(self.methods)
-        self.done = {
-            image: rs
-            for image, rs in by_image.items()
-            if {r.method for r in rs} == wanted and len(rs) == len(wanted)
-        }
+        records, where = _records(self.path, lines, self.methods, random)
+        self.done, self.lines = _complete(records, where, self.methods)
+
+    def check_points(self, images: Sequence[str], shape: Sequence[int]) -> None:
+        """Refuse the file's points of ``images`` unless each is a pixel of a map of
+        ``shape`` (the batch's spatial shape): a file edited by hand, or of other data."""
+        for image in images:
+            for r in self.done.get(image, ()):
+                if r.point is None:
+                    continue
+                if len(r.point) != len(shape) or any(
+                    not 0 <= p < n for p, n in zip(r.point, shape)
+                ):
+                    raise _fail(
+                        self.path, self.lines[image], f"point: {r.method}'s point "
+                        f"{' '.join(map(str, r.point))} of image {image!r} is not a pixel of "
+                        f"its map, of shape {tuple(shape)} (the data's images)",
+                    )  # fmt: skip
 
     def _rewrite(self) -> None:
         """Write the header and the records kept to a temporary file beside the file, then
         replace the file with it in one step: a crash at any point leaves the old file or
-        the new one, never a part of either."""
+        the new one, never a part of either. The temporary has one name per file,
+        ``.<name>.tmp``: one left by a process killed while rewriting is removed here."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         kept = [r for rs in self.done.values() for r in rs]
         text = _MAGIC + json.dumps(self.settings, sort_keys=True) + "\n" + records_csv(kept)
-        handle, temporary = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
-        )
+        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        old = self.path.stat().st_mode if self.path.exists() else 0o644
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)  # left by a killed rewrite
         try:
-            old = self.path.stat().st_mode if self.path.exists() else 0o644
-            os.chmod(temporary, stat.S_IMODE(old))  # mkstemp made it private
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+            handle = os.open(temporary, flags, stat.S_IMODE(old))
+        except FileExistsError:
+            raise InvalidArgumentError(
+                f"records: {str(self.path)!r} is being rewritten by another process at the "
+                f"same time ({str(temporary)!r} appeared); two runs cannot share a records "
+                "file: give each its own path"
+            ) from None
+        try:
+            os.chmod(temporary, stat.S_IMODE(old))  # whatever the umask
             with os.fdopen(handle, "w", encoding="utf-8", newline="") as f:
                 f.write(text)
                 f.flush()
@@ -361,11 +409,19 @@ class RecordFile:
                 os.unlink(temporary)
             raise
 
-    def append(self, records: Sequence[Record]) -> None:
-        """Add one batch's records (one write, flushed)."""
-        with self.path.open("a", encoding="utf-8", newline="") as f:
-            f.write(records_csv(records, header=False))
-            f.flush()
-            os.fsync(f.fileno())
-        for r in records:
+    def append(self, records: Sequence[Record]) -> list[Record]:
+        """Add one batch's records (one write, flushed), but for the images the file already
+        holds whole (a batch stopped part-way while being appended, done again): those keep
+        the file's records. Returns the batch's records as the file now holds them."""
+        fresh = [r for r in records if r.image not in self.done]
+        out: list[Record] = []
+        for image in dict.fromkeys(r.image for r in records):
+            out += self.done.get(image, [r for r in fresh if r.image == image])
+        if fresh:
+            with self.path.open("a", encoding="utf-8", newline="") as f:
+                f.write(records_csv(fresh, header=False))
+                f.flush()
+                os.fsync(f.fileno())
+        for r in fresh:
             self.done.setdefault(r.image, []).append(r)
+        return out

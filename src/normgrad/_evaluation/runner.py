@@ -249,6 +249,8 @@ def evaluate(
                 check_order(data, log is not None)
                 ids = [str(indices[images + i] if indices else images + i) for i in range(n)]
             images += n
+            if log is not None:
+                log.check_points(ids, x.shape[2:])
             if log is not None and all(i in log.done for i in ids):
                 mine.extend(r for i in ids for r in log.done[i])
                 bar.step(step, images)
@@ -260,8 +262,8 @@ def evaluate(
                 kernel_size=smoothing_kernel_size, baselines=baselines,
                 metrics=chosen, peaks=peaks, deletion_options=deletion,
             )  # fmt: skip
-            if log is not None:
-                log.append(batch_records)
+            if log is not None:  # images the file holds whole keep their records
+                batch_records = log.append(batch_records)
             mine.extend(batch_records)
             bar.step(step, images)
     except BaseException as e:  # an interrupt too: the other ranks must hear of it
