@@ -810,3 +810,36 @@ def test_points_of_another_number_of_dimensions_than_the_data_are_refused(
         _run(_data(1), records=path)
     assert f"records: {str(path)!r} line 3: point: " in str(error.value), str(error.value)
     assert "is not a pixel of its map, of shape (16, 16)" in str(error.value)
+
+
+class _Explained:
+    """Counts the passes of a model's forward."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.passes = 0
+        model.register_forward_pre_hook(self._count)
+
+    def _count(self, module: torch.nn.Module, args: Any) -> None:
+        self.passes += 1
+
+
+@pytest.mark.parametrize(
+    ("ids", "problem"),
+    [
+        ([[1, 2, 3], ["1", "b", "c"]], "image(s) 1 given more than once (batch 2"),
+        ([["a", "b", "a"], ["c", "d", "e"]], "image(s) a given more than once (batch 1"),
+        ([["a", "b", "c"], ["d", "bad\ud800", "e"]], "the image id 'bad\\ud800' is not valid"),
+    ],
+)
+def test_ids_that_collide_as_text_or_are_not_text_fail_before_their_batch(
+    ids: list[list[Any]], problem: str
+) -> None:
+    """Ids 1 and '1' are one id once written as text; an id with a lone surrogate cannot be
+    written: both are refused before their batch is explained, not after every batch."""
+    data = [(*batch, chosen) for batch, chosen in zip(_data(3), [*ids, ["x", "y", "z"]])]
+    model = _model()
+    explained = _Explained(model)
+    with pytest.raises(normgrad.InvalidArgumentError) as error:
+        normgrad.evaluate(model, _explainers(model), data, progress=False)
+    assert problem in str(error.value), str(error.value)
+    assert explained.passes == (0 if "(batch 1" in problem else 1)  # the first batch at most

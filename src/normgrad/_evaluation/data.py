@@ -58,7 +58,8 @@ def batches(data: Any) -> int | None:
 
 
 def unpack(batch: Any) -> tuple[torch.Tensor, Any, Regions, list[str] | None]:
-    """A batch's images, labels, regions and ids (``None`` when it has none), as text."""
+    """A batch's images, labels, regions and ids (``None`` when it has none), as text; an
+    id that is not valid text (a lone surrogate, from a file name) is refused."""
     if isinstance(batch, (tuple, list)) and len(batch) in (3, 4):
         x, labels, regions = batch[:3]
         ids = batch[3] if len(batch) == 4 else None
@@ -71,7 +72,18 @@ def unpack(batch: Any) -> tuple[torch.Tensor, Any, Regions, list[str] | None]:
             raise InvalidArgumentError(
                 f"data: expected one id per image ({x.shape[0]}), got {len(values)} ids"
             )
-        return x, labels, regions, [str(v) for v in values]
+        texts = [str(v) for v in values]
+        for text in texts:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise InvalidArgumentError(
+                    f"data: the image id {text!r} is not valid text ({e.reason} at "
+                    f"position {e.start}: a lone surrogate), so it cannot be written to a "
+                    "records file or a CSV; give ids that encode as UTF-8 (e.g. decode file "
+                    "names with errors='replace')"
+                ) from None
+        return x, labels, regions, texts
     raise InvalidArgumentError(
         "data: expected batches of (images, labels, regions) or (images, labels, regions, ids), "
         f"got {describe(batch)}"

@@ -235,6 +235,7 @@ def evaluate(
         exchange(None, error, "setup", call, rank, size, group)
     mine: list[Record] = []
     images = 0
+    seen: set[str] = set()  # this rank's ids so far (the ranks' together: at the end)
     try:
         for step, batch in enumerate(batches_of, start=1):
             x, labels, batch_regions, ids = unpack(batch)
@@ -249,6 +250,7 @@ def evaluate(
                 check_order(data, log is not None)
                 ids = [str(indices[images + i] if indices else images + i) for i in range(n)]
             images += n
+            _refuse_repeats(ids, seen, step)
             if log is not None:
                 log.check_points(ids, x.shape[2:])
             if log is not None and all(i in log.done for i in ids):
@@ -331,6 +333,25 @@ def _deletion_settings(options: DeletionOptions) -> dict[str, Any]:
             "sha256": hashlib.sha256(data.numpy().tobytes()).hexdigest(),
         }
     return resolved
+
+
+def _refuse_repeats(ids: list[str], seen: set[str], step: int) -> None:
+    """Refuse a batch whose ids repeat one another or an earlier batch's, before it is
+    explained (the ids as text: ``1`` and ``"1"`` are one id); add them to ``seen``."""
+    repeated: list[str] = []
+    for image in ids:
+        if image in seen:
+            repeated.append(image)
+        seen.add(image)
+    if repeated:
+        twice = sorted(dict.fromkeys(repeated), key=image_order)
+        shown = ", ".join(twice[:5]) + (", ..." if len(twice) > 5 else "")
+        raise InvalidArgumentError(
+            f"data: image(s) {shown} given more than once (batch {step} repeats ids of an "
+            "earlier batch or of itself, compared as text: 1 and '1' are one id); each "
+            "image must be scored once, with an id of its own (DistributedSampler repeats "
+            "images to even out shards: use normgrad.ShardSampler)"
+        )
 
 
 def _refuse_duplicates(records: list[Record], per_image: int) -> None:
