@@ -166,7 +166,7 @@ def _literal_checksum(data: bytes) -> list[int]:
     """The checksum written out: the bytes as signed little-endian 16-bit pieces (unsigned
     single bytes when their count is odd), the polynomial sum p_j * base**j modulo each
     prime."""
-    from normgrad._evaluation.fingerprint import _BASES, _MODULI
+    from normgrad._evaluation.checksum import _BASES, _MODULI
 
     width = 2 if len(data) % 2 == 0 else 1
     pieces = [
@@ -180,9 +180,9 @@ def _literal_checksum(data: bytes) -> list[int]:
 
 
 def _checksum(tensor: torch.Tensor) -> list[int]:
-    from normgrad._evaluation import fingerprint
+    from normgrad._evaluation.checksum import checksum
 
-    return [int(v) for v in fingerprint._checksum(tensor).tolist()]
+    return [int(v) for v in checksum(tensor).tolist()]
 
 
 @settings(deadline=None, max_examples=40)
@@ -194,12 +194,12 @@ def _checksum(tensor: torch.Tensor) -> list[int]:
 def test_the_weight_checksum_equals_the_literal_one(
     values: list[float], dtype: torch.dtype, sizes: tuple[int, int]
 ) -> None:
-    from normgrad._evaluation import fingerprint
+    from normgrad._evaluation import checksum
 
     tensor = torch.tensor(values, dtype=torch.float64).clamp(-1e4, 1e4).to(dtype)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(fingerprint, "_ROW", sizes[0])
-        patch.setattr(fingerprint, "_BLOCK", sizes[1])  # several blocks of rows
+        patch.setattr(checksum, "_ROW", sizes[0])
+        patch.setattr(checksum, "_BLOCK", sizes[1])  # several blocks of rows
         assert _checksum(tensor) == _literal_checksum(tensor.numpy().tobytes())
 
 
