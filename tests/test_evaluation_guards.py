@@ -428,3 +428,17 @@ def test_resuming_with_other_modules_of_the_same_weights_is_refused(
     assert "model modules" in str(error.value) or "model weights" in str(error.value)
     assert named in str(error.value), str(error.value)
     assert counting.calls == 0
+
+
+def test_bookkeeping_attributes_of_a_module_do_not_refuse_a_resume(tmp_path: Any) -> None:
+    """Dicts a model fills as it runs (warnings issued, caches) and the path its weights
+    were loaded from are not settings: a resume with them changed is accepted."""
+    path = tmp_path / "records.csv"
+    model = _model()
+    model.warnings_issued, model.name_or_path = {}, "/old/checkpoint"  # as HF models have
+    explainers = {"NormGrad": normgrad.NormGrad(model, "conv2")}
+    first = normgrad.evaluate(model, explainers, _data(), progress=False, records=path)
+    model.warnings_issued["padding"], model.name_or_path = True, "/new/checkpoint"
+    model.cache = {"sizes": [3]}
+    again = normgrad.evaluate(model, explainers, _data(), progress=False, records=path)
+    assert [r.hits for r in again.rows] == [r.hits for r in first.rows]

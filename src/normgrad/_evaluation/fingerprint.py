@@ -191,13 +191,27 @@ def explainer_fingerprint(
     return out
 
 
+_PLAIN = (type(None), bool, numbers.Number, str, enum.Enum, torch.dtype, type)
+_SKIPPED = frozenset({"training", "name_or_path"})  # the mode; where weights were loaded from
+
+
+def _setting(value: Any) -> bool:
+    """Whether a module's attribute is a setting: a number, string, enum, dtype, class,
+    function or a tuple or list of them (bookkeeping, such as caches, counters of warnings
+    and configuration objects, lives in dicts and other objects: left out)."""
+    if isinstance(value, (tuple, list)):
+        return all(_setting(v) for v in value)
+    plain_callable = callable(value) and hasattr(value, "__qualname__")
+    return isinstance(value, _PLAIN) or (plain_callable and not isinstance(value, nn.Module))
+
+
 def _structure(
     model: nn.Module, tensors: list[tuple[str, torch.Tensor]]
 ) -> dict[str, dict[str, Any]]:
     """Every submodule of ``model`` by name: its class, its ``extra_repr()`` (the settings
     PyTorch's modules print: padding mode, eps, negative slope, ...) and its public
-    attributes (``num_heads``, ``scale``, a function it calls, ...), found generically as
-    for explainers. A tensor attribute is added to ``tensors`` (checksummed with the
+    attributes that are settings (``num_heads``, ``scale``, a function it calls, ...;
+    ``_setting``). A tensor attribute is added to ``tensors`` (checksummed with the
     weights, ``"<module>.<attribute>"``); a device by its type (ranks hold the model on
     ``cuda:0``, ``cuda:1``, ...). The mode (``training``) is left out: the explainers run
     the model in eval mode."""
@@ -206,14 +220,14 @@ def _structure(
     for name, module in model.named_modules():
         attributes: dict[str, Any] = {}
         for key, value in sorted(vars(module).items()):
-            if key.startswith("_") or key == "training":
+            if key.startswith("_") or key in _SKIPPED:
                 continue
             if isinstance(value, torch.Tensor):
                 tensors.append((f"{name}.{key}" if name else key, value))
                 attributes[key] = "<tensor>"
             elif isinstance(value, torch.device):
                 attributes[key] = {"device": value.type}
-            else:
+            elif _setting(value):
                 attributes[key] = _value(value, model, names, {id(module)})
         out[name] = {
             "type": _qualname(module),
