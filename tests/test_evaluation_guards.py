@@ -442,3 +442,15 @@ def test_bookkeeping_attributes_of_a_module_do_not_refuse_a_resume(tmp_path: Any
     model.cache = {"sizes": [3]}
     again = normgrad.evaluate(model, explainers, _data(), progress=False, records=path)
     assert [r.hits for r in again.rows] == [r.hits for r in first.rows]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_weight_checksum_is_the_same_on_cuda() -> None:
+    from normgrad._evaluation import checksum
+
+    gen = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float16, torch.float64, torch.int8):
+        for size in (0, 1, 63, 64, 1000, (1 << 22) + 5):
+            tensor = (torch.randn(size, generator=gen) * 50).to(dtype)
+            on_cpu = checksum.checksum(tensor).tolist()
+            assert checksum.checksum(tensor.cuda()).tolist() == on_cpu, (dtype, size)
