@@ -843,3 +843,13 @@ def test_ids_that_collide_as_text_or_are_not_text_fail_before_their_batch(
         normgrad.evaluate(model, _explainers(model), data, progress=False)
     assert problem in str(error.value), str(error.value)
     assert explained.passes == (0 if "(batch 1" in problem else 1)  # the first batch at most
+
+
+def test_read_records_reads_a_file_of_the_previous_version(tmp_path: Path) -> None:
+    """A v2 file (its records as today's) is read back; only resuming it is refused."""
+    path = tmp_path / "records.csv"
+    whole = _run(_data(1), records=path)
+    path.write_text(path.read_text().replace("records v3", "records v2", 1))
+    assert _canon(normgrad.read_records(path)) == _canon(whole)
+    with pytest.raises(normgrad.InvalidArgumentError, match=r"older normgrad \(records v2\)"):
+        _run(_data(1), records=path)
