@@ -114,7 +114,11 @@ def _capture(
     check_input(x, finite=False)
     check_finite_input(x)
     resolved = resolve_target(target)
-    if isinstance(resolved, ClassTarget) and resolved.classes is not None:
+    if (
+        isinstance(resolved, ClassTarget)
+        and resolved.classes is not None
+        and resolved.index is None
+    ):
         # copied to the device now, while its queue is short (a copy from the host waits
         # for the queue to drain)
         resolved = ClassTarget(resolved.classes.to(x.device))

@@ -37,6 +37,8 @@ class ClassTarget:
     sample), a tensor ``(N,)`` (one per sample), or ``None`` (the predicted class)."""
 
     classes: torch.Tensor | None = None
+    index: int | None = None
+    """The class as a host int when the target was one: no copy to the device, no read."""
 
     def repeat(self, times: int, batch: int, seen: Lengths | None = None) -> ClassTarget:
         """The target of a batch of ``batch`` samples repeated ``times`` along its first
@@ -53,7 +55,7 @@ class ClassTarget:
     @property
     def argument(self) -> Target:
         """This target as the ``target`` argument of an explainer."""
-        return self.classes
+        return self.index if self.index is not None else self.classes
 
 
 @dataclass(frozen=True)
@@ -266,7 +268,7 @@ def resolve_target(target: Target | ResolvedTarget) -> ResolvedTarget:
     if isinstance(target, numbers.Integral):
         if target < 0:
             raise InvalidArgumentError(f"target: expected a class index >= 0, got {target}")
-        return ClassTarget(torch.tensor(int(target)))
+        return ClassTarget(torch.tensor(int(target)), int(target))
     if isinstance(target, np.ndarray):
         if not np.issubdtype(target.dtype, np.integer):
             raise ArgumentTypeError(
@@ -319,6 +321,10 @@ def target_classes(output: Any, target: ClassTarget, batch: int) -> torch.Tensor
     if target.classes is None:
         return logits.detach().argmax(dim=1)
     check_class_shape(target, batch)
+    if target.index is not None:  # an int: checked on the host, no copy
+        if target.index >= num_classes:
+            _class_range_error(num_classes, logits.shape[1], [target.index])
+        return torch.full((batch,), target.index, dtype=torch.long, device=logits.device)
     given = target.classes.to(logits.device)
     given = given.expand(batch) if given.ndim == 0 else given
     # a fresh tensor (the caller's may be an inference tensor or an int broadcast), in range
@@ -329,16 +335,21 @@ def target_classes(output: Any, target: ClassTarget, batch: int) -> torch.Tensor
 
     def action(flags: list[float]) -> None:
         if any(flags):
-            raise InvalidArgumentError(
-                f"target: expected class indices in [0, {num_classes}) for a model with "
-                f"{outputs} output(s)"
-                + (" (a single logit: class 0 or 1)" if outputs == 1 else "")
-                + f", got {sorted({c for c, b in zip(given.tolist(), flags) if b})}"
-            )
+            wrong = [c for c, b in zip(given.tolist(), flags) if b]
+            _class_range_error(num_classes, outputs, wrong)
 
     with deferred_checks() as checks:  # read at the end of the call
         checks.add(bad, action)
     return classes
+
+
+def _class_range_error(num_classes: int, outputs: int, wrong: list[int]) -> None:
+    raise InvalidArgumentError(
+        f"target: expected class indices in [0, {num_classes}) for a model with "
+        f"{outputs} output(s)"
+        + (" (a single logit: class 0 or 1)" if outputs == 1 else "")
+        + f", got {sorted(set(wrong))}"
+    )
 
 
 def target_scores(
@@ -353,7 +364,12 @@ def target_scores(
         return check_scores(target.score(output), output, batch), None
     classes = target_classes(output, target, batch)
     logits = _logits(output, batch)
+    index = target.index
     if logits.shape[1] == 1:
+        if index is not None:  # the sign known on the host
+            return (logits[:, 0] if index == 1 else -logits[:, 0]), classes
         sign = (2 * classes - 1).to(logits.dtype)
         return sign * logits[:, 0], classes
+    if index is not None:
+        return logits[:, index], classes
     return logits.gather(1, classes.unsqueeze(1)).squeeze(1), classes
