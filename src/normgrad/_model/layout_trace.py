@@ -198,6 +198,7 @@ class LayoutTrace(TorchFunctionMode):
         super().__init__()
         self._tags: dict[int, tuple[weakref.ref[torch.Tensor], str]] = {}
         self._depth = 0
+        self._pending = 0  # watched layers that have not returned yet
 
     def layout(self, tensor: torch.Tensor) -> str | None:
         """The layout ``tensor`` was made in, if known."""
@@ -219,6 +220,7 @@ class LayoutTrace(TorchFunctionMode):
         forward pass is, from ``model``'s input (``(N, C, *spatial)``: channels first), so
         that its output's layout is the one its input was made in."""
         handles: list[RemovableHandle] = []
+        self._pending = len(layers)
         whole = not isinstance(model, torch.jit.ScriptModule) and any(
             not any(_sets_layout(sub) for sub in layer.modules()) for layer in layers
         )
@@ -246,17 +248,22 @@ class LayoutTrace(TorchFunctionMode):
         self._depth += 1
 
     def leave(self) -> None:
-        """A captured layer returned (its forward hook, after its layout was read), or the
-        forward pass was abandoned (``close``)."""
-        self._depth -= 1
-        if self._depth == 0:
-            self.__exit__(None, None, None)  # type: ignore[no-untyped-call]
-            self._tags.clear()
+        """A captured layer returned (its forward hook, after its layout was read). Once
+        every watched layer has, nothing is left to read: the rest of a forward pass
+        followed from the model's input is not."""
+        self._pending -= 1
+        if self._depth <= 1 or self._pending <= 0:
+            self.close()
+        else:
+            self._depth -= 1
 
     def close(self) -> None:
-        """Leave every layer still entered (the forward pass raised inside one)."""
-        while self._depth > 0:
-            self.leave()
+        """Stop following (every watched layer returned, or the forward pass ended or
+        raised inside a layer)."""
+        if self._depth > 0:
+            self._depth = 0
+            self.__exit__(None, None, None)  # type: ignore[no-untyped-call]
+        self._tags.clear()
 
     def module_hook(self, module: nn.Module, args: Any, output: Any) -> None:
         """Forward hook of every module inside the captured layers."""
