@@ -173,8 +173,7 @@ def pointing_distances(
 def distances_from_points(
     points: torch.Tensor, prepared: PreparedRegions, spacing: Sequence[float] | None = None
 ) -> torch.Tensor:
-    """``pointing_distances`` from the maps' first maxima ``(N, ndim)`` (-1: a constant map)
-    and their prepared regions."""
+    """``pointing_distances`` from first maxima ``(N, ndim)`` and prepared regions."""
     ndim = points.shape[1]
     space = spacing_tensor(spacing, ndim, points.device)
     pointed = (points >= 0).all(dim=1)  # a constant map points nowhere
