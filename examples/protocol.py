@@ -78,7 +78,7 @@ class Config:
 # cores (the full mode has more seeds and epochs)
 QUICK = {
     "size": 96,
-    "train": 1200,
+    "train": 1100,
     "test": 400,
     "epochs": 3,
     "lr": 2e-3,
@@ -195,8 +195,11 @@ def train(
     model.eval()
 
 
-def recalibrate_batch_norm(model: nn.Module, images: torch.Tensor, batch_size: int) -> None:
-    """Recompute BatchNorm statistics as exact averages over the training images.
+def recalibrate_batch_norm(
+    model: nn.Module, images: torch.Tensor, batch_size: int, limit: int = 512
+) -> None:
+    """Recompute BatchNorm statistics as exact averages over (at most ``limit`` of) the
+    training images.
 
     After a short training run the running averages lag behind the weights, and the model
     in eval mode can predict one class for everything; one pass without gradients fixes it.
@@ -210,7 +213,7 @@ def recalibrate_batch_norm(model: nn.Module, images: torch.Tensor, batch_size: i
         m.momentum = None  # cumulative average
     model.train()
     with torch.no_grad():
-        for chunk in images.split(batch_size):
+        for chunk in images[:limit].split(batch_size):
             model(chunk)
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
@@ -730,7 +733,9 @@ def summary(runs: list[Run], config: Config) -> str:
             f"the best NormGrad variant is {best_ng} ({trained[best_ng]:.3f}), and the centre "
             f"baseline scores {mean_std([r.scores['trained']['centre baseline'] for r in mine])[0]:.3f}. "
             f"Over tolerances up to {top:.1f} px, {best_area} has the largest area "
-            f"({area[best_area]:.3f}; {best_ng}: {area[best_ng]:.3f}). Multi-layer NormGrad's "
+            f"({area[best_area]:.3f}"
+            + (f"; {best_ng}: {area[best_ng]:.3f}" if best_ng != best_area else "")
+            + "). Multi-layer NormGrad's "
             f"finest layer has cells of {cell:.0f} px, {cell / tolerance:.1f} times the tolerance."
         )
     return "\n\n".join(parts) + "\n"
