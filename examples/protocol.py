@@ -633,27 +633,32 @@ def curve_tables(runs: list[Run], config: Config, names: list[str]) -> list[str]
         "",
         f"Hit rate at {len(tolerances)} tolerances (the first is the paper's, scaled), mean "
         f"over seeds; area: the normalised area under the hit rate from 0 to {top:.1f} px, "
-        "mean ± std over seeds (1: every point on an object); cell: the side of a cell of "
-        "the finest layer the method reads.",
+        "mean ± std over seeds (1: every point on an object). Below each table, the side "
+        "of a cell of the finest layer each method reads (a map cannot point more finely).",
     ]
     for a in archs:
         mine = [r for r in runs if r.arch == a]
         header = " | ".join(f"{t:.1f} px" for t in tolerances)
-        lines += ["", f"**{a}**", "", f"| method | {header} | area | cell |"]
-        lines += ["| --- |" + " --- |" * (len(tolerances) + 2)]
+        lines += ["", f"**{a}**", "", f"| method | {header} | area |"]
+        lines += ["| --- |" + " --- |" * (len(tolerances) + 1)]
         for n in [*names, "centre baseline"]:
             curves = [curve(r, "trained", n, config) for r in mine]
             rates = [
                 float(torch.tensor([c.hit_rate[k] for c in curves]).mean())
                 for k in range(len(tolerances))
             ]
-            cell = f"{mine[0].cells[n]:.0f} px" if n in mine[0].cells else "pixel"
             label = f"*{n}*" if "baseline" in n else n
             cells = " | ".join(f"{v:.3f}" for v in rates)
-            lines.append(f"| {label} | {cells} | {fmt([c.auc for c in curves])} | {cell} |")
+            lines.append(f"| {label} | {cells} | {fmt([c.auc for c in curves])} |")
         random_rates, random_area, _ = mine[0].random_point
         cells = " | ".join(f"{v:.3f}" for v in random_rates)
-        lines.append(f"| *random baseline* | {cells} | {random_area:.3f} | |")
+        lines.append(f"| *random baseline* | {cells} | {random_area:.3f} |")
+        by_cell: dict[float, list[str]] = {}
+        for n, side in mine[0].cells.items():
+            if n in names:
+                by_cell.setdefault(side, []).append(n)
+        groups = [f"{side:.0f} px: {', '.join(ns)}" for side, ns in sorted(by_cell.items())]
+        lines += ["", "Finest cells: " + "; ".join(groups) + "; every other method: 1 px."]
     lines += [
         "",
         f"### Area under the Pointing Game's curve (to {top:.1f} px), trained and randomised",

@@ -257,7 +257,7 @@ def test_protocol_quick_path(tmp_path: Path) -> None:
         ]
     )
     # the curves' tables, read from the recorded distances: one per architecture
-    assert text.count("| method | 1.6 px | 3.2 px | 6.4 px | 12.8 px | area | cell |") == 2
+    assert text.count("| method | 1.6 px | 3.2 px | 6.4 px | 12.8 px | area |") == 2
     tolerance = protocol.Config(size=64).pointing_tolerance
     for run in runs:
         for condition in ("trained", "semi-randomised", "fully-randomised"):
