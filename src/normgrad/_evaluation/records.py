@@ -49,6 +49,20 @@ def sort_records(records: Iterable[Record], methods: Sequence[str]) -> list[Reco
     return sorted(records, key=lambda r: (image_order(r.image), rank.get(r.method, len(rank))))
 
 
+def result_of(
+    records: Iterable[Record],
+    methods: Sequence[str],
+    tolerance: float,
+    confidence: float,
+    metrics: tuple[str, ...],
+) -> EvaluationResult:
+    """The result of a run from its records: sorted, and its table computed from them."""
+    kept = sort_records(records, methods)
+    interval = [m != RANDOM for m in methods]
+    rows = table(kept, methods, interval, confidence, metrics)
+    return EvaluationResult(rows, float(tolerance), confidence, kept, metrics)
+
+
 def _mean(values: list[float]) -> float:
     kept = [v for v in values if not math.isnan(v)]
     return sum(kept) / len(kept) if kept else float("nan")
@@ -237,11 +251,9 @@ def read_records(path: str | os.PathLike[str]) -> EvaluationResult:
     records, where = _records(file, lines, None, RANDOM)
     methods = list(dict.fromkeys(r.method for r in records))
     complete, _ = _complete(records, where, methods)
-    kept = sort_records([r for rs in complete.values() for r in rs], methods)
-    confidence, metrics = float(stated["confidence"]), tuple(stated.get("metrics", ()))
-    interval = [m != RANDOM for m in methods]
-    rows = table(kept, methods, interval, confidence, metrics)
-    return EvaluationResult(rows, float(stated["tolerance"]), confidence, kept, metrics)
+    kept = [r for rs in complete.values() for r in rs]
+    metrics = tuple(stated.get("metrics", ()))
+    return result_of(kept, methods, stated["tolerance"], float(stated["confidence"]), metrics)
 
 
 class RecordFile:

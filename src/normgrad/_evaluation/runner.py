@@ -33,7 +33,7 @@ from .fingerprint import (
     explainer_fingerprint,
     model_fingerprint,
 )
-from .records import RecordFile, image_order, sort_records, table
+from .records import RecordFile, image_order, result_of
 from .result import METRIC_COLUMNS, EvaluationResult, Record, outside_note
 from .scoring import CENTRE, RANDOM, SMOOTHED, score_batch
 
@@ -280,10 +280,7 @@ def evaluate(
         shared = exchange(mine, error, "records", call, rank, size, group)
         everything = [r for theirs in shared for r in theirs]
     _refuse_duplicates(everything, len(methods))
-    everything = sort_records(everything, methods)
-    interval = [m != RANDOM for m in methods]
-    rows = table(everything, methods, interval, confidence, chosen)
-    result = EvaluationResult(rows, float(tolerance), confidence, everything, chosen)
+    result = result_of(everything, methods, tolerance, confidence, chosen)
     if result.outside and rank == 0:  # the batches warned by their positions; now by id
         warn(f"evaluate: {outside_note(result.outside, result.not_counted)}")
     return result
