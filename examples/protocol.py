@@ -297,16 +297,6 @@ def measure(
     return result
 
 
-def distances(result: normgrad.EvaluationResult) -> dict[str, list[float]]:
-    """Each method's distances, image by image, as recorded by evaluate (the random
-    baseline has none: its point is not one point)."""
-    out: dict[str, list[float]] = {}
-    for record in result.records:
-        if record.point is not None:
-            out.setdefault(record.method, []).append(record.distance)
-    return out
-
-
 def finest_cells(model: nn.Module, arch: str, image: torch.Tensor) -> dict[str, float]:
     """The side, in pixels, of a cell of the finest layer each layer-based method reads."""
     cells = {}
@@ -485,13 +475,13 @@ def run_protocol(train_set: Dataset[Any], test_set: Dataset[Any], config: Config
             run.scores["trained"] = {row.method: row.accuracy for row in result.rows}
             run.energy = {row.method: row.energy for row in result.rows}
             run.froc = {row.method: row.froc for row in result.rows}
-            run.distances["trained"] = distances(result)
+            run.distances["trained"] = result.distances()
             run.cells = finest_cells(model, arch, pos_x[0])
             for condition, how in (("semi-randomised", "semi"), ("fully-randomised", "full")):
                 randomised = sanity.randomize(model, how, seed=seed)
                 result = measure(randomised, arch, data, config, how)
                 run.scores[condition] = {row.method: row.accuracy for row in result.rows}
-                run.distances[condition] = distances(result)
+                run.distances[condition] = result.distances()
             if seed == config.seeds[0] and config.figures:
                 save_figures(model, arch, seed, pos_x, pos_boxes, config)
             run.elapsed = time.perf_counter() - start

@@ -163,6 +163,16 @@ class EvaluationResult:
         counted = {r.image for r in self.records if not math.isnan(r.hit)}
         return tuple(i for i in dict.fromkeys(r.image for r in self.records) if i not in counted)
 
+    def distances(self) -> dict[str, list[float]]:
+        """Each method's distances from its points to the regions, image by image in the
+        records' order (see ``Record.distance``); the random baseline has no point, so
+        none."""
+        out: dict[str, list[float]] = {}
+        for r in self.records:
+            if r.point is not None:
+                out.setdefault(r.method, []).append(r.distance)
+        return out
+
     def curves(
         self,
         tolerances: Sequence[float] | None = None,
@@ -185,10 +195,7 @@ class EvaluationResult:
             (its exact rate at any tolerance is
             [`random_point_hit_rate`][normgrad.metrics.random_point_hit_rate]).
         """
-        distances: dict[str, list[float]] = {}
-        for r in self.records:
-            if r.point is not None:
-                distances.setdefault(r.method, []).append(r.distance)
+        distances = self.distances()
         return {
             row.method: pointing_game_curve(
                 distances[row.method],
