@@ -161,6 +161,8 @@ def cases(draw: st.DrawFn) -> Case:
     masks = torch.stack([reference_box_mask(b, shape) for b in boxes])
     if kind == "padded":
         k = max(1, max(b.shape[0] for b in boxes))
+        if (batch, k, 2 * ndim) == (batch, *shape):
+            k += 1  # a padded tensor shaped like the masks is refused as ambiguous (tested apart)
         padded = torch.full((batch, k, 2 * ndim), math.nan, dtype=torch.float64)
         for i, b in enumerate(boxes):
             padded[i, : b.shape[0]] = b
@@ -252,6 +254,17 @@ def test_hits_equal_pointing_game_at_every_tolerance(case: Case) -> None:
         hits = metrics.pointing_hits(distances, tolerance)
         assert same(hits.tolist(), game.tolist()), tolerance
         assert hits.dtype == game.dtype
+
+
+def test_padded_boxes_shaped_like_the_masks_are_refused() -> None:
+    """(1, 2, 4) floats over maps of 2x4 read as masks (not boolean) or as two padded boxes:
+    refused rather than guessed, with the fix named."""
+    maps = torch.rand(1, 1, 2, 4)
+    boxes = torch.tensor([[[0.0, 0.0, 1.0, 1.0], [math.nan] * 4]])
+    with pytest.raises(ArgumentTypeError, match=r"masks must be boolean: pass masks.bool\(\)"):
+        metrics.pointing_distances(maps, boxes)
+    padded = torch.cat([boxes, torch.full((1, 1, 4), math.nan)], dim=1)  # (1, 3, 4): boxes
+    assert metrics.pointing_distances(maps, padded).shape == (1,)
 
 
 def test_distance_is_not_rounded_up_past_the_boundary() -> None:
