@@ -32,8 +32,9 @@ class MethodScore:
     Attributes:
         method: the explainer's name (or the centre or random baseline's).
         accuracy: Pointing Game accuracy, hits over images with a region.
-        low: lower end of the 95% Wilson interval (NaN for the random baseline).
-        high: upper end of the 95% Wilson interval (NaN for the random baseline).
+        low: lower end of the Wilson interval at the result's ``confidence`` (NaN for the
+            random baseline).
+        high: upper end of the Wilson interval (NaN for the random baseline).
         hits: images hit (an expected, fractional count for the random baseline).
         total: images with a region.
         energy: mean energy-based Pointing Game over the images with a region (NaN when
@@ -62,39 +63,45 @@ class MethodScore:
 
 
 class Record(NamedTuple):
-    """One image scored by one method."""
+    """One image scored by one method.
+
+    Attributes:
+        image: the image's id: its index in the data, or the id the data gave (as text).
+        method: the explainer's name (or the centre or random baseline's).
+        hit: 1.0 hit, 0.0 miss, NaN not counted (no region); the random baseline's hit
+            probability.
+        point: the pointed pixel in array order (``(row, column)``,
+            ``(depth, row, column)``), or ``None`` for the random baseline.
+        energy: the energy-based Pointing Game (NaN when not asked for or without a
+            region).
+        multi: the fraction of the image's objects its top-K peaks found (NaN when not
+            asked for or without an object).
+        objects: the image's objects (counted for FROC).
+        detections: the map's peaks for FROC: (score, true positive), best first.
+        deletion: the area under the image's deletion curve (NaN when not asked for).
+        insertion: the area under the image's insertion curve (NaN when not asked for).
+        outside: whether a region of the image lies wholly outside its map (given in
+            other coordinates, e.g. the original image's while the images were resized);
+            an image whose every region is outside has none left, and is not counted.
+        distance: the distance from the pointed pixel to the nearest pixel of the image's
+            regions, in pixels or ``spacing`` units
+            ([`pointing_distances`][normgrad.metrics.pointing_distances]): the Pointing
+            Game at any tolerance ``t`` is ``distance < t or distance == 0``; ``inf`` for
+            a constant map, NaN when not counted and for the random baseline.
+    """
 
     image: str
-    """The image's id: its index in the data, or the id the data gave (as text)."""
     method: str
     hit: float
-    """1.0 hit, 0.0 miss, NaN not counted (no region); the random baseline's hit
-    probability."""
     point: tuple[int, ...] | None
-    """The pointed pixel in array order (``(row, column)``, ``(depth, row, column)``), or
-    ``None`` for the random baseline."""
     energy: float = float("nan")
-    """The energy-based Pointing Game (NaN when not asked for or without a region)."""
     multi: float = float("nan")
-    """The fraction of the image's objects its top-K peaks found (NaN when not asked for
-    or without an object)."""
     objects: int = 0
-    """The image's objects (counted for FROC)."""
     detections: tuple[tuple[float, bool], ...] = ()
-    """The map's peaks for FROC: (score, true positive), best first."""
     deletion: float = float("nan")
-    """The area under the image's deletion curve (NaN when not asked for)."""
     insertion: float = float("nan")
-    """The area under the image's insertion curve (NaN when not asked for)."""
     outside: bool = False
-    """Whether a region of the image lies wholly outside its map (given in other
-    coordinates, e.g. the original image's while the images were resized); an image whose
-    every region is outside has none left, and is not counted."""
     distance: float = float("nan")
-    """The distance from the pointed pixel to the nearest pixel of the image's regions, in
-    pixels or ``spacing`` units ([`pointing_distances`][normgrad.metrics.pointing_distances]):
-    the Pointing Game at any tolerance ``t`` is ``distance < t or distance == 0``; ``inf``
-    for a constant map, NaN when not counted and for the random baseline."""
 
 
 def _number(value: float) -> str:
@@ -139,6 +146,17 @@ class EvaluationResult:
 
     The random baseline is an exact expectation (the mean over images of the probability
     that a uniformly random point hits), so it has no interval and fractional hits.
+
+    Attributes:
+        rows: the table, one [`MethodScore`][normgrad.MethodScore] per row: each
+            explainer, then each smoothed one (when asked for), then the centre and
+            random baselines (when asked for).
+        tolerance: the Pointing Game's radius, in pixels (or ``spacing`` units).
+        confidence: the level of the Wilson intervals, in (0, 1).
+        records: every image scored by every method
+            ([`Record`][normgrad.Record]), sorted by image then method; the rows are
+            computed from them.
+        metrics: the metrics reported beside the Pointing Game (see ``METRIC_COLUMNS``).
     """
 
     rows: list[MethodScore]
@@ -146,9 +164,6 @@ class EvaluationResult:
     confidence: float
     records: list[Record] = field(default_factory=list)
     metrics: tuple[str, ...] = ()
-    """The metrics reported beside the Pointing Game (see ``METRIC_COLUMNS``)."""
-    """Every image scored by every method, sorted by image then method; the rows are
-    computed from them."""
 
     @property
     def outside(self) -> tuple[str, ...]:
