@@ -177,14 +177,20 @@ def cascade_blocks(model: nn.Module) -> list[str]:
 
 @dataclass(frozen=True)
 class CascadeResult:
-    """Similarity of maps to the trained model's as blocks are randomised, top first."""
+    """Similarity of maps to the trained model's as blocks are randomised, top first.
+
+    Attributes:
+        blocks: the blocks randomised, in order: step ``i`` has randomised
+            ``blocks[: i + 1]``.
+        spearman: Spearman rank correlation with the trained model's maps,
+            ``(steps, N)``.
+        saliency: the maps, ``(steps + 1, N, 1, *spatial)`` (trained first), when kept;
+            else ``None``.
+    """
 
     blocks: list[str]
-    """Step ``i`` has randomised ``blocks[: i + 1]``."""
     spearman: torch.Tensor
-    """Spearman rank correlation with the trained model's maps, ``(steps, N)``."""
     saliency: torch.Tensor | None
-    """The maps, ``(steps + 1, N, 1, *spatial)`` (trained first), when kept."""
 
     def mean(self) -> list[float]:
         """Mean similarity over samples at each step (NaN for constant maps ignored)."""

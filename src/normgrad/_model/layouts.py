@@ -45,6 +45,12 @@ class Tokens:
     Either field may be left out (``None``) to be inferred: ``Tokens(prefix=1)`` states one
     class token and lets the grid follow from the input's size;
     ``Tokens(prefix=1, grid=(14, 14))`` states everything.
+
+    Attributes:
+        prefix: the tokens before the grid (class, distillation, register tokens), or
+            ``None`` to infer.
+        grid: the patch grid's size per spatial dimension (``(rows, columns)``), or
+            ``None`` to infer from the input's size.
     """
 
     prefix: int | None = None

@@ -12,12 +12,15 @@ _VIL_PATTERN = re.compile(r"^conv(\d+)((?:x\d+)+)$")
 
 
 class VIL(NamedTuple):
-    """A parsed virtual identity layer: ``kind`` is ``"scaling"`` or ``"conv"``.
+    """A parsed virtual identity layer.
 
-    ``kernel_size`` is 1 for ``scaling`` and ``conv1x1``. ``ndim`` is the number of
-    spatial dimensions the name fixes (``"conv3x3x3"`` fixes 3), or ``None`` when the
-    kernel applies to every spatial dimension of the input (``"conv3x3"`` on a volume
-    is a 3x3x3 patch).
+    Attributes:
+        kind: ``"scaling"`` or ``"conv"``.
+        kernel_size: the kernel's size along each dimension; 1 for ``scaling`` and
+            ``conv1x1``.
+        ndim: the number of spatial dimensions the name fixes (``"conv3x3x3"`` fixes 3),
+            or ``None`` when the kernel applies to every spatial dimension of the input
+            (``"conv3x3"`` on a volume is a 3x3x3 patch).
     """
 
     kind: str

@@ -117,20 +117,28 @@ def _check_baseline(baseline: object, shape: Sequence[int] | None, argument: str
 
 @dataclass(frozen=True)
 class DeletionInsertionResult:
-    """Deletion and insertion curves of a batch and their areas."""
+    """Deletion and insertion curves of a batch and their areas.
+
+    Attributes:
+        fractions: float64 ``(steps + 1,)``: the fraction of pixels changed at each
+            point, 0 to 1.
+        deletion: ``(N, steps + 1)``: the class probability as the most salient pixels
+            are removed.
+        insertion: ``(N, steps + 1)``: the class probability as they are revealed on the
+            baseline.
+        deletion_auc: float64 ``(N,)``: trapezoid area under ``deletion`` (lower is
+            better).
+        insertion_auc: float64 ``(N,)``: trapezoid area under ``insertion`` (higher is
+            better).
+        classes: ``(N,)``: the class whose probability is followed.
+    """
 
     fractions: torch.Tensor
-    """float64 ``(steps + 1,)``: the fraction of pixels changed at each point, 0 to 1."""
     deletion: torch.Tensor
-    """``(N, steps + 1)``: the class probability as the most salient pixels are removed."""
     insertion: torch.Tensor
-    """``(N, steps + 1)``: the class probability as they are revealed on the baseline."""
     deletion_auc: torch.Tensor
-    """float64 ``(N,)``: trapezoid area under ``deletion`` (lower is better)."""
     insertion_auc: torch.Tensor
-    """float64 ``(N,)``: trapezoid area under ``insertion`` (higher is better)."""
     classes: torch.Tensor
-    """``(N,)``: the class whose probability is followed."""
 
 
 def _probabilities(output: object, argument: str = "model output") -> torch.Tensor:

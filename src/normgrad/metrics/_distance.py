@@ -249,26 +249,36 @@ def pointing_hits(distances: torch.Tensor, tolerance: float = 15) -> torch.Tenso
 class PointingGameCurve:
     """The Pointing Game's hit rate at each tolerance, with Wilson intervals, and the
     normalised area under it; made by
-    [`pointing_game_curve`][normgrad.metrics.pointing_game_curve]."""
+    [`pointing_game_curve`][normgrad.metrics.pointing_game_curve].
+
+    Attributes:
+        tolerances: the tolerances at which the hit rate is read, in the distances'
+            units (pixels, or ``spacing`` units), in the order given.
+        hit_rate: hits over counted images at each of ``tolerances`` (NaN when none is
+            counted).
+        low: the lower end of the Wilson interval at each tolerance.
+        high: the upper end of the Wilson interval at each tolerance.
+        hits: the hits at each tolerance.
+        auc: the area under the hit rate over ``[0, max_tolerance]``, divided by
+            ``max_tolerance``: the mean over counted images of
+            ``clamp(1 - distance / max_tolerance, 0, 1)``, in ``[0, 1]`` (NaN when none
+            is counted).
+        max_tolerance: the upper end ``T`` of the area (compare areas only at one
+            ``T``).
+        counted: the images with a region: the denominator of every rate.
+        skipped: the images without a region, not counted.
+        confidence: the level of the Wilson intervals, in (0, 1).
+    """
 
     tolerances: tuple[float, ...]
     hit_rate: tuple[float, ...]
-    """Hits over counted images at each of ``tolerances`` (NaN when none is counted)."""
     low: tuple[float, ...]
-    """Lower end of the Wilson interval at each tolerance."""
     high: tuple[float, ...]
-    """Upper end of the Wilson interval at each tolerance."""
     hits: tuple[int, ...]
-    """Hits at each tolerance."""
     auc: float
-    """Area under the hit rate over ``[0, max_tolerance]``, divided by ``max_tolerance``:
-    the mean over counted images of ``clamp(1 - distance / max_tolerance, 0, 1)``, in
-    ``[0, 1]`` (NaN when none is counted)."""
     max_tolerance: float
     counted: int
-    """Images with a region: the denominator of every rate."""
     skipped: int
-    """Images without a region, not counted."""
     confidence: float
 
     def __str__(self) -> str:

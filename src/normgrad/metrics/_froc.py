@@ -40,25 +40,32 @@ RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 @dataclass(frozen=True)
 class FROCResult:
-    """FROC over a data set: the score, the sensitivity at each rate, and the whole curve."""
+    """FROC over a data set: the score, the sensitivity at each rate, and the whole curve.
+
+    Attributes:
+        froc: the mean sensitivity over ``rates`` (NaN without objects).
+        rates: the false positives per image at which the sensitivity is read.
+        sensitivities: the sensitivity at each of ``rates``.
+        fps_per_image: the curve's false positives per image ``(P,)``, starting at 0,
+            non-decreasing.
+        sensitivity: the curve's sensitivity ``(P,)``, starting at 0, non-decreasing.
+        images: the images scored (with or without objects).
+        objects: the objects counted (those with a pixel in their image's map).
+        found: the objects found by some detection at the lowest threshold.
+        outside: the objects wholly outside their image's map (e.g. boxes in the
+            original image's pixels while the maps are smaller), not counted in
+            ``objects``; a warning names them as they arrive.
+    """
 
     froc: float
-    """Mean sensitivity over ``rates`` (NaN without objects)."""
     rates: tuple[float, ...]
     sensitivities: tuple[float, ...]
-    """Sensitivity at each of ``rates``."""
     fps_per_image: torch.Tensor
-    """The curve's false positives per image ``(P,)``, starting at 0, non-decreasing."""
     sensitivity: torch.Tensor
-    """The curve's sensitivity ``(P,)``, starting at 0, non-decreasing."""
     images: int
     objects: int
     found: int
-    """Objects found by some detection at the lowest threshold."""
     outside: int = 0
-    """Objects wholly outside their image's map (e.g. boxes in the original image's pixels
-    while the maps are smaller), not counted in ``objects``; a warning names them as they
-    arrive."""
 
 
 class FROC:

@@ -137,20 +137,29 @@ def _points_and_hits(
 
 @dataclass(frozen=True)
 class PointingGameResult:
-    """Pointing Game accuracy over the counted samples, with a Wilson interval."""
+    """Pointing Game accuracy over the counted samples, with a Wilson interval.
+
+    Attributes:
+        accuracy: hits over counted samples (NaN when none is counted).
+        hits: the samples whose map's maximum lies within the tolerance of a region.
+        total: the samples counted (those with a region).
+        skipped: the samples without a region, not counted.
+        low: the lower end of the Wilson interval of ``accuracy``.
+        high: its upper end.
+        confidence: the level of the Wilson interval, in (0, 1).
+        outside: of the ``skipped`` samples, those given regions that all lie wholly
+            outside the map (e.g. boxes in the original image's pixels while the maps are
+            smaller; a warning names them as they arrive).
+    """
 
     accuracy: float
     hits: int
     total: int
     skipped: int
-    """Samples without a region, not counted."""
     low: float
     high: float
     confidence: float
     outside: int = 0
-    """Of the ``skipped`` samples, those given regions that all lie wholly outside the map
-    (e.g. boxes in the original image's pixels while the maps are smaller; a warning names
-    them as they arrive)."""
 
     def __str__(self) -> str:
         outside = f"; {self.outside} not counted: regions outside the map" if self.outside else ""

@@ -20,24 +20,30 @@ class PreparedRegions:
 
     Made by [`prepare_regions`][normgrad.metrics.prepare_regions]; every metric accepts it in
     place of the regions, so a batch scored by many methods checks and converts its boxes once.
+
+    Attributes:
+        shape: ``(N, *spatial)``: the maps these regions belong to.
+        masks: boolean masks ``(N, *spatial)``, when the regions were given as masks;
+            else ``None``.
+        owner: for boxes: the sample of each box ``(B,)``; empty for masks.
+        low: for boxes: the first pixel of each box inside the image, array order
+            ``(B, ndim)``.
+        high: for boxes: the last pixel of each box inside the image, array order
+            ``(B, ndim)``.
+        valid: for boxes: whether a box covers at least one pixel of the image
+            ``(B,)``.
+        outside: which samples have a region wholly outside the map ``(N,)`` (bool;
+            ``None``: none have). A sample whose every region is outside has no region
+            here (see [`present`][normgrad.metrics.PreparedRegions.present]).
     """
 
     shape: tuple[int, ...]
-    """``(N, *spatial)``: the maps these regions belong to."""
     masks: torch.Tensor | None
-    """Boolean masks ``(N, *spatial)``, when the regions were given as masks."""
     owner: torch.Tensor
-    """For boxes: the sample of each box ``(B,)``; empty for masks."""
     low: torch.Tensor
-    """For boxes: first pixel of each box inside the image, array order ``(B, ndim)``."""
     high: torch.Tensor
-    """For boxes: last pixel of each box inside the image, array order ``(B, ndim)``."""
     valid: torch.Tensor
-    """For boxes: whether a box covers at least one pixel of the image ``(B,)``."""
     outside: torch.Tensor | None = None
-    """Which samples have a region wholly outside the map ``(N,)`` (bool; None: none
-    have). A sample whose every region is outside has no region here (see
-    [`present`][normgrad.metrics.PreparedRegions.present])."""
 
     def to(self, device: torch.device) -> PreparedRegions:
         """These regions on ``device``."""

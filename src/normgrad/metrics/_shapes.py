@@ -153,6 +153,12 @@ _B = TypeVar("_B", bound=_Boxed)
 class Box(_Boxed):
     """A rectangle ``(xmin, ymin, xmax, ymax)``, inclusive (Object-CXR type 0).
 
+    Attributes:
+        xmin: the box's first column, in pixels (x), inclusive.
+        ymin: its first row, in pixels (y), inclusive.
+        xmax: its last column, inclusive.
+        ymax: its last row, inclusive.
+
     Examples:
         >>> from normgrad.metrics import Box
         >>> Box(1, 0, 2, 1).mask((2, 4)).int().tolist()
@@ -169,6 +175,12 @@ class Box(_Boxed):
 @dataclass(frozen=True, init=False)
 class Ellipse(_Boxed):
     """The axis-aligned ellipse inscribed in the box ``(xmin, ymin, xmax, ymax)`` (type 1).
+
+    Attributes:
+        xmin: the box's first column, in pixels (x), inclusive.
+        ymin: its first row, in pixels (y), inclusive.
+        xmax: its last column, inclusive.
+        ymax: its last row, inclusive.
 
     Examples:
         >>> from normgrad.metrics import Ellipse
@@ -195,6 +207,9 @@ class Polygon(Shape):
     """A closed polygon through ``vertices`` ``(V, 2)`` as ``(x, y)`` (type 2).
 
     One vertex is a point, two are a segment. Inside or on the boundary, even-odd rule.
+
+    Attributes:
+        vertices: the vertices in order, each ``(x, y)`` (a column and a row, in pixels).
 
     Examples:
         >>> from normgrad.metrics import Polygon

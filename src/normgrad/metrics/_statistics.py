@@ -34,19 +34,29 @@ def wilson_interval(hits: int, total: int, confidence: float = 0.95) -> tuple[fl
 
 @dataclass(frozen=True)
 class DoMResult:
-    """Difference of Means between two sets of repeated scores, with spread and significance."""
+    """Difference of Means between two sets of repeated scores, with spread and significance.
+
+    Attributes:
+        dom: the Difference of Means, ``|mean_a - mean_b|``.
+        mean_a: the mean of the scores of A.
+        mean_b: the mean of the scores of B.
+        std_a: the sample standard deviation (ddof=1) of the scores of A; NaN for a
+            single run.
+        std_b: the same for B.
+        p_value: the two-sided permutation p-value of the DoM (exact when the splits
+            are few); NaN when no test was run.
+        low: the lower end of the bootstrap percentile interval of the DoM, at the
+            ``confidence`` asked for; NaN when no interval was drawn.
+        high: its upper end; NaN when no interval was drawn.
+    """
 
     dom: float
-    """|mean(a) - mean(b)|."""
     mean_a: float
     mean_b: float
     std_a: float
-    """Sample standard deviation (ddof=1) of a; NaN for a single run."""
     std_b: float
     p_value: float
-    """Two-sided permutation p-value of the DoM (exact when the splits are few); NaN if not run."""
     low: float
-    """Bootstrap percentile interval of the DoM; NaN if not run."""
     high: float
 
 
