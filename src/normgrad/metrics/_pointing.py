@@ -216,9 +216,8 @@ class PointingGame:
 
     def add(self, results: torch.Tensor, outside: torch.Tensor | None = None) -> None:
         """Add per-sample results computed elsewhere (1, 0 or NaN), and which samples have
-        a region wholly outside the map ``(N,)`` (bool; as
-        [`PreparedRegions.outside`][normgrad.metrics.PreparedRegions.outside], None: none);
-        one read."""
+        a region wholly outside the map ``(N,)`` (bool; as the ``outside`` of
+        [`PreparedRegions`][normgrad.metrics.PreparedRegions], None: none); one read."""
         counted = ~torch.isnan(results)
         given = outside.to(counted.device) if outside is not None else torch.zeros_like(counted)
         far = ~counted & given
