@@ -44,6 +44,7 @@ import normgrad
 from normgrad import sanity
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import figures
 import protocol
 from synthetic_cxr import SyntheticCXR
 
@@ -87,8 +88,9 @@ class Architecture:
     """Single layers to measure -> what each one is."""
     multi: dict[str, list[str]]
     """Multi-layer sets to measure, by label."""
-    figure: list[str]
-    """The single layers shown in the figure (conv3x3), the first also with Grad-CAM."""
+    figure: dict[str, str]
+    """The single layers shown in the figure (conv3x3), the first also with Grad-CAM, and
+    the short name each panel's title gives them (legible at the page's width)."""
 
 
 VIT_LAYERS = 4
@@ -160,7 +162,11 @@ ARCHITECTURES = {
             "blocks at 1/4, 1/2, 3/4 + last ln_1": [*_QUARTERS, f"{block(_L - 1)}.ln_1"],
             "blocks at 1/4, 1/2, 3/4": list(_QUARTERS),
         },
-        figure=[f"{block(_L - 1)}.ln_1", block(_L - 2), block(_L - 1)],
+        figure={
+            f"{block(_L - 1)}.ln_1": f"layer_{_L - 1}.ln_1",
+            block(_L - 2): f"layer_{_L - 2}",
+            block(_L - 1): f"layer_{_L - 1}",
+        },
     ),
     "swin": Architecture(
         name="Swin",
@@ -189,7 +195,10 @@ ARCHITECTURES = {
                 _LAST_STAGE,
             ],
         },
-        figure=[f"{_LAST_BLOCK}.norm1", _LAST_STAGE, "norm", stage(len(SWIN_DEPTHS) - 2)],
+        figure={
+            name: name
+            for name in (f"{_LAST_BLOCK}.norm1", _LAST_STAGE, "norm", stage(len(SWIN_DEPTHS) - 2))
+        },
     ),
 }
 
@@ -376,6 +385,11 @@ def run_architecture(
 # ---------------------------------------------------------------------------------------
 # figure
 
+# the panels' titles, in points: at 100 dpi, 4 panels of 1.7 inches make a figure about as
+# wide as the page's text column (688 px at 1280 px), shown at its own size, where 10 pt
+# are 14 px
+TITLE_SIZE = 10
+
 
 def save_figure(
     model: nn.Module,
@@ -395,26 +409,26 @@ def save_figure(
     import matplotlib.pyplot as plt
 
     x = image[None]
-    first = arch.figure[0]
-    label, layers = next(iter(arch.multi.items()))
+    first, short = next(iter(arch.figure.items()))
+    layers = next(iter(arch.multi.values()))
     explainers: dict[str, normgrad.Explainer] = {
-        f"NormGrad conv3x3\n{name}": normgrad.NormGrad(model, name, "conv3x3")
-        for name in arch.figure
+        f"NormGrad conv3x3\n{label}": normgrad.NormGrad(model, name, "conv3x3")
+        for name, label in arch.figure.items()
     }
-    explainers[f"Grad-CAM\n{first}"] = normgrad.GradCAM(model, first)
-    explainers[f"NormGrad conv3x3 (M)\n{label}"] = normgrad.NormGrad(model, layers, "conv3x3")
-    explainers["same, fully randomised"] = normgrad.NormGrad(randomised, layers, "conv3x3")
+    explainers[f"Grad-CAM\n{short}"] = normgrad.GradCAM(model, first)
+    explainers["NormGrad conv3x3\nmulti-layer (M)"] = normgrad.NormGrad(model, layers, "conv3x3")
+    explainers["the same (M),\nfully randomised"] = normgrad.NormGrad(randomised, layers, "conv3x3")
     maps = {name: e(x, 1)[0] for name, e in explainers.items()}
-    fig = viz.compare(image, maps, boxes, columns=4, size=2.0)
-    for ax in fig.axes:
-        ax.title.set_fontsize(6.5)
+    fig = viz.compare(image, maps, boxes, columns=4, size=1.7)
+    protocol.legible(fig, TITLE_SIZE)
     protocol.add_title(
-        fig, f"{arch.name}: + marks each map's maximum, green boxes the objects", fontsize=8
+        fig,
+        f"{arch.name}: + marks each map's maximum, green boxes the objects",
+        fontsize=TITLE_SIZE,
     )
-    figures = config.out / "figures"
-    figures.mkdir(parents=True, exist_ok=True)
-    path = figures / f"{arch.name.lower()}.png"
-    fig.savefig(path, dpi=80, bbox_inches="tight")
+    directory = config.out / "figures"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = figures.save(fig, directory / f"{arch.name.lower()}.png", dpi=100)
     plt.close(fig)
     return path
 
@@ -423,8 +437,9 @@ def save_figure(
 # tables
 
 
-def cell(scores: dict[str, dict[str, normgrad.MethodScore]], name: str) -> list[str]:
-    return [f"{scores[c][name].accuracy:.3f}" for c in CONDITIONS]
+def cell(scores: dict[str, dict[str, normgrad.MethodScore]], name: str) -> str:
+    """``trained / FR``: the Pointing Game of the trained and the randomised model."""
+    return " / ".join(f"{scores[c][name].accuracy:.3f}" for c in CONDITIONS)
 
 
 def shape_text(shape: tuple[int, ...], grid: tuple[int, ...]) -> str:
@@ -435,6 +450,8 @@ def shape_text(shape: tuple[int, ...], grid: tuple[int, ...]) -> str:
 
 
 def tables(results: list[Result], config: Config) -> str:
+    """The measurements as Markdown tables that fit the page (at most five columns; a
+    score cell reads trained / FR)."""
     n_images = next(iter(results[0].scores["trained"].values())).total
     half_width = max(
         (row.high - row.low) / 2
@@ -449,44 +466,24 @@ def tables(results: list[Result], config: Config) -> str:
         f"Pointing Game tolerance {config.tolerance:.1f} px (15 px at "
         f"600 px, scaled). FR: the same model fully randomised "
         f"(`sanity.randomize(model, 'full', seed=0)`). One seed: the 95% Wilson intervals of "
-        f"the trained scores are up to ±{half_width:.2f} wide.",
+        f"the trained scores are up to ±{half_width:.2f} wide. A score cell reads trained / FR.",
         "",
         "### Classifiers",
         "",
-        "| model | architecture | parameters | training | train time | accuracy | AUC |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| model | architecture | parameters | training (time) | accuracy / AUC |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for r in results:
         lines.append(
             f"| {r.arch.name} | {r.arch.summary} | {r.parameters:,} | {r.epochs} epochs, "
-            f"AdamW, lr {r.arch.lr:g} (one-cycle to {3 * r.arch.lr:g}) | {r.seconds:.0f} s "
-            f"| {r.accuracy:.3f} | {r.auc:.3f} |"
+            f"AdamW, lr {r.arch.lr:g} (one-cycle to {3 * r.arch.lr:g}), {r.seconds:.0f} s "
+            f"| {r.accuracy:.3f} / {r.auc:.3f} |"
         )
     for r in results:
-        trained = r.scores["trained"]
-        name = r.arch.name
+        lines += single_layers(r)
         lines += [
             "",
-            f"### {name}: single layers, Pointing Game (trained / FR)",
-            "",
-            "| layer | what it is | output → map | NormGrad scaling | FR | NormGrad conv1x1 | FR "
-            "| NormGrad conv3x3 | FR | Grad-CAM | FR |",
-            "| --- | --- | --- |" + " --- |" * 8,
-        ]
-        for layer, what in r.arch.candidates.items():
-            cells = [c for vil in VILS for c in cell(r.scores, single_name(vil, layer))]
-            cells += cell(r.scores, cam_name(layer))
-            lines.append(
-                f"| `{layer}` | {what} | {shape_text(r.shapes[layer], r.grids[layer])} | "
-                + " | ".join(cells)
-                + " |"
-            )
-        for base in ("centre baseline", "random baseline"):
-            value = f"{trained[base].accuracy:.3f}"
-            lines.append(f"| *{base}* | | | " + " | ".join([value, ""] * 4) + " |")
-        lines += [
-            "",
-            f"### {name}: constant maps (trained model, {n_images} positive test images)",
+            f"### {r.arch.name}: constant maps (trained model, {n_images} positive test images)",
             "",
             "| layer | constant NormGrad maps | constant Grad-CAM maps | largest raw conv1x1 value |",
             "| --- | --- | --- | --- |",
@@ -496,16 +493,43 @@ def tables(results: list[Result], config: Config) -> str:
             lines.append(f"| `{layer}` | {ng:.0%} | {cam:.0%} | {largest:.3g} |")
         lines += [
             "",
-            f"### {name}: multi-layer NormGrad, Pointing Game (trained / FR)",
+            f"### {r.arch.name}: multi-layer NormGrad, Pointing Game (trained / FR)",
             "",
-            "| layers | scaling | FR | conv1x1 | FR | conv3x3 | FR |",
-            "| --- |" + " --- |" * 6,
+            "| layers | scaling | conv1x1 | conv3x3 |",
+            "| --- | --- | --- | --- |",
         ]
         for label, layers in r.arch.multi.items():
-            cells = [c for vil in VILS for c in cell(r.scores, multi_name(vil, label))]
+            cells = [cell(r.scores, multi_name(vil, label)) for vil in VILS]
             listed = ", ".join(f"`{layer}`" for layer in layers)
             lines.append(f"| {label}: {listed} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def single_layers(r: Result) -> list[str]:
+    """The single layers: what each is, then its Pointing Game per explainer."""
+    lines = [
+        "",
+        f"### {r.arch.name}: single layers, Pointing Game (trained / FR)",
+        "",
+        "| layer | what it is | output → map |",
+        "| --- | --- | --- |",
+    ]
+    for layer, what in r.arch.candidates.items():
+        lines.append(f"| `{layer}` | {what} | {shape_text(r.shapes[layer], r.grids[layer])} |")
+    lines += [
+        "",
+        "| layer | NormGrad scaling | NormGrad conv1x1 | NormGrad conv3x3 | Grad-CAM |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for layer in r.arch.candidates:
+        cells = [cell(r.scores, single_name(vil, layer)) for vil in VILS]
+        cells.append(cell(r.scores, cam_name(layer)))
+        lines.append(f"| `{layer}` | " + " | ".join(cells) + " |")
+    trained = r.scores["trained"]
+    for base in ("centre baseline", "random baseline"):
+        value = f"{trained[base].accuracy:.3f}"
+        lines.append(f"| *{base}* | " + " | ".join([value] * 4) + " |")
+    return lines
 
 
 # ---------------------------------------------------------------------------------------

@@ -358,7 +358,8 @@ def test_transformers_quick_path(tmp_path: Path) -> None:
         for heading in ("single layers", "constant maps", "multi-layer NormGrad"):
             assert f"### {name}: {heading}" in text
         for layer in result.arch.candidates:
-            assert text.count(f"| `{layer}` |") == 2  # the Pointing Game and constant-map rows
+            # what it is, its Pointing Game and its constant maps: three tables' rows
+            assert text.count(f"| `{layer}` |") == 3
         for label in result.arch.multi:
             assert f"| {label}: " in text
         assert set(result.scores) == {"trained", "fully-randomised"}
