@@ -94,9 +94,11 @@ def patch_norm(activation: torch.Tensor, kernel_size: int) -> torch.Tensor:
     """
     _check_maps_input("activation", activation)
     check_kernel_size(kernel_size)
-    squares = _channel_norm(activation).square()
-    # Rounding in the box sum may leave a tiny negative where the true value is 0.
-    return box_sum(squares, kernel_size).clamp_min(0).sqrt()
+    norm = _channel_norm(activation)
+    if kernel_size == 1:  # the patch is the position itself
+        return norm
+    # a sum of squares in a window (pooling sums it directly) is never negative
+    return box_sum(norm.square(), kernel_size).sqrt()
 
 
 def scaling_map(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:

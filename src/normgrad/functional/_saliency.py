@@ -163,9 +163,9 @@ def layer_maps_to_saliency(
     layer_maps: list[torch.Tensor] = []
     informative: list[torch.Tensor] = []
     for raw in raw_maps:
-        normalised, constant = _normalised_layer(raw, size)
+        normalised, varies = _normalised_layer(raw, size)
         layer_maps.append(normalised)
-        informative.append(~constant)
+        informative.append(varies)
     if len(layer_maps) == 1:
         return layer_maps[0], layer_maps, informative
     return _fused(layer_maps, informative), layer_maps, informative
@@ -173,27 +173,29 @@ def layer_maps_to_saliency(
 
 def _normalised_layer(raw: torch.Tensor, size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """``min_max_normalize(upsample(scale_to_unit(raw), size))``, zero where ``raw`` is
-    constant, and ``is_constant(raw)``, with four kernels on maps of the input's size.
+    constant, and ``~is_constant(raw)``, with 13 kernels (six on maps of the input's size).
 
     The extrema of ``raw`` are read once: dividing by a positive number is monotone in
     floating point, so the extrema of the unit map are those of ``raw`` divided by its
-    scale, exactly. Upsampling keeps the unit map in ``[-1, 1]``, where min-max
-    normalisation needs no second scaling. A constant sample is divided by infinity."""
+    scale, exactly. A constant sample is divided by infinity before it is upsampled (all
+    zero from then on: its spread is 0, and a spread of 0 divides by infinity). Upsampling
+    keeps the unit map in ``[-1, 1]``, where min-max normalisation needs no second
+    scaling."""
     low, high = _per_sample_extrema(raw)
-    scale = torch.maximum(high, -low)  # the largest magnitude, as low <= high
-    scale = scale + (scale == 0)  # an all-zero sample stays zero
-    unit = raw / scale
+    # the largest magnitude, exactly max(high, -low), in one kernel
+    scale = torch.linalg.vector_norm(raw.flatten(1), math.inf, dim=1).view(low.shape)
     if torch.finfo(raw.dtype).bits < 32:  # checked in float32 (see is_constant)
-        constant = is_constant(raw)
+        varies = ~is_constant(raw)
     else:
         tol = min(_CONSTANT_ULPS * torch.finfo(raw.dtype).eps, _CONSTANT_CAP)
-        constant = ((high - low) / scale <= tol).flatten()
+        # an all-zero sample gives 0 / 0 = NaN, which is not > tol: constant, as it is
+        varies = ((high - low) / scale > tol).flatten()
+    view = (-1,) + (1,) * (raw.ndim - 1)
+    unit = raw / torch.where(varies.view(view), scale, math.inf)
     up = upsample(unit, size)
     low, high = _per_sample_extrema(up)
     spread = high - low
-    view = (-1,) + (1,) * (up.ndim - 1)
-    divisor = spread.masked_fill(constant.view(view) | (spread == 0), math.inf)
-    return (up - low) / divisor, constant
+    return (up - low) / spread.masked_fill(spread == 0, math.inf), varies
 
 
 def _fused(maps: Sequence[torch.Tensor], informative: Sequence[torch.Tensor]) -> torch.Tensor:
