@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from normgrad import ArgumentTypeError, InvalidArgumentError, ShapeError, metrics
 from normgrad.metrics import Box, Ellipse, Polygon
 from normgrad.metrics._multi_pointing import multi_from_peaks, peaks_needed
-from normgrad.metrics._objects import object_lists
+from normgrad.metrics._regions.prepared import prepare
 
 from .conftest import requires_cuda
 
@@ -212,7 +212,7 @@ def test_rasterised_grids_equal_the_test_of_each_pixel(
     """Masks come from grids (a row's terms and a column's computed once); for any float
     coordinates the grid test is the per-pixel test, bit for bit (the sign of a difference
     is the order of its terms)."""
-    from normgrad.metrics._shapes import contains_many
+    from normgrad.metrics._regions.shapes import contains_many
 
     x, y, w, h = corner
     found = [Polygon(vertices), Ellipse(x, y, x + w, y + h), Box(x, y, x + w, y + h)]
@@ -245,17 +245,17 @@ def test_shapes_by_hand() -> None:
 
 
 def test_shapes_tested_in_parts_and_far_away(monkeypatch: pytest.MonkeyPatch) -> None:
-    import normgrad.metrics._shapes as shapes_module
+    import normgrad.metrics._regions.shapes as shapes_module
 
     # one point against a polygon whose temporaries are "large": no part left to split
     monkeypatch.setattr(shapes_module, "_RASTER_POINTS", 1)
     star = Polygon([(0, 0), (4, 0), (4, 4), (0, 4), (2, 2), (1, 3)])
     assert torch.equal(star.mask((5, 6)), ref_mask(star, 5, 6))
-    assert shapes_module.covering([star, Box(9, 9, 9, 9)], (5, 6)) == [True, False]
+    assert [s.covers((5, 6)) for s in (star, Box(9, 9, 9, 9))] == [True, False]
     monkeypatch.undo()
     # bounds whose sum is beyond float: far from the image, covering nothing
     far = [Box(0, 1e308, 0, 1.7e308), Polygon([(1e308, 0), (1.7e308, 2)]), Box(0, 0, 1, 1)]
-    assert shapes_module.covering(far, (4, 4)) == [ref_covers(s, 4, 4) for s in far]
+    assert [s.covers((4, 4)) for s in far] == [ref_covers(s, 4, 4) for s in far]
     maps = torch.zeros(1, 4, 4)
     maps[0, 1, 1] = 1.0
     assert metrics.multi_pointing_game(maps, [far]).item() == 1.0
@@ -781,9 +781,9 @@ def test_multi_pointing_game_matches_reference(
     n, height, width = maps.shape
     got = metrics.multi_pointing_game(maps, objects, min_distance=min_distance)  # type: ignore[arg-type]
     # from more peaks than the largest count (as evaluate does for FROC's k): the same
-    lists, counts = object_lists(objects, maps.shape)  # type: ignore[arg-type]
-    more = metrics.peaks(maps, peaks_needed(counts) + 3, min_distance=min_distance)
-    assert torch.equal(multi_from_peaks(more, lists, counts).nan_to_num(-1), got.nan_to_num(-1))
+    prepared = prepare(objects, maps.shape, one_by_one=True)  # type: ignore[arg-type]
+    more = metrics.peaks(maps, peaks_needed(prepared.counts()) + 3, min_distance=min_distance)
+    assert torch.equal(multi_from_peaks(more, prepared).nan_to_num(-1), got.nan_to_num(-1))
     for i in range(n):
         counted = [o for o in objects[i] if ref_covers(o, height, width)]
         if not counted:
@@ -800,9 +800,9 @@ def test_multi_pointing_game_one_peak_one_object() -> None:
     maps[0, 2, 2], maps[0, 8, 8] = 1.0, 0.5
     boxes = [torch.tensor([[0, 0, 4, 4], [1, 1, 5, 5]])]
     assert metrics.multi_pointing_game(maps, boxes, min_distance=2).item() == 0.5
-    lists, counts = object_lists(boxes, maps.shape)
+    prepared = prepare(boxes, maps.shape, one_by_one=True)
     with pytest.raises(InvalidArgumentError, match="found: expected at least 2 peaks per map"):
-        multi_from_peaks(metrics.peaks(maps, 1, min_distance=2), lists, counts)
+        multi_from_peaks(metrics.peaks(maps, 1, min_distance=2), prepared)
 
 
 def test_froc_curve_plot(tmp_path: object) -> None:

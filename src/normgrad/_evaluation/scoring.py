@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,21 +16,20 @@ from .._explainers.center import CenterBaseline
 from .._explainers.shared import explain_shared
 from ..metrics import (
     DeletionOptions,
-    Objects,
     PreparedRegions,
     Regions,
     deletion_insertion,
     energy_pointing_game,
-    prepare_regions,
     random_point_hit_rate,
     smooth,
 )
 from ..metrics import peaks as find_peaks
 from ..metrics._deletion import check_options
 from ..metrics._distance import distances_from_points
+from ..metrics._matching import match
 from ..metrics._multi_pointing import multi_from_peaks, peaks_needed
-from ..metrics._objects import match, object_lists
 from ..metrics._pointing import pointing_game_points
+from ..metrics._regions.prepared import prepare
 from .result import Record
 
 CENTRE = "centre baseline"
@@ -60,15 +59,18 @@ def score_batch(
     deleting = "deletion" in metrics or "insertion" in metrics
     if deleting:  # what depends on the images (steps per pixel, a baseline's shape) first
         check_options(deletion_options, x.shape, "deletion_options")
-    # checked and converted once, then scored by every method
-    regions = prepare_regions(batch_regions, (x.shape[0], *x.shape[2:]), x.device)
     target = labels.to(x.device) if isinstance(labels, torch.Tensor) else labels
     reads = _Reads()
-    # every check of the batch (the explainers', the metrics') and every number recorded
-    # are read from the device once, at the end
+    # every check of the batch (the regions', the explainers', the metrics') and every
+    # number recorded are read from the device once, at the end
     with deferred_checks() as checks:
+        # checked and converted once, then scored by every method and metric (objects one
+        # by one where the detection metrics match them)
+        objects = "multi" in metrics or "froc" in metrics
+        shape = (x.shape[0], *x.shape[2:])
+        regions = prepare(batch_regions, shape, x.device, one_by_one=objects)
         by_method = _scores(
-            model, explainers, x, target, batch_regions, regions, reads,
+            model, explainers, x, target, regions, reads,
             tolerance=tolerance, spacing=spacing, sigma=sigma, kernel_size=kernel_size,
             baselines=baselines, metrics=metrics, peaks=peaks,
             deletion_options=deletion_options, deleting=deleting,
@@ -150,7 +152,6 @@ def _scores(
     explainers: Mapping[str, Explainer],
     x: torch.Tensor,
     target: Any,
-    batch_regions: Regions,
     regions: PreparedRegions,
     reads: _Reads,
     *,
@@ -181,10 +182,7 @@ def _scores(
         )
     if baselines:
         maps[CENTRE] = CenterBaseline()(x)
-    objects, counts = None, None
-    if "multi" in metrics or "froc" in metrics:
-        # checked there: the objects one by one (boxes or shapes), not masks
-        objects, counts = object_lists(cast(Objects, batch_regions), (n, *x.shape[2:]))
+    counts = regions.counts() if "multi" in metrics or "froc" in metrics else None
     nan = [math.nan] * n
     by_method: dict[str, dict[str, Any]] = {}
     for name, saliency in maps.items():
@@ -196,16 +194,16 @@ def _scores(
         row["detections"] = [()] * n
         if "energy" in metrics:
             row["energy"] = reads.later(energy_pointing_game(saliency, regions))
-        if objects is not None and counts is not None:
+        if counts is not None:
             # one search serves both: the first K of more peaks are the K peaks
             multi, froc = "multi" in metrics, "froc" in metrics
             k = max(peaks if froc else 0, peaks_needed(counts) if multi else 0)
             found = find_peaks(saliency, k, min_distance=tolerance)
             if multi:
-                row["multi"] = reads.later(multi_from_peaks(found, objects, counts))
+                row["multi"] = reads.later(multi_from_peaks(found, regions))
             if froc:
                 values, valid = found.values[:, :peaks], found.valid[:, :peaks]
-                positive, _ = match(found.coords[:, :peaks], valid, objects)
+                positive, _ = match(found.coords[:, :peaks], valid, regions)
                 row["detections"] = tuple(reads.later(t) for t in (values, positive, valid))
         if deleting:
             curves = deletion_insertion(model, x, saliency, target=classes, **deletion_options)

@@ -33,19 +33,21 @@ Examples:
 
 from __future__ import annotations
 
+from .._collate import collate
 from ._correlation import rank_correlation
+from ._curve import PointingGameCurve, pointing_game_curve, pointing_hits
 from ._deletion import Baseline, DeletionInsertionResult, DeletionOptions, deletion_insertion
-from ._distance import PointingGameCurve, pointing_distances, pointing_game_curve, pointing_hits
+from ._distance import pointing_distances
 from ._energy import energy_pointing_game
 from ._froc import FROC, RATES, FROCResult, froc
 from ._maps import points
 from ._multi_pointing import multi_pointing_game
-from ._objects import Objects
 from ._peaks import Peaks, peaks
 from ._pointing import PointingGame, PointingGameResult, pointing_game
 from ._random_point import random_point_hit_rate
-from ._regions import PreparedRegions, Regions, collate, prepare_regions
-from ._shapes import Box, Ellipse, Polygon, Shape, shapes_mask
+from ._regions.forms import Objects
+from ._regions.prepared import PreparedRegions, Regions, prepare_regions
+from ._regions.shapes import Box, Ellipse, Polygon, Shape, shapes_mask
 from ._smoothing import gaussian_kernel, smooth
 from ._statistics import DoMResult, dom, wilson_interval
 

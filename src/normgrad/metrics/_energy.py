@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Optional
 
 import torch
 
 from .._deferred import deferred_checks
 from .._errors import InvalidArgumentError
 from ._maps import as_maps
-from ._objects import object_lists
-from ._regions import PreparedRegions, Regions, _has_shapes, prepare_regions
-from ._shapes import Shape, rasterise
+from ._regions.pixels import Window
+from ._regions.prepared import Regions, prepare_regions
 
 # Values per chunk of maps (about 6 MB in float32: they stay in the cache).
 _CHUNK_ELEMENTS = 3 << 19
@@ -89,28 +87,27 @@ def energy_pointing_game(saliency: torch.Tensor, regions: Regions) -> torch.Tens
         tensor([0.7500, 0.0000])
     """
     maps = as_maps(saliency)
-    masks: torch.Tensor | None = None
     # on the CPU each image's window is summed on its own (its values are in the cache);
     # elsewhere the work goes in a few large steps, over masks
     by_window = maps.device.type in _BY_WINDOW
-    if isinstance(regions, Sequence) and any(_has_shapes(item) for item in regions):
-        objects, counts = object_lists(regions, maps.shape)
-        shapes = [o for image in objects for o in image if isinstance(o, Shape)]
-        pixels = dict(zip(map(id, shapes), rasterise(shapes, maps.shape[1:], maps.device)))
-        windows = [
-            _union_window([pixels[id(o)] for o in image if isinstance(o, Shape)], maps.device)
-            for image in objects
-        ]
-        present = (counts > 0).to(maps.device)
-        if not by_window:
-            masks = _pasted(windows, maps.shape, maps.device)
-    else:
+    with deferred_checks() as checks:  # the regions' checks and the maps' read together
         prepared = prepare_regions(regions, maps.shape, maps.device)
         masks = prepared.masks
         if masks is None and not by_window:
             masks = prepared.to_masks()
-        windows = [] if masks is not None else _box_windows(prepared)
-        present = prepared.present()
+        windows = prepared.windows() if masks is None else []
+        inside, total = _sums(maps, masks, windows, by_window)
+        checks.add(total, _refuse_non_finite)  # NaN and +inf reach the total
+    energy = torch.where(total > 0, inside / total.clamp_min(torch.finfo(total.dtype).tiny), 0.0)
+    nan = torch.full_like(energy, float("nan"))
+    return torch.where(prepared.present(), energy, nan).to(torch.float32)
+
+
+def _sums(
+    maps: torch.Tensor, masks: torch.Tensor | None, windows: Sequence[Window], by_window: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each map's positive mass on its regions (the union ``masks``, or within each
+    sample's window) and in all ``(N,)``, a few maps at a time."""
     n, size = maps.shape[0], math.prod(maps.shape[1:])
     dtype = torch.float64 if maps.dtype == torch.float64 else torch.float32
     total = torch.zeros(n, dtype=dtype, device=maps.device)
@@ -138,11 +135,7 @@ def energy_pointing_game(saliency: torch.Tensor, regions: Regions) -> torch.Tens
     inside = torch.zeros(n, dtype=dtype, device=maps.device)
     if sums:
         inside[torch.tensor(owners, device=maps.device)] = torch.cat(sums)
-    with deferred_checks() as checks:  # NaN and +inf reach the total; read with the others
-        checks.add(total, _refuse_non_finite)
-    energy = torch.where(total > 0, inside / total.clamp_min(torch.finfo(dtype).tiny), 0.0)
-    nan = torch.full_like(energy, float("nan"))
-    return torch.where(present, energy, nan).to(torch.float32)
+    return inside, total
 
 
 def _refuse_non_finite(totals: list[float]) -> None:
@@ -151,63 +144,3 @@ def _refuse_non_finite(totals: list[float]) -> None:
         raise InvalidArgumentError(
             f"saliency: expected maps without NaN or +inf, got them in {bad} map(s)"
         )
-
-
-Window = Optional[tuple[tuple[slice, ...], Optional[torch.Tensor]]]
-"""Per sample: the bounding window of its regions, and their union within it (None: all of
-it); None for a sample without regions."""
-
-
-def _box_windows(prepared: PreparedRegions) -> list[Window]:
-    """The window of each sample's boxes (array order, inclusive pixels) and their union."""
-    boxes: list[list[tuple[list[int], list[int]]]] = [[] for _ in range(prepared.shape[0])]
-    ndim = prepared.low.shape[1]
-    columns = [prepared.owner[:, None], prepared.low, prepared.high, prepared.valid[:, None]]
-    for row in torch.cat([c.double() for c in columns], dim=1).tolist():  # one read
-        if row[-1]:
-            low = [int(v) for v in row[1 : 1 + ndim]]
-            boxes[int(row[0])].append((low, [int(v) for v in row[1 + ndim : 1 + 2 * ndim]]))
-    windows: list[Window] = []
-    for sample in boxes:
-        if not sample:
-            windows.append(None)
-            continue
-        ndim = len(sample[0][0])
-        first = [min(lo[a] for lo, _ in sample) for a in range(ndim)]
-        last = [max(hi[a] for _, hi in sample) for a in range(ndim)]
-        where = tuple(slice(a, b + 1) for a, b in zip(first, last))
-        if len(sample) == 1:
-            windows.append((where, None))
-            continue
-        union = torch.zeros([b - a + 1 for a, b in zip(first, last)], dtype=torch.bool)
-        for lo, hi in sample:
-            union[tuple(slice(a - f, b - f + 1) for a, b, f in zip(lo, hi, first))] = True
-        windows.append((where, union.to(prepared.owner.device)))
-    return windows
-
-
-def _union_window(
-    shapes: Sequence[tuple[int, int, torch.Tensor] | None], device: torch.device
-) -> Window:
-    """The window of a sample's shapes and their union within it (from each shape's own
-    pixels, as ``rasterise`` gives them)."""
-    parts = [window for window in shapes if window is not None]
-    if not parts:
-        return None
-    r0 = min(p[0] for p in parts)
-    c0 = min(p[1] for p in parts)
-    r1 = max(p[0] + p[2].shape[0] for p in parts)
-    c1 = max(p[1] + p[2].shape[1] for p in parts)
-    union = torch.zeros(r1 - r0, c1 - c0, dtype=torch.bool, device=device)
-    for r, c, inside in parts:
-        union[r - r0 : r - r0 + inside.shape[0], c - c0 : c - c0 + inside.shape[1]] |= inside
-    return (slice(r0, r1), slice(c0, c1)), union
-
-
-def _pasted(windows: Sequence[Window], shape: Sequence[int], device: torch.device) -> torch.Tensor:
-    """Masks ``shape`` ``(N, H, W)`` holding each sample's union in its window."""
-    out = torch.zeros(tuple(shape), dtype=torch.bool, device=device)
-    for i, window in enumerate(windows):
-        if window is not None:
-            out[i][window[0]] = True if window[1] is None else window[1]
-    return out

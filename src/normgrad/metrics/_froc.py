@@ -28,11 +28,14 @@ from dataclasses import dataclass
 import torch
 
 from .._checks import check_number, check_positive_int
+from .._deferred import deferred_checks
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
 from ._maps import as_maps
-from ._objects import Objects, match, objects_of, per_sample
+from ._matching import match
 from ._peaks import peaks
-from ._shapes import Box, Ellipse, Polygon  # noqa: F401  (the doctests' names)
+from ._regions.forms import Objects
+from ._regions.prepared import PreparedRegions, prepare
+from ._regions.shapes import Box, Ellipse, Polygon  # noqa: F401  (the doctests' names)
 
 RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 """False positives per image at which Object-CXR reads the sensitivity."""
@@ -110,7 +113,7 @@ class FROC:
     def update(
         self,
         saliency: torch.Tensor,
-        regions: Objects,
+        regions: Objects | PreparedRegions,
         probabilities: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Detect, match and add a batch; returns which detections are true positives
@@ -124,16 +127,17 @@ class FROC:
                 alone.
         """
         maps = as_maps(saliency)
-        objects, counts, outside = objects_of(per_sample(regions, maps.shape), maps.shape[1:])
+        with deferred_checks():  # the objects' checks, before the peaks are searched
+            objects = prepare(regions, maps.shape, maps.device, one_by_one=True)
         found = peaks(maps, self.k, min_distance=self.min_distance)
         positive, _ = match(found.coords, found.valid, objects)
         scores = found.values.to(torch.float64)
         if probabilities is not None:
             scores = scores * _probabilities(probabilities, maps.shape[0], scores.device)[:, None]
         valid = found.valid
-        self.add(
-            scores[valid], positive[valid], maps.shape[0], int(counts.sum()), int(outside.sum())
-        )
+        outside = objects.outside_count
+        far = int(outside.sum()) if outside is not None else 0
+        self.add(scores[valid], positive[valid], maps.shape[0], int(objects.counts().sum()), far)
         return positive
 
     def add(
@@ -216,7 +220,7 @@ def _probabilities(probabilities: object, n: int, device: torch.device) -> torch
 
 def froc(
     saliency: torch.Tensor,
-    regions: Objects,
+    regions: Objects | PreparedRegions,
     *,
     k: int = 10,
     min_distance: float = 15,

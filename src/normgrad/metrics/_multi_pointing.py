@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from .._checks import check_number
+from .._deferred import deferred_checks
 from .._errors import InvalidArgumentError
 from ._maps import as_maps
-from ._objects import Objects, _Cuboid, match, object_lists
+from ._matching import match
 from ._peaks import Peaks, peaks
-from ._shapes import Shape
+from ._regions.forms import Objects
+from ._regions.prepared import PreparedRegions, prepare
 
 
 def multi_pointing_game(
-    saliency: torch.Tensor, regions: Objects, *, min_distance: float = 15
+    saliency: torch.Tensor, regions: Objects | PreparedRegions, *, min_distance: float = 15
 ) -> torch.Tensor:
     r"""Fraction of each image's objects found by its top-``K`` peaks, ``K`` its object count.
 
@@ -48,38 +52,46 @@ def multi_pointing_game(
     """
     distance = check_number(min_distance, "min_distance", low=0)
     maps = as_maps(saliency)
-    objects, counts = object_lists(regions, maps.shape)
+    with deferred_checks():  # the objects' checks, before their count is read
+        objects = prepare(regions, maps.shape, maps.device, one_by_one=True)
+        counts = objects.counts()
     found = peaks(maps, peaks_needed(counts), min_distance=distance)
-    return multi_from_peaks(found, objects, counts)
+    return multi_from_peaks(found, objects)
 
 
 def peaks_needed(counts: torch.Tensor) -> int:
     """The peaks per map the multi-object score reads: the largest object count (at
-    least 1, as [`peaks`][normgrad.metrics.peaks] wants)."""
+    least 1, as [`peaks`][normgrad.metrics.peaks] wants; one read)."""
     return max(1, int(counts.max())) if counts.numel() else 1
 
 
-def multi_from_peaks(
-    found: Peaks, objects: list[list[Shape | _Cuboid]], counts: torch.Tensor
-) -> torch.Tensor:
+def multi_from_peaks(found: Peaks, objects: PreparedRegions) -> torch.Tensor:
     """The multi-object score from peaks already found: each image's first ``K`` peaks,
     ``K`` its object count, matched to its objects.
 
     ``found`` must hold at least ``peaks_needed(counts)`` peaks per map; more are fine
     (greedy suppression is prefix-consistent: the first ``K`` of more peaks are the ``K``
-    peaks), so one search can serve FROC's ``k`` peaks too. ``objects`` and ``counts``
-    as made by ``object_lists``.
+    peaks), so one search can serve FROC's ``k`` peaks too; fewer are refused at the end
+    of the call's checks.
     """
     k = found.valid.shape[1]
     device = found.coords.device
-    if k < peaks_needed(counts):
-        raise InvalidArgumentError(
-            f"found: expected at least {peaks_needed(counts)} peaks per map (the largest "
-            f"object count), got {k}"
-        )
-    counts = counts.to(device)
+    counts = objects.counts().to(device)
+    with deferred_checks() as checks:
+        checks.add(counts.max() if counts.numel() else None, _enough(k))
     within = torch.arange(k, device=device)[None, :] < counts[:, None]
     _, hits = match(found.coords, found.valid & within, objects)
     share = hits.to(torch.float64) / counts.clamp_min(1)
     nan = torch.full_like(share, float("nan"))
     return torch.where(counts > 0, share, nan).to(torch.float32)
+
+
+def _enough(k: int) -> Callable[[list[float]], None]:
+    def check(most: list[float]) -> None:
+        if most and most[0] > k:
+            raise InvalidArgumentError(
+                f"found: expected at least {int(most[0])} peaks per map (the largest object "
+                f"count), got {k}"
+            )
+
+    return check

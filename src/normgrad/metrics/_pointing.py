@@ -15,7 +15,7 @@ from .._deferred import deferred_checks
 from .._errors import ArgumentTypeError, InvalidArgumentError, describe
 from .._grid import squared_distances
 from ._maps import as_maps, first_maxima
-from ._regions import PreparedRegions, Regions, prepare_regions
+from ._regions.prepared import PreparedRegions, Regions, prepare_regions
 from ._statistics import wilson_interval
 
 T = TypeVar("T", torch.Tensor, np.ndarray)
@@ -124,13 +124,14 @@ def _points_and_hits(
     2-D map)."""
     tol = check_tolerance(tolerance)
     space = spacing_tensor(spacing, maps.ndim - 1, maps.device)
-    prepared = prepare_regions(regions, maps.shape, maps.device)
-    points = first_maxima(maps)
+    with deferred_checks():  # the regions' checks and the maps' read together
+        prepared = prepare_regions(regions, maps.shape, maps.device)
+        points = first_maxima(maps)
     pointed = (points >= 0).all(dim=1)  # a constant map points nowhere
-    if prepared.masks is not None:
-        hit = _hits_from_masks(points.clamp_min(0), prepared.masks, tol, space)
-    else:
+    if prepared.filled:
         hit = _hits_from_boxes(points.clamp_min(0), prepared, tol, space)
+    else:
+        hit = _hits_from_masks(points.clamp_min(0), prepared.to_masks(), tol, space)
     result = (hit & pointed).to(torch.float32)
     return points, torch.where(prepared.present(), result, torch.full_like(result, float("nan")))
 

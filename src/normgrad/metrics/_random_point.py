@@ -9,7 +9,7 @@ import torch
 
 from .._checks import check_spacing, check_tolerance
 from ._pointing import within
-from ._regions import PreparedRegions, Regions, prepare_regions
+from ._regions.prepared import PreparedRegions, Regions, prepare_regions
 
 
 def random_point_hit_rate(

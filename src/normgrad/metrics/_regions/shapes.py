@@ -31,8 +31,8 @@ from typing import TypeVar, cast
 
 import torch
 
-from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
-from ._boxes import check_box
+from ..._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
+from .boxes import check_box
 
 
 def _corners(values: Sequence[float], kind: str) -> tuple[float, float, float, float]:
@@ -370,24 +370,6 @@ def rasterise(
             r0, c0, h, w = spans[i]
             out[i] = (r0, c0, inside[b, :h, :w])
     return out
-
-
-def covering(shapes: Sequence[Shape], size: Sequence[int]) -> list[bool]:
-    """Whether each shape has a pixel in an image of ``size`` ``(H, W)``: the pixel nearest
-    the centre of its bounds (clamped to the image) is tried for all at once, the shapes
-    without it are rasterised."""
-    if not shapes:
-        return []
-    height, width = (int(s) for s in size)
-    probe = [
-        (
-            min(max(round(y0 / 2 + y1 / 2), 0), height - 1),  # halves: no overflow
-            min(max(round(x0 / 2 + x1 / 2), 0), width - 1),
-        )
-        for x0, y0, x1, y1 in (shape.bounds() for shape in shapes)
-    ]
-    found = contains_many(shapes, torch.tensor(probe, dtype=torch.float64)[:, None, :])
-    return [bool(f) or shape.covers(size) for f, shape in zip(found[:, 0].tolist(), shapes)]
 
 
 def shapes_mask(

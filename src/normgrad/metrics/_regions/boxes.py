@@ -1,8 +1,10 @@
-"""Boxes given as numbers: the one check of their values, and regions wholly outside their map.
+"""Boxes given as numbers: the one check of their values, their pixels, and regions wholly
+outside their map.
 
-Every metric reads boxes through here (box tensors and arrays, [`Box`][normgrad.metrics.Box]
-and [`Ellipse`][normgrad.metrics.Ellipse] bounds), so a box is refused, or found outside its
-map, by one rule wherever it arrives.
+Every region reads its box through here (box tensors and arrays, the bounds of
+[`Box`][normgrad.metrics.Box], [`Ellipse`][normgrad.metrics.Ellipse] and
+[`Polygon`][normgrad.metrics.Polygon]), so a box is refused, clipped to its map, or found
+outside it by one rule wherever it arrives.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import NoReturn
 
 import torch
 
-from .._errors import InvalidArgumentError, warn
+from ..._errors import InvalidArgumentError, warn
 
 # the samples named in the warning about regions outside their maps, at most
 _NAMED = 10
@@ -42,6 +44,19 @@ def box_flags(boxes: torch.Tensor, spatial: Sequence[int]) -> torch.Tensor:
     last = torch.tensor([s - 1 for s in reversed(spatial)], dtype=boxes.dtype, device=boxes.device)
     outside = ((high < 0) | (low > last)).any(dim=1) & ~wrong
     return torch.stack([padding, bad, outside])
+
+
+def clip(boxes: torch.Tensor, spatial: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first and last pixel ``(B, ndim)`` (array order, float64) of each box ``(B, 2 *
+    ndim)`` ``(xmin, ymin[, zmin], xmax, ymax[, zmax])`` within a map of ``spatial``: a box
+    covers the integer pixels inside it, clipped to the map; it covers none where
+    ``low > high`` along some axis."""
+    ndim = len(spatial)
+    # box coordinates are (x, y[, z]); array order is ([z,] y, x)
+    low = boxes[:, :ndim].flip(1).ceil().clamp_min(0)
+    last = torch.tensor([s - 1 for s in spatial], dtype=boxes.dtype, device=boxes.device)
+    high = torch.minimum(boxes[:, ndim:].flip(1).floor(), last)
+    return low, high
 
 
 def refuse_box(
