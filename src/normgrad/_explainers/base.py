@@ -13,7 +13,7 @@ from .._errors import InvalidArgumentError, warn
 from .._model.capture import capture
 from .._model.layers import check_model
 from .._model.layouts import Layout
-from .._model.targets import ResolvedTarget, Target, resolve_target
+from .._model.targets import ResolvedTarget, Target, require_resolved, resolve_target
 from ..functional import layer_maps_to_saliency, upsample
 
 
@@ -82,7 +82,7 @@ def run_passes(
     model: nn.Module,
     x: torch.Tensor,
     needs: Sequence[PassNeeds],
-    target: Target | ResolvedTarget = None,
+    target: ResolvedTarget,
 ) -> Passes:
     """One forward pass of ``model`` on ``x`` and at most two backward passes, serving
     every need in ``needs``.
@@ -90,9 +90,9 @@ def run_passes(
     The forward pass captures the union of the layers; the plain backward gives their
     gradients (and the input's, if any explainer reads it); the guided backward, if any
     explainer needs it, gives the guided input gradient, from the same forward pass and so
-    for the same score and classes (a ``None`` target resolves once).
+    for the same score and classes. ``target`` was resolved where the call began.
     """
-    resolved = resolve_target(target)
+    resolved = require_resolved(target, "run_passes")
     layers: dict[str, nn.Module] = {}
     layouts: dict[str, Layout] = {}
     for need in needs:
@@ -155,6 +155,12 @@ class Explainer:
     def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
         """Explain ``x`` ``(N, C, *spatial)`` for ``target``; see
         [`Explanation`][normgrad.Explanation]."""
+        return self._explain(x, resolve_target(target))  # the call's one resolution
+
+    def _explain(self, x: torch.Tensor, target: ResolvedTarget) -> Explanation:
+        """Explain ``x`` for a target resolved where the call began. By default from the
+        shared passes (``_needs`` and ``_assemble``); a method with passes of its own
+        overrides this."""
         needs = self._needs()
         if needs is None:
             raise NotImplementedError(f"{type(self).__name__} must implement explain")
@@ -179,6 +185,16 @@ class Explainer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({type(self.model).__name__})"
+
+
+def explain_resolved(explainer: Explainer, x: torch.Tensor, target: ResolvedTarget) -> Explanation:
+    """``explainer``'s explanation of ``x`` for a resolved target, inside a call that
+    resolved it (``explain_shared``, SmoothGrad around an explainer). An explainer written
+    to the public contract alone (it implements ``explain``, not ``_explain`` or
+    ``_needs``) is handed the target as its argument."""
+    if type(explainer)._explain is Explainer._explain and explainer._needs() is None:
+        return explainer.explain(x, target.argument)
+    return explainer._explain(x, target)
 
 
 def build_explanation(

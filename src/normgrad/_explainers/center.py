@@ -8,7 +8,7 @@ from torch import nn
 from .._checks import check_input
 from .._grid import squared_distances
 from .._model.diagnosis import check_finite_input
-from .._model.targets import Target, resolve_target
+from .._model.targets import ResolvedTarget
 from .base import Explainer, Explanation, build_explanation
 
 
@@ -28,10 +28,10 @@ class CenterBaseline(Explainer):
     def __init__(self, model: nn.Module | None = None) -> None:
         super().__init__(model if model is not None else nn.Identity())
 
-    def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
+    def _explain(self, x: torch.Tensor, target: ResolvedTarget) -> Explanation:
+        # the target was resolved (so checked) like every explainer's, though unused
         check_input(x, finite=False)
         check_finite_input(x)  # read with the call's other checks
-        resolve_target(target)  # checked like every explainer's, though unused
         spatial = x.shape[2:]
         centre = torch.tensor([[(s - 1) / 2 for s in spatial]], dtype=torch.float64)
         dist2 = squared_distances(centre.to(x.device), spatial)[0]

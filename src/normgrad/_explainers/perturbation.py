@@ -23,26 +23,23 @@ from .._model.targets import (
     Lengths,
     ResolvedTarget,
     ScoreTarget,
-    Target,
     check_class_shape,
-    resolve_target,
 )
 from ..functional import quadrature, reduce_channels
-from .base import Explainer, Explanation, build_explanation
+from .base import Explainer, Explanation, build_explanation, explain_resolved
 
 
-def _fix_target(model: torch.nn.Module, x: torch.Tensor, target: Target) -> ResolvedTarget:
-    """Resolve ``target`` for perturbed copies of ``x``: ``None`` becomes the class predicted
-    for ``x`` itself (one forward pass without a graph), so every copy is explained for the
-    same class. Class indices and score functions are used as they are."""
+def _fix_target(model: torch.nn.Module, x: torch.Tensor, target: ResolvedTarget) -> ResolvedTarget:
+    """The resolved ``target`` for perturbed copies of ``x``: ``None``'s classes become the
+    class predicted for ``x`` itself (one forward pass without a graph), so every copy is
+    explained for the same class. Class indices and score functions are used as they are."""
     check_input(x, finite=False)
     check_finite_input(x)  # read with the call's other checks
-    resolved = resolve_target(target)
-    if isinstance(resolved, ClassTarget):
-        check_class_shape(resolved, x.shape[0])  # before it is repeated for the copies
-        if resolved.classes is None:
+    if isinstance(target, ClassTarget):
+        check_class_shape(target, x.shape[0])  # before it is repeated for the copies
+        if target.classes is None:
             return ClassTarget(predicted_classes(model, x))
-    return resolved
+    return target
 
 
 def _chunks(
@@ -168,12 +165,11 @@ class SmoothGrad(Explainer):
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.seed = check_count(seed, "seed")
 
-    def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
+    def _explain(self, x: torch.Tensor, target: ResolvedTarget) -> Explanation:
         with deferred_checks():  # every check of the call read once, at its end
-            return self._explain(x, target)
+            return self._smooth(x, _fix_target(self.model, x, target))
 
-    def _explain(self, x: torch.Tensor, target: Target) -> Explanation:
-        fixed = _fix_target(self.model, x, target)
+    def _smooth(self, x: torch.Tensor, fixed: ResolvedTarget) -> Explanation:
         batch = x.shape[0]
         classes: torch.Tensor | None = None
         flat = x.detach().flatten(1)
@@ -198,7 +194,7 @@ class SmoothGrad(Explainer):
         total: torch.Tensor | None = None
         for start, stop, repeated in _chunks(self.n_samples, batch, self.batch_size, fixed):
             noisy = torch.cat([x.detach() + sigma * noise(k) for k in range(start, stop)])
-            result = self.explainer.explain(noisy, repeated.argument)
+            result = explain_resolved(self.explainer, noisy, repeated)
             if result.classes is not None:
                 classes = result.classes[:batch]
             maps = result.raw if result.raw is not None else result.saliency
@@ -276,11 +272,11 @@ class IntegratedGradients(Explainer):
                 ) from None
         return torch.full_like(x, float(self.baseline))
 
-    def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
+    def _explain(self, x: torch.Tensor, target: ResolvedTarget) -> Explanation:
         with deferred_checks():  # every check of the call read once, at its end
-            return self._explain(x, target)
+            return self._integrate(x, target)
 
-    def _explain(self, x: torch.Tensor, target: Target) -> Explanation:
+    def _integrate(self, x: torch.Tensor, target: ResolvedTarget) -> Explanation:
         check_input(x, finite=False)
         # copied to the device once, before any kernel is queued (a copy from the host
         # waits for the queue to drain)

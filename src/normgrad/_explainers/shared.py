@@ -9,7 +9,7 @@ import torch
 from .._deferred import deferred_checks
 from .._errors import ArgumentTypeError, describe
 from .._model.targets import Target, resolve_target
-from .base import Explainer, Explanation, PassNeeds, run_passes
+from .base import Explainer, Explanation, PassNeeds, explain_resolved, run_passes
 
 
 def explain_shared(
@@ -22,9 +22,10 @@ def explain_shared(
     and multi-layer, any VIL), Grad-CAM, Gradient and Input x Gradient (the input
     gradient taken if any of them needs it); the guided one (ReLUs guided, from the same
     forward pass) serves Guided Backpropagation and Guided Grad-CAM, whose Grad-CAM factor
-    comes from the plain one. A ``None`` target resolves once. SmoothGrad, Integrated
-    Gradients and the centre baseline run their own passes. The results equal calling each
-    explainer on its own.
+    comes from the plain one. The target is resolved once for all (``None``: the classes
+    each model predicts, from its one forward pass). SmoothGrad, Integrated Gradients and
+    the centre baseline run their own passes. The results equal calling each explainer on
+    its own.
 
     Args:
         explainers: any normgrad explainers, of one model or several.
@@ -44,7 +45,7 @@ def explain_shared(
         >>> len(results), tuple(results[2].saliency.shape)
         (3, (1, 1, 64, 64))
     """
-    resolve_target(target)  # checked once, before any pass is spent
+    resolved = resolve_target(target)  # the call's one resolution, before any pass
     groups: dict[int, list[tuple[int, Explainer, PassNeeds]]] = {}
     results: dict[int, Explanation] = {}
     for i, e in enumerate(explainers):
@@ -61,10 +62,10 @@ def explain_shared(
     with deferred_checks():  # every check of the call read once, at its end
         for group in groups.values():
             model = group[0][1].model
-            passes = run_passes(model, x, [needs for _, _, needs in group], target)
+            passes = run_passes(model, x, [needs for _, _, needs in group], resolved)
             for i, e, _ in group:
                 results[i] = e._assemble(x, passes)
         for i, e in enumerate(explainers):
             if i not in results:
-                results[i] = e.explain(x, target)
+                results[i] = explain_resolved(e, x, resolved)
     return [results[i] for i in range(len(explainers))]

@@ -39,8 +39,7 @@ from .layouts import Layout, Resolved
 from .targets import (
     ClassTarget,
     ResolvedTarget,
-    Target,
-    resolve_target,
+    require_resolved,
     target_classes,
     target_scores,
 )
@@ -68,7 +67,7 @@ def capture(
     model: nn.Module,
     x: torch.Tensor,
     layers: Sequence[tuple[str, nn.Module]],
-    target: Target | ResolvedTarget = None,
+    target: ResolvedTarget,
     *,
     layouts: Sequence[Layout] | None = None,
     input_gradient: bool = False,
@@ -80,7 +79,8 @@ def capture(
         model: the classifier.
         x: the batch ``(N, C, *spatial)``.
         layers: ``(name, module)`` pairs whose outputs are captured.
-        target: see [`Target`][normgrad.Target] (or a target resolved before).
+        target: the target, resolved once by ``resolve_target`` where the call began (see
+            [`Target`][normgrad.Target]); nothing else is accepted.
         layouts: the stated layout of each layer's output (``None``: detect); every
             activation and gradient is returned as ``(N, C, *spatial)``.
         input_gradient: also return the gradient with respect to ``x``.
@@ -106,14 +106,14 @@ def _capture(
     model: nn.Module,
     x: torch.Tensor,
     layers: Sequence[tuple[str, nn.Module]],
-    target: Target | ResolvedTarget,
+    target: ResolvedTarget,
     layouts: Sequence[Layout] | None,
     input_gradient: bool,
     guided: bool,
 ) -> Capture:
     check_input(x, finite=False)
     check_finite_input(x)
-    resolved = resolve_target(target)
+    resolved = require_resolved(target, "capture")
     if (
         isinstance(resolved, ClassTarget)
         and resolved.classes is not None

@@ -255,10 +255,12 @@ def check_scores(scores: object, output: Any, batch: int) -> torch.Tensor:
     return scores
 
 
-def resolve_target(target: Target | ResolvedTarget) -> ResolvedTarget:
-    """Check what ``target`` is, once, before any forward pass is spent on it."""
-    if isinstance(target, (ClassTarget, ScoreTarget)):
-        return target
+def resolve_target(target: Target) -> ResolvedTarget:
+    """Check what ``target`` is, once per call, before any forward pass is spent on it.
+
+    The one resolution of a call: an explainer's ``explain`` and ``explain_shared`` make it
+    at their entry, and hand the resolved value on; the passes take nothing else (see
+    ``require_resolved``)."""
     if target is None:
         return ClassTarget()
     if callable(target):
@@ -286,6 +288,18 @@ def resolve_target(target: Target | ResolvedTarget) -> ResolvedTarget:
     ):
         return ClassTarget(torch.tensor([int(t) for t in target], dtype=torch.long))
     raise ArgumentTypeError(f"target: {_EXPECTED}, got {describe(target)}")
+
+
+def require_resolved(target: object, where: str) -> ResolvedTarget:
+    """``target`` itself, a value ``resolve_target`` made; anything else is a bug of the
+    caller (the target is resolved once, at the entry of a call), said as such."""
+    if not isinstance(target, (ClassTarget, ScoreTarget)):
+        raise TypeError(
+            f"{where}: expected a target resolved by resolve_target (ClassTarget or "
+            f"ScoreTarget), got {describe(target)}; resolve the target argument once, where "
+            "the call begins"
+        )
+    return target
 
 
 def _logits(output: Any, batch: int) -> torch.Tensor:
