@@ -137,6 +137,22 @@ def targets_table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             ratio(d["normgrad energy_pointing_game (boxes)"], read),
             3.0,
         )
+    if "dispatch" in results:
+        c = results["dispatch"]
+        for name, over in (
+            ("NormGrad multi conv3x3", 130),
+            ("NormGrad single conv3x3", 30),
+            ("normgrad GradCAM", 30),
+        ):
+            add(f"kernels over the floor: {name}", c[name]["over the floor"], over, fmt="{:.0f}")
+        for name in ("NormGrad multi conv3x3", "NormGrad single conv3x3", "normgrad GradCAM"):
+            add(f"syncs per call: {name}", c[name]["syncs"], 1, fmt="{:.0f}")
+        add(
+            "syncs per batch: protocol batch (evaluate, shared passes)",
+            c["protocol batch (evaluate, shared passes)"]["syncs"],
+            2,
+            fmt="{:.0f}",
+        )
     if "memory" in results:
         m = results["memory"]
         add(
@@ -214,6 +230,30 @@ def further_table(results: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def dispatch_table(results: dict[str, Any]) -> list[str]:
+    """Syncs and kernels per call of the timed cases (device-independent counts)."""
+    c = results.get("dispatch")
+    if c is None:
+        return []
+    floors = c["floor kernels"]
+    lines = [
+        "",
+        f"| per call ({c['model']}, counted on the CPU) | syncs per call | kernels | "
+        "kernels over the floor |",
+        "| --- | --- | --- | --- |",
+        f"| floor multi (hooks + autograd.grad) | 0 | {floors['multi']} | |",
+        f"| floor single (hooks + autograd.grad) | 0 | {floors['single']} | |",
+    ]
+    for name, value in c.items():
+        if isinstance(value, dict) and "syncs" in value:
+            over = value.get("over the floor")
+            lines.append(
+                f"| {name} | {value['syncs']} | {value['kernels']} | "
+                f"{'' if over is None else over} |"
+            )
+    return lines
+
+
 def markdown(results: dict[str, Any]) -> str:
     env = results["environment"]
     lines = [
@@ -242,6 +282,7 @@ def markdown(results: dict[str, Any]) -> str:
     if further:
         lines += ["", "| further ratio (no target) | measured |", "| --- | --- |"]
         lines += [f"| {a} | {b} |" for a, b in further]
+    lines += dispatch_table(results)
     lines += ["", "| case | median (s) | IQR (s) |", "| --- | --- | --- |"]
     for key in ("passes_224", "passes_600"):
         if key in results:

@@ -22,7 +22,10 @@ Measures, on ResNet-50 with random weights:
    forward passes per image of deletion/insertion (counted);
 7. multi-layer NormGrad on a ViT-B/16 (four blocks, tokens read as the patch grid) against
    its floor (forward plus an activation-only backward to the earliest hooked block), at the
-   size and batch of part 1.
+   size and batch of part 1;
+9. host synchronisations and kernels per call of the cases of parts 1-3 and the protocol
+   batch, counted with a dispatch mode (device-independent: on the CPU, whatever
+   ``--device``), kernels over the floor of the same layers.
 
 Times are medians with the spread (interquartile range) of single calls timed with
 ``torch.utils.benchmark.Timer``, interleaved round by round so that ratios survive a noisy
@@ -52,6 +55,7 @@ from cases import (
     environment,
 )
 from detection import bench_detection
+from dispatch import bench_dispatch
 from memory import memory_probe, peak_memory
 from report import markdown
 
@@ -81,6 +85,7 @@ def main() -> None:
             "protocol",
             "pointing_game",
             "detection",
+            "dispatch",
             "memory",
         ],
         help="run only these parts and merge them into the existing JSON file",
@@ -128,6 +133,7 @@ def main() -> None:
         "detection": lambda: bench_detection(
             maps, 600 if not args.quick else 300, device, t, rounds
         ),
+        "dispatch": bench_dispatch,
     }
     for name, fn in steps.items():
         if args.only and name not in args.only:
