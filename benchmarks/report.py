@@ -238,8 +238,8 @@ def dispatch_table(results: dict[str, Any]) -> list[str]:
     floors = c["floor kernels"]
     lines = [
         "",
-        f"| per call ({c['model']}, counted on the CPU) | syncs per call | kernels | "
-        "kernels over the floor |",
+        f"| per call ({c['model']} {c['size']}x{c['size']}, batch {c['batch']}, counted on the "
+        "CPU) | syncs per call | kernels | kernels over the floor |",
         "| --- | --- | --- | --- |",
         f"| floor multi (hooks + autograd.grad) | 0 | {floors['multi']} | |",
         f"| floor single (hooks + autograd.grad) | 0 | {floors['single']} | |",
