@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import normgrad
 from normgrad import metrics
-from normgrad._evaluation import scoring
+from normgrad._evaluation.plugins import base as plugins_base
 from normgrad.metrics import _multi_pointing
 
 from .models import TinyCNN, seeded
@@ -303,7 +303,7 @@ def test_multi_and_froc_share_one_peak_search(monkeypatch: pytest.MonkeyPatch) -
         searches.append(k)
         return metrics.peaks(saliency, k, **options)
 
-    monkeypatch.setattr(scoring, "find_peaks", counted)
+    monkeypatch.setattr(plugins_base, "find_peaks", counted)
     monkeypatch.setattr(_multi_pointing, "peaks", counted)  # what multi_pointing_game calls
     both = _run(data, metrics=("multi", "froc"), **kwargs)
     mapped = [r.method for r in both.rows if r.method != "random baseline"]

@@ -1,51 +1,84 @@
-"""One line of a records file read back, field by field: every value a record cannot hold
-(a file edited by hand or by another program) is refused with what is wrong."""
+"""One line of a records file, written and read back field by field: the Pointing Game's
+fields here, each metric's by its own ``Field``; every value a record cannot hold (a file
+edited by hand or by another program) is refused with what is wrong."""
 
 from __future__ import annotations
 
+import csv
+import io
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-from .result import FIELDS, Record
-
-
-class BadLine(Exception):
-    """A line of a records file that is not a record: what is wrong with it."""
-
-
-def _float(text: str, what: str, low: float = -math.inf, high: float = math.inf) -> float:
-    """A field holding a finite number in ``[low, high]``, or nothing (NaN)."""
-    if not text:
-        return math.nan
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not low <= value <= high or math.isinf(value):
-        bounds = "" if math.isinf(low) and math.isinf(high) else f" in [{low:g}, {high:g}]"
-        raise BadLine(f"{what}: expected a finite number{bounds} or nothing, got {text!r}")
-    return value
+from . import plugins
+from .fields import BadLine, read_count, read_number
+from .record import Record, record_columns
 
 
-def _count(text: str, what: str) -> int:
-    if not (text.isascii() and text.isdigit()):
-        raise BadLine(f"{what}: expected an int >= 0, got {text!r}")
-    return int(text)
+def _hit_text(hit: float) -> str:
+    return "" if math.isnan(hit) else str(int(hit)) if hit in (0, 1) else repr(hit)
+
+
+def _cells(record: Record) -> list[Any]:
+    """The fields of ``record`` as the records file writes them, in its columns' order."""
+    own = {f.name: f for f in plugins.fields()}
+    core = {
+        "image": record.image,
+        "method": record.method,
+        "hit": _hit_text(record.hit),
+        "point": "" if record.point is None else " ".join(map(str, record.point)),
+        "objects": record.objects,
+        "outside": int(record.outside),
+        "distance": "" if math.isnan(record.distance) else repr(float(record.distance)),
+    }
+    return [
+        core[name] if name in core else own[name].write(record.value(name))
+        for name in record_columns()
+    ]
+
+
+def records_csv(records: Iterable[Record], header: bool = True) -> str:
+    """Records as CSV text: ``image, method, hit, point, energy, multi, objects,
+    detections, deletion, insertion, outside, distance`` (then the fields of metrics
+    registered later).
+
+    ``hit`` is ``1`` or ``0``, empty where the image has no region (not counted), the hit
+    probability for the random baseline; ``point`` the pointed pixel in array order,
+    separated by spaces (``"row column"``), empty for the random baseline; ``energy`` and
+    ``multi`` empty when not computed; ``detections`` the peaks for FROC as
+    ``score:1`` (true positive) or ``score:0``, separated by spaces; ``deletion`` and
+    ``insertion`` the areas under the image's curves, empty when not computed; ``outside``
+    ``1`` where a region of the image lies wholly outside its map, else ``0``; ``distance``
+    from the point to the regions (``inf`` for a constant map), empty when not counted.
+    """
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    # csv quotes a field with "\n" but not one with a lone "\r", which a reader splits on:
+    # rows with one are written fully quoted
+    quoting = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    if header:
+        writer.writerow(record_columns())
+    for r in records:
+        (quoting if "\r" in r.image or "\r" in r.method else writer).writerow(_cells(r))
+    return out.getvalue()
 
 
 def parse_record(row: list[str], methods: Sequence[str] | None, random: str | None) -> Record:
     """One row of a records file, checked field by field (a file edited by hand); any
     method name where ``methods`` is None."""
-    if len(row) != len(FIELDS):
-        raise BadLine(f"expected {len(FIELDS)} fields ({', '.join(FIELDS)}), got {len(row)}")
-    image, method, hit, point, energy, multi, objects, detections, deletion, insertion = row[:10]
-    outside, distance = row[10:]
+    columns = record_columns()
+    if len(row) != len(columns):
+        raise BadLine(f"expected {len(columns)} fields ({', '.join(columns)}), got {len(row)}")
+    text = dict(zip(columns, row))
+    image, method, hit, point, outside = (
+        text[k] for k in ("image", "method", "hit", "point", "outside")
+    )
     if outside not in ("0", "1"):
         raise BadLine(f"outside: expected 1 (a region outside the map) or 0, got {outside!r}")
     if methods is not None and method not in methods:
         raise BadLine(f"method: expected one of {list(methods)}, got {method!r}")
     if method == random:
-        chance = _float(hit, "hit", 0, 1)  # the random baseline's probability
+        chance = read_number(hit, "hit", 0, 1)  # the random baseline's probability
         if point:
             raise BadLine(f"point: expected nothing for the random baseline, got {point!r}")
         pixel = None
@@ -53,31 +86,14 @@ def parse_record(row: list[str], methods: Sequence[str] | None, random: str | No
         if hit not in ("", "0", "1"):
             raise BadLine(f"hit: expected 1 (hit), 0 (miss) or nothing (not counted), got {hit!r}")
         chance = float(hit) if hit else math.nan
-        pixel = tuple(_count(v, "point") for v in point.split(" "))
+        pixel = tuple(read_count(v, "point") for v in point.split(" "))
         if len(pixel) not in (2, 3):
             raise BadLine(f"point: expected 2 or 3 coordinates (a pixel or a voxel), got {point!r}")
-    found = []
-    for detection in detections.split(" ") if detections else ():
-        score, _, positive = detection.partition(":")
-        if positive not in ("0", "1"):
-            raise BadLine(f"detections: expected 'score:1' or 'score:0', got {detection!r}")
-        if not score:
-            raise BadLine(f"detections: expected a finite score, got {detection!r}")
-        found.append((_float(score, "detections"), positive == "1"))
-    return Record(
-        image,
-        method,
-        chance,
-        pixel,
-        _float(energy, "energy"),
-        _float(multi, "multi", 0, 1),
-        _count(objects, "objects"),
-        tuple(found),
-        _float(deletion, "deletion"),
-        _float(insertion, "insertion"),
-        outside == "1",
-        _distance(distance, method == random),
-    )
+    values = {f.name: f.read(text[f.name]) for f in plugins.fields()}
+    values["objects"] = read_count(text["objects"], "objects")
+    values["outside"] = outside == "1"
+    values["distance"] = _distance(text["distance"], method == random)
+    return Record.of(image, method, chance, pixel, **values)
 
 
 def _distance(text: str, random: bool) -> float:
@@ -88,4 +104,4 @@ def _distance(text: str, random: bool) -> float:
         raise BadLine(f"distance: expected nothing for the random baseline, got {text!r}")
     if text == "inf":
         return math.inf
-    return _float(text, "distance", 0)
+    return read_number(text, "distance", 0)

@@ -12,20 +12,21 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import math
 import os
 import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .._errors import InvalidArgumentError, describe
-from ..metrics import FROC, wilson_interval
+from ..metrics import wilson_interval
+from ..metrics._accumulator import Mean
+from . import plugins
+from .fields import BadLine
 from .fingerprint import describe_differences
-from .record_fields import BadLine, parse_record
-from .result import FIELDS, EvaluationResult, MethodScore, Record, records_csv
+from .record import Record, record_columns
+from .record_fields import parse_record, records_csv
+from .result import EvaluationResult, MethodScore
 from .scoring import RANDOM
 
 _MAGIC = "# normgrad evaluate records v3 "
@@ -63,11 +64,6 @@ def result_of(
     return EvaluationResult(rows, float(tolerance), confidence, kept, metrics)
 
 
-def _mean(values: list[float]) -> float:
-    kept = [v for v in values if not math.isnan(v)]
-    return sum(kept) / len(kept) if kept else float("nan")
-
-
 def table(
     records: Iterable[Record],
     methods: Sequence[str],
@@ -77,48 +73,25 @@ def table(
 ) -> list[MethodScore]:
     """One row per method: hits over counted images, with a Wilson interval where
     ``interval`` says the hits are counts (not the random baseline's probabilities), and
-    the ``metrics`` asked for (means over images; FROC over all the method's detections)."""
-    hits = dict.fromkeys(methods, 0.0)
-    total = dict.fromkeys(methods, 0)
-    energy: dict[str, list[float]] = {m: [] for m in methods}
-    multi: dict[str, list[float]] = {m: [] for m in methods}
-    deletion: dict[str, list[float]] = {m: [] for m in methods}
-    insertion: dict[str, list[float]] = {m: [] for m in methods}
-    froc = {m: FROC() for m in methods}
+    the ``metrics`` asked for, each accumulated from the records in their order by its
+    own accumulator (a mean over images; FROC over all the method's detections)."""
+    hits = {m: Mean() for m in methods}
+    columns = {m: {name: plugins.of(name).accumulator(name) for name in metrics} for m in methods}
     for r in records:
-        if not math.isnan(r.hit):
-            hits[r.method] += r.hit
-            total[r.method] += 1
-        energy[r.method].append(r.energy)
-        multi[r.method].append(r.multi)
-        deletion[r.method].append(r.deletion)
-        insertion[r.method].append(r.insertion)
-        if "froc" in metrics and r.point is not None:
-            scores = torch.tensor([s for s, _ in r.detections], dtype=torch.float64)
-            positive = torch.tensor([tp for _, tp in r.detections], dtype=torch.bool)
-            froc[r.method].add(scores, positive, images=1, objects=r.objects)
-    extra = {
-        m: {
-            "energy": _mean(energy[m]) if "energy" in metrics else float("nan"),
-            "multi": _mean(multi[m]) if "multi" in metrics else float("nan"),
-            "deletion": _mean(deletion[m]) if "deletion" in metrics else float("nan"),
-            "insertion": _mean(insertion[m]) if "insertion" in metrics else float("nan"),
-            "froc": froc[m].compute().froc
-            if "froc" in metrics and froc[m].images
-            else float("nan"),
-        }
-        for m in methods
-    }
+        hits[r.method].update([r.hit])
+        for name, accumulator in columns[r.method].items():
+            plugins.of(name).add(accumulator, name, r)
     rows = []
     for method, counted in zip(methods, interval):
-        n, h = total[method], hits[method]
+        h, n = hits[method].total, hits[method].count
         accuracy = h / n if n else float("nan")
+        cells = {name: plugins.of(name).cell(acc, name) for name, acc in columns[method].items()}
         if counted:
             low, high = wilson_interval(int(h), n, confidence)
-            rows.append(MethodScore(method, accuracy, low, high, int(h), n, **extra[method]))
+            rows.append(MethodScore.of(method, accuracy, low, high, int(h), n, **cells))
         else:
             nan = float("nan")
-            rows.append(MethodScore(method, accuracy, nan, nan, h, n, **extra[method]))
+            rows.append(MethodScore.of(method, accuracy, nan, nan, h, n, **cells))
     return rows
 
 
@@ -180,8 +153,9 @@ def _records(
 ) -> tuple[list[Record], list[int]]:
     """The records of a file's lines, each checked (any method where ``methods`` is None),
     and the line of each; every point has as many coordinates as the first."""
-    if len(lines) > 1 and lines[1] != ",".join(FIELDS) + "\n":
-        raise _fail(path, 2, f"expected the header {','.join(FIELDS)}, got {lines[1]!r}")
+    header = ",".join(record_columns())
+    if len(lines) > 1 and lines[1] != header + "\n":
+        raise _fail(path, 2, f"expected the header {header}, got {lines[1]!r}")
     out: list[Record] = []
     where: list[int] = []
     first: tuple[int, int] | None = None  # the first point's coordinates and line

@@ -5,24 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 
 from ..metrics import PointingGameCurve, pointing_game_curve
-
-FIELDS = [
-    "image", "method", "hit", "point", "energy", "multi", "objects", "detections",
-    "deletion", "insertion", "outside", "distance",
-]  # fmt: skip
-METRIC_COLUMNS = {
-    "energy": "energy",
-    "multi": "multi-object PG",
-    "froc": "FROC",
-    "deletion": "deletion AUC",
-    "insertion": "insertion AUC",
-}
-"""The metrics ``evaluate`` can report beside the Pointing Game, and their columns."""
+from . import plugins
+from .record import Record as Record
+from .record_fields import records_csv
 
 
 @dataclass(frozen=True)
@@ -47,6 +36,8 @@ class MethodScore:
             for).
         insertion: mean area under the insertion curve (higher is better; NaN when not
             asked for).
+        more: the columns of metrics registered after these, as ``(name, value)`` pairs
+            (read them with ``value``).
     """
 
     method: str
@@ -60,84 +51,32 @@ class MethodScore:
     froc: float = float("nan")
     deletion: float = float("nan")
     insertion: float = float("nan")
+    more: tuple[tuple[str, float], ...] = ()
 
+    @classmethod
+    def of(
+        cls,
+        method: str,
+        accuracy: float,
+        low: float,
+        high: float,
+        hits: float,
+        total: int,
+        **columns: float,
+    ) -> MethodScore:
+        """A row with ``columns`` by name (the others NaN)."""
+        own = {f.name for f in fields(cls)}
+        known = {k: v for k, v in columns.items() if k in own}
+        more = tuple((k, v) for k, v in columns.items() if k not in own)
+        return cls(method, accuracy, low, high, hits, total, **known, more=more)
 
-class Record(NamedTuple):
-    """One image scored by one method.
-
-    Attributes:
-        image: the image's id: its index in the data, or the id the data gave (as text).
-        method: the explainer's name (or the centre or random baseline's).
-        hit: 1.0 hit, 0.0 miss, NaN not counted (no region); the random baseline's hit
-            probability.
-        point: the pointed pixel in array order (``(row, column)``,
-            ``(depth, row, column)``), or ``None`` for the random baseline.
-        energy: the energy-based Pointing Game (NaN when not asked for or without a
-            region).
-        multi: the fraction of the image's objects its top-K peaks found (NaN when not
-            asked for or without an object).
-        objects: the image's objects (counted for FROC).
-        detections: the map's peaks for FROC: (score, true positive), best first.
-        deletion: the area under the image's deletion curve (NaN when not asked for).
-        insertion: the area under the image's insertion curve (NaN when not asked for).
-        outside: whether a region of the image lies wholly outside its map (given in
-            other coordinates, e.g. the original image's while the images were resized);
-            an image whose every region is outside has none left, and is not counted.
-        distance: the distance from the pointed pixel to the nearest pixel of the image's
-            regions, in pixels or ``spacing`` units
-            ([`pointing_distances`][normgrad.metrics.pointing_distances]): the Pointing
-            Game at any tolerance ``t`` is ``distance < t or distance == 0``; ``inf`` for
-            a constant map, NaN when not counted and for the random baseline.
-    """
-
-    image: str
-    method: str
-    hit: float
-    point: tuple[int, ...] | None
-    energy: float = float("nan")
-    multi: float = float("nan")
-    objects: int = 0
-    detections: tuple[tuple[float, bool], ...] = ()
-    deletion: float = float("nan")
-    insertion: float = float("nan")
-    outside: bool = False
-    distance: float = float("nan")
-
-
-def _number(value: float) -> str:
-    return "" if math.isnan(value) else repr(float(value))
-
-
-def records_csv(records: Iterable[Record], header: bool = True) -> str:
-    """Records as CSV text: ``image, method, hit, point, energy, multi, objects,
-    detections, deletion, insertion, outside, distance``.
-
-    ``hit`` is ``1`` or ``0``, empty where the image has no region (not counted), the hit
-    probability for the random baseline; ``point`` the pointed pixel in array order,
-    separated by spaces (``"row column"``), empty for the random baseline; ``energy`` and
-    ``multi`` empty when not computed; ``detections`` the peaks for FROC as
-    ``score:1`` (true positive) or ``score:0``, separated by spaces; ``deletion`` and
-    ``insertion`` the areas under the image's curves, empty when not computed; ``outside``
-    ``1`` where a region of the image lies wholly outside its map, else ``0``; ``distance``
-    from the point to the regions (``inf`` for a constant map), empty when not counted.
-    """
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    # csv quotes a field with "\n" but not one with a lone "\r", which a reader splits on:
-    # rows with one are written fully quoted
-    quoting = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
-    if header:
-        writer.writerow(FIELDS)
-    for r in records:
-        hit = "" if math.isnan(r.hit) else str(int(r.hit)) if r.hit in (0, 1) else repr(r.hit)
-        point = "" if r.point is None else " ".join(map(str, r.point))
-        found = " ".join(f"{score!r}:{int(tp)}" for score, tp in r.detections)
-        extra = [_number(r.energy), _number(r.multi), r.objects, found]
-        extra += [_number(r.deletion), _number(r.insertion), int(r.outside)]
-        extra += ["" if math.isnan(r.distance) else repr(float(r.distance))]
-        row = [r.image, r.method, hit, point, *extra]
-        (quoting if "\r" in r.image or "\r" in r.method else writer).writerow(row)
-    return out.getvalue()
+    def value(self, column: str) -> float:
+        """The column ``column`` (a name of ``evaluate(metrics=...)``), NaN where not
+        reported."""
+        if column in {f.name for f in fields(self)}:
+            found: float = getattr(self, column)
+            return found
+        return dict(self.more).get(column, math.nan)
 
 
 @dataclass(frozen=True)
@@ -156,7 +95,8 @@ class EvaluationResult:
         records: every image scored by every method
             ([`Record`][normgrad.Record]), sorted by image then method; the rows are
             computed from them.
-        metrics: the metrics reported beside the Pointing Game (see ``METRIC_COLUMNS``).
+        metrics: the metrics reported beside the Pointing Game (names of
+            ``evaluate(metrics=...)``).
     """
 
     rows: list[MethodScore]
@@ -230,13 +170,14 @@ class EvaluationResult:
 
     def to_markdown(self) -> str:
         ci = f"{self.confidence:.0%} CI"
-        extra = [METRIC_COLUMNS[m] for m in self.metrics]
+        headings = plugins.columns()
+        extra = [headings[m] for m in self.metrics]
         head = ["method", "accuracy", ci, "hits / images", *extra]
         lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
         for r in self.rows:
             interval = "—" if math.isnan(r.low) else f"[{r.low:.3f}, {r.high:.3f}]"
             hits = f"{r.hits:.1f}" if r.hits != int(r.hits) else f"{int(r.hits)}"
-            values = [getattr(r, m) for m in self.metrics]
+            values = [r.value(m) for m in self.metrics]
             cells = [r.method, f"{r.accuracy:.3f}", interval, f"{hits} / {r.total}"]
             cells += ["—" if math.isnan(v) else f"{v:.3f}" for v in values]
             lines.append("| " + " | ".join(cells) + " |")
@@ -251,7 +192,7 @@ class EvaluationResult:
         writer.writerow(head + list(self.metrics))
         for r in self.rows:
             row = [r.method, r.accuracy, r.low, r.high, r.hits, r.total, self.tolerance]
-            writer.writerow(row + [getattr(r, m) for m in self.metrics])
+            writer.writerow(row + [r.value(m) for m in self.metrics])
         return out.getvalue()
 
     def records_to_csv(self) -> str:

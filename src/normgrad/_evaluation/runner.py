@@ -25,6 +25,7 @@ from .._explainers.base import Explainer
 from .._model.layers import check_model
 from ..metrics import DeletionOptions, deletion_insertion
 from ..metrics._deletion import check_options
+from . import plugins
 from .data import Progress, batches, check_labels, check_order, record_path, unpack
 from .distributed import exchange, next_call, sampler_indices, world
 from .fingerprint import (
@@ -34,7 +35,7 @@ from .fingerprint import (
     model_fingerprint,
 )
 from .records import RecordFile, image_order, result_of
-from .result import METRIC_COLUMNS, EvaluationResult, Record, outside_note
+from .result import EvaluationResult, Record, outside_note
 from .scoring import CENTRE, RANDOM, SMOOTHED, score_batch
 
 
@@ -287,18 +288,19 @@ def evaluate(
 
 
 def _check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
+    columns = plugins.columns()
     if isinstance(metrics, str) or not isinstance(metrics, Sequence):
         raise ArgumentTypeError(
-            f"metrics: expected a sequence of names among {sorted(METRIC_COLUMNS)}, got "
+            f"metrics: expected a sequence of names among {sorted(columns)}, got "
             f"{describe(metrics)}"
         )
-    unknown = [m for m in metrics if m not in METRIC_COLUMNS]
+    unknown = [m for m in metrics if m not in columns]
     if unknown:
         raise InvalidArgumentError(
             f"metrics: unknown metric(s) {unknown}; expected names among "
-            f"{sorted(METRIC_COLUMNS)} (the Pointing Game is always reported)"
+            f"{sorted(columns)} (the Pointing Game is always reported)"
         )
-    return tuple(m for m in METRIC_COLUMNS if m in metrics)
+    return tuple(m for m in columns if m in metrics)
 
 
 def _check_deletion_options(options: object, chosen: tuple[str, ...]) -> DeletionOptions:

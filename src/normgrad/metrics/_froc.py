@@ -30,6 +30,7 @@ import torch
 from .._checks import check_number, check_positive_int
 from .._deferred import deferred_checks
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
+from ._accumulator import Accumulator
 from ._maps import as_maps
 from ._matching import match
 from ._peaks import peaks
@@ -71,8 +72,9 @@ class FROCResult:
     outside: int = 0
 
 
-class FROC:
-    """Accumulates detections over batches: ``update``, ``compute``, ``reset``.
+class FROC(Accumulator):
+    """Accumulates detections over batches: ``update`` (or ``add`` for detections matched
+    elsewhere), ``compute``, ``merge``, ``all_reduce``, ``reset``.
 
     Args:
         k: peaks (detections) per map.
@@ -92,6 +94,8 @@ class FROC:
         >>> result.froc, result.fps_per_image.tolist(), result.sensitivity.tolist()
         (1.0, [0.0, 0.0, 0.5, 1.0], [0.0, 1.0, 1.0, 1.0])
     """
+
+    _setting_names = ("k", "min_distance", "rates")
 
     def __init__(
         self, k: int = 10, min_distance: float = 15, rates: Sequence[float] = RATES
@@ -157,6 +161,13 @@ class FROC:
         self.images += int(images)
         self.objects += int(objects)
         self.outside += int(outside)
+
+    def _merge(self, other: FROC) -> None:
+        self._scores.extend(other._scores)
+        self._positive.extend(other._positive)
+        self.images += other.images
+        self.objects += other.objects
+        self.outside += other.outside
 
     def compute(self) -> FROCResult:
         """The FROC of every detection added since the last ``reset``."""

@@ -12,8 +12,8 @@ import torch
 
 from .._checks import check_confidence, check_spacing, check_tolerance
 from .._deferred import deferred_checks
-from .._errors import ArgumentTypeError, InvalidArgumentError, describe
 from .._grid import squared_distances
+from ._accumulator import Accumulator
 from ._maps import as_maps, first_maxima
 from ._regions.prepared import PreparedRegions, Regions, prepare_regions
 from ._statistics import wilson_interval
@@ -170,8 +170,10 @@ class PointingGameResult:
         )
 
 
-class PointingGame:
-    """Accumulates Pointing Game hits over batches: ``update``, ``compute``, ``reset``.
+class PointingGame(Accumulator):
+    """Accumulates Pointing Game hits over batches: ``update`` (or ``add`` for results
+    scored elsewhere), ``compute``, ``merge``, ``all_reduce``, ``reset``; one read of the
+    device per call.
 
     As in [`pointing_game`][normgrad.metrics.pointing_game], a constant map is a miss, and a
     point on a region pixel a hit at any tolerance.
@@ -188,6 +190,8 @@ class PointingGame:
         >>> game.compute().accuracy
         0.5
     """
+
+    _setting_names = ("tolerance", "spacing", "confidence")
 
     def __init__(
         self,
@@ -235,24 +239,11 @@ class PointingGame:
         self.skipped += skipped
         self.outside += out
 
-    def merge(self, other: PointingGame) -> PointingGame:
-        """Add the counts of ``other`` (same tolerance, spacing and confidence) to this game;
-        returns ``self``. Games of disjoint parts of a data set merge into the game of the
-        whole."""
-        if not isinstance(other, PointingGame):
-            raise ArgumentTypeError(f"other: expected a PointingGame, got {describe(other)}")
-        mine = (self.tolerance, self.spacing, self.confidence)
-        theirs = (other.tolerance, other.spacing, other.confidence)
-        if mine != theirs:
-            raise InvalidArgumentError(
-                "other: expected a game with the same (tolerance, spacing, confidence), "
-                f"got {theirs} for {mine}"
-            )
+    def _merge(self, other: PointingGame) -> None:
         self.hits += other.hits
         self.total += other.total
         self.skipped += other.skipped
         self.outside += other.outside
-        return self
 
     def all_reduce(self, group: Any = None) -> PointingGame:
         """Sum the counts over the ranks of a ``torch.distributed`` process group (every
