@@ -6,6 +6,12 @@ with a CUDA device, listed there once, and the non-view kernels dispatched). The
 depend on the code and the model, not on the device or the input's size, so they are taken
 on the CPU, on the timings' model (ResNet-50, random weights) and layers, at 112x112,
 batch 2: the same numbers whatever machine runs the benchmark.
+
+On a CUDA device the same calls are also made there, in CUDA's synchronisation debug
+mode (``torch.cuda.set_sync_debug_mode``), which reports every operation that makes the
+host wait for the device, including what a dispatch mode cannot see (a copy from the
+device to the host, a blocking copy from pageable host memory to the device); the second
+call of each case is counted, after a first that initialises the libraries.
 """
 
 from __future__ import annotations
@@ -38,14 +44,46 @@ def _counted(call: Callable[[], object]) -> dict[str, Any]:
     }
 
 
-def bench_dispatch() -> dict[str, Any]:
+def cuda_syncs(call: Callable[[], object]) -> int:
+    """How many times ``call`` makes the host wait for the CUDA device (its second run)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        call()  # the libraries' own first-call work is not the call's
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            call()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchronizing CUDA operation" in str(w.message) for w in seen)
+
+
+def bench_dispatch(device: torch.device) -> dict[str, Any]:
     """Syncs and kernels of one call of each timed case; kernels over the floor of the same
-    layers (bare hooks, ``autograd.grad`` to their activations) for the layer methods."""
-    device = torch.device("cpu")
+    layers (bare hooks, ``autograd.grad`` to their activations) for the layer methods. On
+    a CUDA ``device``, also the synchronisations CUDA reports for each call there."""
+    res = _cases_counted(torch.device("cpu"), _counted)
+    if device.type == "cuda":
+        try:
+            on_device = _cases_counted(device, lambda call: {"syncs": cuda_syncs(call)})
+        except Exception as error:  # reported, the CPU counts kept
+            res["cuda syncs error"] = repr(error)
+        else:
+            for name, value in on_device.items():
+                if isinstance(value, dict) and "syncs" in value and name in res:
+                    res[name]["cuda syncs"] = value["syncs"]
+    return res
+
+
+def _cases_counted(
+    device: torch.device, counted: Callable[[Callable[[], object]], dict[str, Any]]
+) -> dict[str, Any]:
     model, x = model_and_input(SIZE, BATCH, device)
     floors = {
-        "multi": _counted(lambda: floor(model, x, MULTI))["kernels"],
-        "single": _counted(lambda: floor(model, x, [SINGLE]))["kernels"],
+        "multi": counted(lambda: floor(model, x, MULTI)).get("kernels"),
+        "single": counted(lambda: floor(model, x, [SINGLE])).get("kernels"),
     }
     multi = normgrad.NormGrad(model, MULTI, "conv3x3")
     single = normgrad.NormGrad(model, SINGLE, "conv3x3")
@@ -56,7 +94,7 @@ def bench_dispatch() -> dict[str, Any]:
         for layers in (SINGLE, MULTI)
     ]
     methods = paper_methods(model)
-    box = torch.tensor([[SIZE // 4, SIZE // 4, SIZE // 2, SIZE // 2]])
+    box = torch.tensor([[SIZE // 4, SIZE // 4, SIZE // 2, SIZE // 2]], device=device)
     data = [(x, None, [box] * BATCH)]
     cases: dict[str, tuple[Callable[[], object], str | None]] = {
         "NormGrad multi conv3x3": (lambda: multi(x, 1), "multi"),
@@ -75,8 +113,7 @@ def bench_dispatch() -> dict[str, Any]:
         "floor kernels": floors,
     }
     for name, (call, layers) in cases.items():
-        counted = _counted(call)
-        if layers is not None:
-            counted["over the floor"] = counted["kernels"] - floors[layers]
-        res[name] = counted
+        res[name] = counted(call)
+        if layers is not None and "kernels" in res[name]:
+            res[name]["over the floor"] = res[name]["kernels"] - floors[layers]
     return res

@@ -147,6 +147,8 @@ def targets_table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             add(f"kernels over the floor: {name}", c[name]["over the floor"], over, fmt="{:.0f}")
         for name in ("NormGrad multi conv3x3", "NormGrad single conv3x3", "normgrad GradCAM"):
             add(f"syncs per call: {name}", c[name]["syncs"], 1, fmt="{:.0f}")
+            if "cuda syncs" in c[name]:
+                add(f"syncs per call on CUDA: {name}", c[name]["cuda syncs"], 1, fmt="{:.0f}")
         add(
             "syncs per batch: protocol batch (evaluate, shared passes)",
             c["protocol batch (evaluate, shared passes)"]["syncs"],
@@ -236,13 +238,17 @@ def dispatch_table(results: dict[str, Any]) -> list[str]:
     if c is None:
         return []
     floors = c["floor kernels"]
+    cuda = any(isinstance(v, dict) and "cuda syncs" in v for v in c.values())
+    extra = " syncs on CUDA (debug mode) |" if cuda else ""
     lines = [
         "",
         f"| per call ({c['model']} {c['size']}x{c['size']}, batch {c['batch']}, counted on the "
-        "CPU) | syncs per call | kernels | kernels over the floor |",
-        "| --- | --- | --- | --- |",
-        f"| floor multi (hooks + autograd.grad) | 0 | {floors['multi']} | |",
-        f"| floor single (hooks + autograd.grad) | 0 | {floors['single']} | |",
+        f"CPU) | syncs per call | kernels | kernels over the floor |{extra}",
+        "| --- | --- | --- | --- |" + (" --- |" if cuda else ""),
+        f"| floor multi (hooks + autograd.grad) | 0 | {floors['multi']} | |"
+        + (" |" if cuda else ""),
+        f"| floor single (hooks + autograd.grad) | 0 | {floors['single']} | |"
+        + (" |" if cuda else ""),
     ]
     for name, value in c.items():
         if isinstance(value, dict) and "syncs" in value:
@@ -250,7 +256,10 @@ def dispatch_table(results: dict[str, Any]) -> list[str]:
             lines.append(
                 f"| {name} | {value['syncs']} | {value['kernels']} | "
                 f"{'' if over is None else over} |"
+                + (f" {value.get('cuda syncs', '')} |" if cuda else "")
             )
+    if "cuda syncs error" in c:
+        lines += ["", f"Counting the syncs on CUDA failed: {c['cuda syncs error']}"]
     return lines
 
 

@@ -25,7 +25,8 @@ Measures, on ResNet-50 with random weights:
    size and batch of part 1;
 9. host synchronisations and kernels per call of the cases of parts 1-3 and the protocol
    batch, counted with a dispatch mode (device-independent: on the CPU, whatever
-   ``--device``), kernels over the floor of the same layers.
+   ``--device``), kernels over the floor of the same layers; on CUDA also the
+   synchronisations CUDA's debug mode reports for each call.
 
 Times are medians with the spread (interquartile range) of single calls timed with
 ``torch.utils.benchmark.Timer``, interleaved round by round so that ratios survive a noisy
@@ -133,7 +134,7 @@ def main() -> None:
         "detection": lambda: bench_detection(
             maps, 600 if not args.quick else 300, device, t, rounds
         ),
-        "dispatch": bench_dispatch,
+        "dispatch": lambda: bench_dispatch(device),
     }
     for name, fn in steps.items():
         if args.only and name not in args.only:
@@ -142,6 +143,7 @@ def main() -> None:
         results[name] = fn()
         if args.only:  # a part measured alone records where it ran; the others keep theirs
             results[name]["environment"] = environment(device)
+        save(out_json, results)  # a run stopped later keeps the parts measured (--report-only)
     if not args.only or "memory" in args.only:
         print("running memory probes ...", file=sys.stderr)
         results["memory"] = {
@@ -154,11 +156,15 @@ def main() -> None:
         }
     text = markdown(results)
     print(text)
-    out_json.parent.mkdir(parents=True, exist_ok=True)
-    out_json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    save(out_json, results)
     if args.markdown:
         args.markdown.write_text(text)
     print(f"wrote {out_json}", file=sys.stderr)
+
+
+def save(path: Path, results: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":
