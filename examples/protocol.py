@@ -13,9 +13,14 @@ with normgrad's public API only:
 
 It prints the tables, writes them as Markdown and CSV, and saves figures like the paper's.
 
-    python examples/protocol.py --quick            # about 3 to 4 minutes on 2 CPU cores
-    python examples/protocol.py                    # the full run: about 20 minutes
+    python examples/protocol.py --quick            # about 4 minutes on 2 CPU cores
+    python examples/protocol.py                    # the full run: 4 architectures, 5 seeds
+    python examples/protocol.py --paper            # the paper's models and size, on a GPU
     python examples/protocol.py --small-central    # small central objects, LVOT-like
+
+The full run adds a small ViT and a small Swin (trained from random weights on the same
+images, standardised) to the two CNNs; ``--paper`` trains the paper's ResNet-50 and
+EfficientNet-B0 at 320 px and runs on ``--device cuda`` by default.
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import dataclasses
+import os
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,19 +55,20 @@ CONDITIONS = ("trained", "semi-randomised", "fully-randomised")
 
 @dataclass
 class Config:
-    size: int = 128
-    train: int = 640
-    test: int = 160
-    epochs: int = 5
+    size: int = 96
+    train: int = 1600
+    test: int = 400
+    epochs: int = 4
     batch_size: int = 32
-    lr: float = 1e-3
-    seeds: Sequence[int] = (0, 1, 2)
-    archs: Sequence[str] = ("resnet18", "efficientnet_b0")
+    lr: float = 2e-3
+    seeds: Sequence[int] = (0, 1, 2, 3, 4)
+    archs: Sequence[str] = ("resnet18", "efficientnet_b0", "small_vit", "small_swin")
+    device: str = "cpu"
     small_central: bool = False
     texture: bool = True  # lung and bone texture, quantum noise (False: the smooth images)
     tolerance: float | None = None  # default: 15 px at 600 px, scaled to the image size
     out: Path = Path("outputs/protocol")
-    figures: int = 3
+    figures: int = 1
     progress: bool = True
 
     @property
@@ -74,16 +82,27 @@ class Config:
         return tuple(k * self.pointing_tolerance for k in (1, 2, 4, 8))
 
 
-# quick: two seeds of each architecture, 200 positive test images, within 5 minutes on 2
-# cores (the full mode has more seeds and epochs)
-QUICK = {
-    "size": 96,
+# quick: the two CNNs, two seeds each, 200 positive test images, within 5 minutes on 2
+# cores; the full mode (the defaults above) has five seeds, more images and epochs, and
+# the two transformers
+QUICK: dict[str, Any] = {
     "train": 1100,
-    "test": 400,
     "epochs": 3,
-    "lr": 2e-3,
     "seeds": (0, 1),
-    "figures": 1,
+    "archs": ("resnet18", "efficientnet_b0"),
+}
+# the paper's architectures and layers at 320 px, for one GPU (the images are generated on
+# the CPU, in worker processes: at this size they take about as long as the training)
+PAPER: dict[str, Any] = {
+    "size": 320,
+    "train": 2000,
+    "test": 400,
+    "epochs": 10,
+    "batch_size": 64,
+    "lr": 1e-3,
+    "archs": ("resnet50", "efficientnet_b0"),
+    "device": "cuda",
+    "out": Path("outputs/protocol-paper"),
 }
 
 
@@ -107,6 +126,7 @@ class Run:
         default_factory=dict
     )  # condition -> method -> each image's distance from the map's point to its objects
     cells: dict[str, float] = field(default_factory=dict)  # method -> its finest layer's cell (px)
+    training: tuple[int, float] = (0, 0.0)  # its epochs and learning rate
     # the random-point baseline: hit rate at the curve's tolerances, area, chance of a region pixel
     random_point: tuple[list[float], float, float] = ([], float("nan"), float("nan"))
 
@@ -124,7 +144,9 @@ def materialise(
     dataset: Dataset[Any], config: Config
 ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
     """Generate (or load) every item once: images, labels, boxes."""
-    loader = DataLoader(dataset, batch_size=64, collate_fn=metrics.collate)
+    # generated in worker processes where the training runs on a GPU and cores are many
+    workers = min(8, os.cpu_count() or 1) if config.device != "cpu" else 0
+    loader = DataLoader(dataset, batch_size=64, collate_fn=metrics.collate, num_workers=workers)
     images, labels, boxes = [], [], []
     for x, y, b in loader:
         images.append(x)
@@ -133,21 +155,95 @@ def materialise(
     return torch.cat(images), torch.cat(labels), boxes
 
 
-def build_model(arch: str, seed: int) -> nn.Module:
+@dataclass(frozen=True)
+class Architecture:
+    """One architecture the protocol trains: how to build it, train it and read it."""
+
+    build: Callable[[int], nn.Module]
+    """Image size -> a two-class classifier with random weights (the caller seeds)."""
+    layers: presets.LayerPreset
+    """The single and multi-layer sets its explainers read."""
+    lr: float | None = None
+    """Its learning rate (None: the run's)."""
+    epochs: int = 1
+    """Its epochs, as a multiple of the run's."""
+    standardise: bool = False
+    """Inputs standardised with the training images' mean and std (transformers need it;
+    BatchNorm makes the CNNs do without)."""
+
+
+def _torchvision(arch: str) -> Callable[[int], nn.Module]:
+    # EfficientNet without dropout and stochastic depth, which slow a short training down;
+    # in eval mode both are the identity, so the network explained is the same
+    options = (
+        {"dropout": 0.0, "stochastic_depth_prob": 0.0} if arch.startswith("efficientnet") else {}
+    )
+    return lambda size: getattr(torchvision.models, arch)(num_classes=2, **options)
+
+
+def small_vit(size: int) -> nn.Module:
+    """A ViT of 4 blocks, width 64, 4 heads; patches of a twelfth of the image (8x8 tokens:
+    at 96 px, patches of 12 px)."""
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    return VisionTransformer(
+        image_size=size,
+        patch_size=size // 8,
+        num_layers=4,
+        num_heads=4,
+        hidden_dim=64,
+        mlp_dim=128,
+        num_classes=2,
+    )
+
+
+SWIN_DEPTHS = [1, 1, 2]
+
+
+def small_swin(size: int) -> nn.Module:
+    """A Swin of 3 stages (depths 1, 1, 2), embedding 32, windows of 4x4 tokens; patches of
+    a sixteenth of the image, so its stages see 16x16, 8x8 and 4x4 tokens (at 96 px,
+    patches of 6 px), every window whole."""
+    from torchvision.models.swin_transformer import SwinTransformer
+
+    return SwinTransformer(
+        patch_size=[size // 16, size // 16],
+        embed_dim=32,
+        depths=SWIN_DEPTHS,
+        num_heads=[2, 4, 8],
+        window_size=[4, 4],
+        mlp_ratio=2.0,
+        stochastic_depth_prob=0.0,
+        num_classes=2,
+    )
+
+
+# the transformers, by name; every torchvision architecture with a layer preset also works
+TRANSFORMERS: dict[str, Architecture] = {
+    "small_vit": Architecture(small_vit, presets.vit(4), lr=2e-4, epochs=2, standardise=True),
+    "small_swin": Architecture(
+        small_swin, presets.swin(SWIN_DEPTHS), lr=3e-4, epochs=6, standardise=True
+    ),
+}
+
+
+def architecture(name: str) -> Architecture:
+    """The architecture called ``name``: a transformer above or a torchvision preset."""
+    if name in TRANSFORMERS:
+        return TRANSFORMERS[name]
+    return Architecture(_torchvision(name), presets.layers(name))
+
+
+def build_model(arch: str, seed: int, size: int = 96) -> nn.Module:
     """A classifier with random weights, ready for a short training.
 
     The last layer starts small (normal, std 0.01; bias 0): torchvision draws EfficientNet's
     from U(-1/sqrt(classes), 1/sqrt(classes)), which for two classes gives logits of about
-    +-15 at the start, and its training then spends epochs undoing them. EfficientNet is
-    built without dropout and stochastic depth, which slow a short training down. Neither
-    change touches the network that is explained: the same layers, and in eval mode dropout
-    and stochastic depth are the identity.
+    +-15 at the start, and its training then spends epochs undoing them (and starts a ViT's
+    at zero). This changes only the starting point, not the network that is explained.
     """
     torch.manual_seed(seed)
-    options = (
-        {"dropout": 0.0, "stochastic_depth_prob": 0.0} if arch.startswith("efficientnet") else {}
-    )
-    model: nn.Module = getattr(torchvision.models, arch)(num_classes=2, **options)
+    model = architecture(arch).build(size)
     head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
     nn.init.normal_(head.weight, std=0.01)
     nn.init.zeros_(head.bias)
@@ -158,8 +254,10 @@ def train(
     model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: Config, seed: int
 ) -> None:
     gen = torch.Generator().manual_seed(seed)
+    device = torch.device(config.device)
     # channels-last convolutions are faster on the CPU (EfficientNet's depthwise ones most)
-    model.to(memory_format=torch.channels_last)
+    # and on a GPU's tensor cores
+    model.to(device, memory_format=torch.channels_last)
     loader = DataLoader(
         TensorDataset(images.contiguous(memory_format=torch.channels_last), labels),
         batch_size=config.batch_size,
@@ -173,10 +271,11 @@ def train(
     )
     model.train()
     for epoch in range(config.epochs):
-        total, correct, loss_sum = 0, 0, 0.0
+        total, correct, loss_sum = 0, torch.zeros((), device=device), torch.zeros((), device=device)
         for x, y in loader:
             if torch.rand((), generator=gen) < 0.5:
                 x = x.flip(-1)  # a left-right flip keeps the objects in the lungs
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             out = model(x)
             loss = nn.functional.cross_entropy(out, y)
             optimiser.zero_grad()
@@ -184,10 +283,11 @@ def train(
             optimiser.step()
             schedule.step()
             total += len(y)
-            correct += int((out.argmax(1) == y).sum())
-            loss_sum += loss.item() * len(y)
+            correct += (out.argmax(1) == y).sum()  # summed on the device, read once an epoch
+            loss_sum += loss.detach() * len(y)
         log(
-            f"    epoch {epoch + 1}/{config.epochs}: loss {loss_sum / total:.3f}, train accuracy {correct / total:.3f}",
+            f"    epoch {epoch + 1}/{config.epochs}: loss {float(loss_sum) / total:.3f}, "
+            f"train accuracy {int(correct) / total:.3f}",
             config,
         )
     recalibrate_batch_norm(model, images, config.batch_size)
@@ -212,9 +312,10 @@ def recalibrate_batch_norm(
         m.reset_running_stats()
         m.momentum = None  # cumulative average
     model.train()
+    device = next(model.parameters()).device
     with torch.no_grad():
         for chunk in images[:limit].split(batch_size):
-            model(chunk)
+            model(chunk.to(device))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
 
@@ -222,8 +323,9 @@ def recalibrate_batch_norm(
 def classify(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
     """Accuracy and ROC AUC (probability that a positive outscores a negative)."""
     model.eval()
+    device = next(model.parameters()).device
     with torch.no_grad():
-        logits = torch.cat([model(chunk) for chunk in images.split(64)])
+        logits = torch.cat([model(chunk.to(device)).cpu() for chunk in images.split(64)])
     scores = logits.softmax(1)[:, 1]
     accuracy = float((logits.argmax(1) == labels).float().mean())
     pos, neg = scores[labels == 1], scores[labels == 0]
@@ -239,7 +341,7 @@ def classify(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tu
 
 
 def explainers_for(model: nn.Module, arch: str) -> dict[str, normgrad.Explainer]:
-    preset = presets.layers(arch)
+    preset = architecture(arch).layers
     out: dict[str, normgrad.Explainer] = {}
     for vil, label in (("scaling", "Scaling"), ("conv1x1", "Conv1x1"), ("conv3x3", "Conv3x3")):
         out[f"NormGrad {label}"] = normgrad.NormGrad(model, preset.single, vil)
@@ -252,14 +354,15 @@ def explainers_for(model: nn.Module, arch: str) -> dict[str, normgrad.Explainer]
 
 
 def batches(
-    images: torch.Tensor, boxes: list[torch.Tensor], size: int = 16
+    images: torch.Tensor, boxes: list[torch.Tensor], size: int = 16, device: str = "cpu"
 ) -> list[tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]]:
-    """(images, labels, boxes) batches of the positive images; the class explained is 1."""
+    """(images, labels, boxes) batches of the positive images on ``device``; the class
+    explained is 1."""
     return [
         (
-            images[i : i + size],
-            torch.ones(len(images[i : i + size]), dtype=torch.long),
-            boxes[i : i + size],
+            images[i : i + size].to(device),
+            torch.ones(len(images[i : i + size]), dtype=torch.long, device=device),
+            [b.to(device) for b in boxes[i : i + size]],
         )
         for i in range(0, len(images), size)
     ]
@@ -280,8 +383,9 @@ def quiet_guided_backprop() -> Iterator[None]:
 def measure(
     model: nn.Module, arch: str, data: list[Any], config: Config, condition: str
 ) -> normgrad.EvaluationResult:
-    """One evaluation: the Pointing Game, and for the trained model also the energy-based
-    Pointing Game and the FROC of each map's peaks (from the same maps)."""
+    """One evaluation: the Pointing Game of every map, unsmoothed and smoothed, and for the
+    trained model also the energy-based Pointing Game and the FROC of each map's peaks
+    (from the same maps)."""
     trained = condition == "trained"
     with quiet_guided_backprop():
         result = normgrad.evaluate(
@@ -289,7 +393,7 @@ def measure(
             explainers_for(model, arch),
             data,
             tolerance=config.pointing_tolerance,
-            smoothing_sigma=1.0 if trained else None,
+            smoothing_sigma=1.0,
             baselines=True,
             progress=False,
             metrics=("energy", "froc") if trained else (),
@@ -366,9 +470,10 @@ def save_figures(
     figures = config.out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     for k in range(min(config.figures, len(images))):
-        x = images[k : k + 1]
+        x = images[k : k + 1].to(config.device)
         with quiet_guided_backprop():
-            maps = {name: e(x, 1)[0] for name, e in explainers.items()}
+            maps = {name: e(x, 1)[0].cpu() for name, e in explainers.items()}
+        x = x.cpu()
         for group, member in FIGURE_GROUPS.items():
             chosen = {n: m for n, m in maps.items() if member(n)}
             fig = viz.compare(x[0], chosen, boxes[k], columns=4, size=1.7)
@@ -448,35 +553,47 @@ def run_protocol(train_set: Dataset[Any], test_set: Dataset[Any], config: Config
     """Train every architecture and seed, and measure everything."""
     start = time.perf_counter()
     log(
-        f"preparing data: {len(train_set)} training and {len(test_set)} test images of {config.size}x{config.size}",
+        f"preparing data: {len(train_set)} training and {len(test_set)} test images of "
+        f"{config.size}x{config.size}",
         config,
     )
     train_x, train_y, _ = materialise(train_set, config)
     test_x, test_y, test_boxes = materialise(test_set, config)
     positive = [i for i in range(len(test_y)) if len(test_boxes[i]) > 0]
-    pos_x, pos_boxes = test_x[positive], [test_boxes[i] for i in positive]
-    data = batches(pos_x, pos_boxes)
+    pos_boxes = [test_boxes[i] for i in positive]
     random_point = random_point_curve(pos_boxes, config.size, config)
     runs = []
     for arch in config.archs:
+        spec = architecture(arch)
+        inputs = standardised(train_x, test_x) if spec.standardise else (train_x, test_x)
+        pos_x = inputs[1][positive]
+        data = batches(pos_x, pos_boxes, device=config.device)
+        training = dataclasses.replace(
+            config, lr=spec.lr or config.lr, epochs=config.epochs * spec.epochs
+        )
         for seed in config.seeds:
-            log(f"[{time.perf_counter() - start:6.1f} s] {arch}, seed {seed}: training", config)
-            model = build_model(arch, seed)
-            train(model, train_x, train_y, config, seed)
-            accuracy, auc = classify(model, test_x, test_y)
             log(
-                f"[{time.perf_counter() - start:6.1f} s] test accuracy {accuracy:.3f}, AUC {auc:.3f}; "
-                f"measuring on {len(pos_x)} images",
+                f"[{time.perf_counter() - start:6.1f} s] {arch}, seed {seed}: training "
+                f"{training.epochs} epochs",
+                config,
+            )
+            model = build_model(arch, seed, config.size)
+            train(model, inputs[0], train_y, training, seed)
+            accuracy, auc = classify(model, inputs[1], test_y)
+            log(
+                f"[{time.perf_counter() - start:6.1f} s] test accuracy {accuracy:.3f}, "
+                f"AUC {auc:.3f}; measuring on {len(pos_x)} images",
                 config,
             )
             run = Run(arch, seed, accuracy, auc, images=len(test_y), positives=len(pos_x))
+            run.training = (training.epochs, training.lr)
             run.random_point = random_point
             result = measure(model, arch, data, config, "trained")
             run.scores["trained"] = {row.method: row.accuracy for row in result.rows}
             run.energy = {row.method: row.energy for row in result.rows}
             run.froc = {row.method: row.froc for row in result.rows}
             run.distances["trained"] = result.distances()
-            run.cells = finest_cells(model, arch, pos_x[0])
+            run.cells = finest_cells(model, arch, data[0][0][0])
             for condition, how in (("semi-randomised", "semi"), ("fully-randomised", "full")):
                 randomised = sanity.randomize(model, how, seed=seed)
                 result = measure(randomised, arch, data, config, how)
@@ -488,6 +605,18 @@ def run_protocol(train_set: Dataset[Any], test_set: Dataset[Any], config: Config
             runs.append(run)
     log(f"[{time.perf_counter() - start:6.1f} s] done", config)
     return runs
+
+
+def standardised(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both sets at zero mean and unit variance, with the training images' statistics.
+
+    Transformers expect normalised inputs (torchvision's weights come with a ``Normalize``
+    transform); the CNNs here do without, thanks to BatchNorm. The transformers are
+    explained on the images they were trained on, the standardised ones: a map's maximum,
+    hence the Pointing Game, does not depend on it for the layer-based methods.
+    """
+    mean, std = train.mean(), train.std()
+    return (train - mean) / std, (test - mean) / std
 
 
 # ---------------------------------------------------------------------------------------
@@ -509,47 +638,64 @@ def fmt(values: list[float]) -> str:
     return f"{m:.3f} ± {s:.3f}"
 
 
+def runs_of(runs: list[Run], arch: str) -> list[Run]:
+    return [r for r in runs if r.arch == arch]
+
+
+def smoothed(run: Run, condition: str, method: str) -> float:
+    """A method's Pointing Game on its smoothed maps (the baselines are not smoothed): the
+    paper smooths every map in its comparisons after Table 2."""
+    name = method if "baseline" in method else f"{method} (smoothed)"
+    return run.scores[condition][name]
+
+
+def label(name: str) -> str:
+    """A method's name in a table; the baselines in italics."""
+    return f"*{name}*" if "baseline" in name else name
+
+
+def dom_pairs(archs: list[str]) -> list[tuple[str, str]]:
+    """The architectures compared by DoM: the first two (the paper's CNNs), the next two
+    (the transformers), and so on, in the order they ran."""
+    return [(archs[i], archs[i + 1]) for i in range(0, len(archs) - 1, 2)]
+
+
 def tables(runs: list[Run], config: Config) -> str:
     archs = list(dict.fromkeys(r.arch for r in runs))
     by_arch = {a: [r for r in runs if r.arch == a] for a in archs}
     names = methods(runs)
     images, positives = runs[0].images, runs[0].positives
     kind = "textured" if config.texture else "smooth (earlier generator)"
+    device = "" if config.device == "cpu" else f" and {torch.cuda.get_device_name()}"
     lines = [
         f"Synthetic chest radiographs ({kind}"
         f"{', small central objects' if config.small_central else ''}), "
-        f"{config.size}x{config.size}; {config.train} training images, {config.epochs} epochs; "
+        f"{config.size}x{config.size}; {config.train} training images; "
         f"tested on {images} images, of which {positives} carry objects (the Pointing Game's "
         f"images); {len(config.seeds)} seeds per architecture {list(config.seeds)}; Pointing Game "
         f"tolerance {config.pointing_tolerance:.1f} px (15 px at 600 px, scaled). Mean ± std "
         f"over seeds. This run took {runs[-1].elapsed:.0f} s on {torch.get_num_threads()} "
-        f"threads, data generation, training and every measurement included.",
+        f"threads{device}, data generation, training and every measurement included.",
         "",
         "### Classifiers",
         "",
-        "| architecture | accuracy | AUC |",
-        "| --- | --- | --- |",
+        "| architecture | training | accuracy | AUC |",
+        "| --- | --- | --- | --- |",
     ]
     for a in archs:
+        epochs, lr = by_arch[a][0].training
         lines.append(
-            f"| {a} | {fmt([r.accuracy for r in by_arch[a]])} | {fmt([r.auc for r in by_arch[a]])} |"
+            f"| {a} | {epochs} epochs, lr {lr:g} | {fmt([r.accuracy for r in by_arch[a]])} | "
+            f"{fmt([r.auc for r in by_arch[a]])} |"
         )
-    # Table 2: smoothing
-    lines += ["", "### Pointing Game, unsmoothed and smoothed (Table 2)", ""]
-    header = "| method | " + " | ".join(f"{a} | {a} smoothed" for a in archs) + " |"
-    lines += [header, "| --- |" + " --- | --- |" * len(archs)]
-    for n in names:
-        cells = []
-        for a in archs:
-            cells.append(fmt([r.scores["trained"][n] for r in by_arch[a]]))
-            cells.append(fmt([r.scores["trained"][f"{n} (smoothed)"] for r in by_arch[a]]))
-        lines.append(f"| {n} | " + " | ".join(cells) + " |")
-    for base in ("centre baseline", "random baseline"):
-        cells = []
-        for a in archs:
-            value = fmt([r.scores["trained"][base] for r in by_arch[a]])
-            cells += [value, value]
-        lines.append(f"| *{base}* | " + " | ".join(cells) + " |")
+    # Table 2: smoothing, one table per architecture (to fit the page)
+    lines += ["", "### Pointing Game, unsmoothed and smoothed (Table 2)"]
+    for a in archs:
+        lines += ["", f"**{a}**", "", "| method | unsmoothed | smoothed |", "| --- | --- | --- |"]
+        for n in [*names, "centre baseline", "random baseline"]:
+            plain = fmt([r.scores["trained"][n] for r in by_arch[a]])
+            after = fmt([smoothed(r, "trained", n) for r in by_arch[a]])
+            lines.append(f"| {label(n)} | {plain} | {after} |")
     lines += curve_tables(runs, config, names)
     # beyond the Pointing Game: mass on the objects, and every object found
     lines += [
@@ -561,46 +707,49 @@ def tables(runs: list[Run], config: Config) -> str:
         "positives per image), over the positive test images. The random baseline's "
         "energy is the chance that a uniformly random pixel lies on an object; it has no "
         "peaks, so no FROC.",
-        "",
     ]
-    lines += ["| method | " + " | ".join(f"{a} energy | {a} FROC" for a in archs) + " |"]
-    lines += ["| --- |" + " --- | --- |" * len(archs)]
-    for n in [*names, "centre baseline"]:
-        cells = []
-        for a in archs:
-            cells.append(fmt([r.energy[n] for r in by_arch[a]]))
-            cells.append(fmt([r.froc[n] for r in by_arch[a]]))
-        label = f"*{n}*" if "baseline" in n else n
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    # a uniformly random point: its energy is its chance of an object's pixel; no peaks
     on_region = f"{runs[0].random_point[2]:.3f}"
-    lines.append("| *random baseline* |" + f" {on_region} | — |" * len(archs))
+    for title, values in (("energy", "energy"), ("FROC", "froc")):
+        lines += ["", f"**{title}**", ""]
+        lines += ["| method | " + " | ".join(archs) + " |", "| --- |" + " --- |" * len(archs)]
+        for n in [*names, "centre baseline"]:
+            cells = [fmt([getattr(r, values)[n] for r in by_arch[a]]) for a in archs]
+            lines.append(f"| {label(n)} | " + " | ".join(cells) + " |")
+        # a uniformly random point: its energy is its chance of an object's pixel; no peaks
+        random = on_region if values == "energy" else "—"
+        lines.append("| *random baseline* |" + f" {random} |" * len(archs))
     # Tables 3-4: randomisation, one table per architecture (to fit the page)
-    lines += ["", "### Trained versus semi- (SR) and fully-randomised (FR) models (Tables 3-4)"]
+    lines += [
+        "",
+        "### Trained versus semi- (SR) and fully-randomised (FR) models (Tables 3-4)",
+        "",
+        "Smoothed maps, as in the paper's Tables 3-6.",
+    ]
     for a in archs:
         lines += ["", f"**{a}**", "", "| method | trained | SR | FR |", "| --- | --- | --- | --- |"]
         for n in [*names, "centre baseline", "random baseline"]:
-            cells = [fmt([r.scores[c][n] for r in by_arch[a]]) for c in CONDITIONS]
-            label = f"*{n}*" if "baseline" in n else n
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+            cells = [fmt([smoothed(r, c, n) for r in by_arch[a]]) for c in CONDITIONS]
+            lines.append(f"| {label(n)} | " + " | ".join(cells) + " |")
     # Tables 5-6: consistency across architectures
-    if len(archs) == 2:
-        a, b = archs
+    pairs = dom_pairs(archs)
+    if pairs:
         lines += [
             "",
-            f"### Consistency across architectures: DoM between {a} and {b} (Tables 5-6)",
+            "### Consistency across architectures: Difference of Means (Tables 5-6)",
             "",
+            "Smoothed maps. DoM: the absolute difference of the two architectures' mean "
+            "Pointing Game; p: "
+            "the exact permutation test of the seeds' labels (small p: the architectures "
+            "differ).",
         ]
-        lines += [
-            f"| method | {a} | {b} | DoM | permutation p |",
-            "| --- | --- | --- | --- | --- |",
-        ]
+    for a, b in pairs:
+        lines += ["", f"**{a} and {b}**", ""]
+        lines += [f"| method | {a} | {b} | DoM | p |", "| --- | --- | --- | --- | --- |"]
         for n in [*names, "centre baseline", "random baseline"]:
-            xa = [r.scores["trained"][n] for r in by_arch[a]]
-            xb = [r.scores["trained"][n] for r in by_arch[b]]
+            xa = [smoothed(r, "trained", n) for r in by_arch[a]]
+            xb = [smoothed(r, "trained", n) for r in by_arch[b]]
             d = metrics.dom(xa, xb)
-            label = f"*{n}*" if "baseline" in n else n
-            lines.append(f"| {label} | {fmt(xa)} | {fmt(xb)} | {d.dom:.3f} | {d.p_value:.2f} |")
+            lines.append(f"| {label(n)} | {fmt(xa)} | {fmt(xb)} | {d.dom:.3f} | {d.p_value:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -707,8 +856,9 @@ def summary(runs: list[Run], config: Config) -> str:
     tolerance, top = config.pointing_tolerance, config.curve_tolerances[-1]
     parts = [
         f"This run trained {len(config.seeds)} seed(s) of each architecture on "
-        f"{config.train} images of {config.size}x{config.size} for {config.epochs} epochs and "
-        f"tested on {runs[0].images} images ({runs[0].positives} with objects), in "
+        f"{config.train} images of {config.size}x{config.size} ("
+        + ", ".join(f"{a}: {runs_of(runs, a)[0].training[0]} epochs" for a in archs)
+        + f") and tested on {runs[0].images} images ({runs[0].positives} with objects), in "
         f"{runs[-1].elapsed:.0f} s on {torch.get_num_threads()} threads."
     ]
     for a in archs:
@@ -756,8 +906,16 @@ def parse(argv: Sequence[str] | None = None) -> Config:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--quick", action="store_true", help="small images and data: about 3 minutes on 2 CPU cores"
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--quick",
+        action="store_true",
+        help="the two CNNs, two seeds, fewer images: about 4 minutes on 2 CPU cores",
+    )
+    mode.add_argument(
+        "--paper",
+        action="store_true",
+        help="the paper's ResNet-50 and EfficientNet-B0 at 320 px, five seeds, on a GPU",
     )
     parser.add_argument(
         "--small-central", action="store_true", help="one small object near the centre (LVOT-like)"
@@ -767,7 +925,7 @@ def parse(argv: Sequence[str] | None = None) -> Config:
     parser.add_argument("--test", type=int)
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--seeds", type=int, nargs="+")
-    parser.add_argument("--archs", nargs="+", choices=presets.available())
+    parser.add_argument("--archs", nargs="+", choices=[*presets.available(), *TRANSFORMERS])
     parser.add_argument("--tolerance", type=float, help="Pointing Game radius in pixels")
     parser.add_argument(
         "--smooth-images",
@@ -777,10 +935,15 @@ def parse(argv: Sequence[str] | None = None) -> Config:
     parser.add_argument(
         "--figures", type=int, help="example figures per architecture (0: none, no matplotlib)"
     )
+    parser.add_argument("--device", help="where to train and explain (default: cpu; --paper: cuda)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
-    config = Config(**(QUICK if args.quick else {}))
+    config = Config(**(QUICK if args.quick else PAPER if args.paper else {}))
+    if args.device is not None:
+        config.device = args.device
+    if config.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device: {config.device} asked for, but this machine has no CUDA device")
     for name in ("size", "train", "test", "epochs", "tolerance", "out", "figures"):
         if getattr(args, name) is not None:
             setattr(config, name, getattr(args, name))

@@ -10,12 +10,14 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ._errors import InvalidArgumentError
 
-__all__ = ["LayerPreset", "available", "layers"]
+__all__ = ["LayerPreset", "available", "layers", "swin", "vit"]
 
 
 @dataclass(frozen=True)
@@ -37,11 +39,56 @@ def _resnet(last: str, source: str = "paper") -> LayerPreset:
     return LayerPreset(last, ["layer2.0", "layer3.0", "layer4.0", last], source)
 
 
-def _vit(depth: int) -> LayerPreset:
-    blocks = [f"encoder.layers.encoder_layer_{k}" for k in (depth // 4 - 1, depth // 2 - 1)]
-    blocks.append(f"encoder.layers.encoder_layer_{3 * depth // 4 - 1}")
+def vit(depth: int) -> LayerPreset:
+    """The ViT recipe for a torchvision ``VisionTransformer`` of ``depth`` blocks.
+
+    Single: the last block's first norm (``ln_1``), the latest layer whose patch tokens
+    still reach the class token. Multi: the outputs of the blocks ending the first
+    quarter, half and three quarters of the encoder, then that norm. ``vit(12)`` is the
+    ``vit_b_16`` preset.
+
+    Examples:
+        >>> from normgrad import presets
+        >>> presets.vit(4).single
+        'encoder.layers.encoder_layer_3.ln_1'
+        >>> [name.split(".")[-1] for name in presets.vit(4).multi]
+        ['encoder_layer_0', 'encoder_layer_1', 'encoder_layer_2', 'ln_1']
+    """
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 4:
+        raise InvalidArgumentError(
+            f"depth: expected the number of encoder blocks, an int >= 4 (one per quarter of "
+            f"the encoder), got {depth!r}; for fewer blocks pass layer names yourself"
+        )
+    ends = (depth // 4, depth // 2, 3 * depth // 4)
+    blocks = [f"encoder.layers.encoder_layer_{k - 1}" for k in ends]
     last = f"encoder.layers.encoder_layer_{depth - 1}.ln_1"
     return LayerPreset(last, [*blocks, last], "normgrad")
+
+
+def swin(depths: Sequence[int]) -> LayerPreset:
+    """The Swin recipe for a torchvision ``SwinTransformer`` (V1) with blocks ``depths``
+    per stage.
+
+    Single: the last block's first norm (``norm1``). Multi: the output of every earlier
+    stage, then that norm. torchvision numbers the stages ``features.1, 3, 5, ...`` (patch
+    merging between them). ``swin([2, 2, 6, 2])`` is the ``swin_t`` preset.
+
+    Examples:
+        >>> from normgrad import presets
+        >>> presets.swin([1, 1, 2]).multi
+        ['features.1', 'features.3', 'features.5.1.norm1']
+    """
+    depths = list(depths)
+    if len(depths) < 2 or any(
+        isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in depths
+    ):
+        raise InvalidArgumentError(
+            f"depths: expected the number of blocks of each stage, at least two stages of "
+            f"ints >= 1, got {depths!r}"
+        )
+    stages = [f"features.{2 * i + 1}" for i in range(len(depths))]
+    last = f"{stages[-1]}.{depths[-1] - 1}.norm1"
+    return LayerPreset(last, [*stages[:-1], last], "normgrad")
 
 
 _PRESETS: dict[str, LayerPreset] = {
@@ -71,19 +118,15 @@ _PRESETS: dict[str, LayerPreset] = {
     # outputs of blocks 3, 6 and 9 of 12, then that norm, like the paper's one layer per
     # ResNet stage. Measured on a small trained ViT (docs/transformers.md): 0.55 for the
     # last block's ln_1 and the block before it, 0 for the last block's output and ln_2.
-    "vit_b_16": _vit(12),
-    "vit_b_32": _vit(12),
+    "vit_b_16": vit(12),
+    "vit_b_32": vit(12),
     # Swin: the last block's first norm, measured best of the candidate layers on a small
     # trained Swin (docs/transformers.md: 0.24 against 0.05-0.13 for the last stage's
     # output and the final norm, which scored below their own randomised models); fused
     # with one layer per earlier stage, also measured best among the fusions tried. Swin V2
     # normalises after attention (post-norm), so its norm1 is not the same place: the last
     # block's input (features.7.0), by analogy, not measured.
-    "swin_t": LayerPreset(
-        "features.7.1.norm1",
-        ["features.1", "features.3", "features.5", "features.7.1.norm1"],
-        "normgrad (measured)",
-    ),
+    "swin_t": dataclasses.replace(swin([2, 2, 6, 2]), source="normgrad (measured)"),
     "swin_v2_t": LayerPreset(
         "features.7.0", ["features.1", "features.3", "features.5", "features.7.0"], "normgrad"
     ),

@@ -1,0 +1,245 @@
+"""The reproduction report (examples/reproduction.py), the paper's tables it reads, the
+full mode's transformers and the presets they take."""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import stats
+
+import normgrad
+from normgrad import InvalidArgumentError, functional, presets
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load(name: str):  # type: ignore[no-untyped-def]
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
+    return importlib.import_module(name)
+
+
+# ---------------------------------------------------------------------------------------
+# presets for transformers of any depth
+
+
+def test_transformer_recipes_are_the_named_presets() -> None:
+    assert presets.vit(12) == presets.layers("vit_b_16")
+    swin_t = presets.layers("swin_t")
+    assert (presets.swin([2, 2, 6, 2]).single, presets.swin([2, 2, 6, 2]).multi) == (
+        swin_t.single,
+        swin_t.multi,
+    )
+    assert presets.vit(8).multi == [
+        "encoder.layers.encoder_layer_1",
+        "encoder.layers.encoder_layer_3",
+        "encoder.layers.encoder_layer_5",
+        "encoder.layers.encoder_layer_7.ln_1",
+    ]
+
+
+@pytest.mark.parametrize("depth", [3, 0, 4.0, True, "4"])
+def test_vit_recipe_refuses_too_few_blocks(depth: object) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"depth: expected the number of encoder"):
+        presets.vit(depth)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("depths", [[2], [], [1, 0], [1, 2.0]])
+def test_swin_recipe_refuses_bad_depths(depths: list[object]) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"depths: expected the number of blocks"):
+        presets.swin(depths)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("depth", "depths"), [(4, [1, 1, 2]), (6, [1, 2, 1, 2])])
+def test_recipes_name_layers_that_carry_maps(depth: int, depths: list[int]) -> None:
+    """Every layer of a recipe exists in a torchvision model of that shape and gives a map
+    with spatial information (the ViT's head started non-zero: torchvision's is zero)."""
+    torch.manual_seed(0)
+    vit = torchvision.models.VisionTransformer(
+        image_size=32, patch_size=4, num_layers=depth, num_heads=2, hidden_dim=16,
+        mlp_dim=32, num_classes=2,
+    )  # fmt: skip
+    torch.nn.init.normal_(vit.heads.head.weight)
+    swin = torchvision.models.SwinTransformer(
+        patch_size=[2, 2], embed_dim=16, depths=depths, num_heads=[2] * len(depths),
+        window_size=[2, 2], num_classes=2,
+    )  # fmt: skip
+    x = torch.randn(2, 3, 32, 32)
+    for model, preset in ((vit, presets.vit(depth)), (swin, presets.swin(depths))):
+        result = normgrad.NormGrad(model.eval(), preset.multi, "conv1x1").explain(x)
+        assert set(result.raw_layer_maps) == set(preset.multi)
+        assert all(not functional.is_constant(m).any() for m in result.raw_layer_maps.values())
+
+
+def test_full_mode_transformers_take_their_presets() -> None:
+    protocol = load("protocol")
+    for name in ("small_vit", "small_swin"):
+        model = protocol.build_model(name, 0, 96)
+        names = dict(model.named_modules())
+        layers = protocol.architecture(name).layers
+        assert all(layer in names for layer in [layers.single, *layers.multi]), name
+        assert model(torch.randn(1, 3, 96, 96)).shape == (1, 2)
+
+
+# ---------------------------------------------------------------------------------------
+# the exact sign-flip test
+
+
+def literal_sign_flip_p(differences: list[float]) -> float:
+    """Enumerate every assignment of signs; count the means at least the observed one."""
+    n = len(differences)
+    observed = sum(differences) / n
+    count = 0
+    for signs in itertools.product((1, -1), repeat=n):
+        flipped = sum(s * d for s, d in zip(signs, differences)) / n
+        count += flipped >= observed - 1e-12
+    return count / 2**n
+
+
+small = st.integers(-40, 40).map(lambda k: k / 40)
+
+
+@given(st.lists(small, min_size=1, max_size=7))
+def test_sign_flip_p_is_the_literal_enumeration(differences: list[float]) -> None:
+    reproduction = load("reproduction")
+    assert reproduction.sign_flip_p(differences) == pytest.approx(
+        literal_sign_flip_p(differences), abs=1e-12
+    )
+
+
+@given(st.lists(small, min_size=2, max_size=7).filter(lambda d: any(d)))
+def test_sign_flip_p_agrees_with_scipy(differences: list[float]) -> None:
+    reproduction = load("reproduction")
+    expected = stats.permutation_test(
+        (np.array(differences, dtype=np.float64),),
+        np.mean,
+        permutation_type="samples",
+        alternative="greater",
+        n_resamples=np.inf,
+    ).pvalue
+    assert reproduction.sign_flip_p(differences) == pytest.approx(expected, abs=1e-9)
+
+
+def test_five_seeds_can_reach_significance() -> None:
+    reproduction = load("reproduction")
+    assert reproduction.sign_flip_p([0.1] * 5) == 1 / 32
+    assert reproduction.verdict([0.1] * 5)[0] == "yes"
+    assert reproduction.verdict([0.1] * 4)[0] == "same sign, p >= 0.05"  # 1/16
+    assert reproduction.verdict([-0.1, 0.05, 0.0, 0.0, 0.0])[0] == "no"
+
+
+# ---------------------------------------------------------------------------------------
+# the paper's tables, as printed
+
+
+def test_paper_tables_agree_with_each_other() -> None:
+    """Table 3's and 4's repeated column are Tables 5's and 6's ResNet column, and each DoM
+    is the printed means' difference (to the printed rounding). The paper prints one
+    standard deviation differently in two tables (Grad-CAM on Object-CXR: 0.018 in Table
+    4, 0.020 in Table 6): kept as printed."""
+    paper = load("paper_tables")
+    for method in paper.METHODS:
+        assert paper.TABLE_3[method][2] == paper.TABLE_5[method][0]
+        assert paper.TABLE_4[method][2][0] == paper.TABLE_6[method][0][0]
+        if method != "Grad-CAM":
+            assert paper.TABLE_4[method][2][1] == paper.TABLE_6[method][0][1]
+        for table in (paper.TABLE_5, paper.TABLE_6):
+            (a, _), (b, _), dom = table[method]
+            assert abs(abs(a - b) - dom) <= 0.0015, method
+    assert paper.TABLE_5["NormGrad Conv3x3 (M)"][2] == min(
+        paper.TABLE_5[m][2] for m in paper.METHODS
+    )
+    assert paper.TABLE_6["NormGrad Conv1x1"][2] == min(paper.TABLE_6[m][2] for m in paper.METHODS)
+
+
+# ---------------------------------------------------------------------------------------
+# the report, from a results file written by hand
+
+
+def write_results(path: Path, arch_scores: dict[str, dict[tuple[str, str], list[float]]]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            ["architecture", "seed", "condition", "method", "pointing_game", "energy", "froc",
+             "classifier_accuracy", "classifier_auc"]
+        )  # fmt: skip
+        for arch, table in arch_scores.items():
+            for (condition, method), values in table.items():
+                for seed, value in enumerate(values):
+                    writer.writerow([arch, seed, condition, method, value, 0, 0, 0.95, 0.99])
+
+
+def fake_scores(multi: float, single: float, seeds: int = 5) -> dict[tuple[str, str], list[float]]:
+    """Every method at 0.5 (the randomised ones at 0.1), multi-layer NormGrad at ``multi``
+    and single-layer at ``single``, the same on every seed but one, which is 0.01 higher."""
+    paper = load("paper_tables")
+    table: dict[tuple[str, str], list[float]] = {}
+    for method in [*paper.METHODS, "centre baseline", "random baseline"]:
+        value = multi if method.endswith("(M)") else single if "NormGrad" in method else 0.5
+        for condition in ("trained", "semi-randomised", "fully-randomised"):
+            level = value if condition == "trained" else 0.1
+            values = [level] * (seeds - 1) + [level + 0.01]
+            table[condition, method] = values
+            if "baseline" not in method:
+                table[condition, f"{method} (smoothed)"] = values
+    return table
+
+
+def test_report_reads_each_claim_on_each_architecture(tmp_path: Path) -> None:
+    reproduction = load("reproduction")
+    path = tmp_path / "results.csv"
+    write_results(
+        path,
+        {
+            "resnet18": fake_scores(multi=0.9, single=0.6),  # multi-layer holds
+            "efficientnet_b0": fake_scores(multi=0.6, single=0.9),  # the opposite
+        },
+    )
+    text = reproduction.main([str(path), "--out", str(tmp_path / "out.md")])
+    assert (tmp_path / "out.md").read_text() == text
+    glance = next(
+        line for line in text.splitlines() if line.startswith("| Multi-layer NormGrad beats single")
+    )
+    # paper: LVOT 3 of 3 (multi above single), Object-CXR 0 of 3; ours: 3 of 3, 0 of 3
+    assert glance == (
+        "| Multi-layer NormGrad beats single-layer NormGrad | 3 of 3 | 0 of 3 (3 opposite) | "
+        "3 of 3 | 0 of 3 (3 opposite) |"
+    )
+    assert (
+        "| Conv1x1: (M) - single | +0.132 ✓ | -0.012 ✗ | +0.300, p 0.031 ✓ | -0.300, p 1.000 ✗ |"
+        in text
+    )
+    # identical architectures: DoM 0 for every method but NormGrad
+    assert "| Grad-CAM | 0.022 | 0.226 | 0.000 (p 1.000) |" in text
+
+
+# ---------------------------------------------------------------------------------------
+# the modes
+
+
+def test_modes() -> None:
+    protocol = load("protocol")
+    full = protocol.parse([])
+    assert full.archs == ("resnet18", "efficientnet_b0", "small_vit", "small_swin")
+    assert len(full.seeds) >= 5 and full.device == "cpu"
+    quick = protocol.parse(["--quick"])
+    assert quick.archs == ("resnet18", "efficientnet_b0") and len(quick.seeds) == 2
+    paper = protocol.parse(["--paper", "--device", "cpu"])
+    assert (paper.size, paper.archs, paper.device) == (320, ("resnet50", "efficientnet_b0"), "cpu")
+    assert [protocol.architecture(a).layers for a in paper.archs] == [
+        presets.layers("resnet50"),
+        presets.layers("efficientnet_b0"),
+    ]
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            protocol.parse(["--paper"])  # cuda by default: refused, before any work
