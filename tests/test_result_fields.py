@@ -32,9 +32,10 @@ PUBLIC_MODULES = ["normgrad", *(f"normgrad.{m}" for m in ("functional", "metrics
 
 
 def _fields(cls: type) -> list[str] | None:
-    """The fields of a dataclass or a ``NamedTuple``; ``None`` for any other class."""
+    """The public fields of a dataclass or a ``NamedTuple`` (a private one, such as a
+    cache, is no part of the result); ``None`` for any other class."""
     if dataclasses.is_dataclass(cls):
-        return [f.name for f in dataclasses.fields(cls)]
+        return [f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")]
     if issubclass(cls, tuple) and hasattr(cls, "_fields"):
         return list(cls._fields)
     return None

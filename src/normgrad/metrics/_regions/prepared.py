@@ -30,34 +30,38 @@ class PreparedRegions:
     last pixel, each shape also as the mask of its pixels within that window (rasterised
     once); their union as masks is derived when a metric asks for it
     ([`to_masks`][normgrad.metrics.PreparedRegions.to_masks]).
+
+    Attributes:
+        shape: ``(N, *spatial)``: the maps these regions belong to.
+        masks: boolean masks ``(N, *spatial)``, when the regions were given as masks
+            (then there are no objects); else ``None``.
+        owner: the sample of each object (box or shape) ``(B,)``; empty for masks.
+        low: the first pixel of each object's window (its box, or a shape's bounds,
+            clipped to the image), array order ``(B, ndim)`` (float64).
+        high: the last pixel of each object's window, array order ``(B, ndim)``; below
+            ``low`` along some axis when the object has no pixel in the image.
+        valid: whether an object covers at least one pixel of the image ``(B,)``.
+        outside: which samples have a region wholly outside the map ``(N,)`` (bool;
+            ``None``: none have). A sample whose every region is outside has no region
+            here (see [`present`][normgrad.metrics.PreparedRegions.present]).
+        given: how many objects each sample was given (padding rows included), host
+            side: the objects of sample ``i`` are rows ``sum(given[:i])`` on of
+            ``owner``.
+        shapes: the pixels of each shape with a window in the image (boxes fill theirs).
+        outside_count: how many objects of each sample lie wholly outside the map
+            ``(N,)`` (long).
     """
 
     shape: tuple[int, ...]
-    """``(N, *spatial)``: the maps these regions belong to."""
     masks: torch.Tensor | None
-    """Boolean masks ``(N, *spatial)``, when the regions were given as masks (then there are
-    no objects)."""
     owner: torch.Tensor
-    """The sample of each object (box or shape) ``(B,)``; empty for masks."""
     low: torch.Tensor
-    """First pixel of each object's window (its box, or a shape's bounds, clipped to the
-    image), array order ``(B, ndim)`` (float64)."""
     high: torch.Tensor
-    """Last pixel of each object's window, array order ``(B, ndim)``; below ``low`` along
-    some axis when the object has no pixel in the image."""
     valid: torch.Tensor
-    """Whether an object covers at least one pixel of the image ``(B,)``."""
     outside: torch.Tensor | None = None
-    """Which samples have a region wholly outside the map ``(N,)`` (bool; None: none
-    have). A sample whose every region is outside has no region here (see
-    [`present`][normgrad.metrics.PreparedRegions.present])."""
     given: tuple[int, ...] = ()
-    """How many objects each sample was given (padding rows included), host side: the
-    objects of sample ``i`` are rows ``sum(given[:i])`` on of ``owner``."""
     shapes: tuple[ShapePixels, ...] = ()
-    """The pixels of each shape with a window in the image (boxes fill theirs)."""
     outside_count: torch.Tensor | None = None
-    """How many objects of each sample lie wholly outside the map ``(N,)`` (long)."""
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def to(self, device: torch.device) -> PreparedRegions:
