@@ -305,9 +305,10 @@ def test_errors() -> None:
         metrics.deletion_insertion(model, x, maps, baseline=torch.zeros(3, 6, 6))
     with pytest.raises(InvalidArgumentError, match="baseline: expected a finite baseline tensor"):
         metrics.deletion_insertion(model, x, maps, baseline=torch.full((1, 6, 6), math.nan))
-    with pytest.raises(InvalidArgumentError, match=r"target: expected one class index in \[0, 2\]"):
+    # the target is read as the explainers read it (one rule, one wording)
+    with pytest.raises(InvalidArgumentError, match=r"target: expected class indices in \[0, 3\)"):
         metrics.deletion_insertion(model, x, maps, target=[0, 3])
-    with pytest.raises(ArgumentTypeError, match="target: expected integer class indices"):
+    with pytest.raises(ArgumentTypeError, match="target: expected an integer tensor of class"):
         metrics.deletion_insertion(model, x, maps, target=torch.tensor([0.5, 1.0]))
     bad = maps.clone()
     bad[0, 0, 0] = math.nan

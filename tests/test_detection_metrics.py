@@ -383,28 +383,19 @@ def test_peaks_in_many_rounds_chunks_and_passes_match_reference(
 ) -> None:
     """With tiny first rounds, candidate lists and chunks, the search's later rounds, the
     suppression's later passes and the bookkeeping across chunks of maps all run."""
-    import normgrad.metrics._peaks as peaks_module
+    from normgrad.metrics._peak_search import Tuning
+    from normgrad.metrics._peaks import search_peaks
 
     if minus_infinity:
         maps = maps.masked_fill(maps == 0, -math.inf)
-    saved = (
-        peaks_module._FIRST_STRETCHES,
-        peaks_module._FIRST_CANDIDATES,
-        peaks_module._CHUNK_ELEMENTS,
+    first_stretches, first_candidates, chunk_elements = sizes
+    tuning = Tuning(
+        first_stretches=first_stretches,
+        first_candidates=first_candidates,
+        chunk_elements=chunk_elements,
     )
-    (
-        peaks_module._FIRST_STRETCHES,
-        peaks_module._FIRST_CANDIDATES,
-        peaks_module._CHUNK_ELEMENTS,
-    ) = sizes
-    try:  # (N, 1, *spatial): a 3-D map's first axis is not a channel
-        found = metrics.peaks(maps.unsqueeze(1), k, min_distance=min_distance, block=block)
-    finally:
-        (
-            peaks_module._FIRST_STRETCHES,
-            peaks_module._FIRST_CANDIDATES,
-            peaks_module._CHUNK_ELEMENTS,
-        ) = saved
+    # (N, 1, *spatial): a 3-D map's first axis is not a channel
+    found = search_peaks(maps.unsqueeze(1), k, min_distance, None, block, tuning)
     assert_peaks_are_the_reference(found, maps, k, min_distance)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,8 +22,8 @@ from .._checks import (
 from .._errors import ArgumentTypeError, InvalidArgumentError, describe, warn
 from .._explainers.base import Explainer
 from .._model.layers import check_model
-from ..metrics import DeletionOptions, deletion_insertion
-from ..metrics._deletion import check_options
+from ..metrics import DeletionOptions
+from ..metrics._deletion import check_options, with_defaults
 from . import plugins
 from .data import Progress, batches, check_labels, check_order, record_path, unpack
 from .distributed import exchange, next_call, sampler_indices, world
@@ -320,9 +319,8 @@ def _deletion_settings(options: DeletionOptions) -> dict[str, Any]:
     """The deletion and insertion settings as JSON: the defaults of ``deletion_insertion``
     and ``options`` over them, a tensor baseline as its shape, dtype and the sha256 of its
     bytes; without ``batch_size``, on which the results do not depend."""
-    signature = inspect.signature(deletion_insertion).parameters
-    resolved: dict[str, Any] = {k: signature[k].default for k in ("steps", "baseline")}
-    resolved.update((k, v) for k, v in options.items() if k in resolved)
+    full = with_defaults(options)
+    resolved: dict[str, Any] = {"steps": full["steps"], "baseline": full["baseline"]}
     baseline = resolved["baseline"]
     if isinstance(baseline, torch.Tensor):
         data = baseline.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)

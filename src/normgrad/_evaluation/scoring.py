@@ -13,7 +13,6 @@ from .._explainers.base import Explainer
 from .._explainers.center import CenterBaseline
 from .._explainers.shared import explain_shared
 from ..metrics import DeletionOptions, Regions, random_point_hit_rate, smooth
-from ..metrics._deletion import check_options
 from ..metrics._distance import distances_from_points
 from ..metrics._pointing import pointing_game_points
 from ..metrics._regions.prepared import prepare
@@ -52,8 +51,10 @@ def score_batch(
     """
     chosen = plugins.serving(metrics)
     objects = any(metric.needs_objects for metric in chosen)
-    if "deletion" in metrics or "insertion" in metrics:  # what depends on the images first
-        check_options(deletion_options, x.shape, "deletion_options")
+    options: dict[str, Any] = {"tolerance": tolerance, "spacing": spacing, "peaks": peaks}
+    options["deletion_options"] = deletion_options
+    for metric in chosen:  # what depends on the images, before they are explained
+        metric.check_images(options, x)
     target = labels.to(x.device) if isinstance(labels, torch.Tensor) else labels
     with deferred_checks() as checks:
         # converted once, then scored by every method and metric (the objects one by one
@@ -64,8 +65,6 @@ def score_batch(
         if baselines:
             rates = random_point_hit_rate(regions, x.shape[2:], tolerance, spacing).tolist()
         maps, classes = _maps(explainers, x, target, sigma, kernel_size, baselines)
-        options: dict[str, Any] = {"tolerance": tolerance, "spacing": spacing, "peaks": peaks}
-        options["deletion_options"] = deletion_options
         batch = Batch(model, x, classes, regions, options, chosen)
         rows = {name: _row(batch, name, saliency) for name, saliency in maps.items()}
         count = batch.later(regions.counts()).values if objects else lambda: [0] * len(ids)

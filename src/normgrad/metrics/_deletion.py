@@ -1,11 +1,13 @@
 r"""Deletion and insertion (Petsiuk et al., 2018, RISE): does the model follow the map?
 
 The one metric that runs a model, so it takes the model's mode switch from ``_model.hooks``
-(the owner of model modes); it registers no hook and computes no gradient.
+(the owner of model modes) and reads ``target`` as every explainer does (``_model.targets``);
+it registers no hook and computes no gradient.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from typing_extensions import TypedDict
 from .._checks import check_input, check_positive_int
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
 from .._model.hooks import explaining
+from .._model.targets import ClassTarget, Target, resolve_target, target_classes
 from ._maps import as_maps
 from ._smoothing import smooth
 
@@ -51,13 +54,12 @@ class DeletionOptions(TypedDict, total=False):
 _OPTIONS = tuple(DeletionOptions.__annotations__)
 
 
-def check_options(
-    options: object, shape: Sequence[int] | None = None, argument: str | None = None
-) -> DeletionOptions:
+def check_options(options: object, argument: str | None = None) -> DeletionOptions:
     """Settings of ``deletion_insertion``: a mapping with some of the keys of
-    ``DeletionOptions``, each checked (against inputs of ``shape`` when given: at most one
-    step per pixel, a tensor baseline broadcastable to them). Errors name ``argument`` and
-    its key (``deletion_options['steps']``), or the key alone without ``argument``."""
+    ``DeletionOptions``, each value checked; what depends on the images (at most one step
+    per pixel, a tensor baseline broadcastable to them) is ``fit_options``'. Errors name
+    ``argument`` and its key (``deletion_options['steps']``), or the key alone without
+    ``argument``."""
     where = argument or "options"
     expected = f"a dict with keys among {list(_OPTIONS)} (normgrad.metrics.DeletionOptions)"
     if not isinstance(options, Mapping):
@@ -71,35 +73,54 @@ def check_options(
             f"{where}: unknown key(s) {unknown}; expected {expected}, got keys "
             f"{list(options)}; rename or remove {unknown}"
         )
-
-    def name(key: str) -> str:
-        return key if argument is None else f"{argument}[{key!r}]"
-
     checked: DeletionOptions = {}
     if "steps" in options:
-        checked["steps"] = check_positive_int(options["steps"], name("steps"))
-        pixels = math.prod(shape[2:]) if shape is not None else None
-        if pixels is not None and checked["steps"] > pixels:
-            raise InvalidArgumentError(
-                f"{name('steps')}: expected at most the {pixels} pixels, got {checked['steps']}"
-            )
+        checked["steps"] = check_positive_int(options["steps"], _key("steps", argument))
     if "baseline" in options:
-        checked["baseline"] = _check_baseline(options["baseline"], shape, name("baseline"))
+        checked["baseline"] = _check_baseline(options["baseline"], _key("baseline", argument))
     if "batch_size" in options:
-        checked["batch_size"] = check_positive_int(options["batch_size"], name("batch_size"))
+        size = options["batch_size"]
+        checked["batch_size"] = check_positive_int(size, _key("batch_size", argument))
     return checked
 
 
-def _check_baseline(baseline: object, shape: Sequence[int] | None, argument: str) -> Baseline:
+def with_defaults(options: DeletionOptions) -> DeletionOptions:
+    """``options`` with the defaults of ``deletion_insertion`` (its signature, their one
+    home) for the keys left out."""
+    signature = inspect.signature(deletion_insertion).parameters
+    full = cast(DeletionOptions, {key: signature[key].default for key in _OPTIONS})
+    full.update(options)
+    return full
+
+
+def _key(key: str, argument: str | None) -> str:
+    return key if argument is None else f"{argument}[{key!r}]"
+
+
+def fit_options(
+    options: DeletionOptions, shape: Sequence[int], argument: str | None = None
+) -> None:
+    """Refuse checked ``options`` that do not fit inputs of ``shape`` ``(N, C, *spatial)``:
+    more steps than pixels, a tensor baseline not broadcastable to them."""
+    pixels = math.prod(shape[2:])
+    steps = options.get("steps")
+    if steps is not None and steps > pixels:
+        raise InvalidArgumentError(
+            f"{_key('steps', argument)}: expected at most the {pixels} pixels, got {steps}"
+        )
+    baseline = options.get("baseline")
     if isinstance(baseline, torch.Tensor):
-        if shape is not None:
-            dims, to = tuple(baseline.shape)[::-1], tuple(shape)[::-1]
-            if len(dims) > len(to) or any(d not in (1, t) for d, t in zip(dims, to)):
-                raise ShapeError(
-                    f"{argument}: expected a tensor broadcastable to the inputs' shape "
-                    f"{tuple(shape)}, got shape {tuple(baseline.shape)}",
-                    baseline.shape,
-                )
+        dims, to = tuple(baseline.shape)[::-1], tuple(shape)[::-1]
+        if len(dims) > len(to) or any(d not in (1, t) for d, t in zip(dims, to)):
+            raise ShapeError(
+                f"{_key('baseline', argument)}: expected a tensor broadcastable to the inputs' "
+                f"shape {tuple(shape)}, got shape {tuple(baseline.shape)}",
+                baseline.shape,
+            )
+
+
+def _check_baseline(baseline: object, argument: str) -> Baseline:
+    if isinstance(baseline, torch.Tensor):
         if baseline.is_floating_point() and not bool(torch.isfinite(baseline).all()):
             raise InvalidArgumentError(
                 f"{argument}: expected a finite baseline tensor, got NaN or infinite values; "
@@ -141,7 +162,9 @@ class DeletionInsertionResult:
     classes: torch.Tensor
 
 
-def _probabilities(output: object, argument: str = "model output") -> torch.Tensor:
+def _logits(output: object, argument: str = "model output") -> torch.Tensor:
+    """The model's logits ``(N, C)``; one logit per sample ``(N,)`` or ``(N, 1)`` as
+    ``(N, 1)``."""
     if not isinstance(output, torch.Tensor) or not output.is_floating_point():
         raise ArgumentTypeError(f"{argument}: expected a tensor of logits, got {describe(output)}")
     logits = output.unsqueeze(1) if output.ndim == 1 else output
@@ -150,29 +173,27 @@ def _probabilities(output: object, argument: str = "model output") -> torch.Tens
             f"{argument}: expected logits (N, C) or (N,), got shape {tuple(output.shape)}",
             output.shape,
         )
-    if logits.shape[1] == 1:  # one logit z: the two classes' logits are (0, z)
+    return logits
+
+
+def _probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax of logits ``(N, C)``; one logit z is read as two classes' logits (0, z)."""
+    if logits.shape[1] == 1:
         logits = torch.cat([torch.zeros_like(logits), logits], dim=1)
     return logits.float().softmax(dim=1)
 
 
-def _classes(target: object, probs: torch.Tensor) -> torch.Tensor:
-    n, c = probs.shape
-    if target is None:
-        return probs.argmax(dim=1)
-    if isinstance(target, bool) or not isinstance(target, (int, Sequence, torch.Tensor)):
+def class_target(target: object) -> ClassTarget:
+    """``target`` resolved as every explainer resolves it (``_model.targets``): the
+    predicted class, one class, or one per sample; a score function is refused, the curves
+    follow a class's probability."""
+    resolved = resolve_target(cast(Target, target))
+    if not isinstance(resolved, ClassTarget):
         raise ArgumentTypeError(
-            f"target: expected None, a class index or one per sample, got {describe(target)}"
+            "target: deletion and insertion follow a class's probability; expected None, a "
+            f"class index or one per sample, got {describe(target)}"
         )
-    t = torch.as_tensor(target, device=probs.device)
-    if t.is_floating_point() or t.dtype == torch.bool or t.ndim > 1:
-        raise ArgumentTypeError(f"target: expected integer class indices, got {describe(target)}")
-    t = t.expand(n) if t.ndim == 0 else t
-    if t.shape != (n,) or bool(((t < 0) | (t >= c)).any()):
-        raise InvalidArgumentError(
-            f"target: expected one class index in [0, {c - 1}] per sample ({n}), got "
-            f"{t.tolist()}" + ("; a one-logit model has classes 0 and 1" if c == 2 else "")
-        )
-    return t.long()
+    return resolved
 
 
 def _baseline(x: torch.Tensor, baseline: Baseline) -> torch.Tensor:
@@ -248,10 +269,8 @@ def deletion_insertion(
     if not isinstance(model, nn.Module):
         raise ArgumentTypeError(f"model: expected a torch.nn.Module, got {describe(model)}")
     x = check_input(x)
-    settings = check_options(
-        {"steps": steps, "baseline": baseline, "batch_size": batch_size}, x.shape
-    )
-    steps, baseline, batch_size = settings["steps"], settings["baseline"], settings["batch_size"]
+    settings = check_options({"steps": steps, "baseline": baseline, "batch_size": batch_size})
+    fit_options(settings, x.shape)
     maps = as_maps(saliency)
     n, spatial = x.shape[0], tuple(x.shape[2:])
     if tuple(maps.shape) != (n, *spatial):
@@ -262,40 +281,35 @@ def deletion_insertion(
         )
     if maps.is_floating_point() and not bool(torch.isfinite(maps).all()):
         raise InvalidArgumentError("saliency: expected finite maps, got NaN or infinite values")
-    pixels = math.prod(spatial)
+    return curves(model, x, maps, class_target(target), settings)
+
+
+def curves(
+    model: nn.Module,
+    x: torch.Tensor,
+    maps: torch.Tensor,
+    target: ClassTarget,
+    options: DeletionOptions,
+) -> DeletionInsertionResult:
+    """``deletion_insertion`` of checked inputs ``x``, maps ``(N, *spatial)`` of their size,
+    a resolved ``target`` and checked ``options`` that fit the inputs."""
+    options = with_defaults(options)
+    steps, batch_size = options["steps"], options["batch_size"]
+    n, pixels = x.shape[0], math.prod(x.shape[2:])
     counts = [i * pixels // steps for i in range(steps + 1)]
     order = maps.reshape(n, -1).argsort(dim=1, descending=True, stable=True)
     positions = torch.arange(pixels, device=x.device).expand(n, -1)
-    ranks = torch.empty_like(order).scatter_(1, order, positions)
+    ranks = torch.empty_like(order).scatter_(1, order, positions)  # each pixel's place
     with explaining(model), torch.no_grad():
-        base = _baseline(x, baseline)
-        probs = torch.cat(
-            [_probabilities(model(x[i : i + batch_size])) for i in range(0, n, batch_size)]
-        )
-        classes = _classes(target, probs)
-        original = probs.gather(1, classes[:, None])[:, 0]
+        base = _baseline(x, options["baseline"])
+        chunks = range(0, n, batch_size)
+        logits = torch.cat([_logits(model(x[i : i + batch_size])) for i in chunks])
+        classes = target_classes(logits, target, n)
+        original = _probabilities(logits).gather(1, classes[:, None])[:, 0]
         deletion = original.new_empty(n, steps + 1)
         insertion = original.new_empty(n, steps + 1)
         deletion[:, 0] = insertion[:, -1] = original
-        # (sample, point, insertion?) for the baseline (shared) and the inner points
-        jobs = [(i, steps, False) for i in range(n)]
-        jobs += [(i, j, ins) for i in range(n) for j in range(1, steps) for ins in (False, True)]
-        flat_x, flat_base = x.reshape(n, x.shape[1], -1), base.reshape(n, x.shape[1], -1)
-        for start in range(0, len(jobs), batch_size):
-            chunk = jobs[start : start + batch_size]
-            rows = torch.tensor([job[0] for job in chunk], device=x.device)
-            changed = torch.tensor([counts[job[1]] for job in chunk], device=x.device)
-            inserting = torch.tensor([job[2] for job in chunk], device=x.device)
-            first = ranks[rows] < changed[:, None]  # the pixels changed so far
-            keep_x = torch.where(inserting[:, None], first, ~first)
-            batch = torch.where(keep_x[:, None], flat_x[rows], flat_base[rows])
-            p = _probabilities(model(batch.reshape(len(chunk), *x.shape[1:])))
-            p = p.gather(1, classes[rows][:, None])[:, 0]
-            points = torch.tensor([job[1] for job in chunk], device=x.device)
-            deletion[rows[~inserting], points[~inserting]] = p[~inserting]
-            insertion[rows[inserting], points[inserting]] = p[inserting]
-            empty = points == steps  # the baseline itself: insertion's first point
-            insertion[rows[empty], 0] = p[empty]
+        _perturbed(model, x, base, ranks, counts, classes, batch_size, deletion, insertion)
     fractions = torch.tensor(counts, dtype=torch.float64) / pixels
     grid = fractions.to(x.device)
     return DeletionInsertionResult(
@@ -306,3 +320,39 @@ def deletion_insertion(
         torch.trapezoid(insertion.double(), grid, dim=1),
         classes,
     )
+
+
+def _perturbed(
+    model: nn.Module,
+    x: torch.Tensor,
+    base: torch.Tensor,
+    ranks: torch.Tensor,
+    counts: list[int],
+    classes: torch.Tensor,
+    batch_size: int,
+    deletion: torch.Tensor,
+    insertion: torch.Tensor,
+) -> None:
+    """Fill the inner points of ``deletion`` and ``insertion`` ``(N, steps + 1)`` and
+    insertion's first (the baseline itself): the class's probability with the first
+    ``counts[j]`` pixels by ``ranks`` changed, ``batch_size`` images per model call."""
+    n, steps = x.shape[0], len(counts) - 1
+    # (sample, point, insertion?) for the baseline (shared) and the inner points
+    jobs = [(i, steps, False) for i in range(n)]
+    jobs += [(i, j, ins) for i in range(n) for j in range(1, steps) for ins in (False, True)]
+    flat_x, flat_base = x.reshape(n, x.shape[1], -1), base.reshape(n, x.shape[1], -1)
+    for start in range(0, len(jobs), batch_size):
+        chunk = jobs[start : start + batch_size]
+        rows = torch.tensor([job[0] for job in chunk], device=x.device)
+        changed = torch.tensor([counts[job[1]] for job in chunk], device=x.device)
+        inserting = torch.tensor([job[2] for job in chunk], device=x.device)
+        first = ranks[rows] < changed[:, None]  # the pixels changed so far
+        keep_x = torch.where(inserting[:, None], first, ~first)
+        batch = torch.where(keep_x[:, None], flat_x[rows], flat_base[rows])
+        logits = _logits(model(batch.reshape(len(chunk), *x.shape[1:])))
+        p = _probabilities(logits).gather(1, classes[rows][:, None])[:, 0]
+        points = torch.tensor([job[1] for job in chunk], device=x.device)
+        deletion[rows[~inserting], points[~inserting]] = p[~inserting]
+        insertion[rows[inserting], points[inserting]] = p[inserting]
+        empty = points == steps  # the baseline itself: insertion's first point
+        insertion[rows[empty], 0] = p[empty]

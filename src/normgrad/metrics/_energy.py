@@ -64,6 +64,10 @@ def energy_pointing_game(saliency: torch.Tensor, regions: Regions) -> torch.Tens
     zero, or all negative) puts none of it on the regions and scores 0, as a constant map
     scores a miss in the Pointing Game.
 
+    Reads the device once per call, the regions' checks with the maps'; on the CPU, where
+    each image's window is summed alone, the windows of boxes and shapes are read once
+    more (from host memory: no device waits).
+
     Args:
         saliency: maps ``(N, 1, *spatial)`` or ``(N, *spatial)``, 2-D or 3-D, without NaN
             or +inf (-inf counts as zero).

@@ -22,13 +22,14 @@ $r \in \{1/8, 1/4, 1/2, 1, 2, 4, 8\}$.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from .._checks import check_number, check_positive_int
-from .._deferred import deferred_checks
+from .._checks import check_number, check_positive_int, check_spacing
+from .._deferred import Deferred, deferred_checks
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
 from ._accumulator import Accumulator
 from ._maps import as_maps
@@ -78,8 +79,10 @@ class FROC(Accumulator):
 
     Args:
         k: peaks (detections) per map.
-        min_distance: smallest distance between two peaks of a map, in pixels.
+        min_distance: smallest distance between two peaks of a map, in pixels or in the
+            units of ``spacing``.
         rates: false positives per image at which the sensitivity is read.
+        spacing: size of a pixel (voxel) along each array dimension, e.g. millimetres.
 
     Examples:
         >>> import torch
@@ -95,21 +98,26 @@ class FROC(Accumulator):
         (1.0, [0.0, 0.0, 0.5, 1.0], [0.0, 1.0, 1.0, 1.0])
     """
 
-    _setting_names = ("k", "min_distance", "rates")
+    _setting_names = ("k", "min_distance", "rates", "spacing")
 
     def __init__(
-        self, k: int = 10, min_distance: float = 15, rates: Sequence[float] = RATES
+        self,
+        k: int = 10,
+        min_distance: float = 15,
+        rates: Sequence[float] = RATES,
+        spacing: Sequence[float] | None = None,
     ) -> None:
         self.k = check_positive_int(k, "k")
         self.min_distance = check_number(min_distance, "min_distance", low=0)
         self.rates = tuple(check_number(r, "rates", low=0) for r in rates)
         if not self.rates:
             raise InvalidArgumentError("rates: expected at least one rate, got none")
+        self.spacing = check_spacing(spacing)
         self.reset()
 
     def reset(self) -> None:
-        self._scores: list[torch.Tensor] = []
-        self._positive: list[torch.Tensor] = []
+        self._scores: list[float] = []  # every detection's score and whether it is a TP
+        self._positive: list[bool] = []
         self.images = 0
         self.objects = 0
         self.outside = 0
@@ -121,7 +129,9 @@ class FROC(Accumulator):
         probabilities: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Detect, match and add a batch; returns which detections are true positives
-        ``(N, k)`` (False also where a map has fewer than ``k`` peaks).
+        ``(N, k)`` (False also where a map has fewer than ``k`` peaks). Reads the device
+        as the peaks' search needs (see [`peaks`][normgrad.metrics.peaks]), then once for
+        every check and the batch's detections; ``add`` reads once, ``compute`` never.
 
         Args:
             saliency: maps ``(N, 1, *spatial)`` or ``(N, *spatial)``, finite.
@@ -131,18 +141,39 @@ class FROC(Accumulator):
                 alone.
         """
         maps = as_maps(saliency)
-        with deferred_checks():  # the objects' checks, before the peaks are searched
+        n = maps.shape[0]
+        # the checks (the objects', the maps', the probabilities') and the batch's numbers
+        # are read together at the end; the peaks' search reads what its candidates need
+        with deferred_checks() as checks:
             objects = prepare(regions, maps.shape, maps.device, one_by_one=True)
-        found = peaks(maps, self.k, min_distance=self.min_distance)
-        positive, _ = match(found.coords, found.valid, objects)
-        scores = found.values.to(torch.float64)
-        if probabilities is not None:
-            scores = scores * _probabilities(probabilities, maps.shape[0], scores.device)[:, None]
-        valid = found.valid
-        outside = objects.outside_count
-        far = int(outside.sum()) if outside is not None else 0
-        self.add(scores[valid], positive[valid], maps.shape[0], int(objects.counts().sum()), far)
+            space = self.spacing
+            found = peaks(maps, self.k, min_distance=self.min_distance, spacing=space)
+            positive, _ = match(found.coords, found.valid, objects)
+            scores = found.values.to(torch.float64)
+            if probabilities is not None:
+                scores = scores * _probabilities(probabilities, n, scores.device, checks)[:, None]
+            present = objects.counts()
+            far = objects.outside_count if objects.outside_count is not None else present * 0
+            counts = torch.stack([present.sum(), far.sum()])
+            flags = [scores, positive, found.valid, counts]
+            checks.add(torch.cat([t.double().flatten() for t in flags]), self._add_read(n))
         return positive
+
+    def _add_read(self, n: int) -> Callable[[list[float]], None]:
+        """Add a batch of ``n`` maps from its numbers as read: scores, true positives and
+        valid slots ``(n, k)`` each, its objects and those outside."""
+
+        def add(values: list[float]) -> None:
+            size = n * self.k
+            scores, positive, valid = (values[i * size : (i + 1) * size] for i in range(3))
+            kept = [i for i, v in enumerate(valid) if v]
+            self._scores += [scores[i] for i in kept]
+            self._positive += [bool(positive[i]) for i in kept]
+            self.images += n
+            self.objects += int(values[-2])
+            self.outside += int(values[-1])
+
+        return add
 
     def add(
         self,
@@ -156,8 +187,11 @@ class FROC(Accumulator):
         positive (1-D, one per detection), from ``images`` images holding ``objects``
         objects (e.g. per-image records of an evaluation), and ``outside`` objects more
         that lie wholly outside their maps (not counted)."""
-        self._scores.append(scores.detach().to("cpu", torch.float64).flatten())
-        self._positive.append(positive.detach().to("cpu", torch.bool).flatten())
+        count = scores.numel()
+        both = torch.cat([scores.detach().double().flatten(), positive.detach().double().flatten()])
+        values = both.tolist()  # one read
+        self._scores += values[:count]
+        self._positive += [bool(v) for v in values[count:]]
         self.images += int(images)
         self.objects += int(objects)
         self.outside += int(outside)
@@ -170,40 +204,39 @@ class FROC(Accumulator):
         self.outside += other.outside
 
     def compute(self) -> FROCResult:
-        """The FROC of every detection added since the last ``reset``."""
-        scores = torch.cat(self._scores) if self._scores else torch.zeros(0, dtype=torch.float64)
-        positive = torch.cat(self._positive) if self._positive else torch.zeros(0, dtype=torch.bool)
-        order = scores.argsort(descending=True, stable=True)
-        scores, positive = scores[order], positive[order]
-        tp = positive.long().cumsum(0)
-        fp = (~positive).long().cumsum(0)
-        last = torch.ones_like(positive)
-        last[:-1] = scores[1:] != scores[:-1]  # the end of each group of equal scores
-        zero = torch.zeros(1, dtype=torch.long)
-        fps = torch.cat([zero, fp[last]]).double() / max(self.images, 1)
-        objects = self.objects if self.objects else float("nan")
-        sensitivity = torch.cat([zero, tp[last]]).double() / objects
-        at_rates = []
-        for rate in self.rates:
-            reachable = fps <= rate
-            at_rates.append(float(sensitivity[reachable].max()))
-        froc = sum(at_rates) / len(at_rates)
+        """The FROC of every detection added since the last ``reset`` (on the host)."""
+        order = sorted(range(len(self._scores)), key=lambda i: -self._scores[i])  # stable
+        scores = [self._scores[i] for i in order]
+        positive = [self._positive[i] for i in order]
+        tp, fp = [0], [0]  # at each operating point: the curve's start, each group's end
+        hits = 0
+        for j, hit in enumerate(positive):
+            hits += hit
+            if j + 1 == len(scores) or scores[j + 1] != scores[j]:  # equal scores together
+                tp.append(hits)
+                fp.append(j + 1 - hits)
+        fps = [f / max(self.images, 1) for f in fp]
+        objects = self.objects if self.objects else math.nan
+        sensitivity = [t / objects for t in tp]
+        at_rates = [max(v for f, v in zip(fps, sensitivity) if f <= rate) for rate in self.rates]
         return FROCResult(
-            froc,
+            sum(at_rates) / len(at_rates),
             self.rates,
             tuple(at_rates),
-            fps,
-            sensitivity,
+            torch.tensor(fps, dtype=torch.float64),
+            torch.tensor(sensitivity, dtype=torch.float64),
             self.images,
             self.objects,
-            int(positive.sum()),
+            sum(positive),
             self.outside,
         )
 
 
-def _probabilities(probabilities: object, n: int, device: torch.device) -> torch.Tensor:
-    """The images' predicted probabilities ``(n,)`` (float64, on ``device``), checked: a
-    value outside [0, 1] (or NaN) would reorder the detections silently."""
+def _probabilities(
+    probabilities: object, n: int, device: torch.device, checks: Deferred
+) -> torch.Tensor:
+    """The images' predicted probabilities ``(n,)`` (float64, on ``device``), checked (with
+    ``checks``): a value outside [0, 1] (or NaN) would reorder the detections silently."""
     try:
         p = torch.as_tensor(probabilities, device=device)
     except (TypeError, ValueError, RuntimeError):
@@ -218,14 +251,18 @@ def _probabilities(probabilities: object, n: int, device: torch.device) -> torch
             tuple(p.shape),
         )
     p = p.to(torch.float64).flatten()
-    wrong = ~((p >= 0) & (p <= 1))  # NaN too
-    if bool(wrong.any()):
-        at = wrong.nonzero()[:, 0].tolist()
-        raise InvalidArgumentError(
-            f"probabilities: expected values in [0, 1] (each image's predicted probability), "
-            f"got {[p[i].item() for i in at[:5]]} at {at[:5]}"
-            f"{' and more' if len(at) > 5 else ''}; pass softmax or sigmoid outputs, not logits"
-        )
+
+    def refuse(values: list[float]) -> None:
+        at = [i for i, v in enumerate(values) if not 0 <= v <= 1]  # NaN too
+        if at:
+            raise InvalidArgumentError(
+                f"probabilities: expected values in [0, 1] (each image's predicted "
+                f"probability), got {[values[i] for i in at[:5]]} at {at[:5]}"
+                f"{' and more' if len(at) > 5 else ''}; pass softmax or sigmoid outputs, "
+                "not logits"
+            )
+
+    checks.add(p, refuse)
     return p
 
 
@@ -237,6 +274,7 @@ def froc(
     min_distance: float = 15,
     probabilities: torch.Tensor | None = None,
     rates: Sequence[float] = RATES,
+    spacing: Sequence[float] | None = None,
 ) -> FROCResult:
     """FROC of the peaks of a batch of maps taken as a whole data set (see
     [`FROC`][normgrad.metrics.FROC]).
@@ -250,11 +288,13 @@ def froc(
             the image are not counted; images without objects add false positives only.
             Objects wholly outside the map are warned about and counted in ``outside``.
         k: peaks (detections) per map.
-        min_distance: smallest distance between two peaks of a map, in pixels.
+        min_distance: smallest distance between two peaks of a map, in pixels or in the
+            units of ``spacing``.
         probabilities: ``(N,)`` predicted probability of each image, in ``[0, 1]``,
             multiplied into its detections' scores (the challenge's image score); a value
             outside ``[0, 1]`` or NaN is refused.
         rates: false positives per image at which the sensitivity is read.
+        spacing: size of a pixel (voxel) along each array dimension, e.g. millimetres.
 
     Examples:
         >>> import torch
@@ -265,6 +305,6 @@ def froc(
         >>> froc(maps, objects, min_distance=2).froc
         1.0
     """
-    accumulator = FROC(k, min_distance, rates)
+    accumulator = FROC(k, min_distance, rates, spacing)
     accumulator.update(saliency, regions, probabilities)
     return accumulator.compute()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -17,7 +17,11 @@ from ._regions.prepared import PreparedRegions, prepare
 
 
 def multi_pointing_game(
-    saliency: torch.Tensor, regions: Objects | PreparedRegions, *, min_distance: float = 15
+    saliency: torch.Tensor,
+    regions: Objects | PreparedRegions,
+    *,
+    min_distance: float = 15,
+    spacing: Sequence[float] | None = None,
 ) -> torch.Tensor:
     r"""Fraction of each image's objects found by its top-``K`` peaks, ``K`` its object count.
 
@@ -37,7 +41,12 @@ def multi_pointing_game(
             [`Polygon`][normgrad.metrics.Polygon]. Objects with no pixel in
             the image are not counted; those wholly outside it raise a ``UserWarning``
             naming their sample.
-        min_distance: smallest distance between two peaks, in pixels.
+        min_distance: smallest distance between two peaks, in pixels or in the units of
+            ``spacing``.
+        spacing: size of a pixel (voxel) along each array dimension, e.g. millimetres.
+
+    Reads the device once for the largest object count (how many peaks to find), as the
+    peaks' search needs (see [`peaks`][normgrad.metrics.peaks]), and once for every check.
 
     Returns:
         float32 ``(N,)`` in ``[0, 1]``: found objects over ``K``; NaN where ``K = 0``.
@@ -52,11 +61,13 @@ def multi_pointing_game(
     """
     distance = check_number(min_distance, "min_distance", low=0)
     maps = as_maps(saliency)
-    with deferred_checks():  # the objects' checks, before their count is read
+    # the checks (the objects', the maps') are read together at the end; the largest
+    # object count (how many peaks to find) and the peaks' search read what they need
+    with deferred_checks():
         objects = prepare(regions, maps.shape, maps.device, one_by_one=True)
-        counts = objects.counts()
-    found = peaks(maps, peaks_needed(counts), min_distance=distance)
-    return multi_from_peaks(found, objects)
+        k = peaks_needed(objects.counts())
+        found = peaks(maps, k, min_distance=distance, spacing=spacing)
+        return multi_from_peaks(found, objects)
 
 
 def peaks_needed(counts: torch.Tensor) -> int:

@@ -78,6 +78,8 @@ def pointing_game(
 ) -> torch.Tensor:
     """Pointing Game hit or miss for each map.
 
+    Reads the device once per call: the regions' checks with the maps'.
+
     Args:
         saliency: maps ``(N, 1, *spatial)`` or ``(N, *spatial)``, 2-D or 3-D, without NaN.
         regions: boolean masks ``(N, *spatial)``, or a sequence of N box tensors ``(K_i, 4)``
@@ -213,8 +215,8 @@ class PointingGame(Accumulator):
     def update(self, saliency: torch.Tensor, regions: Regions) -> torch.Tensor:
         """Score a batch and add it; returns its per-sample results (1, 0 or NaN)."""
         maps = as_maps(saliency)
-        prepared = prepare_regions(regions, maps.shape, maps.device)
-        with deferred_checks():  # the maps' check and the counts read together
+        with deferred_checks():  # the regions' and maps' checks and the counts together
+            prepared = prepare_regions(regions, maps.shape, maps.device)
             results = _points_and_hits(maps, prepared, self.tolerance, self.spacing)[1]
             self.add(results, prepared.outside_samples())
         return results

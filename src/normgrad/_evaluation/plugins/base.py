@@ -94,8 +94,9 @@ class Batch:
         if not self._wanted:  # once per batch
             self._wanted.append(max(metric.peaks_wanted(self) for metric in self.metrics))
         if method not in self._found:
-            k, distance = self._wanted[0], self.options["tolerance"]
-            self._found[method] = find_peaks(saliency, k, min_distance=distance)
+            k, distance = self._wanted[0], self.options["tolerance"]  # in spacing units
+            space = self.options["spacing"]
+            self._found[method] = find_peaks(saliency, k, min_distance=distance, spacing=space)
         return self._found[method]
 
 
@@ -119,6 +120,10 @@ class EvaluationMetric:
     def names(self) -> tuple[str, ...]:
         """The names it answers to in ``evaluate(metrics=...)``, one column each."""
         return tuple(name for name, _ in self.columns)
+
+    def check_images(self, options: Mapping[str, Any], x: torch.Tensor) -> None:
+        """Refuse the run's ``options`` where they do not fit a batch's images ``x``,
+        before the batch is explained."""
 
     def peaks_wanted(self, batch: Batch) -> int:
         """How many peaks per map this metric reads from ``batch.peaks`` (0: none)."""

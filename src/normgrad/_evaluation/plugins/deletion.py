@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 
-from ...metrics import deletion_insertion
+from ...metrics._deletion import class_target, curves, fit_options
+from ...metrics._maps import as_maps
 from ..fields import number
 from .base import Batch, EvaluationMetric, Values
 
@@ -17,8 +21,13 @@ class DeletionInsertion(EvaluationMetric):
     columns = (("deletion", "deletion AUC"), ("insertion", "insertion AUC"))
     fields = (number("deletion"), number("insertion"))
 
+    def check_images(self, options: Mapping[str, Any], x: torch.Tensor) -> None:
+        # checked once per run (evaluate), here what depends on the images
+        fit_options(options["deletion_options"], x.shape, "deletion_options")
+
     def score(self, batch: Batch, method: str, saliency: torch.Tensor) -> dict[str, Values]:
+        target = class_target(batch.classes)  # the class the explainers explained
         options = batch.options["deletion_options"]
-        curves = deletion_insertion(batch.model, batch.x, saliency, target=batch.classes, **options)
-        deletion, insertion = batch.later(curves.deletion_auc), batch.later(curves.insertion_auc)
+        found = curves(batch.model, batch.x, as_maps(saliency), target, options)
+        deletion, insertion = batch.later(found.deletion_auc), batch.later(found.insertion_auc)
         return {"deletion": deletion.values, "insertion": insertion.values}
