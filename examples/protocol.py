@@ -812,6 +812,24 @@ def curve_tables(runs: list[Run], config: Config, names: list[str]) -> list[str]
     return lines
 
 
+def write_curves_csv(runs: list[Run], config: Config, path: Path) -> None:
+    """Each run's Pointing Game at the curves' tolerances and its normalised area, per
+    condition and method (smoothed maps included), from the recorded distances."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["architecture", "seed", "condition", "method", "tolerance", "hit_rate"])
+        for r in runs:
+            for condition, by_method in r.distances.items():
+                for method in by_method:
+                    c = curve(r, condition, method, config)
+                    rows = [*zip(config.curve_tolerances, c.hit_rate), ("area", c.auc)]
+                    for tolerance, value in rows:
+                        t = tolerance if isinstance(tolerance, str) else f"{tolerance:.4f}"
+                        writer.writerow(
+                            [r.arch, r.seed, condition, method, t, f"{float(value):.6f}"]
+                        )
+
+
 def write_csv(runs: list[Run], path: Path) -> None:
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
@@ -892,12 +910,13 @@ def report(runs: list[Run], config: Config) -> str:
     (config.out / "tables.md").write_text(text)
     (config.out / "summary.md").write_text(summary(runs, config))
     write_csv(runs, config.out / "results.csv")
+    write_curves_csv(runs, config, config.out / "curves.csv")
     print("\n" + text)
     if config.figures:
         save_curves(runs, config)
     print(
         f"wrote {config.out / 'tables.md'}, {config.out / 'summary.md'}, "
-        f"{config.out / 'results.csv'} and {config.out / 'figures'}/"
+        f"{config.out / 'results.csv'}, {config.out / 'curves.csv'} and {config.out / 'figures'}/"
     )
     return text
 

@@ -1,7 +1,7 @@
 """The paper's claims, tested on a run of ``protocol.py``: its Tables 2-6 beside ours.
 
-Reads the per-seed results a run wrote (``results.csv``) and the paper's tables
-(``paper_tables.py``), and writes a Markdown report: for each claim of the paper, the
+Reads the per-seed results a run wrote (``results.csv``, and ``curves.csv`` beside it for
+the claims at every tolerance) and the paper's tables (``paper_tables.py``), and writes a Markdown report: for each claim of the paper, the
 paper's numbers, ours for each architecture, a one-sided exact test over the seeds, and
 whether the claim holds here.
 
@@ -18,7 +18,8 @@ The tests, stated once:
   exact permutation p (``normgrad.metrics.dom``).
 
 A claim holds on an architecture when the difference has the paper's sign and p < 0.05;
-"same sign, p >= 0.05" when only the sign agrees; "no" when the sign is the opposite.
+"same sign, p >= 0.05" when only the sign agrees; "no difference" when the mean difference
+is zero; "no" when the sign is the opposite.
 """
 
 from __future__ import annotations
@@ -63,6 +64,24 @@ def read(path: Path) -> tuple[Scores, dict[str, list[float]]]:
     return scores, {a: [v[s] for s in sorted(v)] for a, v in accuracy.items()}
 
 
+# curves[arch][condition][method][tolerance] -> the seeds' hit rate ("area": the curve's area)
+Curves = dict[str, dict[str, dict[str, dict[str, list[float]]]]]
+
+
+def read_curves(path: Path) -> Curves:
+    """The Pointing Game at each of the curves' tolerances (and the area), per seed, from a
+    run's ``curves.csv``."""
+    rows: dict[tuple[str, str, str, str], dict[int, float]] = defaultdict(dict)
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            key = (row["architecture"], row["condition"], row["method"], row["tolerance"])
+            rows[key][int(row["seed"])] = float(row["hit_rate"])
+    curves: Curves = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
+    for (arch, condition, method, tolerance), by_seed in rows.items():
+        curves[arch][condition][method][tolerance] = [by_seed[s] for s in sorted(by_seed)]
+    return curves
+
+
 def sign_flip_p(differences: Sequence[float]) -> float:
     """One-sided exact p of "the mean difference is at most zero": the share of the
     ``2**n`` sign flips whose mean is at least the observed one (ties count)."""
@@ -93,6 +112,8 @@ def verdict(differences: Sequence[float]) -> tuple[str, float, float]:
         return "yes", d, p
     if d > 0:
         return "same sign, p >= 0.05", d, p
+    if d == 0:
+        return "no difference", d, p
     return "no", d, p
 
 
@@ -107,7 +128,7 @@ def difference(scores: Scores, arch: str, a: tuple[str, str], b: tuple[str, str]
     return [u - v for u, v in zip(xa, xb, strict=True)]
 
 
-MARK = {"yes": "✓", "same sign, p >= 0.05": "~", "no": "✗"}
+MARK = {"yes": "✓", "same sign, p >= 0.05": "~", "no difference": "=", "no": "✗"}
 
 
 def cell(differences: list[float]) -> str:
@@ -199,7 +220,59 @@ def comparisons() -> dict[str, list[Comparison]]:
     return claims
 
 
-def report(scores: Scores, accuracy: dict[str, list[float]], source: str) -> str:
+def at_every_tolerance(
+    curves: Curves, archs: list[str], claims: dict[str, list[Comparison]]
+) -> list[str]:
+    """The claims about trained models read again at each of the curves' tolerances and by
+    the curve's area: where the single tolerance's verdict carries over."""
+    first = curves[archs[0]]["trained"]
+    columns = list(next(iter(first.values())))
+    lines = [
+        "",
+        "### The same claims at every tolerance",
+        "",
+        "The comparisons of trained models above, read from each image's distance to the "
+        "objects (smoothed maps) at the curves' tolerances (the first is the paper's, "
+        "scaled) and by the normalised area under the curve: how many hold (✓) on each "
+        "architecture.",
+    ]
+    for name, rows in claims.items():
+        if any(a[0] != "trained" or b[0] != "trained" for _, a, b, _, _ in rows):
+            continue
+        lines += ["", f"**{name}**", ""]
+        lines += [
+            "| tolerance | " + " | ".join(archs) + " |",
+            "| --- |" + " --- |" * len(archs),
+        ]
+        for column in columns:
+            cells = []
+            for arch in archs:
+                trained = curves[arch]["trained"]
+                answers = [
+                    verdict(
+                        [
+                            u - v
+                            for u, v in zip(
+                                trained[smoothed(a[1])][column],
+                                trained[smoothed(b[1])][column],
+                                strict=True,
+                            )
+                        ]
+                    )[0]
+                    for _, a, b, _, _ in rows
+                ]
+                cells.append(
+                    f"{answers.count('yes')} of {len(answers)}"
+                    + (f" ({answers.count('no')} opposite)" if "no" in answers else "")
+                )
+            head = "area" if column == "area" else f"{float(column):.1f} px"
+            lines.append(f"| {head} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def report(
+    scores: Scores, accuracy: dict[str, list[float]], source: str, curves: Curves | None = None
+) -> str:
     archs = list(scores)
     seeds = len(next(iter(scores[archs[0]]["trained"].values())))
     claims = comparisons()
@@ -210,8 +283,8 @@ def report(scores: Scores, accuracy: dict[str, list[float]], source: str) -> str
         + "). Paper: its Tables 2-6 (LVOT with ResNet-50, Object-CXR with ResNet-34; "
         "EfficientNet-B0 on both in Tables 5-6). Ours are on smoothed maps, as the paper's "
         "Tables 3-6; a cell reads: mean difference over seeds, one-sided exact sign-flip p, "
-        "and ✓ (holds: the paper's sign, p < 0.05), ~ (the paper's sign, p >= 0.05) or ✗ "
-        "(the opposite sign).",
+        "and ✓ (holds: the paper's sign, p < 0.05), ~ (the paper's sign, p >= 0.05), = (no "
+        "difference) or ✗ (the opposite sign).",
         "",
         "### The claims at a glance",
         "",
@@ -230,6 +303,8 @@ def report(scores: Scores, accuracy: dict[str, list[float]], source: str) -> str
     for claim, rows in claims.items():
         lines += ["", f"### {claim}"]
         lines += claim_tables(scores, archs, rows)
+    if curves is not None:
+        lines += at_every_tolerance(curves, archs, claims)
     # smoothing
     lines += [
         "",
@@ -306,7 +381,9 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--out", type=Path, help="where to write the Markdown (default: print)")
     args = parser.parse_args(argv)
     scores, accuracy = read(args.results)
-    text = report(scores, accuracy, args.results.as_posix())
+    beside = args.results.with_name("curves.csv")
+    curves = read_curves(beside) if beside.exists() else None
+    text = report(scores, accuracy, args.results.as_posix(), curves)
     if args.out:
         args.out.write_text(text)
     else:

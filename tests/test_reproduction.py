@@ -136,6 +136,7 @@ def test_five_seeds_can_reach_significance() -> None:
     assert reproduction.verdict([0.1] * 5)[0] == "yes"
     assert reproduction.verdict([0.1] * 4)[0] == "same sign, p >= 0.05"  # 1/16
     assert reproduction.verdict([-0.1, 0.05, 0.0, 0.0, 0.0])[0] == "no"
+    assert reproduction.verdict([0.1, -0.1, 0.0])[0] == "no difference"
 
 
 # ---------------------------------------------------------------------------------------
@@ -243,3 +244,24 @@ def test_modes() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit):
             protocol.parse(["--paper"])  # cuda by default: refused, before any work
+
+
+def test_report_reads_the_claims_at_every_tolerance(tmp_path: Path) -> None:
+    """Multi-layer above single-layer at the wide tolerance only: the table says so."""
+    reproduction = load("reproduction")
+    write_results(tmp_path / "results.csv", {"resnet18": fake_scores(multi=0.5, single=0.5)})
+    paper = load("paper_tables")
+    with (tmp_path / "curves.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["architecture", "seed", "condition", "method", "tolerance", "hit_rate"])
+        for method in paper.METHODS:
+            multi = method.endswith("(M)")
+            for tolerance, value in (("2.4000", 0.5), ("9.6000", 0.9 if multi else 0.5)):
+                for seed in range(5):
+                    row = ["resnet18", seed, "trained", f"{method} (smoothed)", tolerance]
+                    writer.writerow([*row, value + 0.001 * seed])
+    text = reproduction.main([str(tmp_path / "results.csv")])
+    section = text[text.index("### The same claims at every tolerance") :]
+    table = section[section.index("**Multi-layer NormGrad beats single-layer NormGrad**") :]
+    assert "| 2.4 px | 0 of 3 |" in table and "| 9.6 px | 3 of 3 |" in table
+    assert "semi-randomised" not in section  # claims about randomised models are not read here
