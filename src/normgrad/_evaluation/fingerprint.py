@@ -24,7 +24,7 @@ import functools
 import hashlib
 import math
 import numbers
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -92,8 +92,12 @@ def _bytes_digest(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).view(np.uint8).tobytes()).hexdigest()
 
 
-def _value(value: Any, model: nn.Module, names: Mapping[int, str], seen: set[int]) -> Any:
-    """``value`` as a JSON value that is equal exactly when the value is the same."""
+_COMPOUND = object()  # a value holding other values
+
+
+def _atom(value: Any) -> Any:
+    """``value`` as a JSON value when it holds no other value (text, numbers, tensors,
+    arrays, torch's types, generators), else ``_COMPOUND``."""
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, enum.Enum):
@@ -121,6 +125,14 @@ def _value(value: Any, model: nn.Module, names: Mapping[int, str], seen: set[int
         return str(value)
     if isinstance(value, torch.Generator):
         return {"generator": value.initial_seed()}
+    return _COMPOUND
+
+
+def _value(value: Any, model: nn.Module, names: Mapping[int, str], seen: set[int]) -> Any:
+    """``value`` as a JSON value that is equal exactly when the value is the same."""
+    atom = _atom(value)
+    if atom is not _COMPOUND:
+        return atom
     if isinstance(value, nn.Module):
         if unwrap(value) is unwrap(model):
             return "<the model>"
@@ -130,12 +142,13 @@ def _value(value: Any, model: nn.Module, names: Mapping[int, str], seen: set[int
     if id(value) in seen:
         return {"cycle": _qualname(value)}
     seen = seen | {id(value)}
-
-    def inner(v: Any) -> Any:
-        return _value(v, model, names, seen)
-
     if isinstance(value, Explainer):
         return explainer_fingerprint(value, model, names, seen)
+    return _compound(value, lambda v: _value(v, model, names, seen))
+
+
+def _compound(value: Any, inner: Callable[[Any], Any]) -> Any:
+    """``value``, holding other values (each read by ``inner``), as a JSON value."""
     if isinstance(value, tuple) and hasattr(value, "_fields"):  # a named tuple
         return {"type": _qualname(value), **{f: inner(getattr(value, f)) for f in value._fields}}
     if isinstance(value, (list, tuple)):

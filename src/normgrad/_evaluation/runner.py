@@ -2,61 +2,30 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from .._checks import (
-    check_confidence,
-    check_kernel_size,
-    check_positive_int,
-    check_sigma,
-    check_spacing,
-    check_tolerance,
-)
-from .._errors import ArgumentTypeError, InvalidArgumentError, describe, warn
+from .._errors import InvalidArgumentError, warn
 from .._explainers.base import Explainer
-from .._model.layers import check_model
 from ..metrics import DeletionOptions
-from ..metrics._deletion import check_options, with_defaults
-from . import plugins
+from .arguments import Run, checked
 from .data import Progress, batches, check_labels, check_order, record_path, unpack
 from .distributed import exchange, next_call, sampler_indices, world
-from .fingerprint import (
-    check_owner,
-    describe_differences,
-    explainer_fingerprint,
-    model_fingerprint,
-)
+from .fingerprint import describe_differences
 from .records import RecordFile, image_order, result_of
 from .result import EvaluationResult, Record, outside_note
-from .scoring import CENTRE, RANDOM, SMOOTHED, score_batch
+from .scoring import score_batch
 
 
 def _device(model: nn.Module) -> torch.device:
     for tensor in model.parameters():
         return tensor.device
     return torch.device("cpu")
-
-
-def _methods(explainers: Mapping[str, Explainer], smoothing: bool, baselines: bool) -> list[str]:
-    """The rows' names, refusing names that collide with the generated ones."""
-    names = list(explainers)
-    generated = [SMOOTHED.format(n) for n in names] if smoothing else []
-    reserved = {CENTRE: "the centre baseline", RANDOM: "the random baseline"} if baselines else {}
-    reserved.update({g: f"the smoothed row of {n!r}" for g, n in zip(generated, names)})
-    for name in names:
-        if name in reserved:
-            raise InvalidArgumentError(
-                f"explainers: the name {name!r} is reserved for {reserved[name]}; rename the "
-                "explainer"
-            )
-    return names + generated + ([CENTRE, RANDOM] if baselines else [])
 
 
 def evaluate(
@@ -159,71 +128,29 @@ def evaluate(
     """
     rank, size = world(group)
     error: BaseException | None = None
-    settings: dict[str, Any] | None = None
+    run: Run | None = None
     try:
-        check_model(model)
-        check_tolerance(tolerance)
-        spacing = check_spacing(spacing)
-        check_confidence(confidence)
-        if smoothing_sigma is not None:
-            check_sigma(smoothing_sigma, "smoothing_sigma")
-        check_kernel_size(smoothing_kernel_size, "smoothing_kernel_size")
-        if not isinstance(explainers, Mapping) or not explainers:
-            raise ArgumentTypeError(
-                "explainers: expected a non-empty dict name -> explainer, got "
-                f"{describe(explainers)}"
-            )
-        for name, explainer in explainers.items():
-            if not isinstance(explainer, Explainer):
-                raise ArgumentTypeError(
-                    f"explainers[{name!r}]: expected a normgrad explainer, got "
-                    f"{describe(explainer)}"
-                )
-            check_owner(name, explainer, model)
-        methods = _methods(explainers, smoothing_sigma is not None, baselines)
-        chosen = _check_metrics(metrics)
-        check_positive_int(peaks, "peaks")
-        deletion = _check_deletion_options(deletion_options, chosen)
-        settings = {
-            "explainers": {n: explainer_fingerprint(e, model) for n, e in explainers.items()},
-            "tolerance": float(tolerance),
-            "spacing": None if spacing is None else [float(s) for s in spacing],
-            "smoothing_sigma": None if smoothing_sigma is None else float(smoothing_sigma),
-            "smoothing_kernel_size": smoothing_kernel_size,
-            "baselines": baselines,
-            "confidence": float(confidence),
-            "metrics": list(chosen),
-            "peaks": peaks if "froc" in chosen else None,
-        }
-        if "deletion" in chosen or "insertion" in chosen:  # absent without: old files resume
-            settings["deletion_options"] = _deletion_settings(deletion)
-        if records is not None or size > 1:  # the weights are read only where compared
-            settings["model"] = model_fingerprint(model)
-        settings = json.loads(json.dumps(settings))  # as the records file holds them
+        run = checked(
+            model, explainers, tolerance=tolerance, spacing=spacing,
+            smoothing_sigma=smoothing_sigma, smoothing_kernel_size=smoothing_kernel_size,
+            baselines=baselines, confidence=confidence, metrics=metrics, peaks=peaks,
+            deletion_options=deletion_options, compared=records is not None or size > 1,
+        )  # fmt: skip
     except BaseException as e:  # an interrupt too: the other ranks must hear of it
         error = e
     call = next_call(group) if size > 1 else 0
-    if size > 1:
-        # before the data: every rank learns of another's bad arguments
-        shared = exchange(settings, error, "settings", call, rank, size, group)
-        for other, theirs in enumerate(shared):
-            if theirs != settings:
-                assert theirs is not None and settings is not None
-                differ = describe_differences(settings, theirs, f"rank {other}")
-                raise InvalidArgumentError(
-                    f"evaluate: rank {other} was called with other {differ} than rank {rank}; "
-                    "every rank must pass the same explainers and arguments, and a model of "
-                    "the same modules and weights"
-                )
+    if size > 1:  # before the data: every rank learns of another's bad arguments
+        _agree(run, error, call, rank, size, group)
     elif error is not None:
         raise error
-    assert settings is not None
+    assert run is not None
     log: RecordFile | None = None
     indices: list[int] | None = None
     bar = Progress(False, None)
     try:  # what can fail on one rank before its data: the records file, the data's order
         device = _device(model)
-        log = RecordFile(record_path(records, rank, size), settings, methods) if records else None
+        path = record_path(records, rank, size) if records else None
+        log = RecordFile(path, run.settings, run.methods) if path else None
         indices = sampler_indices(data)
         bar = Progress(progress and rank == 0, batches(data))
         batches_of = iter(data)
@@ -234,102 +161,107 @@ def evaluate(
     if size > 1:  # every rank learns of it before spending time on its data
         exchange(None, error, "setup", call, rank, size, group)
     mine: list[Record] = []
-    images = 0
-    seen: set[str] = set()  # this rank's ids so far (the ranks' together: at the end)
     try:
-        for step, batch in enumerate(batches_of, start=1):
-            x, labels, batch_regions, ids = unpack(batch)
-            n = x.shape[0]
-            if ids is None:
-                if indices is None and size > 1:
-                    raise InvalidArgumentError(
-                        "data: in an evaluation over several processes every image needs an id "
-                        "shared by all ranks: give batches (images, labels, regions, ids), or "
-                        "a DataLoader over a normgrad.ShardSampler"
-                    )
-                check_order(data, log is not None)
-                ids = [str(indices[images + i] if indices else images + i) for i in range(n)]
-            images += n
-            _refuse_repeats(ids, seen, step)
-            if log is not None:
-                log.check_points(ids, x.shape[2:])
-            if log is not None and all(i in log.done for i in ids):
-                mine.extend(r for i in ids for r in log.done[i])
-                bar.step(step, images)
-                continue
-            check_labels(labels, n, step)
-            batch_records = score_batch(
-                model, explainers, x.to(device), labels, batch_regions, ids, methods,
-                tolerance=tolerance, spacing=spacing, sigma=smoothing_sigma,
-                kernel_size=smoothing_kernel_size, baselines=baselines,
-                metrics=chosen, peaks=peaks, deletion_options=deletion,
-            )  # fmt: skip
-            if log is not None:  # images the file holds whole keep their records
-                batch_records = log.append(batch_records)
-            mine.extend(batch_records)
-            bar.step(step, images)
+        source = _Source(data, batches_of, indices, log, size > 1)
+        _score_data(model, explainers, source, run, device, bar, mine)
     except BaseException as e:  # an interrupt too: the other ranks must hear of it
         if size == 1:
             raise
         error = e
     finally:
         bar.close()
-    everything = mine
     if size > 1:
         # the one exchange after the data (never per batch: shards may differ in length)
         shared = exchange(mine, error, "records", call, rank, size, group)
-        everything = [r for theirs in shared for r in theirs]
-    _refuse_duplicates(everything, len(methods))
-    result = result_of(everything, methods, tolerance, confidence, chosen)
-    if result.outside and rank == 0:  # the batches warned by their positions; now by id
+        mine = [r for theirs in shared for r in theirs]
+    return _result(mine, run, tolerance, confidence, rank == 0)
+
+
+def _result(
+    records: list[Record], run: Run, tolerance: float, confidence: float, speaks: bool
+) -> EvaluationResult:
+    """The result of every rank's ``records``; the rank that ``speaks`` names the images
+    with regions outside their map (the batches warned by their positions)."""
+    _refuse_duplicates(records, len(run.methods))
+    result = result_of(records, run.methods, tolerance, confidence, run.metrics)
+    if result.outside and speaks:
         warn(f"evaluate: {outside_note(result.outside, result.not_counted)}")
     return result
 
 
-def _check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
-    columns = plugins.columns()
-    if isinstance(metrics, str) or not isinstance(metrics, Sequence):
-        raise ArgumentTypeError(
-            f"metrics: expected a sequence of names among {sorted(columns)}, got "
-            f"{describe(metrics)}"
-        )
-    unknown = [m for m in metrics if m not in columns]
-    if unknown:
-        raise InvalidArgumentError(
-            f"metrics: unknown metric(s) {unknown}; expected names among "
-            f"{sorted(columns)} (the Pointing Game is always reported)"
-        )
-    return tuple(m for m in columns if m in metrics)
+def _agree(
+    run: Run | None, error: BaseException | None, call: int, rank: int, size: int, group: Any
+) -> None:
+    """Exchange every rank's settings (or its error) and refuse ranks called otherwise."""
+    settings = run.settings if run is not None else None
+    shared = exchange(settings, error, "settings", call, rank, size, group)
+    for other, theirs in enumerate(shared):
+        if theirs != settings:
+            assert theirs is not None and settings is not None
+            differ = describe_differences(settings, theirs, f"rank {other}")
+            raise InvalidArgumentError(
+                f"evaluate: rank {other} was called with other {differ} than rank {rank}; "
+                "every rank must pass the same explainers and arguments, and a model of "
+                "the same modules and weights"
+            )
 
 
-def _check_deletion_options(options: object, chosen: tuple[str, ...]) -> DeletionOptions:
-    if options is None:
-        return {}
-    checked = check_options(options, argument="deletion_options")
-    if "deletion" not in chosen and "insertion" not in chosen:
-        raise InvalidArgumentError(
-            "deletion_options: given, but metrics has neither 'deletion' nor 'insertion', so "
-            "they would not be used; add 'deletion' or 'insertion' to metrics, or leave "
-            "deletion_options out"
-        )
-    return checked
+@dataclass(frozen=True)
+class _Source:
+    """Where a rank's batches come from: the data, its batches, the data set indices they
+    read (when known), the records file (when given), whether other ranks share the run."""
+
+    data: Any
+    batches: Iterator[Any]
+    indices: list[int] | None
+    log: RecordFile | None
+    shared: bool
 
 
-def _deletion_settings(options: DeletionOptions) -> dict[str, Any]:
-    """The deletion and insertion settings as JSON: the defaults of ``deletion_insertion``
-    and ``options`` over them, a tensor baseline as its shape, dtype and the sha256 of its
-    bytes; without ``batch_size``, on which the results do not depend."""
-    full = with_defaults(options)
-    resolved: dict[str, Any] = {"steps": full["steps"], "baseline": full["baseline"]}
-    baseline = resolved["baseline"]
-    if isinstance(baseline, torch.Tensor):
-        data = baseline.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)
-        resolved["baseline"] = {
-            "shape": list(baseline.shape),
-            "dtype": str(baseline.dtype).replace("torch.", ""),
-            "sha256": hashlib.sha256(data.numpy().tobytes()).hexdigest(),
-        }
-    return resolved
+def _score_data(
+    model: nn.Module,
+    explainers: Mapping[str, Explainer],
+    source: _Source,
+    run: Run,
+    device: torch.device,
+    bar: Progress,
+    out: list[Record],
+) -> None:
+    """Score every batch of ``source`` into ``out`` (the images its records file holds
+    whole keep their records), refusing ids given twice and, with records and no ids,
+    data in another order on every run."""
+    log, indices = source.log, source.indices
+    images = 0
+    seen: set[str] = set()  # this rank's ids so far (the ranks' together: at the end)
+    for step, batch in enumerate(source.batches, start=1):
+        x, labels, batch_regions, ids = unpack(batch)
+        n = x.shape[0]
+        if ids is None:
+            if indices is None and source.shared:
+                raise InvalidArgumentError(
+                    "data: in an evaluation over several processes every image needs an id "
+                    "shared by all ranks: give batches (images, labels, regions, ids), or "
+                    "a DataLoader over a normgrad.ShardSampler"
+                )
+            check_order(source.data, log is not None)
+            ids = [str(indices[images + i] if indices else images + i) for i in range(n)]
+        images += n
+        _refuse_repeats(ids, seen, step)
+        if log is not None:
+            log.check_points(ids, x.shape[2:])
+        if log is not None and all(i in log.done for i in ids):
+            out.extend(r for i in ids for r in log.done[i])
+            bar.step(step, images)
+            continue
+        check_labels(labels, n, step)
+        batch_records = score_batch(
+            model, explainers, x.to(device), labels, batch_regions, ids, run.methods,
+            **run.scoring,
+        )  # fmt: skip
+        if log is not None:  # images the file holds whole keep their records
+            batch_records = log.append(batch_records)
+        out.extend(batch_records)
+        bar.step(step, images)
 
 
 def _refuse_repeats(ids: list[str], seen: set[str], step: int) -> None:

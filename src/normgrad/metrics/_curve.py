@@ -188,6 +188,35 @@ def pointing_game_curve(
                 f"{describe(saliency_or_distances)}"
             )
         distances = pointing_distances(saliency_or_distances, regions, spacing)
+    values, top = _tolerances(tolerances, max_tolerance)
+    counted = ~torch.isnan(distances)
+    kept = distances[counted]
+    total = int(kept.numel())
+    skipped = int(distances.numel()) - total
+    steps = torch.tensor(values, dtype=torch.float64, device=kept.device)
+    hit = (kept[None, :] < steps[:, None]) | (kept[None, :] == 0)
+    hits = tuple(int(h) for h in hit.sum(dim=1).tolist())
+    intervals = [wilson_interval(h, total, level) for h in hits]
+    rate = tuple(h / total if total else math.nan for h in hits)
+    area = (1 - kept / top).clamp_min(0).mean().item() if total else math.nan
+    return PointingGameCurve(
+        tolerances=values,
+        hit_rate=rate,
+        low=tuple(lo for lo, _ in intervals),
+        high=tuple(hi for _, hi in intervals),
+        hits=hits,
+        auc=float(area),
+        max_tolerance=top,
+        counted=total,
+        skipped=skipped,
+        confidence=level,
+    )
+
+
+def _tolerances(
+    tolerances: Sequence[float] | torch.Tensor | None, max_tolerance: float | None
+) -> tuple[tuple[float, ...], float]:
+    """The tolerances of a curve, checked, and the upper end of its area."""
     if tolerances is None:
         if max_tolerance is None:
             raise InvalidArgumentError(
@@ -217,25 +246,4 @@ def pointing_game_curve(
                 )
         else:
             top = check_number(max_tolerance, "max_tolerance", low=0, open_low=True)
-    counted = ~torch.isnan(distances)
-    kept = distances[counted]
-    total = int(kept.numel())
-    skipped = int(distances.numel()) - total
-    steps = torch.tensor(values, dtype=torch.float64, device=kept.device)
-    hit = (kept[None, :] < steps[:, None]) | (kept[None, :] == 0)
-    hits = tuple(int(h) for h in hit.sum(dim=1).tolist())
-    intervals = [wilson_interval(h, total, level) for h in hits]
-    rate = tuple(h / total if total else math.nan for h in hits)
-    area = (1 - kept / top).clamp_min(0).mean().item() if total else math.nan
-    return PointingGameCurve(
-        tolerances=values,
-        hit_rate=rate,
-        low=tuple(lo for lo, _ in intervals),
-        high=tuple(hi for _, hi in intervals),
-        hits=hits,
-        auc=float(area),
-        max_tolerance=top,
-        counted=total,
-        skipped=skipped,
-        confidence=level,
-    )
+    return values, top
