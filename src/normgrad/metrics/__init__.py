@@ -10,15 +10,17 @@ first maximum of the map in row-major (C) order; it is a hit when a region's pix
 *strictly* inside the disk (ball) of radius ``tolerance`` around it,
 $\sum_i ((p_i - t_i) s_i)^2 < \tau^2$ with voxel spacing $s$ (1 by default).
 
-One module per idea: reading maps and their first maximum (``_maps``), regions
-(``_regions``), object shapes and their pixels (``_shapes``), objects one by one and their
-matching to detections (``_objects``), the Pointing Game (``_pointing``), its distances and
-its curve over tolerances (``_distance``), its random-point baseline (``_random_point``), the
-peaks of a map (``_peaks``), FROC (``_froc``), the energy-based (``_energy``) and
-multi-object (``_multi_pointing``) pointing games, deletion and insertion (``_deletion``,
-the one metric that runs a model), smoothing (``_smoothing``), rank correlation
-(``_correlation``) and statistics over runs (``_statistics``); everything is imported from
-``normgrad.metrics``.
+One module per idea: reading maps and their first maximum (``_maps``), regions and their
+geometry (``_regions``: the forms they arrive in, boxes, shapes, the one prepared value
+every metric reads, its pixels), the accumulators' one shape (``_accumulator``), the
+Pointing Game (``_pointing``), its distances (``_distance``) and its curve over tolerances
+(``_curve``), its random-point baseline (``_random_point``), the peaks of a map (``_peaks``,
+their definition; ``_peak_search``, the fast search), detections matched to objects
+(``_matching``), FROC (``_froc``), the energy-based (``_energy``) and multi-object
+(``_multi_pointing``) pointing games, deletion and insertion (``_deletion``, the one metric
+that runs a model), smoothing (``_smoothing``), rank correlation (``_correlation``) and
+statistics over runs (``_statistics``); everything is imported from ``normgrad.metrics``
+(``collate`` lives beside the package, in ``normgrad._collate``).
 
 Examples:
     >>> import torch
