@@ -118,7 +118,7 @@ def peaks_by_definition(
         for cell in cells[order].tolist():
             if len(kept) < k and all(apart.pixels(cell, other) for other in kept):
                 coords[i, len(kept)] = torch.tensor(cell)
-                found[i, len(kept)] = values[i][tuple(cell)]
+                found[i, len(kept)] = float(values[i][tuple(cell)])
                 kept.append(cell)
     valid = ~found.isnan()
     return Peaks(coords.to(maps.device), found.to(maps.device), valid.to(maps.device))

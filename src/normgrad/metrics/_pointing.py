@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -246,24 +246,6 @@ class PointingGame(Accumulator):
         self.total += other.total
         self.skipped += other.skipped
         self.outside += other.outside
-
-    def all_reduce(self, group: Any = None) -> PointingGame:
-        """Sum the counts over the ranks of a ``torch.distributed`` process group (every
-        rank must call it); afterwards every rank holds the game of all ranks' data.
-        Returns ``self``; without an initialised process group it changes nothing."""
-        import torch.distributed as dist
-
-        if not (dist.is_available() and dist.is_initialized()):
-            return self
-        counts = [self.hits, self.total, self.skipped, self.outside]
-        summed = torch.tensor(counts, dtype=torch.float64)
-        if dist.get_backend(group) == "nccl":
-            summed = summed.cuda()
-        dist.all_reduce(summed, group=group)
-        self.hits, self.total, self.skipped, self.outside = (
-            int(v) for v in summed.round().tolist()
-        )
-        return self
 
     def compute(self) -> PointingGameResult:
         accuracy = self.hits / self.total if self.total else float("nan")
