@@ -96,16 +96,16 @@ def test_perturbation_methods_spend_no_extra_pass_on_a_given_target(
 
 
 def test_regions_are_prepared_once_per_batch(monkeypatch: pytest.MonkeyPatch) -> None:
-    from normgrad.metrics import _regions
+    from normgrad.metrics._regions import prepared as _regions
 
     calls = []
-    original = _regions._boxes_to_ranges
+    original = _regions._objects
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(_regions, "_boxes_to_ranges", counting)
+    monkeypatch.setattr(_regions, "_objects", counting)
     model = seeded(TinyCNN())
     explainers = {
         "grad": normgrad.Gradient(model),
