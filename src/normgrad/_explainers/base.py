@@ -146,7 +146,8 @@ class Explainer:
     input gradient, the guided input gradient) says so with ``_needs`` and builds its
     result in ``_assemble``; [`explain_shared`][normgrad.explain_shared] then serves it and other
     explainers of the same model from one forward pass, a plain and at most one guided
-    backward pass.
+    backward pass. A method with passes of its own implements ``_explain``, which gets the
+    target resolved once, where the call began (``explain`` resolves it).
     """
 
     def __init__(self, model: nn.Module) -> None:

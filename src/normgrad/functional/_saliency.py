@@ -173,7 +173,7 @@ def layer_maps_to_saliency(
 
 def _normalised_layer(raw: torch.Tensor, size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """``min_max_normalize(upsample(scale_to_unit(raw), size))``, zero where ``raw`` is
-    constant, and ``~is_constant(raw)``, with 13 kernels (six on maps of the input's size).
+    constant, and ``~is_constant(raw)``, with 14 kernels (four on maps of the input's size).
 
     The extrema of ``raw`` are read once: dividing by a positive number is monotone in
     floating point, so the extrema of the unit map are those of ``raw`` divided by its
