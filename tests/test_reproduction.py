@@ -231,7 +231,11 @@ def test_report_reads_each_claim_on_each_architecture(tmp_path: Path) -> None:
 def test_modes() -> None:
     protocol = load("protocol")
     full = protocol.parse([])
-    assert full.archs == ("resnet18", "efficientnet_b0", "small_vit", "small_swin")
+    assert full.archs == ("resnet18", "efficientnet_b0")
+    assert protocol.parse(["--archs", "small_vit", "small_swin"]).archs == (
+        "small_vit",
+        "small_swin",
+    )
     assert len(full.seeds) >= 5 and full.device == "cpu"
     quick = protocol.parse(["--quick"])
     assert quick.archs == ("resnet18", "efficientnet_b0") and len(quick.seeds) == 2
