@@ -25,16 +25,20 @@ _STRETCH_ELEMENTS = 96
 
 @dataclass(frozen=True)
 class Peaks:
-    """The detections of a batch of maps, best first (made by [`peaks`][normgrad.metrics.peaks])."""
+    """The detections of a batch of maps, best first (made by [`peaks`][normgrad.metrics.peaks]).
+
+    Attributes:
+        coords: int64 ``(N, k, ndim)``: each peak's pixel in array order ``(y, x)`` /
+            ``(z, y, x)``; zeros where ``valid`` is False.
+        values: ``(N, k)``: the map's value at each peak, non-increasing; NaN where not
+            ``valid``.
+        valid: bool ``(N, k)``: False for the slots of a map with fewer than ``k`` peaks
+            (always at the end).
+    """
 
     coords: torch.Tensor
-    """int64 ``(N, k, ndim)``: each peak's pixel in array order ``(y, x)`` / ``(z, y, x)``;
-    zeros where ``valid`` is False."""
     values: torch.Tensor
-    """``(N, k)``: the map's value at each peak, non-increasing; NaN where not ``valid``."""
     valid: torch.Tensor
-    """bool ``(N, k)``: False for the slots of a map with fewer than ``k`` peaks (always at
-    the end)."""
 
     @property
     def counts(self) -> torch.Tensor:
