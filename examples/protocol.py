@@ -50,6 +50,7 @@ import normgrad
 from normgrad import metrics, presets, sanity
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import figures
 from synthetic_cxr import SyntheticCXR
 
 BASELINE_METHODS = ("Input x Gradient", "Guided Backprop", "Grad-CAM", "Guided Grad-CAM")
@@ -470,8 +471,8 @@ def save_figures(
 
     explainers = explainers_for(model, arch)
     paths = []
-    figures = config.out / "figures"
-    figures.mkdir(parents=True, exist_ok=True)
+    folder = config.out / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
     for k in range(min(config.figures, len(images))):
         x = images[k : k + 1].to(config.device)
         with quiet_guided_backprop():
@@ -486,8 +487,8 @@ def save_figures(
                 f"{arch}, seed {seed}: + marks each map's maximum, green boxes the objects",
                 fontsize=10,
             )
-            path = figures / f"{arch}_seed{seed}_example{k}_{group}.png"
-            fig.savefig(path, dpi=100, bbox_inches="tight")
+            path = folder / f"{arch}_seed{seed}_example{k}_{group}.png"
+            figures.save(fig, path)
             plt.close(fig)
             paths.append(path)
     return paths
@@ -503,8 +504,8 @@ def save_curves(runs: list[Run], config: Config) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figures = config.out / "figures"
-    figures.mkdir(parents=True, exist_ok=True)
+    folder = config.out / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
     top = config.curve_tolerances[-1]
     tolerances = [top * k / 96 for k in range(97)]
     paths = []
@@ -527,10 +528,13 @@ def save_curves(runs: list[Run], config: Config) -> list[Path]:
                 cells=cells,
                 intervals=False,
                 ax=ax,
-                title=f"{arch}, {condition} ({len(mine)} seeds, {mine[0].positives} images each)",
+                title=(
+                    f"{arch}, {condition}, unsmoothed maps ({len(mine)} seeds, "
+                    f"{mine[0].positives} images each)"
+                ),
             )
-            path = figures / f"curves_{arch}_{condition}.png"
-            fig.savefig(path, dpi=100, bbox_inches="tight")
+            path = folder / f"curves_{arch}_{condition}.png"
+            figures.save(fig, path)
             plt.close(fig)
             paths.append(path)
     return paths
@@ -599,7 +603,7 @@ def run_protocol(train_set: Dataset[Any], test_set: Dataset[Any], config: Config
             run.cells = finest_cells(model, arch, data[0][0][0])
             for condition, how in (("semi-randomised", "semi"), ("fully-randomised", "full")):
                 randomised = sanity.randomize(model, how, seed=seed)
-                result = measure(randomised, arch, data, config, how)
+                result = measure(randomised, arch, data, config, condition)
                 run.scores[condition] = {row.method: row.accuracy for row in result.rows}
                 run.distances[condition] = result.distances()
             if seed == config.seeds[0] and config.figures:
@@ -641,6 +645,19 @@ def fmt(values: list[float]) -> str:
     return f"{m:.3f} ± {s:.3f}"
 
 
+def threads() -> str:
+    n = torch.get_num_threads()
+    return f"{n} thread{'s' if n > 1 else ''}"
+
+
+def machine(config: Config) -> str:
+    """The accelerator a run used, for the tables' first line ("" on the CPU)."""
+    device = torch.device(config.device)
+    if device.type == "cuda":
+        return f" and one {torch.cuda.get_device_name(device)}"
+    return "" if device.type == "cpu" else f" and {device}"
+
+
 def runs_of(runs: list[Run], arch: str) -> list[Run]:
     return [r for r in runs if r.arch == arch]
 
@@ -669,7 +686,7 @@ def tables(runs: list[Run], config: Config) -> str:
     names = methods(runs)
     images, positives = runs[0].images, runs[0].positives
     kind = "textured" if config.texture else "smooth (earlier generator)"
-    device = "" if config.device == "cpu" else f" and {torch.cuda.get_device_name()}"
+    device = machine(config)
     lines = [
         f"Synthetic chest radiographs ({kind}"
         f"{', small central objects' if config.small_central else ''}), "
@@ -677,8 +694,8 @@ def tables(runs: list[Run], config: Config) -> str:
         f"tested on {images} images, of which {positives} carry objects (the Pointing Game's "
         f"images); {len(config.seeds)} seeds per architecture {list(config.seeds)}; Pointing Game "
         f"tolerance {config.pointing_tolerance:.1f} px (15 px at 600 px, scaled). Mean ± std "
-        f"over seeds. This run took {runs[-1].elapsed:.0f} s on {torch.get_num_threads()} "
-        f"threads{device}, data generation, training and every measurement included.",
+        f"over seeds. This run took {runs[-1].elapsed:.0f} s on {threads()}{device}, data "
+        "generation, training and every measurement included.",
         "",
         "### Classifiers",
         "",
@@ -771,7 +788,7 @@ def curve_tables(runs: list[Run], config: Config, names: list[str]) -> list[str]
     tolerances, top = config.curve_tolerances, config.curve_tolerances[-1]
     lines = [
         "",
-        "### The Pointing Game at every tolerance (trained models)",
+        "### The Pointing Game at every tolerance (trained models, unsmoothed maps)",
         "",
         f"Hit rate at {len(tolerances)} tolerances (the first is the paper's, scaled), mean "
         f"over seeds; area: the normalised area under the hit rate from 0 to {top:.1f} px, "
@@ -803,7 +820,8 @@ def curve_tables(runs: list[Run], config: Config, names: list[str]) -> list[str]
         lines += ["", "Finest cells: " + "; ".join(groups) + "; every other method: 1 px."]
     lines += [
         "",
-        f"### Area under the Pointing Game's curve (to {top:.1f} px), trained and randomised",
+        f"### Area under the Pointing Game's curve (to {top:.1f} px, unsmoothed maps), "
+        "trained and randomised",
     ]
     for a in archs:
         mine = [r for r in runs if r.arch == a]
@@ -880,7 +898,7 @@ def summary(runs: list[Run], config: Config) -> str:
         f"{config.train} images of {config.size}x{config.size} ("
         + ", ".join(f"{a}: {runs_of(runs, a)[0].training[0]} epochs" for a in archs)
         + f") and tested on {runs[0].images} images ({runs[0].positives} with objects), in "
-        f"{runs[-1].elapsed:.0f} s on {torch.get_num_threads()} threads."
+        f"{runs[-1].elapsed:.0f} s on {threads()}{machine(config)}."
     ]
     for a in archs:
         mine = [r for r in runs if r.arch == a]
@@ -891,13 +909,15 @@ def summary(runs: list[Run], config: Config) -> str:
         best_area = max(area, key=area.__getitem__)
         normgrads = [n for n in names if n.startswith("NormGrad")]
         best_ng = max(normgrads, key=trained.__getitem__)
+        centre = mean_std([r.scores["trained"]["centre baseline"] for r in mine])[0]
         multi = [n for n in names if n.startswith("NormGrad") and n.endswith("(M)")]
         cell = min(mine[0].cells[n] for n in multi) if multi else float("nan")
         parts.append(
             f"**{a}**: test accuracy {mean_std(acc)[0]:.3f} (lowest seed {min(acc):.3f}). At "
-            f"the paper's tolerance ({tolerance:.1f} px) {best} points best ({trained[best]:.3f}); "
+            f"the paper's tolerance ({tolerance:.1f} px, unsmoothed maps) {best} points best "
+            f"({trained[best]:.3f}); "
             f"the best NormGrad variant is {best_ng} ({trained[best_ng]:.3f}), and the centre "
-            f"baseline scores {mean_std([r.scores['trained']['centre baseline'] for r in mine])[0]:.3f}. "
+            f"baseline scores {centre:.3f}. "
             f"Over tolerances up to {top:.1f} px, {best_area} has the largest area "
             f"({area[best_area]:.3f}"
             + (f"; {best_ng}: {area[best_ng]:.3f}" if best_ng != best_area else "")
