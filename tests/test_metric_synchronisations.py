@@ -1,7 +1,8 @@
-"""Host synchronisations per metric call, counted with the dispatch-mode helpers of
-``test_synchronisations``: the Pointing Game, its distances, the energy game and every
-accumulator read the device at most once per call; the peaks, FROC and the multi-object
-game as few times as their variable-length search needs (stated in their docstrings)."""
+"""Host synchronisations per metric call, counted with the dispatch-mode helpers the
+explainers' counts use (``dispatch_count``): the Pointing Game, its distances, the energy
+game and every accumulator read the device at most once per call; the peaks, FROC and the
+multi-object game as few times as their variable-length search needs (stated in their
+docstrings)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from normgrad import metrics
 from normgrad.metrics import Box, Ellipse, Polygon
 from normgrad.metrics._accumulator import Mean
 
-from .test_synchronisations import count
+from .dispatch_count import count
 
 
 def _regions() -> dict[str, Any]:
