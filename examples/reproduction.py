@@ -282,6 +282,31 @@ def at_every_tolerance(
                 cells.append(tally(answers))
             head = "area" if column == "area" else f"{float(column):.1f} px"
             lines.append(f"| {head} | " + " | ".join(cells) + " |")
+    pairs = [(g[0], g[1]) for g in chunks(archs) if len(g) == 2]
+    for a, b in pairs:
+        multi = [m for m in paper.METHODS if m.endswith("(M)")]
+        lines += [
+            "",
+            f"**Consistency: the DoM between {a} and {b} at every tolerance**",
+            "",
+            "| tolerance | smallest DoM | "
+            + " | ".join(m.removeprefix("NormGrad ") for m in multi)
+            + " |",
+            "| --- | --- |" + " --- |" * len(multi),
+        ]
+        for column in columns:
+            doms = {
+                m: abs(
+                    mean(curves[a]["trained"][smoothed(m)][column])
+                    - mean(curves[b]["trained"][smoothed(m)][column])
+                )
+                for m in paper.METHODS
+            }
+            head = "area" if column == "area" else f"{float(column):.1f} px"
+            best = " and ".join(f"{m} ({doms[m]:.3f})" for m in smallest_of(doms))
+            lines.append(
+                f"| {head} | {best} | " + " | ".join(f"{doms[m]:.3f}" for m in multi) + " |"
+            )
     return lines
 
 

@@ -312,3 +312,37 @@ def test_report_reads_the_claims_at_every_tolerance(tmp_path: Path) -> None:
     table = section[section.index("**Multi-layer NormGrad beats single-layer NormGrad**") :]
     assert "| 2.4 px | 3 = |" in table and "| 9.6 px | 3 ✓ |" in table
     assert "semi-randomised" not in section  # claims about randomised models are not read here
+
+
+def test_report_reads_consistency_at_every_tolerance(tmp_path: Path) -> None:
+    """Multi-layer maps that differ between architectures at the narrow tolerance only:
+    their DoM there is the difference of means, and at the wide one the smallest."""
+    reproduction = load("reproduction")
+    paper = load("paper_tables")
+    archs = {"a": fake_scores(0.5, 0.5), "b": fake_scores(0.5, 0.5)}
+    write_results(tmp_path / "results.csv", archs)
+    with (tmp_path / "curves.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["architecture", "seed", "condition", "method", "tolerance", "hit_rate"])
+        for arch in archs:
+            for k, method in enumerate(paper.METHODS):
+                multi = method.endswith("(M)")
+                narrow = (0.9 if arch == "a" else 0.4) if multi else 0.1 * k
+                wide = 0.8 if multi else 0.1 * k + (0.05 if arch == "a" else 0.0)
+                for tolerance, value in (("2.4000", narrow), ("9.6000", wide)):
+                    for seed in range(5):
+                        row = [arch, seed, "trained", f"{method} (smoothed)", tolerance, value]
+                        writer.writerow(row)
+    text = reproduction.main([str(tmp_path / "results.csv")])
+    narrow = next(
+        line
+        for line in text.splitlines()
+        if line.startswith("| 2.4 px | ") and line.count("|") == 6  # the DoM table's row
+    )
+    smallest = narrow.split("|")[2]
+    assert "NormGrad Scaling (0.000)" in smallest and "(M)" not in smallest
+    assert narrow.endswith("| 0.500 | 0.500 | 0.500 |")
+    assert (
+        "| 9.6 px | NormGrad Scaling (M) (0.000) and NormGrad Conv1x1 (M) (0.000) and "
+        "NormGrad Conv3x3 (M) (0.000) | 0.000 | 0.000 | 0.000 |"
+    ) in text
