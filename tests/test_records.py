@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import tempfile
 from collections.abc import Iterator
@@ -853,3 +854,27 @@ def test_read_records_reads_a_file_of_the_previous_version(tmp_path: Path) -> No
     assert _canon(normgrad.read_records(path)) == _canon(whole)
     with pytest.raises(normgrad.InvalidArgumentError, match=r"older normgrad \(records v2\)"):
         _run(_data(1), records=path)
+
+
+def test_a_file_from_before_peak_distances_in_spacing_units_is_not_resumed(
+    tmp_path: Path,
+) -> None:
+    """The peaks' distances are in spacing units; a records file written with a spacing and
+    multi or FROC before (its header without the rule) is refused, naming it, and files
+    without that combination resume as before."""
+    data = _data()
+    kwargs: dict[str, Any] = {"metrics": ("multi",), "spacing": (0.5, 0.5)}
+    path = tmp_path / "records.csv"
+    with pytest.raises(KeyboardInterrupt):
+        _run(Interrupted(data, 2), records=path, **kwargs)
+    lines = path.read_text(encoding="utf-8").split("\n")
+    magic, _, header = lines[0].partition("{")
+    settings = json.loads("{" + header)
+    assert settings.pop("peak_distances") == "spacing units"
+    path.write_text("\n".join([magic + json.dumps(settings, sort_keys=True), *lines[1:]]))
+    with pytest.raises(normgrad.InvalidArgumentError, match=r"peak_distances"):
+        _run(data, records=path, **kwargs)
+    plain = tmp_path / "plain.csv"  # no spacing: the rule does not apply, no key
+    with pytest.raises(KeyboardInterrupt):
+        _run(Interrupted(data, 2), records=plain, metrics=("multi",))
+    assert "peak_distances" not in plain.read_text(encoding="utf-8").split("\n")[0]

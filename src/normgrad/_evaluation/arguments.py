@@ -108,6 +108,10 @@ def checked(
     }
     if "deletion" in chosen or "insertion" in chosen:  # absent without: old files resume
         settings["deletion_options"] = _deletion_settings(deletion)
+    if spacing is not None and ("multi" in chosen or "froc" in chosen):
+        # the peaks' distances are in spacing units (they were in pixels): a file written
+        # before lacks this key, so it is not resumed under the new rule
+        settings["peak_distances"] = "spacing units"
     if compared:  # the weights are read only where compared
         settings["model"] = model_fingerprint(model)
     scoring = {
