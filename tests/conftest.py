@@ -6,11 +6,14 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-# The default profile (README's test command, CI) draws the same examples on every run, so
-# a run's verdict does not depend on chance; "thorough" explores new random examples each run
-# (HYPOTHESIS_PROFILE=thorough python -m pytest) and is how new failing cases are found.
+# The "ci" profile (the default: README's test command, CI) draws the same examples on
+# every run, so a run's verdict does not depend on chance; "thorough" explores new random
+# examples each run, ten times as many (HYPOTHESIS_PROFILE=thorough python -m pytest), and
+# is how new failing cases are found. A test that needs its own number of examples says so
+# with @examples(n), which the profile scales, never with @settings(max_examples=...).
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 settings.register_profile(
-    "default",
+    "ci",
     deadline=None,
     max_examples=40,
     derandomize=True,
@@ -19,7 +22,15 @@ settings.register_profile(
 settings.register_profile(
     "thorough", deadline=None, max_examples=400, suppress_health_check=[HealthCheck.too_slow]
 )
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+settings.register_profile("default", settings.get_profile("ci"))  # the earlier name
+settings.load_profile(PROFILE)
+
+
+def examples(n: int) -> settings:
+    """A property test's own number of examples ``n``, scaled by the profile (thorough: ten
+    times as many), its other settings the profile's."""
+    return settings(max_examples=n * (10 if PROFILE == "thorough" else 1), deadline=None)
+
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 

@@ -7,13 +7,14 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader, Dataset
 
 import normgrad
 from normgrad import ArgumentTypeError, InvalidArgumentError, ShapeError, metrics
 
+from .conftest import examples
 from .models import TinyCNN, seeded
 from .test_metrics import reference_box_mask, reference_pointing_game
 
@@ -52,7 +53,7 @@ def test_default_collate_cannot_batch_varying_boxes() -> None:
         next(iter(DataLoader(data, batch_size=6)))
 
 
-@settings(deadline=None, max_examples=25)
+@examples(25)
 @given(seed=st.integers(0, 10_000), n=st.integers(1, 5), tolerance=st.sampled_from([0, 2, 4.5]))
 def test_collated_and_padded_boxes_score_like_a_pixel_loop(
     seed: int, n: int, tolerance: float

@@ -10,12 +10,14 @@ from functools import partial
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from scipy import ndimage
 from torch import nn
 
 from normgrad import ArgumentTypeError, InvalidArgumentError, ShapeError, metrics
+
+from .conftest import examples
 
 
 def small_model(outputs: int = 3, seed: int = 0) -> nn.Module:
@@ -107,7 +109,7 @@ def cases(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor, int, str, int]:
 
 
 @given(cases(), st.booleans())
-@settings(max_examples=40, deadline=None)
+@examples(40)
 def test_matches_pixel_by_pixel_reference(
     case: tuple[torch.Tensor, torch.Tensor, int, str, int], fixed_target: bool
 ) -> None:

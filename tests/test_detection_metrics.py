@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 import torch
-from hypothesis import example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from normgrad import ArgumentTypeError, InvalidArgumentError, ShapeError, metrics
@@ -16,7 +16,7 @@ from normgrad.metrics import Box, Ellipse, Polygon
 from normgrad.metrics._multi_pointing import multi_from_peaks, peaks_needed
 from normgrad.metrics._regions.prepared import prepare
 
-from .conftest import requires_cuda
+from .conftest import examples, requires_cuda
 
 # ---------------------------------------------------------------------------------------
 # literal references: every pixel, every detection, exact arithmetic for the shapes
@@ -180,7 +180,7 @@ def shapes(draw: st.DrawFn) -> object:
 
 
 @given(shapes(), st.integers(1, 8), st.integers(1, 8))
-@settings(max_examples=150, deadline=None)
+@examples(150)
 def test_shape_masks_match_point_in_shape_on_pixel_centres(
     shape: object, height: int, width: int
 ) -> None:
@@ -205,7 +205,7 @@ extreme = st.floats(allow_nan=False, allow_infinity=False)  # products overflow,
     vertices=[(9.000000000000002, 5.999999999999999), (-1850386.37, -4.69e68), (11.91, 1e308)],
     corner=(0.0, 0.0, 1.0, 1.0),
 )
-@settings(max_examples=150, deadline=None)
+@examples(150)
 def test_rasterised_grids_equal_the_test_of_each_pixel(
     vertices: list[tuple[float, float]], corner: tuple[float, float, float, float]
 ) -> None:
@@ -299,7 +299,7 @@ def assert_peaks_are_the_reference(
     st.sampled_from([0.0, 1.0, 1.5, 2.0, 3.0]),
     st.sampled_from([1, 5, 12, 4096]),
 )
-@settings(max_examples=200, deadline=None)
+@examples(200)
 def test_peaks_match_reference(maps: torch.Tensor, k: int, min_distance: float, block: int) -> None:
     # small blocks: bands of one or a few rows, searched a few at a time
     found = metrics.peaks(maps, k, min_distance=min_distance, block=block)
@@ -312,7 +312,7 @@ def test_peaks_match_reference(maps: torch.Tensor, k: int, min_distance: float, 
     st.sampled_from([0.0, 1.0, 2.0]),
     st.sampled_from([1, 20, 4096]),
 )
-@settings(max_examples=80, deadline=None)
+@examples(80)
 def test_peaks_3d_match_reference(
     maps: torch.Tensor, k: int, min_distance: float, block: int
 ) -> None:
@@ -330,7 +330,7 @@ def test_peaks_3d_match_reference(
     st.integers(0, 5),
     st.sampled_from([1, 5, 12, 4096]),
 )
-@settings(max_examples=200, deadline=None)
+@examples(200)
 def test_more_peaks_begin_with_fewer_peaks(
     maps: torch.Tensor, k: int, more: int, min_distance: int, block: int
 ) -> None:
@@ -352,7 +352,7 @@ def test_more_peaks_begin_with_fewer_peaks(
     st.sampled_from([1, 2, 3, 4096]),
     st.data(),
 )
-@settings(max_examples=150, deadline=None)
+@examples(150)
 def test_peaks_with_minus_infinity_and_irrational_distances_match_reference(
     maps: torch.Tensor, k: int, min_distance: float, block: int, data: st.DataObject
 ) -> None:
@@ -372,7 +372,7 @@ def test_peaks_with_minus_infinity_and_irrational_distances_match_reference(
     st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 60)),
     st.booleans(),
 )
-@settings(max_examples=200, deadline=None)
+@examples(200)
 def test_peaks_in_many_rounds_chunks_and_passes_match_reference(
     maps: torch.Tensor,
     k: int,
@@ -486,7 +486,7 @@ def detection_cases(draw: st.DrawFn) -> tuple[torch.Tensor, list[list[object]], 
     st.sampled_from([0.0, 1.5, 3.0]),
     st.booleans(),
 )
-@settings(max_examples=150, deadline=None)
+@examples(150)
 def test_froc_matches_reference(
     case: tuple[torch.Tensor, list[list[object]], list[float]],
     k: int,
@@ -576,7 +576,7 @@ def test_more_peaks_can_lower_froc_but_never_the_final_sensitivity() -> None:
 
 
 @given(detection_cases(), st.integers(1, 3), st.sampled_from([0.0, 1.5, 3.0]))
-@settings(max_examples=60, deadline=None)
+@examples(60)
 def test_more_peaks_only_raise_the_final_sensitivity(
     case: tuple[torch.Tensor, list[list[object]], list[float]], k: int, min_distance: float
 ) -> None:
@@ -631,7 +631,7 @@ def test_detection_errors() -> None:
 
 
 @given(detection_cases(), st.booleans())
-@settings(max_examples=100, deadline=None)
+@examples(100)
 def test_energy_matches_reference(
     case: tuple[torch.Tensor, list[list[object]], list[float]], signed: bool
 ) -> None:
@@ -671,7 +671,7 @@ def test_energy_matches_reference(
     st.sampled_from([16, 1 << 19]),
     st.booleans(),
 )
-@settings(max_examples=80, deadline=None)
+@examples(80)
 def test_energy_of_overlapping_boxes_matches_reference(
     maps: torch.Tensor, corners: list[tuple[float, ...]], chunk: int, by_window: bool
 ) -> None:
@@ -764,7 +764,7 @@ def test_energy_masks_boxes_and_errors() -> None:
 
 
 @given(detection_cases(), st.sampled_from([0.0, 1.5, 3.0]))
-@settings(max_examples=100, deadline=None)
+@examples(100)
 def test_multi_pointing_game_matches_reference(
     case: tuple[torch.Tensor, list[list[object]], list[float]], min_distance: float
 ) -> None:
@@ -815,7 +815,7 @@ def test_froc_curve_plot(tmp_path: object) -> None:
 
 
 @given(detection_cases(), st.sampled_from([0.0, 1.0, 2.5]))
-@settings(max_examples=60, deadline=None)
+@examples(60)
 def test_pointing_game_takes_shapes_as_their_pixels(
     case: tuple[torch.Tensor, list[list[object]], list[float]], tolerance: float
 ) -> None:

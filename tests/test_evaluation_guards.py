@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 import torch
-from hypothesis import example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 from torch import nn
 
 import normgrad
 
+from .conftest import examples
 from .models import TinyCNN, seeded
 
 SIZE = 16
@@ -185,7 +186,7 @@ def _checksum(tensor: torch.Tensor) -> list[int]:
     return [int(v) for v in checksum(tensor).tolist()]
 
 
-@settings(deadline=None, max_examples=40)
+@examples(40)
 @given(
     values=st.lists(st.floats(width=32, allow_nan=False), min_size=0, max_size=300),
     dtype=st.sampled_from([torch.float32, torch.float64, torch.float16, torch.int8, torch.bool]),
@@ -203,7 +204,7 @@ def test_the_weight_checksum_equals_the_literal_one(
         assert _checksum(tensor) == _literal_checksum(tensor.numpy().tobytes())
 
 
-@settings(deadline=None, max_examples=100)
+@examples(100)
 @given(
     values=st.lists(
         st.floats(width=32, allow_nan=False) | st.sampled_from([0.5, -0.25, 1.0, -2.0]),

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import normgrad
@@ -21,6 +21,7 @@ from normgrad import metrics
 from normgrad._evaluation.plugins import base as plugins_base
 from normgrad.metrics import _multi_pointing
 
+from .conftest import examples
 from .models import TinyCNN, seeded
 
 SIZE = 16
@@ -487,7 +488,7 @@ def _file_records(images: list[str], methods: list[str]) -> list[normgrad.Record
     return out
 
 
-@settings(deadline=None, max_examples=60)
+@examples(60)
 @given(
     images=st.lists(st.text(max_size=12), min_size=1, max_size=6, unique=True),
     method=st.text(min_size=1, max_size=8).filter(lambda m: m != "random baseline"),

@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from normgrad import ArgumentTypeError, InvalidArgumentError, ShapeError, metrics
 from normgrad.metrics import Box
 
-from .conftest import requires_cuda
+from .conftest import examples, requires_cuda
 
 # ---------------------------------------------------------------------------------------
 # every metric that takes regions, called alike
@@ -122,7 +122,7 @@ def box_lists(draw: st.DrawFn, n: int) -> list[list[list[float]]]:
 
 
 @given(st.data(), st.sampled_from(sorted(METRICS)))
-@settings(max_examples=40, deadline=None)
+@examples(40)
 def test_every_form_gives_every_metric_the_same_result(data: st.DataObject, name: str) -> None:
     n = data.draw(st.integers(1, 3))
     maps = torch.tensor(
@@ -302,7 +302,7 @@ def named_samples(message: str) -> list[int]:
 
 
 @given(st.data())
-@settings(max_examples=60, deadline=None)
+@examples(60)
 def test_outside_regions_are_named_and_counted_as_the_reference(data: st.DataObject) -> None:
     n = data.draw(st.integers(1, 6))
     height, width = data.draw(st.integers(1, 6)), data.draw(st.integers(1, 6))

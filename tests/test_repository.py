@@ -55,3 +55,17 @@ def test_docs_pages_are_in_the_navigation() -> None:
     nav = (ROOT / "mkdocs.yml").read_text()
     for page in (ROOT / "docs").glob("*.md"):
         assert page.name in nav, page.name
+
+
+def test_property_tests_take_their_number_of_examples_from_the_profile() -> None:
+    """@settings(max_examples=...) on a test would stop the thorough profile from reaching
+    it: tests say @examples(n) (tests/conftest.py), which the profile scales."""
+    tests = Path(__file__).resolve().parent
+    offending = [
+        f"{path.name}:{number}"
+        for path in sorted(tests.glob("*.py"))
+        if path.name != "conftest.py"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if line.lstrip().startswith("@settings(")
+    ]
+    assert offending == []
