@@ -510,7 +510,7 @@ def save_curves(runs: list[Run], config: Config) -> list[Path]:
     tolerances = [top * k / 96 for k in range(97)]
     paths = []
     for arch in dict.fromkeys(r.arch for r in runs):
-        mine = [r for r in runs if r.arch == arch]
+        mine = runs_of(runs, arch)
         for condition in ("trained", "fully-randomised"):
             curves = {
                 n: metrics.pointing_game_curve(
@@ -662,11 +662,15 @@ def runs_of(runs: list[Run], arch: str) -> list[Run]:
     return [r for r in runs if r.arch == arch]
 
 
+def smoothed_name(method: str) -> str:
+    """The name of a method's row on its smoothed maps (the baselines are not smoothed)."""
+    return method if "baseline" in method else f"{method} (smoothed)"
+
+
 def smoothed(run: Run, condition: str, method: str) -> float:
-    """A method's Pointing Game on its smoothed maps (the baselines are not smoothed): the
-    paper smooths every map in its comparisons after Table 2."""
-    name = method if "baseline" in method else f"{method} (smoothed)"
-    return run.scores[condition][name]
+    """A method's Pointing Game on its smoothed maps: the paper smooths every map in its
+    comparisons after Table 2."""
+    return run.scores[condition][smoothed_name(method)]
 
 
 def label(name: str) -> str:
@@ -682,7 +686,7 @@ def dom_pairs(archs: list[str]) -> list[tuple[str, str]]:
 
 def tables(runs: list[Run], config: Config) -> str:
     archs = list(dict.fromkeys(r.arch for r in runs))
-    by_arch = {a: [r for r in runs if r.arch == a] for a in archs}
+    by_arch = {a: runs_of(runs, a) for a in archs}
     names = methods(runs)
     images, positives = runs[0].images, runs[0].positives
     kind = "textured" if config.texture else "smooth (earlier generator)"
@@ -796,7 +800,7 @@ def curve_tables(runs: list[Run], config: Config, names: list[str]) -> list[str]
         "of a cell of the finest layer each method reads (a map cannot point more finely).",
     ]
     for a in archs:
-        mine = [r for r in runs if r.arch == a]
+        mine = runs_of(runs, a)
         header = " | ".join(f"{t:.1f} px" for t in tolerances)
         lines += ["", f"**{a}**", "", f"| method | {header} | area |"]
         lines += ["| --- |" + " --- |" * (len(tolerances) + 1)]
@@ -824,7 +828,7 @@ def curve_tables(runs: list[Run], config: Config, names: list[str]) -> list[str]
         "trained and randomised",
     ]
     for a in archs:
-        mine = [r for r in runs if r.arch == a]
+        mine = runs_of(runs, a)
         lines += ["", f"**{a}**", "", "| method | trained | SR | FR |", "| --- | --- | --- | --- |"]
         for n in [*names, "centre baseline"]:
             cells = [fmt([curve(r, c, n, config).auc for r in mine]) for c in CONDITIONS]
@@ -901,7 +905,7 @@ def summary(runs: list[Run], config: Config) -> str:
         f"{runs[-1].elapsed:.0f} s on {threads()}{machine(config)}."
     ]
     for a in archs:
-        mine = [r for r in runs if r.arch == a]
+        mine = runs_of(runs, a)
         acc = [r.accuracy for r in mine]
         trained = {n: mean_std([r.scores["trained"][n] for r in mine])[0] for n in names}
         area = {n: mean_std([curve(r, "trained", n, config).auc for r in mine])[0] for n in names}

@@ -41,6 +41,7 @@ from normgrad import metrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import paper_tables as paper
+from protocol import dom_pairs, smoothed_name
 
 VILS = ("Scaling", "Conv1x1", "Conv3x3")
 ALPHA = 0.05
@@ -131,14 +132,10 @@ def verdict(differences: Sequence[float]) -> tuple[str, float, float]:
     return "no", d, p
 
 
-def smoothed(method: str) -> str:
-    return method if "baseline" in method else f"{method} (smoothed)"
-
-
 def difference(scores: Scores, arch: str, a: tuple[str, str], b: tuple[str, str]) -> list[float]:
     """Per seed: (condition, method) ``a`` minus ``b``, on smoothed maps."""
-    xa = scores[arch][a[0]][smoothed(a[1])]
-    xb = scores[arch][b[0]][smoothed(b[1])]
+    xa = scores[arch][a[0]][smoothed_name(a[1])]
+    xb = scores[arch][b[0]][smoothed_name(b[1])]
     return [u - v for u, v in zip(xa, xb, strict=True)]
 
 
@@ -265,24 +262,18 @@ def at_every_tolerance(
         for column in columns:
             cells = []
             for arch in archs:
-                trained = curves[arch]["trained"]
-                answers = [
-                    verdict(
-                        [
-                            u - v
-                            for u, v in zip(
-                                trained[smoothed(a[1])][column],
-                                trained[smoothed(b[1])][column],
-                                strict=True,
-                            )
-                        ]
-                    )[0]
-                    for _, a, b, _, _ in rows
-                ]
+                # the curves read at this tolerance, as per-seed scores
+                at: Scores = {
+                    arch: {
+                        condition: {method: values[column] for method, values in methods.items()}
+                        for condition, methods in curves[arch].items()
+                    }
+                }
+                answers = [verdict(difference(at, arch, a, b))[0] for _, a, b, _, _ in rows]
                 cells.append(tally(answers))
             head = "area" if column == "area" else f"{float(column):.1f} px"
             lines.append(f"| {head} | " + " | ".join(cells) + " |")
-    pairs = [(g[0], g[1]) for g in chunks(archs) if len(g) == 2]
+    pairs = dom_pairs(archs)
     for a, b in pairs:
         multi = [m for m in paper.METHODS if m.endswith("(M)")]
         lines += [
@@ -297,8 +288,8 @@ def at_every_tolerance(
         for column in columns:
             doms = {
                 m: abs(
-                    mean(curves[a]["trained"][smoothed(m)][column])
-                    - mean(curves[b]["trained"][smoothed(m)][column])
+                    mean(curves[a]["trained"][smoothed_name(m)][column])
+                    - mean(curves[b]["trained"][smoothed_name(m)][column])
                 )
                 for m in paper.METHODS
             }
@@ -383,7 +374,8 @@ def report(
             for arch in group:
                 trained = scores[arch]["trained"]
                 change = [
-                    s - u for s, u in zip(trained[smoothed(method)], trained[method], strict=True)
+                    s - u
+                    for s, u in zip(trained[smoothed_name(method)], trained[method], strict=True)
                 ]
                 ours.append(f"{mean(change):+.3f} ± {std(change):.3f}")
             known = (
@@ -393,7 +385,7 @@ def report(
             )
             lines.append(f"| {method} | {known}" + " | ".join(ours) + " |")
     # consistency
-    pairs = [(g[0], g[1]) for g in chunks(archs) if len(g) == 2]
+    pairs = dom_pairs(archs)
     lines += [
         "",
         "### NormGrad is the most consistent across architectures (DoM)",
@@ -412,7 +404,8 @@ def report(
         cells = []
         for a, b in pairs:
             result = metrics.dom(
-                scores[a]["trained"][smoothed(method)], scores[b]["trained"][smoothed(method)]
+                scores[a]["trained"][smoothed_name(method)],
+                scores[b]["trained"][smoothed_name(method)],
             )
             doms[a, b][method] = result.dom
             cells.append(f"{result.dom:.3f} (p {result.p_value:.3f})")
