@@ -12,7 +12,7 @@ from normgrad import InvalidArgumentError, ShapeError
 from normgrad import functional as nf
 
 from .conftest import requires_cuda
-from .reference import (
+from .reference.maps import (
     reference_geometric_mean,
     reference_normalize,
     reference_normgrad_map,

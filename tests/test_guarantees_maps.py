@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from normgrad import InvalidArgumentError, metrics
 from normgrad import functional as nf
 
-from .reference import reference_normalize
+from .reference.maps import reference_normalize
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 

@@ -29,7 +29,7 @@ from normgrad import metrics, sanity
 
 from .lifecycle import assert_unchanged, snapshot
 from .models import seeded
-from .reference import (
+from .reference.maps import (
     reference_grad_cam,
     reference_normalize,
     reference_normgrad_map,

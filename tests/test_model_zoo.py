@@ -35,7 +35,7 @@ import normgrad
 
 from .lifecycle import assert_unchanged, snapshot
 from .models import seeded
-from .reference import reference_normgrad_map, reference_saliency
+from .reference.maps import reference_normgrad_map, reference_saliency
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -14,7 +14,7 @@ import normgrad
 
 from .conftest import requires_cuda
 from .models import TinyCNN, seeded, without_inplace
-from .reference import reference_saliency
+from .reference.maps import reference_saliency
 
 Intermediates = Callable[[nn.Module, torch.Tensor], dict[str, torch.Tensor]]
 

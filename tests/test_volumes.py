@@ -16,7 +16,7 @@ from .example_modules import load
 from .explainers import EXPLAINERS
 from .lifecycle import assert_unchanged, snapshot
 from .models import TinyCNN, TinyCNN3d, seeded, without_inplace
-from .reference import reference_normgrad_map, reference_saliency
+from .reference.maps import reference_normgrad_map, reference_saliency
 
 MODEL = seeded(TinyCNN3d())
 SIZE = 6
