@@ -13,6 +13,7 @@ import torch
 
 from .._deferred import deferred_checks
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
+from .outputs import read_logits
 
 Target = Union[None, int, Sequence[int], torch.Tensor, np.ndarray, Callable[[Any], torch.Tensor]]
 """What to explain: ``None`` (the predicted class), a class index for every sample (an int,
@@ -303,7 +304,8 @@ def require_resolved(target: object, where: str) -> ResolvedTarget:
 
 
 def _logits(output: Any, batch: int) -> torch.Tensor:
-    if not isinstance(output, torch.Tensor) or output.ndim != 2 or output.shape[0] != batch:
+    output = read_logits(output)  # the one rule: see outputs.py
+    if output.ndim != 2 or output.shape[0] != batch:
         raise ShapeError(
             f"model output: expected logits of shape ({batch}, num_classes) to pick a class "
             f"from, got {describe(output)}; pass target=callable(output) -> scores (N,) to "
