@@ -1,7 +1,8 @@
 """Detecting a layer's output layout from its shape, the input's size and the model.
 
 A reading is taken when it is the only one that fits the input's geometry; the model says
-what shapes cannot (a ViT's patch size and prefix tokens), and where a layer's output
+what shapes cannot (a ViT's patch size and prefix tokens: torchvision, timm and Hugging
+Face models, see ``huggingface``), and where a layer's output
 reads both ways, how the output was made during the forward pass settles it
 (``layout_trace``), in any model; otherwise a
 [`LayerError`][normgrad.LayerError] asks the user to state the layout (see ``layouts``). A
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from .._errors import LayerError
+from .huggingface import huggingface_tokens
 from .layouts import CHANNELS_FIRST, CHANNELS_LAST, TOKENS, Layout, Resolved, Tokens
 
 # At most this many prefix tokens are considered when nothing says how many there are.
@@ -51,9 +53,13 @@ def _exact(spatial: Sequence[int], image: Sequence[int]) -> bool:
 
 
 def _model_tokens(
-    model: nn.Module, image: Sequence[int]
+    model: nn.Module, image: Sequence[int], tokens: int
 ) -> tuple[int | None, tuple[int, ...] | None]:
-    """Prefix count and patch grid as the model states them (timm, torchvision ViT)."""
+    """Prefix count and patch grid of ``tokens`` tokens as the model states them (Hugging
+    Face ``transformers``, timm, torchvision ViT)."""
+    stated = huggingface_tokens(model, image, tokens)
+    if stated is not None:
+        return stated
     for module in model.modules():
         embed = getattr(module, "patch_embed", None)
         prefix = getattr(module, "num_prefix_tokens", None)
@@ -133,25 +139,48 @@ def resolve_layout(
             "dimensions; choose a layer whose output is a feature map or a token sequence"
         )
     readings = {CHANNELS_FIRST: shape[2:], CHANNELS_LAST: shape[1:-1]}
-    if stated in readings:
-        assert isinstance(stated, str)
-        other = CHANNELS_LAST if stated == CHANNELS_FIRST else CHANNELS_FIRST
-        if _inside(readings[stated], image) and (
-            _fits(readings[stated], image) or not _fits(readings[other], image)
-        ):
-            return Resolved(stated)
-        raise LayerError(
-            f"layers: layer {name!r} outputs shape {shape}; read as {stated} (the stated "
-            f"layout) its spatial size {readings[stated]} does not fit the input's "
-            f"{tuple(image)}"
-            + (
-                f", read as {other} it does ({readings[other]})"
-                if _fits(readings[other], image)
-                else ""
-            )
-            + "; "
-            + _how_to_state(name)
+    if isinstance(stated, str) and stated in readings:
+        return _resolve_stated(shape, readings, image, stated, name)
+    return _resolve_detected(shape, readings, image, name, made)
+
+
+def _resolve_stated(
+    shape: tuple[int, ...],
+    readings: dict[str, tuple[int, ...]],
+    image: Sequence[int],
+    stated: str,
+    name: str,
+) -> Resolved:
+    """The stated channels-first or channels-last layout, when its reading fits the input
+    (or the other reading does not fit either)."""
+    other = CHANNELS_LAST if stated == CHANNELS_FIRST else CHANNELS_FIRST
+    if _inside(readings[stated], image) and (
+        _fits(readings[stated], image) or not _fits(readings[other], image)
+    ):
+        return Resolved(stated)
+    raise LayerError(
+        f"layers: layer {name!r} outputs shape {shape}; read as {stated} (the stated "
+        f"layout) its spatial size {readings[stated]} does not fit the input's "
+        f"{tuple(image)}"
+        + (
+            f", read as {other} it does ({readings[other]})"
+            if _fits(readings[other], image)
+            else ""
         )
+        + "; "
+        + _how_to_state(name)
+    )
+
+
+def _resolve_detected(
+    shape: tuple[int, ...],
+    readings: dict[str, tuple[int, ...]],
+    image: Sequence[int],
+    name: str,
+    made: str | None,
+) -> Resolved:
+    """The one channels-first or channels-last reading that fits the input, or the one
+    the forward pass made where both fit."""
     # a reading at one integer stride first, then one that fits up to rounding; when both
     # read well (channels as many as the positions), the way the output was made settles
     # it, and nothing else does
@@ -193,7 +222,7 @@ def _resolve_tokens(
             f"layers: the stated grid {given.grid} of layer {name!r} is not the input's "
             f"{tuple(image)} seen at one stride (a transposed grid?); " + _how_to_state(name)
         )
-    prefix, grid = _model_tokens(model, image)
+    prefix, grid = _model_tokens(model, image, tokens)
     # stated fields are fixed; unstated ones come from the model where it says, and are
     # searched only where it does not (or, when nothing is stated, where its word fails,
     # e.g. the patch embedding before the prefix tokens are added)

@@ -304,15 +304,15 @@ def require_resolved(target: object, where: str) -> ResolvedTarget:
 
 
 def _logits(output: Any, batch: int) -> torch.Tensor:
-    output = read_logits(output)  # the one rule: see outputs.py
-    if output.ndim != 2 or output.shape[0] != batch:
+    logits = read_logits(output)  # the one rule: see outputs.py
+    if logits.ndim != 2 or logits.shape[0] != batch:
         raise ShapeError(
             f"model output: expected logits of shape ({batch}, num_classes) to pick a class "
-            f"from, got {describe(output)}; pass target=callable(output) -> scores (N,) to "
+            f"from, got {describe(logits)}; pass target=callable(output) -> scores (N,) to "
             f"explain other outputs",
-            getattr(output, "shape", None),
+            logits.shape,
         )
-    return output
+    return logits
 
 
 def check_class_shape(target: ClassTarget, batch: int) -> None:
