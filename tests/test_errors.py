@@ -166,7 +166,8 @@ def test_non_finite_input(value: float) -> None:
         (
             torch.tensor([0, 1, 2]),
             ShapeError,
-            r"target: expected an int, or one class index per sample \(shape \(2,\)\), got shape \(3,\)",
+            r"target: expected an int, one class index per sample \(shape \(2,\)\) or K per "
+            r"sample \(shape \(2, K\), K >= 1\), got shape \(3,\)",
         ),
         (torch.tensor([[0, 1]]), ShapeError, r"got shape \(1, 2\)"),
         (
@@ -208,7 +209,7 @@ def test_every_explainer_rejects_bad_input(method: str) -> None:
         explainer(torch.randn(2, 1, 32, 32))
     with pytest.raises(InvalidArgumentError, match=r"target: expected class indices in \[0, 5\)"):
         explainer(X, 7)
-    with pytest.raises(ShapeError, match=r"target: expected an int, or one class index per sample"):
+    with pytest.raises(ShapeError, match=r"target: expected an int, one class index per sample"):
         explainer(X, torch.tensor([1, 2, 3]))
     with pytest.raises(ArgumentTypeError, match="target: expected None"):
         explainer(X, "cat")  # type: ignore[arg-type]

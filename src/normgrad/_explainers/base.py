@@ -21,13 +21,18 @@ from ..functional import layer_maps_to_saliency, upsample
 class Explanation:
     """The result of explaining a batch.
 
+    With a target of ``K`` classes per sample ``(N, K)`` every map has a class axis in
+    place of its channel axis of one (``saliency`` ``(N, K, *spatial)``, ``classes``
+    ``(N, K)``, ``attribution`` ``(N, K, C, *spatial)``), each class's maps equal to an
+    explanation of that class alone.
+
     Attributes:
         saliency: float tensor ``(N, 1, *spatial)`` at the input's size, values in ``[0, 1]``.
         raw: the map before min-max normalisation, same shape, or ``None`` where the method
-            has no single raw map (multi-layer NormGrad fuses normalised maps).
+            has no single raw map (multi-layer NormGrad fuses normalized maps).
         classes: the class index explained for each sample ``(N,)``, or ``None`` when the
             target was a callable.
-        layer_maps: per-layer maps, upsampled and normalised to ``[0, 1]`` (unfused), by
+        layer_maps: per-layer maps, upsampled and normalized to ``[0, 1]`` (unfused), by
             layer name; empty for methods without layers.
         raw_layer_maps: per-layer raw maps at each layer's own resolution, by layer name
             (NormGrad's map, Grad-CAM's class activation map after its ReLU).
@@ -70,6 +75,9 @@ class Passes:
     guided_gradient: torch.Tensor | None
     memo: dict[Hashable, torch.Tensor] = field(default_factory=dict)
     """Maps derived from the passes, computed once for all the explainers that read them."""
+    per_class: int = 0
+    """``K`` for ``K`` classes per sample: every tensor then holds ``N * K`` rows,
+    sample-major (see ``assemble``)."""
 
     def derived(self, key: Hashable, make: Callable[[], torch.Tensor]) -> torch.Tensor:
         """``make()``, computed once per ``key`` for this batch."""
@@ -127,8 +135,10 @@ def run_passes(
                     "the result is the plain gradient (other activations are not guided)"
                 ),
             )
-    passes.classes = result.classes
-    passes.layers = dict(zip(layers, zip(result.activations, result.gradients)))
+    passes.classes, passes.per_class = result.classes, result.per_class
+    k = result.per_class  # K classes per sample: each activation serves K gradients
+    activations = [a.repeat_interleave(k, 0) if k else a for a in result.activations]
+    passes.layers = dict(zip(layers, zip(activations, result.gradients)))
     passes.input_gradient = result.input_gradient
     passes.guided_gradient = result.guided_gradient
     return passes
@@ -167,7 +177,7 @@ class Explainer:
             raise NotImplementedError(f"{type(self).__name__} must implement explain")
         self._check(x)
         with deferred_checks():  # every check of the call read once, at its end
-            return self._assemble(x, run_passes(self.model, x, [needs], target))
+            return assemble(self, x, run_passes(self.model, x, [needs], target))
 
     def _needs(self) -> PassNeeds | None:
         """What this method reads from the shared passes; ``None``: it runs its own."""
@@ -186,6 +196,36 @@ class Explainer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({type(self.model).__name__})"
+
+
+def assemble(explainer: Explainer, x: torch.Tensor, passes: Passes) -> Explanation:
+    """``explainer``'s explanation of ``x`` from ``passes``; for ``K`` classes per sample,
+    assembled as for a batch of ``N * K`` samples and given its class axis."""
+    if not passes.per_class:
+        return explainer._assemble(x, passes)
+    flat = explainer._assemble(x.repeat_interleave(passes.per_class, 0), passes)
+    return per_class(flat, passes.per_class)
+
+
+def per_class(explanation: Explanation, k: int) -> Explanation:
+    """An explanation of ``N * K`` rows (sample-major) with a class axis: maps
+    ``(N, K, *spatial)``, ``attribution`` ``(N, K, C, *spatial)``; ``classes`` as it is."""
+
+    def maps(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(-1, k, *t.shape[2:])
+
+    def by_name(d: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {name: maps(t) for name, t in d.items()}
+
+    a = explanation.attribution
+    return Explanation(
+        saliency=maps(explanation.saliency),
+        raw=None if explanation.raw is None else maps(explanation.raw),
+        classes=explanation.classes,
+        layer_maps=by_name(explanation.layer_maps),
+        raw_layer_maps=by_name(explanation.raw_layer_maps),
+        attribution=None if a is None else a.reshape(-1, k, *a.shape[1:]),
+    )
 
 
 def explain_resolved(explainer: Explainer, x: torch.Tensor, target: ResolvedTarget) -> Explanation:
@@ -213,7 +253,7 @@ def build_explanation(
         classes: the classes explained ``(N,)``, or ``None``.
         layers: raw maps ``(N, 1, *spatial_j)`` at each layer's resolution, by name.
         raw: the method's raw map ``(N, 1, *size)`` in input space. When it is left out,
-            the saliency is made from the layer maps: each upsampled and min-max normalised,
+            the saliency is made from the layer maps: each upsampled and min-max normalized,
             several fused by their geometric mean; ``raw`` is then the single layer's
             upsampled map (``None`` for several layers).
         attribution: the signed attribution ``(N, C, *size)``, if any.
@@ -223,7 +263,7 @@ def build_explanation(
     warning naming the layer and its resolution: it carries no spatial information (a 1x1 map, a KxK
     VIL whose patch covers the whole map, a layer the score does not reach spatially)."""
     layer_raws = dict(layers or {})
-    fused, normalised, informative = (
+    fused, normalized, informative = (
         layer_maps_to_saliency(list(layer_raws.values()), size) if layer_raws else (None, [], [])
     )
     with deferred_checks() as checks:  # read with the call's other checks
@@ -241,7 +281,7 @@ def build_explanation(
         saliency=saliency,
         raw=raw,
         classes=classes,
-        layer_maps=dict(zip(layer_raws, normalised)),
+        layer_maps=dict(zip(layer_raws, normalized)),
         raw_layer_maps=layer_raws,
         attribution=attribution,
     )

@@ -18,6 +18,7 @@ from .._deferred import deferred_checks
 from .._errors import ArgumentTypeError, ShapeError, describe
 from .._model.capture import capture, predicted_classes
 from .._model.diagnosis import check_finite_input
+from .._model.per_class import classes_per_sample
 from .._model.targets import (
     ClassTarget,
     Lengths,
@@ -26,7 +27,7 @@ from .._model.targets import (
     check_class_shape,
 )
 from ..functional import quadrature, reduce_channels
-from .base import Explainer, Explanation, build_explanation, explain_resolved
+from .base import Explainer, Explanation, build_explanation, explain_resolved, per_class
 
 
 def _fix_target(model: torch.nn.Module, x: torch.Tensor, target: ResolvedTarget) -> ResolvedTarget:
@@ -201,7 +202,10 @@ class SmoothGrad(Explainer):
             summed = maps.view(stop - start, batch, *maps.shape[1:]).sum(dim=0)
             total = summed if total is None else total + summed
         assert total is not None
-        return build_explanation(x.shape[2:], classes, raw=total / self.n_samples)
+        k = classes_per_sample(fixed)  # maps (N, K, *spatial): normalised per class
+        raw = total.flatten(0, 1).unsqueeze(1) if k else total
+        explanation = build_explanation(x.shape[2:], classes, raw=raw / self.n_samples)
+        return per_class(explanation, k) if k else explanation
 
     def __repr__(self) -> str:
         return (
@@ -286,7 +290,9 @@ class IntegratedGradients(Explainer):
         baseline = self._baseline(x)
         delta = x - baseline
         batch = x.shape[0]
-        total = torch.zeros_like(x)
+        k = classes_per_sample(fixed)  # K classes per sample: gradients of N * K rows
+        rows = x.repeat_interleave(k, 0) if k else x
+        total = torch.zeros_like(rows)
         classes: torch.Tensor | None = None
         for start, stop, repeated in _chunks(self.steps, batch, self.batch_size, fixed):
             alphas = self.alphas[start:stop]
@@ -294,13 +300,14 @@ class IntegratedGradients(Explainer):
             result = capture(self.model, points, [], repeated, input_gradient=True)
             assert result.input_gradient is not None
             classes = result.classes[:batch] if result.classes is not None else None
-            grads = result.input_gradient.view(stop - start, *x.shape)
+            grads = result.input_gradient.view(stop - start, *rows.shape)
             weights = all_weights[start:stop]
             total += (weights.view(-1, *([1] * x.ndim)) * grads).sum(dim=0)
-        attribution = delta * total
-        return build_explanation(
+        attribution = (delta.repeat_interleave(k, 0) if k else delta) * total
+        explanation = build_explanation(
             x.shape[2:], classes, raw=reduce_channels(attribution), attribution=attribution
         )
+        return per_class(explanation, k) if k else explanation
 
     def __repr__(self) -> str:
         name = type(self.model).__name__

@@ -9,7 +9,7 @@ import torch
 from .._deferred import deferred_checks
 from .._errors import ArgumentTypeError, describe
 from .._model.targets import Target, resolve_target
-from .base import Explainer, Explanation, PassNeeds, explain_resolved, run_passes
+from .base import Explainer, Explanation, PassNeeds, assemble, explain_resolved, run_passes
 
 
 def explain_shared(
@@ -24,7 +24,7 @@ def explain_shared(
     forward pass) serves Guided Backpropagation and Guided Grad-CAM, whose Grad-CAM factor
     comes from the plain one. The target is resolved once for all (``None``: the classes
     each model predicts, from its one forward pass). SmoothGrad, Integrated Gradients and
-    the centre baseline run their own passes. The results equal calling each explainer on
+    the centre map run their own passes. The results equal calling each explainer on
     its own.
 
     Args:
@@ -64,7 +64,7 @@ def explain_shared(
             model = group[0][1].model
             passes = run_passes(model, x, [needs for _, _, needs in group], resolved)
             for i, e, _ in group:
-                results[i] = e._assemble(x, passes)
+                results[i] = assemble(e, x, passes)
         for i, e in enumerate(explainers):
             if i not in results:
                 results[i] = explain_resolved(e, x, resolved)

@@ -18,8 +18,10 @@ from .outputs import read_logits
 Target = Union[None, int, Sequence[int], torch.Tensor, np.ndarray, Callable[[Any], torch.Tensor]]
 """What to explain: ``None`` (the predicted class), a class index for every sample (an int,
 numpy integers too), per-sample class indices ``(N,)`` (an int tensor, an int numpy array or
-a sequence of ints), or a callable mapping the model output to one differentiable float
-score per sample (a tensor ``(N,)``), e.g. for regression or segmentation. The callable
+a sequence of ints), several classes per sample ``(N, K)`` (an int tensor or numpy array:
+multi-label, maps ``(N, K, *spatial)`` from one forward pass), or a callable mapping the
+model output to one differentiable float score per sample (a tensor ``(N,)``), e.g. for
+regression or segmentation (see [`SegmentationTarget`][normgrad.SegmentationTarget]). The callable
 always sees the output of the caller's batch of N samples, also in methods that run the
 model on several copies of it at once (SmoothGrad, Integrated Gradients).
 
@@ -46,7 +48,7 @@ class ClassTarget:
         dimension."""
         if self.classes is None or self.classes.ndim == 0:
             return self
-        return ClassTarget(self.classes.repeat(times))
+        return ClassTarget(self.classes.repeat(times, *[1] * (self.classes.ndim - 1)))
 
     def fixed(self, classes: torch.Tensor | None) -> ResolvedTarget:
         """This target with the classes a pass explained, for a second pass on the same
@@ -316,12 +318,17 @@ def _logits(output: Any, batch: int) -> torch.Tensor:
 
 
 def check_class_shape(target: ClassTarget, batch: int) -> None:
-    """Raise unless the classes are one for all samples or one per sample of ``batch``."""
+    """Raise unless the classes are one for all samples, one per sample of ``batch`` or
+    ``K`` per sample ``(batch, K)`` (several classes at once, see ``capture``)."""
     classes = target.classes
-    if classes is not None and classes.ndim != 0 and tuple(classes.shape) != (batch,):
+    if (
+        classes is not None
+        and classes.ndim != 0
+        and not (classes.ndim in (1, 2) and classes.shape[0] == batch and classes.numel())
+    ):
         raise ShapeError(
-            f"target: expected an int, or one class index per sample (shape ({batch},)), "
-            f"got shape {tuple(classes.shape)}",
+            f"target: expected an int, one class index per sample (shape ({batch},)) or K "
+            f"per sample (shape ({batch}, K), K >= 1), got shape {tuple(classes.shape)}",
             classes.shape,
         )
 
@@ -351,7 +358,7 @@ def target_classes(output: Any, target: ClassTarget, batch: int) -> torch.Tensor
 
     def action(flags: list[float]) -> None:
         if any(flags):
-            wrong = [c for c, b in zip(given.tolist(), flags) if b]
+            wrong = [c for c, b in zip(given.flatten().tolist(), flags) if b]
             _class_range_error(num_classes, outputs, wrong)
 
     with deferred_checks() as checks:  # read at the end of the call

@@ -1,0 +1,177 @@
+"""Several classes per sample at once: a target (N, K) equals K separate calls."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+import torchvision
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+import normgrad
+from tests.conftest import examples
+from tests.explainers import EXPLAINERS
+from tests.models import TinyCNN, TinyCNN3d, seeded
+
+Build = Callable[[], tuple[nn.Module, list[str], tuple[int, ...], int]]
+
+ARCHITECTURES: dict[str, Build] = {
+    "tiny-cnn": lambda: (seeded(TinyCNN(num_classes=5)), ["relu2", "relu3"], (3, 12, 12), 5),
+    "resnet18": lambda: (
+        seeded(torchvision.models.resnet18(num_classes=6)),
+        ["layer3.1", "layer4.1"],
+        (3, 64, 64),
+        6,
+    ),
+    "cnn-3d": lambda: (seeded(TinyCNN3d(num_classes=4)), ["relu1", "relu2"], (2, 6, 6, 6), 4),
+}
+
+FACTORIES = {
+    **EXPLAINERS,
+    "normgrad-multi": lambda m, layers: normgrad.NormGrad(m, layers, "conv1x1"),
+}
+
+
+def _fields(e: normgrad.Explanation) -> dict[str, Any]:
+    return {
+        "saliency": e.saliency,
+        "raw": e.raw,
+        "classes": e.classes,
+        "attribution": e.attribution,
+        **{f"layer_maps[{k}]": v for k, v in e.layer_maps.items()},
+        **{f"raw_layer_maps[{k}]": v for k, v in e.raw_layer_maps.items()},
+    }
+
+
+def _assert_per_class(
+    together: normgrad.Explanation, separate: list[normgrad.Explanation], n: int
+) -> None:
+    """Class ``k``'s slice of ``together`` equals the explanation of class ``k`` alone."""
+    fields = _fields(together)
+    for k, alone in enumerate(separate):
+        expected = _fields(alone)
+        assert fields.keys() == expected.keys()
+        for name, value in fields.items():
+            if value is None:
+                assert expected[name] is None, name
+                continue
+            assert value.shape[:2] == (n, len(separate)), name
+            want = expected[name]
+            if name not in ("classes", "attribution"):
+                want = want.squeeze(1)  # the channel axis of one, replaced by the classes
+            assert torch.allclose(value[:, k], want, rtol=1e-9, atol=1e-12), name
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("method", sorted(FACTORIES))
+def test_k_classes_equal_k_separate_calls(arch: str, method: str) -> None:
+    model, layers, shape, classes = ARCHITECTURES[arch]()
+    model = model.double()
+    explainer = FACTORIES[method](model, layers)
+    x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    target = torch.tensor([[0, classes - 1, 1], [2, 0, 2]])
+    together = explainer.explain(x, target)
+    assert together.saliency.shape == (2, 3, *shape[1:])
+    separate = [explainer.explain(x, target[:, k]) for k in range(3)]
+    _assert_per_class(together, separate, 2)
+
+
+@given(
+    seed=st.integers(0, 2**16),
+    n=st.integers(1, 3),
+    k=st.integers(1, 4),
+    method=st.sampled_from(sorted(FACTORIES)),
+)
+@examples(8)
+def test_random_targets_equal_separate_calls(seed: int, n: int, k: int, method: str) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    model = seeded(TinyCNN(num_classes=5), seed).double()
+    explainer = FACTORIES[method](model, ["relu2", "relu3"])
+    x = torch.randn(n, 3, 10, 10, generator=gen, dtype=torch.float64)
+    target = torch.randint(0, 5, (n, k), generator=gen)
+    together = explainer.explain(x, target)
+    _assert_per_class(together, [explainer.explain(x, target[:, j]) for j in range(k)], n)
+
+
+def test_explain_shared_takes_k_classes() -> None:
+    model = seeded(TinyCNN(num_classes=5)).double()
+    methods = [FACTORIES[m](model, ["relu2", "relu3"]) for m in sorted(FACTORIES)]
+    x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    target = torch.tensor([[4, 1], [0, 3]])
+    for method, shared in zip(methods, normgrad.explain_shared(methods, x, target)):
+        separate = [method.explain(x, target[:, k]) for k in range(2)]
+        _assert_per_class(shared, separate, 2)
+
+
+def test_one_forward_pass_and_batched_backward(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = seeded(TinyCNN(num_classes=5)).double()
+    calls: list[bool] = []
+    grad = torch.autograd.grad
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(bool(kwargs.get("is_grads_batched")))
+        return grad(*args, **kwargs)
+
+    forwards: list[int] = []
+    handle = model.register_forward_pre_hook(lambda m, a: forwards.append(1))
+    monkeypatch.setattr(torch.autograd, "grad", counting)
+    x = torch.randn(2, 3, 12, 12, dtype=torch.float64)
+    target = torch.tensor([[0, 1, 2], [3, 4, 0]])
+    normgrad.explain_shared(
+        [normgrad.NormGrad(model, "relu3"), normgrad.GuidedGradCAM(model, "relu3")], x, target
+    )
+    handle.remove()
+    assert len(forwards) == 1
+    assert calls == [True, True]  # the plain backward, the guided one: each batched
+
+
+def test_loop_over_classes_where_the_backward_cannot_be_batched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = seeded(TinyCNN(num_classes=5)).double()
+    methods = [FACTORIES[m](model, ["relu2", "relu3"]) for m in ("normgrad", "guided-grad-cam")]
+    x = torch.randn(2, 3, 12, 12, dtype=torch.float64)
+    target = torch.tensor([[0, 1, 2], [3, 4, 0]])
+    batched = normgrad.explain_shared(methods, x, target)
+    grad = torch.autograd.grad
+
+    def unbatched(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("is_grads_batched"):
+            raise RuntimeError("vmap: no batching rule for this operator")
+        return grad(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", unbatched)
+    looped = normgrad.explain_shared(methods, x, target)
+    for a, b in zip(batched, looped):
+        for name, value in _fields(a).items():
+            if value is not None:
+                torch.testing.assert_close(value, _fields(b)[name], rtol=1e-12, atol=1e-14)
+
+
+def test_single_logit_model_explains_both_classes() -> None:
+    model = seeded(TinyCNN(num_classes=1)).double()
+    explainer = normgrad.GradCAM(model, "relu3")
+    x = torch.randn(3, 3, 12, 12, dtype=torch.float64)
+    target = torch.tensor([[0, 1]] * 3)
+    together = explainer.explain(x, target)
+    _assert_per_class(together, [explainer.explain(x, target[:, k]) for k in range(2)], 3)
+
+
+@pytest.mark.parametrize(
+    "target, error",
+    [
+        (torch.zeros(3, 2, dtype=torch.long), normgrad.ShapeError),
+        (torch.zeros(2, 0, dtype=torch.long), normgrad.ShapeError),
+        (torch.zeros(2, 2, 1, dtype=torch.long), normgrad.ShapeError),
+        (torch.tensor([[0, 5], [1, 2]]), normgrad.InvalidArgumentError),
+    ],
+)
+def test_wrong_class_tables_are_refused(target: torch.Tensor, error: type) -> None:
+    model = seeded(TinyCNN(num_classes=5))
+    for method in ("normgrad", "smoothgrad", "integrated-gradients"):
+        with pytest.raises(error, match="target"):
+            FACTORIES[method](model, ["relu3"]).explain(torch.randn(2, 3, 12, 12), target)
