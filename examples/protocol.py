@@ -7,7 +7,7 @@ with normgrad's public API only:
 - the Pointing Game of every NormGrad variant (scaling / conv1x1 / conv3x3, single and
   multi-layer) and every baseline (Input x Gradient, Guided Backprop, Grad-CAM, Guided
   Grad-CAM), unsmoothed and smoothed (the paper's Table 2), beside the centre and
-  random-point baselines;
+  random-point rates;
 - the same for semi- and fully-randomised copies of each model (Tables 3-4);
 - mean +- std over seeds and the Difference of Means between the architectures (Tables 5-6).
 
@@ -53,6 +53,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import figures
 from synthetic_cxr import SyntheticCXR
 
+# the rows a method must beat (evaluate's reference rows), never smoothed
+REFERENCE_ROWS = ("centre map", "random point")
 BASELINE_METHODS = ("Input x Gradient", "Guided Backprop", "Grad-CAM", "Guided Grad-CAM")
 CONDITIONS = ("trained", "semi-randomised", "fully-randomised")
 
@@ -131,7 +133,7 @@ class Run:
     )  # condition -> method -> each image's distance from the map's point to its objects
     cells: dict[str, float] = field(default_factory=dict)  # method -> its finest layer's cell (px)
     training: tuple[int, float] = (0, 0.0)  # its epochs and learning rate
-    # the random-point baseline: hit rate at the curve's tolerances, area, chance of a region pixel
+    # the random point: hit rate at the curve's tolerances, area, chance of a region pixel
     random_point: tuple[list[float], float, float] = ([], float("nan"), float("nan"))
 
 
@@ -398,7 +400,7 @@ def measure(
             data,
             tolerance=config.pointing_tolerance,
             smoothing_sigma=1.0,
-            baselines=True,
+            reference_rows=True,
             progress=False,
             metrics=("energy", "froc") if trained else (),
         )
@@ -444,7 +446,7 @@ CURVE_METHODS = (
     "Guided Backprop",
     "Grad-CAM",
     "Guided Grad-CAM",
-    "centre baseline",
+    "centre map",
 )
 
 
@@ -543,7 +545,7 @@ def save_curves(runs: list[Run], config: Config) -> list[Path]:
 def random_point_curve(
     boxes: list[torch.Tensor], size: int, config: Config
 ) -> tuple[list[float], float, float]:
-    """The random-point baseline's hit rate at each of the curve's tolerances (exact), its
+    """The random point's hit rate at each of the curve's tolerances (exact), its
     normalised area up to the largest (midpoint rule over 64 tolerances), and its chance of
     landing on an object's pixel (tolerance 0: the energy of a one-pixel map there)."""
     shape = (size, size)
@@ -632,7 +634,7 @@ def standardised(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor,
 
 def methods(runs: list[Run]) -> list[str]:
     names = list(runs[0].scores["trained"])
-    return [n for n in names if not n.endswith("(smoothed)") and "baseline" not in n]
+    return [n for n in names if not n.endswith("(smoothed)") and n not in REFERENCE_ROWS]
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -663,8 +665,8 @@ def runs_of(runs: list[Run], arch: str) -> list[Run]:
 
 
 def smoothed_name(method: str) -> str:
-    """The name of a method's row on its smoothed maps (the baselines are not smoothed)."""
-    return method if "baseline" in method else f"{method} (smoothed)"
+    """The name of a method's row on its smoothed maps (the reference rows are not smoothed)."""
+    return method if method in REFERENCE_ROWS else f"{method} (smoothed)"
 
 
 def smoothed(run: Run, condition: str, method: str) -> float:
@@ -674,8 +676,8 @@ def smoothed(run: Run, condition: str, method: str) -> float:
 
 
 def label(name: str) -> str:
-    """A method's name in a table; the baselines in italics."""
-    return f"*{name}*" if "baseline" in name else name
+    """A method's name in a table; the reference rows in italics."""
+    return f"*{name}*" if name in REFERENCE_ROWS else name
 
 
 def dom_pairs(archs: list[str]) -> list[tuple[str, str]]:
@@ -716,7 +718,7 @@ def tables(runs: list[Run], config: Config) -> str:
     lines += ["", "### Pointing Game, unsmoothed and smoothed (Table 2)"]
     for a in archs:
         lines += ["", f"**{a}**", "", "| method | unsmoothed | smoothed |", "| --- | --- | --- |"]
-        for n in [*names, "centre baseline", "random baseline"]:
+        for n in [*names, "centre map", "random point"]:
             plain = fmt([r.scores["trained"][n] for r in by_arch[a]])
             after = fmt([smoothed(r, "trained", n) for r in by_arch[a]])
             lines.append(f"| {label(n)} | {plain} | {after} |")
@@ -728,7 +730,7 @@ def tables(runs: list[Run], config: Config) -> str:
         "",
         "Energy: the fraction of a map's mass on the objects. FROC: Object-CXR's score of "
         "each map's 10 best peaks as detections (mean sensitivity at 1/8 to 8 false "
-        "positives per image), over the positive test images. The random baseline's "
+        "positives per image), over the positive test images. The random point's "
         "energy is the chance that a uniformly random pixel lies on an object; it has no "
         "peaks, so no FROC.",
     ]
@@ -736,12 +738,12 @@ def tables(runs: list[Run], config: Config) -> str:
     for title, values in (("energy", "energy"), ("FROC", "froc")):
         lines += ["", f"**{title}**", ""]
         lines += ["| method | " + " | ".join(archs) + " |", "| --- |" + " --- |" * len(archs)]
-        for n in [*names, "centre baseline"]:
+        for n in [*names, "centre map"]:
             cells = [fmt([getattr(r, values)[n] for r in by_arch[a]]) for a in archs]
             lines.append(f"| {label(n)} | " + " | ".join(cells) + " |")
         # a uniformly random point: its energy is its chance of an object's pixel; no peaks
         random = on_region if values == "energy" else "—"
-        lines.append("| *random baseline* |" + f" {random} |" * len(archs))
+        lines.append("| *random point* |" + f" {random} |" * len(archs))
     # Tables 3-4: randomisation, one table per architecture (to fit the page)
     lines += [
         "",
@@ -751,7 +753,7 @@ def tables(runs: list[Run], config: Config) -> str:
     ]
     for a in archs:
         lines += ["", f"**{a}**", "", "| method | trained | SR | FR |", "| --- | --- | --- | --- |"]
-        for n in [*names, "centre baseline", "random baseline"]:
+        for n in [*names, "centre map", "random point"]:
             cells = [fmt([smoothed(r, c, n) for r in by_arch[a]]) for c in CONDITIONS]
             lines.append(f"| {label(n)} | " + " | ".join(cells) + " |")
     # Tables 5-6: consistency across architectures
@@ -769,7 +771,7 @@ def tables(runs: list[Run], config: Config) -> str:
     for a, b in pairs:
         lines += ["", f"**{a} and {b}**", ""]
         lines += [f"| method | {a} | {b} | DoM | p |", "| --- | --- | --- | --- | --- |"]
-        for n in [*names, "centre baseline", "random baseline"]:
+        for n in [*names, "centre map", "random point"]:
             xa = [smoothed(r, "trained", n) for r in by_arch[a]]
             xb = [smoothed(r, "trained", n) for r in by_arch[b]]
             d = metrics.dom(xa, xb)
@@ -804,18 +806,18 @@ def curve_tables(runs: list[Run], config: Config, names: list[str]) -> list[str]
         header = " | ".join(f"{t:.1f} px" for t in tolerances)
         lines += ["", f"**{a}**", "", f"| method | {header} | area |"]
         lines += ["| --- |" + " --- |" * (len(tolerances) + 1)]
-        for n in [*names, "centre baseline"]:
+        for n in [*names, "centre map"]:
             curves = [curve(r, "trained", n, config) for r in mine]
             rates = [
                 float(torch.tensor([c.hit_rate[k] for c in curves]).mean())
                 for k in range(len(tolerances))
             ]
-            label = f"*{n}*" if "baseline" in n else n
+            label = f"*{n}*" if n in REFERENCE_ROWS else n
             cells = " | ".join(f"{v:.3f}" for v in rates)
             lines.append(f"| {label} | {cells} | {fmt([c.auc for c in curves])} |")
         random_rates, random_area, _ = mine[0].random_point
         cells = " | ".join(f"{v:.3f}" for v in random_rates)
-        lines.append(f"| *random baseline* | {cells} | {random_area:.3f} |")
+        lines.append(f"| *random point* | {cells} | {random_area:.3f} |")
         by_cell: dict[float, list[str]] = {}
         for n, side in mine[0].cells.items():
             if n in names:
@@ -830,9 +832,9 @@ def curve_tables(runs: list[Run], config: Config, names: list[str]) -> list[str]
     for a in archs:
         mine = runs_of(runs, a)
         lines += ["", f"**{a}**", "", "| method | trained | SR | FR |", "| --- | --- | --- | --- |"]
-        for n in [*names, "centre baseline"]:
+        for n in [*names, "centre map"]:
             cells = [fmt([curve(r, c, n, config).auc for r in mine]) for c in CONDITIONS]
-            label = f"*{n}*" if "baseline" in n else n
+            label = f"*{n}*" if n in REFERENCE_ROWS else n
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
@@ -913,7 +915,7 @@ def summary(runs: list[Run], config: Config) -> str:
         best_area = max(area, key=area.__getitem__)
         normgrads = [n for n in names if n.startswith("NormGrad")]
         best_ng = max(normgrads, key=trained.__getitem__)
-        centre = mean_std([r.scores["trained"]["centre baseline"] for r in mine])[0]
+        centre = mean_std([r.scores["trained"]["centre map"] for r in mine])[0]
         multi = [n for n in names if n.startswith("NormGrad") and n.endswith("(M)")]
         cell = min(mine[0].cells[n] for n in multi) if multi else float("nan")
         parts.append(
@@ -921,7 +923,7 @@ def summary(runs: list[Run], config: Config) -> str:
             f"the paper's tolerance ({tolerance:.1f} px, unsmoothed maps) {best} points best "
             f"({trained[best]:.3f}); "
             f"the best NormGrad variant is {best_ng} ({trained[best_ng]:.3f}), and the centre "
-            f"baseline scores {centre:.3f}. "
+            f"map scores {centre:.3f}. "
             f"Over tolerances up to {top:.1f} px, {best_area} has the largest area "
             f"({area[best_area]:.3f}"
             + (f"; {best_ng}: {area[best_ng]:.3f}" if best_ng != best_area else "")

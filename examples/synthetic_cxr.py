@@ -25,7 +25,7 @@ brighter than a rib) placed anywhere in the lung fields, each with its exact bou
 often bone, not an object: a map that merely follows the input's intensity does not find
 the objects. With
 ``small_central=True`` every positive image carries one small object near the image centre,
-like the left ventricular outflow tract in the paper's LVOT data, where the centre baseline
+like the left ventricular outflow tract in the paper's LVOT data, where the centre map
 is hard to beat.
 
 Everything is deterministic by seed: image ``i`` of ``SyntheticCXR(seed=s)`` is the same on

@@ -7,7 +7,7 @@ present or not), on the CPU, one seed, then measures with normgrad's public API:
 - the classifiers' accuracy and AUC;
 - the Pointing Game of NormGrad (scaling / conv1x1 / conv3x3) and Grad-CAM on every
   candidate single layer, and of multi-layer NormGrad, for the trained and the
-  fully-randomised model, beside the centre and random-point baselines;
+  fully-randomised model, beside the centre map and the random point;
 - how many maps of each candidate layer are constant (carry no spatial information): the
   last ViT block's output is such a layer, since only the class token is read after it.
 
@@ -457,7 +457,7 @@ def tables(results: list[Result], config: Config) -> str:
         (row.high - row.low) / 2
         for r in results
         for row in r.scores["trained"].values()
-        if row.high == row.high  # not NaN (the random baseline has no interval)
+        if row.high == row.high  # not NaN (the random point has no interval)
     )
     lines = [
         f"Synthetic chest radiographs, {config.size}x{config.size}, {config.train} training / "
@@ -526,7 +526,7 @@ def single_layers(r: Result) -> list[str]:
         cells.append(cell(r.scores, cam_name(layer)))
         lines.append(f"| `{layer}` | " + " | ".join(cells) + " |")
     trained = r.scores["trained"]
-    for base in ("centre baseline", "random baseline"):
+    for base in ("centre map", "random point"):
         value = f"{trained[base].accuracy:.3f}"
         lines.append(f"| *{base}* | " + " | ".join([value] * 4) + " |")
     return lines

@@ -3,7 +3,7 @@
 Makes synthetic volumes (smooth background, noise; half carry a small bright sphere),
 trains a tiny ``Conv3d`` classifier for a few steps on the CPU, then runs the Pointing Game
 in 3-D for NormGrad (single and multi-layer) and Grad-CAM, beside the centre and
-random-point baselines.
+random-point rates.
 
     python examples/volume.py [--steps 40] [--size 20] [--seed 0]
 """
@@ -116,7 +116,7 @@ def run(
         "NormGrad conv3x3 (M)": normgrad.NormGrad(model, ["block1", "block2", "block3"], "conv3x3"),
         "NormGrad scaling (M)": normgrad.NormGrad(model, ["block1", "block2", "block3"], "scaling"),
         "Grad-CAM (block3)": normgrad.GradCAM(model, "block3"),
-        "centre baseline": normgrad.CenterBaseline(),
+        "centre map": normgrad.CenterMap(),
     }
     tolerance = 3.0
     scores = {"classifier accuracy": accuracy}
@@ -124,7 +124,7 @@ def run(
         hits = metrics.pointing_game(explainer(x, 1), boxes, tolerance)
         scores[name] = float(hits.nanmean())
     rates = metrics.random_point_hit_rate(boxes, x.shape[2:], tolerance)
-    scores["random baseline"] = float(rates.nanmean())
+    scores["random point"] = float(rates.nanmean())
     if log:
         print(
             f"\ntrained in {time.perf_counter() - start:.1f} s; Pointing Game, tolerance "

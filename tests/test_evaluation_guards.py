@@ -69,11 +69,11 @@ def test_explainers_of_the_model_or_its_wrapper_and_the_centre_baseline_are_acce
     other = _model(1)
     explainers = {
         "NormGrad": normgrad.NormGrad(model, "conv2"),
-        "centre": normgrad.CenterBaseline(),
-        "centre of another": normgrad.CenterBaseline(other),  # ignores its model
+        "centre": normgrad.CenterMap(),
+        "centre of another": normgrad.CenterMap(other),  # ignores its model
         "SmoothGrad": normgrad.SmoothGrad(normgrad.Gradient(model), n_samples=2),
     }
-    result = normgrad.evaluate(model, explainers, _data(1), progress=False, baselines=False)
+    result = normgrad.evaluate(model, explainers, _data(1), progress=False, reference_rows=False)
     assert result["NormGrad"].total == 3
     # a DataParallel wrapper runs the same module: its explainers are the model's
     parallel = nn.DataParallel(model)

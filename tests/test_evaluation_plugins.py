@@ -64,7 +64,7 @@ def test_a_registered_metric_is_a_column_a_record_field_and_a_records_column(
     records = [r for r in result.records if r.method == "Gradient"]
     assert [r.value("brightest") for r in records] == largest
     assert result["Gradient"].value("brightest") == sum(largest) / len(largest)
-    random = [r for r in result.records if r.method == "random baseline"]
+    random = [r for r in result.records if r.method == "random point"]
     assert all(math.isnan(r.value("brightest")) for r in random)
     assert "| largest value |" in result.to_markdown().splitlines()[0]
     assert result.to_csv().splitlines()[0].endswith(",brightest")

@@ -239,7 +239,7 @@ def test_protocol_quick_path(tmp_path: Path) -> None:
         ):
             assert 0.0 <= trained[name] <= 1.0
             assert f"{name} (smoothed)" in trained
-        assert "centre baseline" in trained and "random baseline" in trained
+        assert "centre map" in trained and "random point" in trained
         assert 0.0 <= run.auc <= 1.0
         assert 0.0 <= run.energy["NormGrad Conv3x3 (M)"] <= 1.0
         assert 0.0 <= run.froc["Grad-CAM"] <= 1.0

@@ -173,7 +173,7 @@ def test_random_point_rate_matches_reference(
 def test_tolerance_whose_square_is_a_tie_follows_the_product() -> None:
     """``s * s`` is exactly halfway between two floats and ``s**2`` rounds it the other way:
     a region pixel exactly ``s`` away (one pixel of width ``s``) is a miss, as the literal
-    rule says, both for the Pointing Game and for the random-point baseline."""
+    rule says, both for the Pointing Game and for the random point."""
     s = 1.5 + 2.0**-26
     assert s**2 != s * s
     spacing = [1.0, s]

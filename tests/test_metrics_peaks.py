@@ -141,7 +141,7 @@ def test_evaluate_finds_peaks_at_its_tolerance_in_spacing_units() -> None:
     spacing = (2.0, 0.5)
     result = normgrad.evaluate(
         model, {"g": explainer}, [(x, None, boxes)], tolerance=3, spacing=spacing,
-        metrics=("froc",), peaks=4, progress=False, baselines=False,
+        metrics=("froc",), peaks=4, progress=False, reference_rows=False,
     )  # fmt: skip
     found = metrics.peaks(explainer(x), 4, min_distance=3, spacing=spacing)
     by_hand = [

@@ -1,4 +1,4 @@
-"""Randomisation checks, layer presets, the centre baseline and the evaluation runner."""
+"""Randomisation checks, layer presets, the centre map and the evaluation runner."""
 
 from __future__ import annotations
 
@@ -94,13 +94,13 @@ def test_cascading_randomisation() -> None:
     assert result.mean()[-1] < 0.9
     # a map that ignores the model stays identical at every step
     centre = sanity.cascading_randomization(
-        lambda m: normgrad.CenterBaseline(m), RESNET, x, blocks=["fc", "layer4"]
+        lambda m: normgrad.CenterMap(m), RESNET, x, blocks=["fc", "layer4"]
     )
     torch.testing.assert_close(centre.spearman, torch.ones(2, 2, dtype=torch.float64))
 
 
 # ---------------------------------------------------------------------------------------
-# presets and the centre baseline
+# presets and the centre map
 
 
 @pytest.mark.parametrize("arch", presets.available())
@@ -134,7 +134,7 @@ def test_paper_presets() -> None:
 
 @pytest.mark.parametrize(("h", "w", "y", "x"), [(7, 9, 3, 4), (8, 8, 3, 3), (224, 224, 111, 111)])
 def test_centre_baseline_points_at_the_centre(h: int, w: int, y: int, x: int) -> None:
-    saliency = normgrad.CenterBaseline()(torch.zeros(2, 3, h, w))
+    saliency = normgrad.CenterMap()(torch.zeros(2, 3, h, w))
     assert saliency.shape == (2, 1, h, w)
     flat = int(saliency[0, 0].flatten().argmax())
     assert divmod(flat, w) == (y, x)
@@ -230,9 +230,9 @@ def test_evaluate_shares_one_pass_and_matches_separate_scores() -> None:
             saliency = explainer(x, labels)
             counted[name] += _literal_hits(saliency, boxes, 10)
             counted[f"{name} (smoothed)"] += _literal_hits(metrics.smooth(saliency, 1.0), boxes, 10)
-    counted["centre baseline"] = []
+    counted["centre map"] = []
     for x, _, boxes in data:
-        counted["centre baseline"] += _literal_hits(normgrad.CenterBaseline()(x), boxes, 10)
+        counted["centre map"] += _literal_hits(normgrad.CenterMap()(x), boxes, 10)
     for name, hits in counted.items():
         assert len(hits) == 9, name  # 3 batches of 4 images, one per batch without a box
         row = result[name]
@@ -240,17 +240,17 @@ def test_evaluate_shares_one_pass_and_matches_separate_scores() -> None:
         assert row.accuracy == sum(hits) / 9, name
     # the counts are not all 0 or all 9, so a hit counted as a miss (or back) would show
     assert any(0 < sum(hits) < 9 for hits in counted.values())
-    # the random baseline: the exact mean hit rate of a uniformly random point
+    # the random point: the exact mean hit rate of a uniformly random point
     expected_random = []
     for _, _, boxes in data:
         rates = metrics.random_point_hit_rate(boxes, (64, 64), 10)
         expected_random += rates[~torch.isnan(rates)].tolist()
-    assert result["random baseline"].accuracy == pytest.approx(
+    assert result["random point"].accuracy == pytest.approx(
         sum(expected_random) / len(expected_random)
     )
     table = result.to_markdown()
     assert table.splitlines()[0] == "| method | accuracy | 95% CI | hits / images |"
-    assert "| NormGrad conv3x3 (M) |" in table and "| random baseline |" in table
+    assert "| NormGrad conv3x3 (M) |" in table and "| random point |" in table
     csv = result.to_csv().splitlines()
     assert csv[0] == "method,accuracy,ci_low,ci_high,hits,images,tolerance"
     assert len(csv) == 1 + 12 + 2
@@ -263,7 +263,7 @@ def test_evaluate_mixes_shared_and_other_explainers(capsys: pytest.CaptureFixtur
         "Gradient": normgrad.Gradient(RESNET),
     }
     data = _data(2)
-    result = normgrad.evaluate(RESNET, explainers, data, baselines=False, progress=True)
+    result = normgrad.evaluate(RESNET, explainers, data, reference_rows=False, progress=True)
     assert [r.method for r in result.rows] == ["NormGrad", "Grad-CAM", "Gradient"]
     assert "evaluate: batch 2/2" in capsys.readouterr().err
     for name, explainer in explainers.items():
@@ -281,8 +281,8 @@ def test_evaluate_errors() -> None:
         normgrad.ArgumentTypeError, match=r"explainers\['x'\]: expected a normgrad explainer"
     ):
         normgrad.evaluate(RESNET, {"x": 3}, _data(1))  # type: ignore[dict-item]
-    with pytest.raises(InvalidArgumentError, match="reserved for the centre baseline"):
-        normgrad.evaluate(RESNET, {"centre baseline": normgrad.Gradient(RESNET)}, _data(1))
+    with pytest.raises(InvalidArgumentError, match="reserved for the centre map"):
+        normgrad.evaluate(RESNET, {"centre map": normgrad.Gradient(RESNET)}, _data(1))
     with pytest.raises(
         InvalidArgumentError, match=r"data: expected batches of \(images, labels, regions\)"
     ):

@@ -90,9 +90,9 @@ def test_records_hold_each_images_point_and_hit() -> None:
                     assert (math.isnan(record.hit) and i == 0) or record.hit == float(hits[i])
         rates = metrics.random_point_hit_rate(boxes, (SIZE, SIZE), 2)
         for i in range(1, x.shape[0]):
-            record = by_key[str(b * 3 + i), "random baseline"]
+            record = by_key[str(b * 3 + i), "random point"]
             assert record.point is None and record.hit == pytest.approx(float(rates[i]))
-        assert by_key[str(b * 3 + 1), "centre baseline"].point == (7, 7)
+        assert by_key[str(b * 3 + 1), "centre map"].point == (7, 7)
     # the table is the records counted
     for row in result.rows:
         counted = [
@@ -112,10 +112,10 @@ def test_records_to_csv() -> None:
     assert len(rows) == 1 + len(result.records)
     first = {(r[0], r[1]): r for r in rows[1:]}
     assert first["0", "NormGrad"][2] == ""  # no region: not counted
-    assert first["0", "NormGrad"][11] == "" and first["1", "random baseline"][11] == ""
+    assert first["0", "NormGrad"][11] == "" and first["1", "random point"][11] == ""
     assert float(first["1", "NormGrad"][11]) >= 0
-    assert first["1", "centre baseline"][3] == "7 7"
-    assert first["1", "random baseline"][3] == ""
+    assert first["1", "centre map"][3] == "7 7"
+    assert first["1", "random point"][3] == ""
     assert first["1", "NormGrad"][2] in ("0", "1")
 
 
@@ -239,7 +239,7 @@ def test_more_metrics_from_the_same_maps() -> None:
     explainers = _explainers(model)
     result = normgrad.evaluate(
         model, explainers, data, tolerance=2, progress=False,
-        metrics=["froc", "energy", "multi"], peaks=3,
+        metrics=["froc", "energy", "multi"], froc_k=3,
     )  # fmt: skip
     assert result.metrics == ("energy", "multi", "froc")
     table = result.to_markdown()
@@ -257,8 +257,8 @@ def test_more_metrics_from_the_same_maps() -> None:
         kept = [r for r in result.records if r.method == name]
         assert sum(r.objects for r in kept) == froc.objects == 8
         assert all(len(r.detections) <= 3 for r in kept)
-    assert math.isnan(result["random baseline"].froc)
-    assert not math.isnan(result["centre baseline"].energy)
+    assert math.isnan(result["random point"].froc)
+    assert not math.isnan(result["centre map"].energy)
     plain = _run(data, smoothing_sigma=None)
     assert math.isnan(plain["NormGrad"].energy)  # not asked for
     assert "energy" not in plain.to_markdown()
@@ -266,7 +266,7 @@ def test_more_metrics_from_the_same_maps() -> None:
 
 def test_more_metrics_resume_and_errors(tmp_path: Path) -> None:
     data = _data()
-    kwargs: dict[str, Any] = {"metrics": ("energy", "froc", "multi"), "peaks": 2}
+    kwargs: dict[str, Any] = {"metrics": ("energy", "froc", "multi"), "froc_k": 2}
     whole = _run(data, **kwargs)
     path = tmp_path / "records.csv"
     with pytest.raises(KeyboardInterrupt):
@@ -279,8 +279,8 @@ def test_more_metrics_resume_and_errors(tmp_path: Path) -> None:
         normgrad.InvalidArgumentError, match=r"metrics: unknown metric\(s\) \['iou'\]"
     ):
         _run(data, metrics=["iou"])
-    with pytest.raises(normgrad.InvalidArgumentError, match="peaks"):
-        _run(data, metrics=["froc"], peaks=0)
+    with pytest.raises(normgrad.InvalidArgumentError, match="froc_k"):
+        _run(data, metrics=["froc"], froc_k=0)
     masks = [(x, y, torch.zeros(x.shape[0], SIZE, SIZE, dtype=torch.bool)) for x, y, _ in data]
     for _, _, m in masks:
         m[:, 4:9, 4:9] = True
@@ -298,7 +298,7 @@ def test_multi_and_froc_share_one_peak_search(monkeypatch: pytest.MonkeyPatch) -
         x = torch.randn(3, 3, SIZE, SIZE, generator=gen, dtype=torch.float64)
         corners = [torch.randint(0, SIZE - 4, ((b + i) % 4, 2), generator=gen) for i in range(3)]
         data.append((x, None, [torch.cat([c, c + 3], dim=1) for c in corners]))
-    kwargs: dict[str, Any] = {"peaks": 2, "smoothing_sigma": 1.0}
+    kwargs: dict[str, Any] = {"froc_k": 2, "smoothing_sigma": 1.0}
     searches: list[int] = []
 
     def counted(saliency: torch.Tensor, k: int, **options: Any) -> metrics.Peaks:
@@ -308,7 +308,7 @@ def test_multi_and_froc_share_one_peak_search(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(plugins_base, "find_peaks", counted)
     monkeypatch.setattr(_multi_pointing, "peaks", counted)  # what multi_pointing_game calls
     both = _run(data, metrics=("multi", "froc"), **kwargs)
-    mapped = [r.method for r in both.rows if r.method != "random baseline"]
+    mapped = [r.method for r in both.rows if r.method != "random point"]
     assert len(searches) == len(data) * len(mapped)  # one search per method and batch
     assert max(searches) == 3 and min(searches) == 2
     multi = _run(data, metrics=("multi",), **kwargs)
@@ -326,7 +326,7 @@ def test_deletion_and_insertion_columns(tmp_path: Path) -> None:
     model = _model()
     explainers = _explainers(model)
     path = tmp_path / "records.csv"
-    kwargs: dict[str, Any] = {"progress": False, "baselines": False, "tolerance": 2}
+    kwargs: dict[str, Any] = {"progress": False, "reference_rows": False, "tolerance": 2}
     result = normgrad.evaluate(
         model, explainers, data, metrics=("deletion", "insertion"), records=path, **kwargs
     )
@@ -350,7 +350,7 @@ def _deletion_records(
 ) -> dict[tuple[str, str], tuple[float, float]]:
     model = _model()
     result = normgrad.evaluate(
-        model, _explainers(model), data, tolerance=2, progress=False, baselines=False,
+        model, _explainers(model), data, tolerance=2, progress=False, reference_rows=False,
         metrics=("deletion", "insertion"), deletion_options=options, records=path,
     )  # fmt: skip
     return {(r.image, r.method): (r.deletion, r.insertion) for r in result.records}
@@ -476,7 +476,7 @@ def _file_records(images: list[str], methods: list[str]) -> list[normgrad.Record
     out = []
     for n, image in enumerate(images):
         for m, method in enumerate(methods):
-            random = method == "random baseline"
+            random = method == "random point"
             out.append(
                 normgrad.Record(
                     image, method, 0.25 if random else float((n + m) % 2),
@@ -491,14 +491,14 @@ def _file_records(images: list[str], methods: list[str]) -> list[normgrad.Record
 @examples(60)
 @given(
     images=st.lists(st.text(max_size=12), min_size=1, max_size=6, unique=True),
-    method=st.text(min_size=1, max_size=8).filter(lambda m: m != "random baseline"),
+    method=st.text(min_size=1, max_size=8).filter(lambda m: m != "random point"),
 )
 def test_records_with_any_text_ids_round_trip(images: list[str], method: str) -> None:
     """Ids and method names holding "\\r", "\\u2028", quotes, commas, newlines or NUL are read
     back as written (one record per line only where the CSV quoting allows it)."""
     from normgrad._evaluation.records import RecordFile
 
-    methods = [method, "random baseline"]
+    methods = [method, "random point"]
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "records.csv"
         written = RecordFile(path, {"a": 1}, methods)
@@ -611,7 +611,7 @@ def test_a_hand_edited_header_is_refused_naming_the_file_and_line(
 def test_other_values_a_record_cannot_hold_are_refused(tmp_path: Path) -> None:
     from normgrad._evaluation.records import RecordFile
 
-    methods = ["m", "random baseline"]
+    methods = ["m", "random point"]
     good = records_line = None
     path = tmp_path / "records.csv"
     RecordFile(path, {"a": 1}, methods).append(_file_records(["x"], methods))
@@ -676,7 +676,7 @@ def test_a_record_cut_inside_a_quoted_id_is_done_again(tmp_path: Path) -> None:
     the quoted id, on a newline; the images before it are kept, that one is done again."""
     from normgrad._evaluation.records import RecordFile
 
-    methods = ["m", "random baseline"]
+    methods = ["m", "random point"]
     path = tmp_path / "records.csv"
     RecordFile(path, {"a": 1}, methods).append(_file_records(["first", "two\nlines"], methods))
     text = path.read_text()
@@ -707,8 +707,8 @@ def test_records_hold_each_images_distance_from_which_any_tolerance_is_read() ->
     # the table at other tolerances, from the records alone, is the one a run there gives
     tolerances = [0.0, 1.0, 2.0, 3.5, 6.0]
     curves = result.curves(tolerances)
-    assert "random baseline" not in curves
-    assert list(curves) == [r.method for r in result.rows if r.method != "random baseline"]
+    assert "random point" not in curves
+    assert list(curves) == [r.method for r in result.rows if r.method != "random point"]
     for k, t in enumerate(tolerances):
         rerun = _run(data, tolerance=t) if t > 0 else None
         for method, curve in curves.items():
@@ -879,3 +879,51 @@ def test_a_file_from_before_peak_distances_in_spacing_units_is_not_resumed(
     with pytest.raises(KeyboardInterrupt):
         _run(Interrupted(data, 2), records=plain, metrics=("multi",))
     assert "peak_distances" not in plain.read_text(encoding="utf-8").split("\n")[0]
+
+
+# renamed public names keep working, with a warning, for one release; records files
+# written under the old names are read and resumed as before
+
+
+def test_center_baseline_is_center_map_with_a_warning() -> None:
+    with pytest.warns(DeprecationWarning, match=r"normgrad\.CenterBaseline .*normgrad\.CenterMap"):
+        old = normgrad.CenterBaseline
+    assert old is normgrad.CenterMap
+    assert "CenterBaseline" not in normgrad.__all__
+
+
+def test_evaluate_baselines_is_reference_rows_with_a_warning() -> None:
+    data = _data(batches=2)
+    for rows in (True, False):
+        with pytest.warns(DeprecationWarning, match=r"reference_rows"):
+            old = _run(data, baselines=rows)
+        assert _canon(old) == _canon(_run(data, reference_rows=rows))
+    methods = [r.method for r in _run(data).rows]
+    assert methods[-2:] == ["centre map", "random point"]
+
+
+def test_evaluate_peaks_is_froc_k_with_a_warning() -> None:
+    data = _data(batches=2)
+    with pytest.warns(DeprecationWarning, match=r"froc_k"):
+        old = _run(data, metrics=("froc",), peaks=2)
+    new = _run(data, metrics=("froc",), froc_k=2)
+    assert _canon(old) == _canon(new)
+    assert _canon(new) != _canon(_run(data, metrics=("froc",), froc_k=1))
+
+
+def test_a_records_file_of_the_old_names_is_resumed(tmp_path: Path) -> None:
+    data = _data()
+    path = tmp_path / "records.csv"
+    whole = _run(data, records=path)
+    text = path.read_text(encoding="utf-8")
+    assert '"reference_rows": true' in text and ",centre map," in text
+    old = text.replace('"reference_rows"', '"baselines"')
+    old = old.replace(",centre map,", ",centre baseline,").replace(
+        ",random point,", ",random baseline,"
+    )
+    # the file of an interrupted run: its last batch missing
+    lines = old.split("\n")
+    path.write_text("\n".join(lines[: -1 - 3 * 4]) + "\n", encoding="utf-8")
+    resumed = _run(data, records=path)
+    assert _canon(resumed) == _canon(whole)
+    assert _canon(normgrad.read_records(path)) == _canon(whole)

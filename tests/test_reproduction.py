@@ -185,7 +185,7 @@ def fake_scores(multi: float, single: float, seeds: int = 5) -> dict[tuple[str, 
     and single-layer at ``single``, the same on every seed but one, which is 0.01 higher."""
     paper = load("paper_tables")
     table: dict[tuple[str, str], list[float]] = {}
-    for method in [*paper.METHODS, "centre baseline", "random baseline"]:
+    for method in [*paper.METHODS, "centre map", "random point"]:
         value = multi if method.endswith("(M)") else single if "NormGrad" in method else 0.5
         for condition in ("trained", "semi-randomised", "fully-randomised"):
             level = value if condition == "trained" else 0.1

@@ -34,7 +34,7 @@ def every_method(model: nn.Module) -> dict[str, normgrad.Explainer]:
     methods["grad-cam conv2"] = normgrad.GradCAM(model, "conv2")
     methods["smoothgrad"] = normgrad.SmoothGrad(normgrad.Gradient(model), n_samples=2, seed=1)
     methods["integrated gradients"] = normgrad.IntegratedGradients(model, steps=3)
-    methods["centre"] = normgrad.CenterBaseline()
+    methods["centre"] = normgrad.CenterMap()
     return methods
 
 

@@ -128,7 +128,7 @@ def test_explain_shared_reads_the_device_once(which: str) -> None:
 
 
 def test_evaluate_reads_the_device_twice_per_batch() -> None:
-    """The masks copied to the host for the random baseline (scipy), before the explainers
+    """The masks copied to the host for the random point (scipy), before the explainers
     run, and one read of every check and every number recorded, at the end."""
     model, x, multi, single = _model("resnet18")
     counts = count(_quiet(_evaluate_call(model, x, multi, single)))

@@ -67,7 +67,7 @@ def test_one_explainer_call_resolves_its_target_once(
 ) -> None:
     model, x = _setup()
     explainer = (
-        normgrad.CenterBaseline(model) if name == "center" else EXPLAINERS[name](model, LAYERS)
+        normgrad.CenterMap(model) if name == "center" else EXPLAINERS[name](model, LAYERS)
     )
     target = TARGETS[kind]()
     result = explainer.explain(x, target)
@@ -81,7 +81,7 @@ def test_explain_shared_resolves_the_target_once_for_all(
 ) -> None:
     model, x = _setup()
     methods = [make(model, LAYERS) for make in EXPLAINERS.values()]
-    methods.append(normgrad.CenterBaseline(model))
+    methods.append(normgrad.CenterMap(model))
     target = TARGETS[kind]()
     results = normgrad.explain_shared(methods, x, target)
     assert len(resolutions) == 1 and resolutions[0] is target
@@ -133,7 +133,7 @@ def test_a_wrong_target_is_refused_with_the_same_message_everywhere(name: str) -
             return normgrad.explain_shared(methods, x, target)
     else:
         explainer = (
-            normgrad.CenterBaseline(model) if name == "center" else EXPLAINERS[name](model, LAYERS)
+            normgrad.CenterMap(model) if name == "center" else EXPLAINERS[name](model, LAYERS)
         )
 
         def call(target: Any) -> object:

@@ -25,7 +25,7 @@ from ._evaluation.records import read_records
 from ._evaluation.result import EvaluationResult, MethodScore, Record
 from ._evaluation.runner import evaluate
 from ._explainers.base import Explainer, Explanation
-from ._explainers.center import CenterBaseline
+from ._explainers.center import CenterMap
 from ._explainers.gradcam import GradCAM, GuidedGradCAM
 from ._explainers.gradients import Gradient, GuidedBackprop, InputXGradient
 from ._explainers.normgrad import NormGrad
@@ -38,18 +38,28 @@ from ._model.targets import Target
 __version__ = "0.1.0"
 
 
+# old name -> new name: "baseline" names one thing, the input that replaces removed pixels
+_RENAMED = {"CenterBaseline": "CenterMap"}
+
+
 def __getattr__(name: str) -> object:
     # normgrad.viz needs matplotlib (the ``viz`` extra): imported on first use only.
     if name == "viz":
         import importlib
 
         return importlib.import_module(".viz", __name__)
+    if name in _RENAMED:  # the old names, for one release
+        from ._errors import warn_renamed
+
+        new = _RENAMED[name]
+        warn_renamed(f"normgrad.{name}", f"normgrad.{new}")
+        return globals()[new]
     raise AttributeError(f"module 'normgrad' has no attribute {name!r}")
 
 
 __all__ = [
     "ArgumentTypeError",
-    "CenterBaseline",
+    "CenterMap",
     "DistributedEvaluationError",
     "EvaluationResult",
     "Explainer",

@@ -79,6 +79,15 @@ def warn(message: str, category: type[Warning] = UserWarning) -> None:
     warnings.warn(message, category, stacklevel=caller_stacklevel())
 
 
+def warn_renamed(old: str, new: str) -> None:
+    """Say that a public name was renamed: the old one works for one more release."""
+    warn(
+        f"{old} is deprecated and will be removed in the next release; use {new} (the "
+        "same thing under its new name)",
+        DeprecationWarning,
+    )
+
+
 def describe(value: object) -> str:
     """A short description of ``value`` for error messages."""
     import torch

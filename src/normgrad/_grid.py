@@ -1,4 +1,4 @@
-"""Distances on the pixel (voxel) grid, shared by the centre baseline and the metrics."""
+"""Distances on the pixel (voxel) grid, shared by the centre map and the metrics."""
 
 from __future__ import annotations
 

@@ -101,7 +101,7 @@ def pointing_game_curves(
     Each curve is drawn through its tolerances (sorted), with its Wilson interval as a band;
     its label carries the area under it (and the tolerance the area runs to, when the curves'
     differ). A dashed black line marks ``tolerance`` (e.g. the paper's, scaled to the
-    images); a dotted line in a method's colour marks its ``cells`` entry (the size of a cell
+    images); a dotted line in a method's color marks its ``cells`` entry (the size of a cell
     of the finest layer the method reads: a map cannot point more finely than that), with a
     ring where it meets the curve (a cell beyond the largest tolerance is named in the label
     only). The legend sits below the plot.
@@ -180,17 +180,17 @@ def pointing_game_curves(
             area += f"; cell {sizes[name]:g} {unit}"
         label = f"{name} ({area})" if name else area
         line = ax.plot(x, y, label=label, linewidth=1.6)[0]
-        colour = line.get_color()
+        color = line.get_color()
         if intervals:
             low = np.asarray(curve.low)[order]
             high = np.asarray(curve.high)[order]
-            ax.fill_between(x, low, high, color=colour, alpha=0.15, linewidth=0)
+            ax.fill_between(x, low, high, color=color, alpha=0.15, linewidth=0)
         if name in sizes:
             cell = sizes[name]
-            ax.axvline(cell, color=colour, linestyle=":", linewidth=1.4)
+            ax.axvline(cell, color=color, linestyle=":", linewidth=1.4)
             if x[0] <= cell <= x[-1]:
                 at = float(np.interp(cell, x, y))
-                ax.plot([cell], [at], "o", markerfacecolor="none", color=colour, markersize=7)
+                ax.plot([cell], [at], "o", markerfacecolor="none", color=color, markersize=7)
     if marked is not None:
         ax.axvline(
             marked,

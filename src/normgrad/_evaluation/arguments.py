@@ -27,14 +27,16 @@ from ..metrics import DeletionOptions
 from ..metrics._deletion import check_options, with_defaults
 from . import plugins
 from .fingerprint import check_owner, explainer_fingerprint, model_fingerprint
-from .scoring import CENTRE, RANDOM, SMOOTHED
+from .scoring import CENTER, RANDOM, SMOOTHED
 
 
-def _methods(explainers: Mapping[str, Explainer], smoothing: bool, baselines: bool) -> list[str]:
+def _methods(
+    explainers: Mapping[str, Explainer], smoothing: bool, reference_rows: bool
+) -> list[str]:
     """The rows' names, refusing names that collide with the generated ones."""
     names = list(explainers)
     generated = [SMOOTHED.format(n) for n in names] if smoothing else []
-    reserved = {CENTRE: "the centre baseline", RANDOM: "the random baseline"} if baselines else {}
+    reserved = {CENTER: "the centre map", RANDOM: "the random point"} if reference_rows else {}
     reserved.update({g: f"the smoothed row of {n!r}" for g, n in zip(generated, names)})
     for name in names:
         if name in reserved:
@@ -42,7 +44,7 @@ def _methods(explainers: Mapping[str, Explainer], smoothing: bool, baselines: bo
                 f"explainers: the name {name!r} is reserved for {reserved[name]}; rename the "
                 "explainer"
             )
-    return names + generated + ([CENTRE, RANDOM] if baselines else [])
+    return names + generated + ([CENTER, RANDOM] if reference_rows else [])
 
 
 @dataclass(frozen=True)
@@ -65,10 +67,10 @@ def checked(
     spacing: Sequence[float] | None,
     smoothing_sigma: float | None,
     smoothing_kernel_size: int,
-    baselines: bool,
+    reference_rows: bool,
     confidence: float,
     metrics: Sequence[str],
-    peaks: int,
+    froc_k: int,
     deletion_options: DeletionOptions | None,
     compared: bool,
 ) -> Run:
@@ -91,9 +93,9 @@ def checked(
                 f"explainers[{name!r}]: expected a normgrad explainer, got {describe(explainer)}"
             )
         check_owner(name, explainer, model)
-    methods = _methods(explainers, smoothing_sigma is not None, baselines)
+    methods = _methods(explainers, smoothing_sigma is not None, reference_rows)
     chosen = _check_metrics(metrics)
-    check_positive_int(peaks, "peaks")
+    check_positive_int(froc_k, "froc_k")
     deletion = _check_deletion_options(deletion_options, chosen)
     settings = {
         "explainers": {n: explainer_fingerprint(e, model) for n, e in explainers.items()},
@@ -101,10 +103,10 @@ def checked(
         "spacing": None if spacing is None else [float(s) for s in spacing],
         "smoothing_sigma": None if smoothing_sigma is None else float(smoothing_sigma),
         "smoothing_kernel_size": smoothing_kernel_size,
-        "baselines": baselines,
+        "reference_rows": reference_rows,
         "confidence": float(confidence),
         "metrics": list(chosen),
-        "peaks": peaks if "froc" in chosen else None,
+        "peaks": froc_k if "froc" in chosen else None,
     }
     if "deletion" in chosen or "insertion" in chosen:  # absent without: old files resume
         settings["deletion_options"] = _deletion_settings(deletion)
@@ -116,8 +118,8 @@ def checked(
         settings["model"] = model_fingerprint(model)
     scoring = {
         "tolerance": tolerance, "spacing": spacing, "sigma": smoothing_sigma,
-        "kernel_size": smoothing_kernel_size, "baselines": baselines, "metrics": chosen,
-        "peaks": peaks, "deletion_options": deletion,
+        "kernel_size": smoothing_kernel_size, "reference_rows": reference_rows, "metrics": chosen,
+        "peaks": froc_k, "deletion_options": deletion,
     }  # fmt: skip
     # the settings as the records file holds them
     return Run(methods, chosen, json.loads(json.dumps(settings)), scoring)

@@ -1,7 +1,7 @@
 """The fields of a record: what a metric writes per image, as a value and as text.
 
 A field is named (the record's attribute and the records file's column), has a default
-(the value when it was not computed, and the random baseline's), and is written to and
+(the value when it was not computed, and the random point's), and is written to and
 read from the records file's text; a value a record cannot hold (a file edited by hand) is
 refused with what is wrong.
 """

@@ -33,7 +33,7 @@ from torch import nn
 
 from .._errors import InvalidArgumentError
 from .._explainers.base import Explainer
-from .._explainers.center import CenterBaseline
+from .._explainers.center import CenterMap
 from .checksum import checksum
 
 _IGNORED = frozenset({"batch_size"})  # memory bounds: the maps do not depend on them
@@ -66,12 +66,12 @@ def _explainers_in(explainer: Explainer, path: str) -> Iterator[tuple[str, Expla
 
 def check_owner(name: str, explainer: Explainer, model: nn.Module) -> None:
     """Refuse an explainer (or an explainer it wraps) built on another model than ``model``:
-    its maps would be the other model's. The centre baseline uses no model; an explainer
+    its maps would be the other model's. The centre map uses no model; an explainer
     without a ``model`` attribute cannot be checked."""
     target = unwrap(model)
     for path, e in _explainers_in(explainer, f"explainers[{name!r}]"):
         own = getattr(e, "model", None)
-        if isinstance(e, CenterBaseline) or not isinstance(own, nn.Module):
+        if isinstance(e, CenterMap) or not isinstance(own, nn.Module):
             continue
         if unwrap(own) is not target:
             raise InvalidArgumentError(

@@ -12,11 +12,11 @@ class Record(NamedTuple):
 
     Attributes:
         image: the image's id: its index in the data, or the id the data gave (as text).
-        method: the explainer's name (or the centre or random baseline's).
-        hit: 1.0 hit, 0.0 miss, NaN not counted (no region); the random baseline's hit
+        method: the explainer's name (or the centre or random point's).
+        hit: 1.0 hit, 0.0 miss, NaN not counted (no region); the random point's hit
             probability.
         point: the pointed pixel in array order (``(row, column)``,
-            ``(depth, row, column)``), or ``None`` for the random baseline.
+            ``(depth, row, column)``), or ``None`` for the random point.
         energy: the energy-based Pointing Game (NaN when not asked for or without a
             region).
         multi: the fraction of the image's objects its top-K peaks found (NaN when not
@@ -32,7 +32,7 @@ class Record(NamedTuple):
             regions, in pixels or ``spacing`` units
             ([`pointing_distances`][normgrad.metrics.pointing_distances]): the Pointing
             Game at any tolerance ``t`` is ``distance < t or distance == 0``; ``inf`` for
-            a constant map, NaN when not counted and for the random baseline.
+            a constant map, NaN when not counted and for the random point.
         more: the fields of metrics registered after these, as ``(name, value)``
             pairs (read them with ``value``).
     """

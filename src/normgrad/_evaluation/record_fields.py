@@ -43,8 +43,8 @@ def records_csv(records: Iterable[Record], header: bool = True) -> str:
     registered later).
 
     ``hit`` is ``1`` or ``0``, empty where the image has no region (not counted), the hit
-    probability for the random baseline; ``point`` the pointed pixel in array order,
-    separated by spaces (``"row column"``), empty for the random baseline; ``energy`` and
+    probability for the random point; ``point`` the pointed pixel in array order,
+    separated by spaces (``"row column"``), empty for the random point; ``energy`` and
     ``multi`` empty when not computed; ``detections`` the peaks for FROC as
     ``score:1`` (true positive) or ``score:0``, separated by spaces; ``deletion`` and
     ``insertion`` the areas under the image's curves, empty when not computed; ``outside``
@@ -78,9 +78,9 @@ def parse_record(row: list[str], methods: Sequence[str] | None, random: str | No
     if methods is not None and method not in methods:
         raise BadLine(f"method: expected one of {list(methods)}, got {method!r}")
     if method == random:
-        chance = read_number(hit, "hit", 0, 1)  # the random baseline's probability
+        chance = read_number(hit, "hit", 0, 1)  # the random point's probability
         if point:
-            raise BadLine(f"point: expected nothing for the random baseline, got {point!r}")
+            raise BadLine(f"point: expected nothing for the random point, got {point!r}")
         pixel = None
     else:
         if hit not in ("", "0", "1"):
@@ -101,7 +101,7 @@ def _distance(text: str, random: bool) -> float:
     if not text:
         return math.nan
     if random:
-        raise BadLine(f"distance: expected nothing for the random baseline, got {text!r}")
+        raise BadLine(f"distance: expected nothing for the random point, got {text!r}")
     if text == "inf":
         return math.inf
     return read_number(text, "distance", 0)

@@ -1,7 +1,7 @@
 """Per-image records of an evaluation, the table made from them, and the file they go to.
 
 A record is one image scored by one method: the point the map chose, whether it hit
-(``1``/``0``; NaN when the image has no region; a probability for the random baseline).
+(``1``/``0``; NaN when the image has no region; a probability for the random point).
 The table of [`EvaluationResult`][normgrad.EvaluationResult] is computed from the records,
 so a run split over processes, or interrupted and resumed, gives the same table as one
 uninterrupted run.
@@ -27,7 +27,7 @@ from .fingerprint import describe_differences
 from .record import Record, record_columns
 from .record_fields import parse_record, records_csv
 from .result import EvaluationResult, MethodScore
-from .scoring import RANDOM
+from .scoring import CENTER, RANDOM
 
 _MAGIC = "# normgrad evaluate records v3 "
 _OLD_MAGICS = ("# normgrad evaluate records v1 ", "# normgrad evaluate records v2 ")
@@ -72,7 +72,7 @@ def table(
     metrics: Sequence[str] = (),
 ) -> list[MethodScore]:
     """One row per method: hits over counted images, with a Wilson interval where
-    ``interval`` says the hits are counts (not the random baseline's probabilities), and
+    ``interval`` says the hits are counts (not the random point's probabilities), and
     the ``metrics`` asked for, each accumulated from the records in their order by its
     own accumulator (a mean over images; FROC over all the method's detections)."""
     hits = {m: Mean() for m in methods}
@@ -145,7 +145,13 @@ def _read(path: Path, resuming: bool = True) -> tuple[dict[str, Any], list[str]]
         raise _fail(path, 1, f"the settings are not valid JSON ({e})") from None
     if not isinstance(stated, dict):
         raise _fail(path, 1, f"expected the settings as a JSON object, got {describe(stated)}")
+    if "baselines" in stated:  # the setting's name before it was renamed
+        stated["reference_rows"] = stated.pop("baselines")
     return stated, lines
+
+
+# the reference rows' names before they were renamed, read for one release
+_RENAMED_ROWS = {"centre baseline": CENTER, "random baseline": RANDOM}
 
 
 def _records(
@@ -171,6 +177,8 @@ def _records(
             if next(source, None) is None:
                 break  # a record cut off inside a quoted id, at the end
             raise _fail(path, line, f"not CSV ({e})") from None
+        if len(row) > 1:
+            row[1] = _RENAMED_ROWS.get(row[1], row[1])
         try:
             record = parse_record(row, methods, random)
         except BadLine as e:

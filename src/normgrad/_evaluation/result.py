@@ -19,15 +19,15 @@ class MethodScore:
     """One row of an evaluation table.
 
     Attributes:
-        method: the explainer's name (or the centre or random baseline's).
+        method: the explainer's name (or the centre or random point's).
         accuracy: Pointing Game accuracy, hits over images with a region.
         low: lower end of the Wilson interval at the result's ``confidence`` (NaN for the
-            random baseline).
-        high: upper end of the Wilson interval (NaN for the random baseline).
-        hits: images hit (an expected, fractional count for the random baseline).
+            random point).
+        high: upper end of the Wilson interval (NaN for the random point).
+        hits: images hit (an expected, fractional count for the random point).
         total: images with a region.
         energy: mean energy-based Pointing Game over the images with a region (NaN when
-            not asked for, and for the random baseline).
+            not asked for, and for the random point).
         multi: mean fraction of objects found by the top-K peaks, over the images with an
             object (multi-object Pointing Game; NaN when not asked for).
         froc: Object-CXR FROC of the maps' peaks over the data set (NaN when not asked
@@ -81,15 +81,15 @@ class MethodScore:
 
 @dataclass(frozen=True)
 class EvaluationResult:
-    """Pointing Game accuracy per method, with Wilson intervals and the two baselines.
+    """Pointing Game accuracy per method, with Wilson intervals and the two reference rows.
 
-    The random baseline is an exact expectation (the mean over images of the probability
+    The random point is an exact expectation (the mean over images of the probability
     that a uniformly random point hits), so it has no interval and fractional hits.
 
     Attributes:
         rows: the table, one [`MethodScore`][normgrad.MethodScore] per row: each
             explainer, then each smoothed one (when asked for), then the centre and
-            random baselines (when asked for).
+            random points (when asked for).
         tolerance: the Pointing Game's radius, in pixels (or ``spacing`` units).
         confidence: the level of the Wilson intervals, in (0, 1).
         records: every image scored by every method
@@ -120,7 +120,7 @@ class EvaluationResult:
 
     def distances(self) -> dict[str, list[float]]:
         """Each method's distances from its points to the regions, image by image in the
-        records' order (see ``Record.distance``); the random baseline has no point, so
+        records' order (see ``Record.distance``); the random point has no point, so
         none."""
         out: dict[str, list[float]] = {}
         for r in self.records:
@@ -146,7 +146,7 @@ class EvaluationResult:
 
         Returns:
             method -> [`PointingGameCurve`][normgrad.metrics.PointingGameCurve], in the
-            rows' order; the random baseline has no point, so no distance, and no curve
+            rows' order; the random point has no point, so no distance, and no curve
             (its exact rate at any tolerance is
             [`random_point_hit_rate`][normgrad.metrics.random_point_hit_rate]).
         """
@@ -200,8 +200,8 @@ class EvaluationResult:
         objects, detections, deletion, insertion, outside, distance``.
 
         ``hit`` is ``1`` or ``0``, empty where the image has no region (not counted), the
-        hit probability for the random baseline; ``point`` the pointed pixel in array
-        order, separated by spaces (``"row column"``), empty for the random baseline;
+        hit probability for the random point; ``point`` the pointed pixel in array
+        order, separated by spaces (``"row column"``), empty for the random point;
         ``energy`` and ``multi`` empty when not computed; ``detections`` the peaks for
         FROC as ``score:1`` (a true positive) or ``score:0``, separated by spaces;
         ``deletion`` and ``insertion`` the areas under the image's curves; ``outside`` ``1``

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._errors import InvalidArgumentError, warn
+from .._errors import InvalidArgumentError, warn, warn_renamed
 from .._explainers.base import Explainer
 from ..metrics import DeletionOptions
 from .arguments import Run, checked
@@ -37,14 +37,16 @@ def evaluate(
     spacing: Sequence[float] | None = None,
     smoothing_sigma: float | None = None,
     smoothing_kernel_size: int = 11,
-    baselines: bool = True,
+    reference_rows: bool = True,
     confidence: float = 0.95,
     progress: bool = True,
     records: str | os.PathLike[str] | None = None,
     group: Any = None,
     metrics: Sequence[str] = (),
-    peaks: int = 10,
+    froc_k: int = 10,
     deletion_options: DeletionOptions | None = None,
+    baselines: bool | None = None,
+    peaks: int | None = None,
 ) -> EvaluationResult:
     """Run the Pointing Game for every explainer over ``data``.
 
@@ -56,7 +58,7 @@ def evaluate(
         model: the classifier; batches are moved to its device.
         explainers: name -> explainer, each built on ``model`` (or on a ``torch.compile``,
             ``DataParallel`` or ``DistributedDataParallel`` wrapper of it); an explainer of
-            another model is refused (its maps would be that model's). The centre baseline
+            another model is refused (its maps would be that model's). The centre map
             uses no model.
         data: an iterable of ``(images, labels, regions)`` or ``(images, labels, regions,
             ids)``: images ``(N, C, H, W)``; labels the class to explain per sample (an int
@@ -74,7 +76,9 @@ def evaluate(
             maps with this standard deviation in pixels (rows named
             ``"<method> (smoothed)"``), as in the paper's Table 2.
         smoothing_kernel_size: number of taps of the smoothing Gaussian (odd).
-        baselines: add the centre baseline and the exact random-point baseline.
+        reference_rows: add the two rows a method must beat: the centre map
+            ([`CenterMap`][normgrad.CenterMap]) and a random point (its exact expected
+            hit rate).
         confidence: level of the Wilson intervals.
         progress: print progress (batches, images per second, time left) to stderr, on
             rank 0 only.
@@ -91,7 +95,7 @@ def evaluate(
         metrics: more columns beside the Pointing Game, from the same maps (no extra
             pass): ``"energy"`` (the energy-based Pointing Game, mean over the images with
             a region), ``"multi"`` (the multi-object Pointing Game, mean over the images
-            with an object) and ``"froc"`` (Object-CXR's FROC of each map's ``peaks``
+            with an object) and ``"froc"`` (Object-CXR's FROC of each map's ``froc_k``
             best peaks, at least ``tolerance`` apart, over the whole data set; images
             without objects add false positives). ``"multi"`` and ``"froc"`` need the
             objects one by one: boxes or shapes, not masks.
@@ -100,7 +104,8 @@ def evaluate(
             ([`deletion_insertion`][normgrad.metrics.deletion_insertion] for the class
             explained, with ``deletion_options``). They run the model again, ``2 * steps``
             forward passes per image and method (40 by default).
-        peaks: the detections per map for ``"froc"``.
+        froc_k: the detections per map for ``"froc"`` (its peaks, as
+            [`metrics.froc`][normgrad.metrics.froc]'s ``k``).
         deletion_options: settings of ``"deletion"`` and ``"insertion"``
             ([`DeletionOptions`][normgrad.metrics.DeletionOptions]): ``steps``,
             ``baseline`` (``"zeros"``, ``"blur"``, ``"mean"`` or a tensor) and
@@ -109,6 +114,8 @@ def evaluate(
             ``metrics``. ``steps`` and ``baseline`` are settings of the run (a records file
             or a rank with others is refused; a tensor baseline is compared by its shape,
             dtype and bytes); ``batch_size``, the memory bound, may differ.
+        baselines: deprecated name of ``reference_rows`` (removed in the next release).
+        peaks: deprecated name of ``froc_k`` (removed in the next release).
 
     With an initialised process group of several ranks, every rank calls ``evaluate`` on
     its own share of the data (shard with [`ShardSampler`][normgrad.ShardSampler], never with
@@ -126,6 +133,12 @@ def evaluate(
         [`EvaluationResult`][normgrad.EvaluationResult]: ``print(result)`` shows a Markdown table;
         ``result.records`` holds every image's point and hit per method.
     """
+    if baselines is not None:
+        warn_renamed("evaluate(baselines=...)", "evaluate(reference_rows=...)")
+        reference_rows = baselines
+    if peaks is not None:
+        warn_renamed("evaluate(peaks=...)", "evaluate(froc_k=...)")
+        froc_k = peaks
     rank, size = world(group)
     error: BaseException | None = None
     run: Run | None = None
@@ -133,8 +146,9 @@ def evaluate(
         run = checked(
             model, explainers, tolerance=tolerance, spacing=spacing,
             smoothing_sigma=smoothing_sigma, smoothing_kernel_size=smoothing_kernel_size,
-            baselines=baselines, confidence=confidence, metrics=metrics, peaks=peaks,
-            deletion_options=deletion_options, compared=records is not None or size > 1,
+            reference_rows=reference_rows, confidence=confidence, metrics=metrics,
+            froc_k=froc_k, deletion_options=deletion_options,
+            compared=records is not None or size > 1,
         )  # fmt: skip
     except BaseException as e:  # an interrupt too: the other ranks must hear of it
         error = e
@@ -144,26 +158,13 @@ def evaluate(
     elif error is not None:
         raise error
     assert run is not None
-    log: RecordFile | None = None
-    indices: list[int] | None = None
-    bar = Progress(False, None)
-    try:  # what can fail on one rank before its data: the records file, the data's order
-        device = _device(model)
-        path = record_path(records, rank, size) if records else None
-        log = RecordFile(path, run.settings, run.methods) if path else None
-        indices = sampler_indices(data)
-        bar = Progress(progress and rank == 0, batches(data))
-        batches_of = iter(data)
-    except BaseException as e:  # an interrupt too: the other ranks must hear of it
-        if size == 1:
-            raise
-        error = e
+    source, bar, error = _open(data, records, run, progress, rank, size)
     if size > 1:  # every rank learns of it before spending time on its data
         exchange(None, error, "setup", call, rank, size, group)
     mine: list[Record] = []
     try:
-        source = _Source(data, batches_of, indices, log, size > 1)
-        _score_data(model, explainers, source, run, device, bar, mine)
+        if source is not None:
+            _score_data(model, explainers, source, run, _device(model), bar, mine)
     except BaseException as e:  # an interrupt too: the other ranks must hear of it
         if size == 1:
             raise
@@ -175,6 +176,30 @@ def evaluate(
         shared = exchange(mine, error, "records", call, rank, size, group)
         mine = [r for theirs in shared for r in theirs]
     return _result(mine, run, tolerance, confidence, rank == 0)
+
+
+def _open(
+    data: Iterable[Any],
+    records: str | os.PathLike[str] | None,
+    run: Run,
+    progress: bool,
+    rank: int,
+    size: int,
+) -> tuple[_Source | None, Progress, BaseException | None]:
+    """What can fail on one rank before its data (the records file, the data's order):
+    the rank's source of batches and its progress bar, or the error (raised at once when
+    no other rank must hear of it)."""
+    try:
+        path = record_path(records, rank, size) if records else None
+        log = RecordFile(path, run.settings, run.methods) if path else None
+        indices = sampler_indices(data)
+        bar = Progress(progress and rank == 0, batches(data))
+        source = _Source(data, iter(data), indices, log, size > 1)
+    except BaseException as e:  # an interrupt too: the other ranks must hear of it
+        if size == 1:
+            raise
+        return None, Progress(False, None), e
+    return source, bar, None
 
 
 def _result(

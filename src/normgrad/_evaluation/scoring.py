@@ -10,7 +10,7 @@ from torch import nn
 
 from .._deferred import deferred_checks
 from .._explainers.base import Explainer
-from .._explainers.center import CenterBaseline
+from .._explainers.center import CenterMap
 from .._explainers.shared import explain_shared
 from ..metrics import DeletionOptions, Regions, random_point_hit_rate, smooth
 from ..metrics._distance import distances_from_points
@@ -20,8 +20,8 @@ from . import plugins
 from .plugins.base import Batch, Values
 from .record import Record
 
-CENTRE = "centre baseline"
-RANDOM = "random baseline"
+CENTER = "centre map"
+RANDOM = "random point"
 SMOOTHED = "{} (smoothed)"
 
 
@@ -38,7 +38,7 @@ def score_batch(
     spacing: Sequence[float] | None,
     sigma: float | None,
     kernel_size: int,
-    baselines: bool,
+    reference_rows: bool,
     metrics: tuple[str, ...],
     peaks: int,
     deletion_options: DeletionOptions,
@@ -46,7 +46,7 @@ def score_batch(
     """Explain one batch with every method and score it: one record per image and method.
 
     Every check of the batch (the regions', the explainers', the metrics') and every
-    number recorded are read from the device once, at the end; the random baseline's
+    number recorded are read from the device once, at the end; the random point's
     regions are copied to the host before (its rate is computed there, with scipy).
     """
     chosen = plugins.serving(metrics)
@@ -62,9 +62,9 @@ def score_batch(
         shape = (x.shape[0], *x.shape[2:])
         regions = prepare(batch_regions, shape, x.device, one_by_one=objects)
         # on the host before the explainers' kernels are queued, while the queue is short
-        if baselines:
+        if reference_rows:
             rates = random_point_hit_rate(regions, x.shape[2:], tolerance, spacing).tolist()
-        maps, classes = _maps(explainers, x, target, sigma, kernel_size, baselines)
+        maps, classes = _maps(explainers, x, target, sigma, kernel_size, reference_rows)
         batch = Batch(model, x, classes, regions, options, chosen)
         rows = {name: _row(batch, name, saliency) for name, saliency in maps.items()}
         count = batch.later(regions.counts()).values if objects else lambda: [0] * len(ids)
@@ -94,10 +94,10 @@ def _maps(
     target: Any,
     sigma: float | None,
     kernel_size: int,
-    baselines: bool,
+    reference_rows: bool,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
     """Every method's maps of the batch (the explainers' in one shared pass, smoothed, the
-    centre baseline's), and the class the explainers explained (deletion and insertion
+    centre map's), and the class the explainers explained (deletion and insertion
     follow it)."""
     names = list(explainers)
     results = explain_shared([explainers[n] for n in names], x, target)
@@ -107,8 +107,8 @@ def _maps(
         maps.update(
             {SMOOTHED.format(n): smooth(m, sigma, kernel_size) for n, m in list(maps.items())}
         )
-    if baselines:
-        maps[CENTRE] = CenterBaseline()(x)
+    if reference_rows:
+        maps[CENTER] = CenterMap()(x)
     return maps, classes
 
 

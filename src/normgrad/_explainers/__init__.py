@@ -8,5 +8,5 @@
 - ``gradients``: Gradient, Input x Gradient, Guided Backpropagation (input gradients).
 - ``gradcam``: Grad-CAM and Guided Grad-CAM (one layer).
 - ``perturbation``: SmoothGrad and Integrated Gradients (many inputs per sample).
-- ``center``: the centre baseline (no model).
+- ``center``: the centre map (no model).
 """

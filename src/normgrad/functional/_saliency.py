@@ -163,15 +163,15 @@ def layer_maps_to_saliency(
     layer_maps: list[torch.Tensor] = []
     informative: list[torch.Tensor] = []
     for raw in raw_maps:
-        normalised, varies = _normalised_layer(raw, size)
-        layer_maps.append(normalised)
+        normalized, varies = _normalized_layer(raw, size)
+        layer_maps.append(normalized)
         informative.append(varies)
     if len(layer_maps) == 1:
         return layer_maps[0], layer_maps, informative
     return _fused(layer_maps, informative), layer_maps, informative
 
 
-def _normalised_layer(raw: torch.Tensor, size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+def _normalized_layer(raw: torch.Tensor, size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """``min_max_normalize(upsample(scale_to_unit(raw), size))``, zero where ``raw`` is
     constant, and ``~is_constant(raw)``, with 14 kernels (four on maps of the input's size).
 

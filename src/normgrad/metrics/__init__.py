@@ -14,7 +14,7 @@ One module per idea: reading maps and their first maximum (``_maps``), regions a
 geometry (``_regions``: the forms they arrive in, boxes, shapes, the one prepared value
 every metric reads, its pixels), the accumulators' one shape (``_accumulator``), the
 Pointing Game (``_pointing``), its distances (``_distance``) and its curve over tolerances
-(``_curve``), its random-point baseline (``_random_point``), the peaks of a map (``_peaks``,
+(``_curve``), its random point (``_random_point``), the peaks of a map (``_peaks``,
 their definition; ``_peak_search``, the fast search), detections matched to objects
 (``_matching``), FROC (``_froc``), the energy-based (``_energy``) and multi-object
 (``_multi_pointing``) pointing games, deletion and insertion (``_deletion``, the one metric

@@ -1,4 +1,4 @@
-"""The random-point baseline of the Pointing Game, computed exactly."""
+"""The random point of the Pointing Game, computed exactly."""
 
 from __future__ import annotations
 

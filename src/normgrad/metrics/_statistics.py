@@ -27,9 +27,9 @@ def wilson_interval(hits: int, total: int, confidence: float = 0.95) -> tuple[fl
     z = float(norm.ppf(0.5 + confidence / 2))
     p = hits / total
     denom = 1 + z**2 / total
-    centre = (p + z**2 / (2 * total)) / denom
+    center = (p + z**2 / (2 * total)) / denom
     half = z / denom * math.sqrt(p * (1 - p) / total + z**2 / (4 * total**2))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return max(0.0, center - half), min(1.0, center + half)
 
 
 @dataclass(frozen=True)

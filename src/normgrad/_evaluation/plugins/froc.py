@@ -64,7 +64,7 @@ class FROCMetric(EvaluationMetric):
 
     def add(self, accumulator: Accumulator, name: str, record: Any) -> None:
         assert isinstance(accumulator, FROC)
-        if record.point is None:  # the random baseline detects nothing
+        if record.point is None:  # the random point detects nothing
             return
         scores = torch.tensor([s for s, _ in record.detections], dtype=torch.float64)
         positive = torch.tensor([tp for _, tp in record.detections], dtype=torch.bool)

@@ -16,7 +16,7 @@ from . import pixels
 from .boxes import box_flags, clip, refuse_box, warn_outside
 from .forms import SampleRegions, read_forms
 from .pixels import ShapePixels, Window
-from .shapes import Shape, rasterise
+from .shapes import Shape, rasterize
 
 
 @dataclass(frozen=True)
@@ -256,7 +256,7 @@ def _objects(
     ]
     shapes: list[ShapePixels] = []
     if rows:
-        drawn = rasterise(
+        drawn = rasterize(
             [s for item in items if isinstance(item, list) for s in item], spatial, device
         )
         shapes = [(row, w[0], w[1], w[2]) for row, w in zip(rows, drawn) if w is not None]

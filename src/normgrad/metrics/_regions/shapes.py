@@ -100,7 +100,7 @@ class Shape:
         self, size: Sequence[int], device: torch.device | str | None
     ) -> tuple[int, int, torch.Tensor] | None:
         """First row, first column and mask of the shape's pixels within its bounds."""
-        return rasterise([self], size, device)[0]
+        return rasterize([self], size, device)[0]
 
 
 @dataclass(frozen=True, init=False)
@@ -330,11 +330,11 @@ def contains_many(shapes: Sequence[Shape], points: torch.Tensor) -> torch.Tensor
     return _per_kind(shapes, out, "_inside_many", p[..., 1], p[..., 0])
 
 
-# points tested per batched call of rasterise (shapes grouped by the size of their window)
+# points tested per batched call of rasterize (shapes grouped by the size of their window)
 _RASTER_POINTS = 1 << 20
 
 
-def rasterise(
+def rasterize(
     shapes: Sequence[Shape], size: Sequence[int], device: torch.device | str | None = None
 ) -> list[tuple[int, int, torch.Tensor] | None]:
     """Each shape's pixels in an image of ``size`` ``(H, W)``: the first row and column of
