@@ -142,3 +142,35 @@ def check_tolerance(value: object, argument: str = "tolerance") -> float:
 def check_sigma(value: object, argument: str = "sigma") -> float:
     """The standard deviation of a Gaussian: a finite number > 0."""
     return check_number(value, argument, low=0, open_low=True)
+
+
+def check_sizes(value: object, argument: str) -> tuple[int, ...]:
+    """Positive ints along the spatial axes: one int for every axis (a 1-tuple), or one per
+    axis in array order (``(H, W)`` or ``(D, H, W)``); the count is checked against the
+    input by ``fit_sizes``."""
+    values = (value,) if isinstance(value, numbers.Integral) else value
+    expected = "a positive int or one per spatial axis, (H, W) or (D, H, W)"
+    if (
+        not isinstance(values, Sequence)
+        or isinstance(values, str)
+        or len(values) not in (1, 2, 3)
+        or any(not isinstance(v, numbers.Integral) or isinstance(v, bool) for v in values)
+    ):
+        raise ArgumentTypeError(f"{argument}: expected {expected}, got {describe(value)}")
+    if any(v < 1 for v in values):
+        raise InvalidArgumentError(f"{argument}: expected {expected}, got {value}")
+    return tuple(int(v) for v in values)
+
+
+def fit_sizes(sizes: tuple[int, ...], spatial: Sequence[int], argument: str) -> list[int]:
+    """``sizes`` (from ``check_sizes``) as one int per axis of an input of ``spatial``
+    size; a count other than one or ``len(spatial)`` is refused."""
+    if len(sizes) == 1:
+        return list(sizes) * len(spatial)
+    if len(sizes) != len(spatial):
+        raise ShapeError(
+            f"{argument}: expected one size or {len(spatial)} (one per spatial axis of the "
+            f"input of size {tuple(spatial)}), got {sizes}",
+            tuple(spatial),
+        )
+    return list(sizes)
