@@ -29,7 +29,9 @@ from ._explainers.center import CenterMap
 from ._explainers.gradcam import GradCAM, GuidedGradCAM
 from ._explainers.gradients import Gradient, GuidedBackprop, InputXGradient
 from ._explainers.normgrad import NormGrad
+from ._explainers.occlusion import Occlusion
 from ._explainers.perturbation import IntegratedGradients, SmoothGrad
+from ._explainers.rise import RISE
 from ._explainers.shared import explain_shared
 from ._model.layers import Layers, LayerSpec
 from ._model.layouts import Layout, Tokens
@@ -79,6 +81,8 @@ __all__ = [
     "NonFiniteError",
     "NormGrad",
     "NormGradError",
+    "Occlusion",
+    "RISE",
     "Record",
     "ShapeError",
     "ShardSampler",
