@@ -24,6 +24,7 @@ from ._evaluation.distributed import DistributedEvaluationError, ShardSampler
 from ._evaluation.records import read_records
 from ._evaluation.result import EvaluationResult, MethodScore, Record
 from ._evaluation.runner import evaluate
+from ._explainers.attention import AttentionRollout, TransformerAttribution
 from ._explainers.base import Explainer, Explanation
 from ._explainers.center import CenterMap
 from ._explainers.gradcam import GradCAM, GuidedGradCAM
@@ -61,6 +62,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "ArgumentTypeError",
+    "AttentionRollout",
     "CenterMap",
     "DistributedEvaluationError",
     "EvaluationResult",
@@ -89,6 +91,7 @@ __all__ = [
     "SmoothGrad",
     "Target",
     "Tokens",
+    "TransformerAttribution",
     "UnsupportedModelError",
     "__version__",
     "evaluate",

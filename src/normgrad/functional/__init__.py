@@ -38,6 +38,14 @@ Examples:
 
 from __future__ import annotations
 
+from ._attention import (
+    HEAD_FUSIONS,
+    attention_relevance,
+    attention_rollout,
+    class_token_map,
+    discard_lowest,
+    fuse_heads,
+)
 from ._maps import (
     box_sum,
     conv_map,
@@ -59,11 +67,17 @@ from ._saliency import (
 from ._vil import VIL, parse_vil
 
 __all__ = [
+    "HEAD_FUSIONS",
     "QUADRATURE_METHODS",
     "VIL",
+    "attention_relevance",
+    "attention_rollout",
     "box_sum",
+    "class_token_map",
     "conv_map",
+    "discard_lowest",
     "fuse_geometric_mean",
+    "fuse_heads",
     "grad_cam_map",
     "is_constant",
     "layer_maps_to_saliency",
