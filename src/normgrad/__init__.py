@@ -26,12 +26,14 @@ from ._evaluation.result import EvaluationResult, MethodScore, Record
 from ._evaluation.runner import evaluate
 from ._explainers.attention import AttentionRollout, TransformerAttribution
 from ._explainers.base import Explainer, Explanation
+from ._explainers.cams import EigenCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
 from ._explainers.center import CenterMap
 from ._explainers.gradcam import GradCAM, GuidedGradCAM
 from ._explainers.gradients import Gradient, GuidedBackprop, InputXGradient
 from ._explainers.normgrad import NormGrad
 from ._explainers.occlusion import Occlusion
 from ._explainers.perturbation import IntegratedGradients, SmoothGrad
+from ._explainers.score_cam import ScoreCAM
 from ._explainers.rise import RISE
 from ._explainers.shared import explain_shared
 from ._model.layers import Layers, LayerSpec
@@ -65,16 +67,20 @@ __all__ = [
     "AttentionRollout",
     "CenterMap",
     "DistributedEvaluationError",
+    "EigenCAM",
     "EvaluationResult",
     "Explainer",
     "Explanation",
     "GradCAM",
+    "GradCAMPlusPlus",
     "Gradient",
     "GuidedBackprop",
     "GuidedGradCAM",
+    "HiResCAM",
     "InputXGradient",
     "IntegratedGradients",
     "InvalidArgumentError",
+    "LayerCAM",
     "LayerError",
     "LayerSpec",
     "Layers",
@@ -86,6 +92,7 @@ __all__ = [
     "Occlusion",
     "RISE",
     "Record",
+    "ScoreCAM",
     "ShapeError",
     "ShardSampler",
     "SmoothGrad",
@@ -93,6 +100,7 @@ __all__ = [
     "Tokens",
     "TransformerAttribution",
     "UnsupportedModelError",
+    "XGradCAM",
     "__version__",
     "evaluate",
     "explain_shared",

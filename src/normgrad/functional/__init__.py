@@ -17,8 +17,9 @@ the channel-summed squares, $\sqrt{\mathrm{box}_K(\sum_c x_c^2)}$, an exact
 identity that needs ``O(H W)`` memory instead of the ``O(K^2 C H W)`` of ``unfold``.
 
 The package holds the maths only (no models, no hooks): VIL names (``_vil``), raw maps
-(``_maps``), from raw maps to saliency (``_saliency``) and quadrature rules
-(``_quadrature``); everything is imported from ``normgrad.functional``.
+(``_maps``), the other class activation maps (``_cams``), from raw maps to saliency
+(``_saliency``) and quadrature rules (``_quadrature``); everything is imported from
+``normgrad.functional``.
 
 Every function accepts 1, 2 or 3 spatial dimensions (``(N, C, L)``, ``(N, C, H, W)``,
 ``(N, C, D, H, W)``), runs on the device of its input and accepts float16, bfloat16,
@@ -45,6 +46,15 @@ from ._attention import (
     class_token_map,
     discard_lowest,
     fuse_heads,
+)
+from ._cams import (
+    eigen_cam_map,
+    grad_cam_plus_plus_map,
+    hires_cam_map,
+    layer_cam_map,
+    score_cam_map,
+    score_cam_masks,
+    xgrad_cam_map,
 )
 from ._maps import (
     box_sum,
@@ -76,10 +86,14 @@ __all__ = [
     "class_token_map",
     "conv_map",
     "discard_lowest",
+    "eigen_cam_map",
     "fuse_geometric_mean",
     "fuse_heads",
     "grad_cam_map",
+    "grad_cam_plus_plus_map",
+    "hires_cam_map",
     "is_constant",
+    "layer_cam_map",
     "layer_maps_to_saliency",
     "min_max_normalize",
     "normgrad_map",
@@ -89,5 +103,8 @@ __all__ = [
     "reduce_channels",
     "scale_to_unit",
     "scaling_map",
+    "score_cam_map",
+    "score_cam_masks",
     "upsample",
+    "xgrad_cam_map",
 ]
