@@ -21,4 +21,7 @@ EXPLAINERS: dict[str, Factory] = {
         normgrad.NormGrad(m, layers), n_samples=3, batch_size=2
     ),
     "integrated-gradients": lambda m, layers: normgrad.IntegratedGradients(m, steps=4),
+    # small settings: every input of the cross-cutting tests is at least 6 px a side
+    "occlusion": lambda m, layers: normgrad.Occlusion(m, window=5, stride=5, batch_size=32),
+    "rise": lambda m, layers: normgrad.RISE(m, n_masks=6, cell_size=4, batch_size=4),
 }
