@@ -8,5 +8,7 @@
 - ``gradients``: Gradient, Input x Gradient, Guided Backpropagation (input gradients).
 - ``gradcam``: Grad-CAM and Guided Grad-CAM (one layer).
 - ``perturbation``: SmoothGrad and Integrated Gradients (many inputs per sample).
+- ``occlusion``, ``rise``: Occlusion and RISE (perturbed inputs, scores without a
+  gradient).
 - ``center``: the centre map (no model).
 """

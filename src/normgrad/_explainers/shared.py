@@ -23,8 +23,8 @@ def explain_shared(
     gradient taken if any of them needs it); the guided one (ReLUs guided, from the same
     forward pass) serves Guided Backpropagation and Guided Grad-CAM, whose Grad-CAM factor
     comes from the plain one. The target is resolved once for all (``None``: the classes
-    each model predicts, from its one forward pass). SmoothGrad, Integrated Gradients and
-    the centre map run their own passes. The results equal calling each explainer on
+    each model predicts, from its one forward pass). SmoothGrad, Integrated Gradients,
+    Occlusion, RISE and the centre map run their own passes. The results equal calling each explainer on
     its own.
 
     Args:
