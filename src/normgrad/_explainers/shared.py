@@ -24,8 +24,8 @@ def explain_shared(
     forward pass) serves Guided Backpropagation and Guided Grad-CAM, whose Grad-CAM factor
     comes from the plain one. The target is resolved once for all (``None``: the classes
     each model predicts, from its one forward pass). SmoothGrad, Integrated Gradients,
-    Occlusion, RISE and the centre map run their own passes. The results equal calling each explainer on
-    its own.
+    Occlusion, RISE and the centre map run their own passes. The results equal calling
+    each explainer on its own.
 
     Args:
         explainers: any normgrad explainers, of one model or several.
