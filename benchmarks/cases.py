@@ -21,8 +21,8 @@ from normgrad import functional as nf
 from normgrad import metrics
 
 ROOT = Path(__file__).resolve().parent.parent
-MULTI = ["layer2.0", "layer3.0", "layer4.0", "layer4.2"]
-SINGLE = "layer4.2"
+MULTI = normgrad.presets.layers("resnet50").multi
+SINGLE = normgrad.presets.layers("resnet50").single
 LOOP_ROUNDS = 3
 
 
@@ -219,17 +219,8 @@ def bench_transformer(
 
 
 def paper_methods(model: torch.nn.Module) -> dict[str, normgrad.Explainer]:
-    """The paper's ten methods: six NormGrad variants, Input x Gradient, Guided Backprop,
-    Grad-CAM and Guided Grad-CAM."""
-    methods: dict[str, normgrad.Explainer] = {}
-    for vil in ("scaling", "conv1x1", "conv3x3"):
-        methods[f"NormGrad {vil}"] = normgrad.NormGrad(model, SINGLE, vil)
-        methods[f"NormGrad {vil} M"] = normgrad.NormGrad(model, MULTI, vil)
-    methods["Input x Gradient"] = normgrad.InputXGradient(model)
-    methods["Guided Backprop"] = normgrad.GuidedBackprop(model)
-    methods["Grad-CAM"] = normgrad.GradCAM(model, SINGLE)
-    methods["Guided Grad-CAM"] = normgrad.GuidedGradCAM(model, SINGLE)
-    return methods
+    """The paper's ten methods on the ResNet-50 layers of the paper."""
+    return normgrad.presets.paper_methods(model, normgrad.presets.layers("resnet50"))
 
 
 def bench_protocol(

@@ -347,16 +347,7 @@ def classify(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tu
 
 
 def explainers_for(model: nn.Module, arch: str) -> dict[str, normgrad.Explainer]:
-    preset = architecture(arch).layers
-    out: dict[str, normgrad.Explainer] = {}
-    for vil, label in (("scaling", "Scaling"), ("conv1x1", "Conv1x1"), ("conv3x3", "Conv3x3")):
-        out[f"NormGrad {label}"] = normgrad.NormGrad(model, preset.single, vil)
-        out[f"NormGrad {label} (M)"] = normgrad.NormGrad(model, preset.multi, vil)
-    out["Input x Gradient"] = normgrad.InputXGradient(model)
-    out["Guided Backprop"] = normgrad.GuidedBackprop(model)
-    out["Grad-CAM"] = normgrad.GradCAM(model, preset.single)
-    out["Guided Grad-CAM"] = normgrad.GuidedGradCAM(model, preset.single)
-    return out
+    return normgrad.presets.paper_methods(model, architecture(arch).layers)
 
 
 def batches(

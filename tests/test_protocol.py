@@ -13,6 +13,7 @@ import normgrad
 from normgrad import InvalidArgumentError, LayerError, functional, metrics, presets, sanity
 
 from .models import TinyCNN, seeded
+from .reference.pointing import reference_box_hits
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -121,6 +122,35 @@ def test_presets_name_real_layers(arch: str) -> None:
     assert all(not bool(functional.is_constant(m)) for m in result.raw_layer_maps.values())
 
 
+def test_paper_methods_are_the_papers_ten_on_the_presets_layers() -> None:
+    model = torchvision.models.resnet18(num_classes=2)
+    preset = presets.layers("resnet18")
+    made = presets.paper_methods(model, "resnet18")
+    by_hand = {
+        "NormGrad Scaling": normgrad.NormGrad(model, preset.single, "scaling"),
+        "NormGrad Scaling (M)": normgrad.NormGrad(model, preset.multi, "scaling"),
+        "NormGrad Conv1x1": normgrad.NormGrad(model, preset.single, "conv1x1"),
+        "NormGrad Conv1x1 (M)": normgrad.NormGrad(model, preset.multi, "conv1x1"),
+        "NormGrad Conv3x3": normgrad.NormGrad(model, preset.single, "conv3x3"),
+        "NormGrad Conv3x3 (M)": normgrad.NormGrad(model, preset.multi, "conv3x3"),
+        "Input x Gradient": normgrad.InputXGradient(model),
+        "Guided Backprop": normgrad.GuidedBackprop(model),
+        "Grad-CAM": normgrad.GradCAM(model, preset.single),
+        "Guided Grad-CAM": normgrad.GuidedGradCAM(model, preset.single),
+    }
+    assert list(made) == list(by_hand)
+    assert [repr(e) for e in made.values()] == [repr(e) for e in by_hand.values()]
+    assert all(e.model is model for e in made.values())
+    own = presets.LayerPreset("layer3.1", ["layer2.1", "layer3.1"])
+    assert repr(presets.paper_methods(model, own)["Grad-CAM"]) == repr(
+        normgrad.GradCAM(model, "layer3.1")
+    )
+    with pytest.raises(normgrad.ArgumentTypeError, match="preset: expected a LayerPreset"):
+        presets.paper_methods(model, ["layer4"])  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="did you mean"):
+        presets.paper_methods(model, "resnet-181")
+
+
 def test_paper_presets() -> None:
     assert presets.layers("ResNet-34").multi == ["layer2.0", "layer3.0", "layer4.0", "layer4.2"]
     eff = presets.layers("efficientnet_b0")
@@ -184,32 +214,6 @@ def test_shared_pass_equals_each_variant_alone() -> None:
         assert list(result.layer_maps) == list(alone.layer_maps)
 
 
-def _literal_hits(saliency: torch.Tensor, boxes: list[torch.Tensor], tolerance: float) -> list[int]:
-    """Pointing Game by hand: 1 or 0 per image with a box, nothing for one without.
-
-    The point is the first maximum in row-major order, found by walking every pixel; a hit
-    is a box pixel strictly within ``tolerance`` of it. Boxes ``(x0, y0, x1, y1)`` are
-    inclusive and lie inside the image (as ``_data`` draws them).
-    """
-    out = []
-    for sal, box in zip(saliency[:, 0].tolist(), boxes):
-        if box.numel() == 0:
-            continue
-        best, point = -math.inf, (0, 0)
-        for y, row in enumerate(sal):
-            for x, value in enumerate(row):
-                if value > best:
-                    best, point = value, (y, x)
-        x0, y0, x1, y1 = (int(v) for v in box[0].tolist())
-        hit = any(
-            (y - point[0]) ** 2 + (x - point[1]) ** 2 < tolerance**2
-            for y in range(y0, y1 + 1)
-            for x in range(x0, x1 + 1)
-        )
-        out.append(int(hit))
-    return out
-
-
 def test_evaluate_shares_one_pass_and_matches_separate_scores() -> None:
     model = RESNET
     calls = []
@@ -228,11 +232,13 @@ def test_evaluate_shares_one_pass_and_matches_separate_scores() -> None:
         counted[name], counted[f"{name} (smoothed)"] = [], []
         for x, labels, boxes in data:
             saliency = explainer(x, labels)
-            counted[name] += _literal_hits(saliency, boxes, 10)
-            counted[f"{name} (smoothed)"] += _literal_hits(metrics.smooth(saliency, 1.0), boxes, 10)
+            counted[name] += reference_box_hits(saliency, boxes, 10)
+            counted[f"{name} (smoothed)"] += reference_box_hits(
+                metrics.smooth(saliency, 1.0), boxes, 10
+            )
     counted["centre map"] = []
     for x, _, boxes in data:
-        counted["centre map"] += _literal_hits(normgrad.CenterMap()(x), boxes, 10)
+        counted["centre map"] += reference_box_hits(normgrad.CenterMap()(x), boxes, 10)
     for name, hits in counted.items():
         assert len(hits) == 9, name  # 3 batches of 4 images, one per batch without a box
         row = result[name]
@@ -269,7 +275,7 @@ def test_evaluate_mixes_shared_and_other_explainers(capsys: pytest.CaptureFixtur
     for name, explainer in explainers.items():
         hits = []
         for x, labels, boxes in data:
-            hits += _literal_hits(explainer(x, labels), boxes, 15)  # the default tolerance
+            hits += reference_box_hits(explainer(x, labels), boxes, 15)  # the default tolerance
         assert len(hits) == 6  # 2 batches of 4 images, one per batch without a box
         assert (result[name].hits, result[name].total) == (sum(hits), 6), name
 

@@ -17,15 +17,7 @@ LAYERS = ["conv2", "relu3"]
 
 def paper_methods(model: nn.Module) -> dict[str, normgrad.Explainer]:
     """The paper's ten methods (six NormGrad variants and four baselines), on small layers."""
-    methods: dict[str, normgrad.Explainer] = {}
-    for vil in ("scaling", "conv1x1", "conv3x3"):
-        methods[f"single {vil}"] = normgrad.NormGrad(model, "relu3", vil)
-        methods[f"multi {vil}"] = normgrad.NormGrad(model, LAYERS, vil)
-    methods["input x gradient"] = normgrad.InputXGradient(model)
-    methods["guided backprop"] = normgrad.GuidedBackprop(model)
-    methods["grad-cam"] = normgrad.GradCAM(model, "relu3")
-    methods["guided grad-cam"] = normgrad.GuidedGradCAM(model, "conv3")
-    return methods
+    return normgrad.presets.paper_methods(model, normgrad.presets.LayerPreset("relu3", LAYERS))
 
 
 def every_method(model: nn.Module) -> dict[str, normgrad.Explainer]:

@@ -21,6 +21,7 @@ import torch
 import normgrad
 
 from .dispatch_count import count
+from .explainers import EXPLAINERS
 from .models import TinyCNN
 
 
@@ -50,33 +51,27 @@ def resnet() -> tuple[torch.nn.Module, torch.Tensor]:
     return model, torch.randn(2, 3, 64, 64)
 
 
+# the one list of explainers beside the paper's ten (these four are among them)
+IN_THE_PAPER = {"normgrad", "input-x-gradient", "guided-backprop", "grad-cam", "guided-grad-cam"}
+
+
 def explainers(
     model: torch.nn.Module, multi: list[str], single: str
 ) -> dict[str, normgrad.Explainer]:
-    made: dict[str, normgrad.Explainer] = {}
-    for vil in ("scaling", "conv1x1", "conv3x3"):
-        made[f"NormGrad single {vil}"] = normgrad.NormGrad(model, single, vil)
-        made[f"NormGrad multi {vil}"] = normgrad.NormGrad(model, multi, vil)
-    made["Gradient"] = normgrad.Gradient(model)
-    made["InputXGradient"] = normgrad.InputXGradient(model)
-    made["GuidedBackprop"] = normgrad.GuidedBackprop(model)
-    made["GradCAM"] = normgrad.GradCAM(model, single)
-    made["GuidedGradCAM"] = normgrad.GuidedGradCAM(model, single)
-    made["SmoothGrad"] = normgrad.SmoothGrad(
-        normgrad.NormGrad(model, single, "conv3x3"), n_samples=3, batch_size=4
-    )
-    made["IntegratedGradients"] = normgrad.IntegratedGradients(model, steps=4, batch_size=4)
+    """The paper's ten methods on ``single`` and ``multi``, then every other explainer."""
+    made = normgrad.presets.paper_methods(model, normgrad.presets.LayerPreset(single, multi))
+    made.update({n: make(model, multi) for n, make in EXPLAINERS.items() if n not in IN_THE_PAPER})
     return made
 
 
 # At most this many synchronisations per call (see docs/benchmarks.md): one read of every
-# check's flags at the end of the call; SmoothGrad also reads its images' noise seeds (a
+# check's flags at the end of the call; SmoothGrad and RISE also read their images' seeds (a
 # generator's seed is a host integer).
-MAX_SYNCS = {"SmoothGrad": 2}
+MAX_SYNCS = {"smoothgrad": 2, "rise": 2}
 # Non-view kernels over the floor (hooks + autograd.grad to the same activations) on a
 # ResNet-18 at 64 px, four layers or one, conv3x3 (at first: 267, 79 and 75; now 108, 28
 # and 26; docs/benchmarks.md says what each is for).
-MAX_OVER_FLOOR = {"NormGrad multi conv3x3": 130, "NormGrad single conv3x3": 30, "GradCAM": 30}
+MAX_OVER_FLOOR = {"NormGrad Conv3x3 (M)": 130, "NormGrad Conv3x3": 30, "Grad-CAM": 30}
 
 
 def _quiet(call: Callable[[], object]) -> Callable[[], object]:
@@ -88,14 +83,10 @@ def _quiet(call: Callable[[], object]) -> Callable[[], object]:
     return run
 
 
-EXPLAINERS = [
-    *(f"NormGrad {kind} {vil}" for vil in ("scaling", "conv1x1", "conv3x3") for kind in ("single", "multi")),
-    "Gradient", "InputXGradient", "GuidedBackprop", "GradCAM", "GuidedGradCAM", "SmoothGrad",
-    "IntegratedGradients",
-]  # fmt: skip
+NAMES = list(explainers(TinyCNN(), ["relu1", "relu3"], "relu3"))
 
 
-@pytest.mark.parametrize("name", EXPLAINERS)
+@pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("which", ["resnet18", "tiny"])
 def test_explainer_reads_the_device_once_per_call(name: str, which: str) -> None:
     model, x, multi, single = _model(which)
@@ -103,7 +94,7 @@ def test_explainer_reads_the_device_once_per_call(name: str, which: str) -> None
     counts = count(_quiet(lambda: explainer(x, target=1)))
     assert counts.sync_count <= MAX_SYNCS.get(name, 1), dict(counts.syncs)
     if which == "resnet18" and name in MAX_OVER_FLOOR:
-        layers = multi if "multi" in name else [single]
+        layers = multi if "(M)" in name else [single]
         over = counts.kernels - count(lambda: floor(model, x, layers)).kernels
         assert over <= MAX_OVER_FLOOR[name], over
 
@@ -118,11 +109,12 @@ def _model(which: str) -> tuple[torch.nn.Module, torch.Tensor, list[str], str]:
 @pytest.mark.parametrize("which", ["resnet18", "tiny"])
 def test_explain_shared_reads_the_device_once(which: str) -> None:
     model, x, multi, single = _model(which)
-    methods = list(explainers(model, multi, single).values())
+    made = explainers(model, multi, single)
+    methods = list(made.values())
     counts = count(_quiet(lambda: normgrad.explain_shared(methods, x, target=1)))
-    # SmoothGrad among them reads its noise seeds
-    assert counts.sync_count <= 2, dict(counts.syncs)
-    shared = [e for e in methods if not isinstance(e, normgrad.SmoothGrad)]
+    # the random methods among them read their images' seeds too
+    assert counts.sync_count <= 1 + sum(n - 1 for n in MAX_SYNCS.values()), dict(counts.syncs)
+    shared = [e for name, e in made.items() if MAX_SYNCS.get(name, 1) == 1]
     counts = count(_quiet(lambda: normgrad.explain_shared(shared, x, target=1)))
     assert counts.sync_count <= 1, dict(counts.syncs)
 
@@ -187,7 +179,7 @@ def _table(model: torch.nn.Module, x: torch.Tensor, multi: list[str], single: st
     print(f"floor multi {base_multi} kernels, floor single {base_single} kernels")
     for name, explainer in explainers(model, multi, single).items():
         c = count(lambda e=explainer: e(x, target=1))
-        base = base_multi if "multi" in name else base_single
+        base = base_multi if "(M)" in name else base_single
         print(
             f"{name:28s} syncs {c.sync_count:3d} {dict(c.syncs)} kernels {c.kernels} "
             f"(+{c.kernels - base})"

@@ -14,10 +14,27 @@ import dataclasses
 import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from ._errors import InvalidArgumentError
+from ._errors import ArgumentTypeError, InvalidArgumentError, describe
+from ._explainers.base import Explainer
+from ._explainers.gradcam import GradCAM, GuidedGradCAM
+from ._explainers.gradients import GuidedBackprop, InputXGradient
+from ._explainers.normgrad import NormGrad
 
-__all__ = ["LayerPreset", "available", "layers", "swin", "vit"]
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = [
+    "LayerPreset",
+    "available",
+    "hf_swin",
+    "hf_vit",
+    "layers",
+    "paper_methods",
+    "swin",
+    "vit",
+]
 
 
 @dataclass(frozen=True)
@@ -88,6 +105,61 @@ def swin(depths: Sequence[int]) -> LayerPreset:
         )
     stages = [f"features.{2 * i + 1}" for i in range(len(depths))]
     last = f"{stages[-1]}.{depths[-1] - 1}.norm1"
+    return LayerPreset(last, [*stages[:-1], last], "normgrad")
+
+
+def hf_vit(depth: int, base: str = "vit") -> LayerPreset:
+    """The ViT recipe (as [`vit`][normgrad.presets.vit]) for a Hugging Face
+    ``transformers`` ViT, DeiT or BEiT classifier of ``depth`` blocks.
+
+    Single: the last block's first norm (``layernorm_before``), whose patch tokens still
+    reach the class token. Multi: the outputs of the blocks ending the first quarter, half
+    and three quarters of the encoder, then that norm. Names as ``transformers`` 5 writes
+    them (``<base>.layers.<i>``); ``base`` is the backbone's attribute: ``"vit"``
+    (``ViTForImageClassification``), ``"deit"`` or ``"beit"``. ``hf_vit(12)`` suits
+    ``google/vit-base-patch16-224``.
+
+    Examples:
+        >>> from normgrad import presets
+        >>> presets.hf_vit(4).single
+        'vit.layers.3.layernorm_before'
+        >>> presets.hf_vit(4, "deit").multi[:3]
+        ['deit.layers.0', 'deit.layers.1', 'deit.layers.2']
+    """
+    torchvision_names = vit(depth)
+    if not isinstance(base, str) or not base.isidentifier():
+        raise InvalidArgumentError(
+            f"base: expected the attribute holding the backbone, e.g. 'vit', 'deit' or "
+            f"'beit', got {base!r}"
+        )
+    blocks = [
+        name.replace("encoder.layers.encoder_layer_", f"{base}.layers.")
+        for name in torchvision_names.multi[:-1]
+    ]
+    last = f"{base}.layers.{depth - 1}.layernorm_before"
+    return LayerPreset(last, [*blocks, last], "normgrad")
+
+
+def hf_swin(depths: Sequence[int]) -> LayerPreset:
+    """The Swin recipe (as [`swin`][normgrad.presets.swin]) for a Hugging Face
+    ``transformers`` ``SwinForImageClassification`` with blocks ``depths`` per stage.
+
+    Single: the last block's first norm (``layernorm_before``, tokens ``(N, L, C)``).
+    Multi: the output of every earlier stage before its patch merging, i.e. of its last
+    block (a tuple, read through its first tensor), then that norm.
+    ``hf_swin([2, 2, 6, 2])`` suits ``microsoft/swin-tiny-patch4-window7-224``.
+
+    Examples:
+        >>> from normgrad import presets
+        >>> presets.hf_swin([1, 1, 2]).multi[:2]
+        ['swin.encoder.layers.0.blocks.0', 'swin.encoder.layers.1.blocks.0']
+        >>> presets.hf_swin([1, 1, 2]).single
+        'swin.encoder.layers.2.blocks.1.layernorm_before'
+    """
+    depths = list(depths)
+    swin(depths)  # the same checks of depths
+    stages = [f"swin.encoder.layers.{i}.blocks.{d - 1}" for i, d in enumerate(depths)]
+    last = f"{stages[-1]}.layernorm_before"
     return LayerPreset(last, [*stages[:-1], last], "normgrad")
 
 
@@ -167,3 +239,39 @@ def layers(architecture: str) -> LayerPreset:
         )
     preset = _PRESETS[key]
     return LayerPreset(preset.single, list(preset.multi), preset.source)
+
+
+def paper_methods(model: nn.Module, preset: LayerPreset | str) -> dict[str, Explainer]:
+    """The paper's ten methods on ``model``, named as its tables name them.
+
+    NormGrad with each virtual identity layer (scaling, conv1x1, conv3x3) on the preset's
+    single layer and fused over its multi layers (``"(M)"``), then Input x Gradient,
+    Guided Backprop, and Grad-CAM and Guided Grad-CAM on the single layer: the methods of
+    the paper's Tables 1-4, as ``evaluate`` takes them.
+
+    Args:
+        model: the classifier.
+        preset: its layers (a [`LayerPreset`][normgrad.presets.LayerPreset]) or the name
+            of a torchvision architecture with a preset (see [`layers`][normgrad.presets.layers]).
+
+    Examples:
+        >>> import torchvision
+        >>> from normgrad import presets
+        >>> model = torchvision.models.resnet18(num_classes=2)
+        >>> list(presets.paper_methods(model, "resnet18"))[:3]
+        ['NormGrad Scaling', 'NormGrad Scaling (M)', 'NormGrad Conv1x1']
+    """
+    chosen = layers(preset) if isinstance(preset, str) else preset
+    if not isinstance(chosen, LayerPreset):
+        raise ArgumentTypeError(
+            f"preset: expected a LayerPreset or an architecture name, got {describe(preset)}"
+        )
+    methods: dict[str, Explainer] = {}
+    for vil, label in (("scaling", "Scaling"), ("conv1x1", "Conv1x1"), ("conv3x3", "Conv3x3")):
+        methods[f"NormGrad {label}"] = NormGrad(model, chosen.single, vil)
+        methods[f"NormGrad {label} (M)"] = NormGrad(model, chosen.multi, vil)
+    methods["Input x Gradient"] = InputXGradient(model)
+    methods["Guided Backprop"] = GuidedBackprop(model)
+    methods["Grad-CAM"] = GradCAM(model, chosen.single)
+    methods["Guided Grad-CAM"] = GuidedGradCAM(model, chosen.single)
+    return methods
