@@ -104,3 +104,74 @@ def test_only_the_model_room_registers_hooks() -> None:
 def test_modules_are_small() -> None:
     sizes = {str(p.relative_to(SRC)): len(p.read_text().splitlines()) for p in SRC.rglob("*.py")}
     assert max(sizes.values()) <= 400, sorted(sizes.items(), key=lambda kv: -kv[1])[:3]
+
+
+def _code_lines(lines: list[str], node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """A function's lines of code: its lines less blank ones, comments and its docstring."""
+    first = node.body[0]
+    docstring = (
+        range(first.lineno, (first.end_lineno or first.lineno) + 1)
+        if isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+        else range(0)
+    )
+    return sum(
+        1
+        for number in range(node.lineno, (node.end_lineno or node.lineno) + 1)
+        if number not in docstring
+        and lines[number - 1].strip()
+        and not lines[number - 1].strip().startswith("#")
+    )
+
+
+def test_functions_are_short() -> None:
+    """No function (method, nested function) over 60 lines of code."""
+    long = []
+    for path in SRC.rglob("*.py"):
+        text = path.read_text()
+        lines = text.splitlines()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = _code_lines(lines, node)
+                if n > 60:
+                    long.append(f"{path.relative_to(SRC)}::{node.name} ({n} lines)")
+    assert not long, long
+
+
+def test_code_lines_are_counted_without_docstring_and_comments() -> None:
+    source = (
+        'def f(x):\n    """Doc.\n\n    More.\n    """\n    # a comment\n\n    y = x\n    return y\n'
+    )
+    node = ast.parse(source).body[0]
+    assert isinstance(node, ast.FunctionDef)
+    assert _code_lines(source.splitlines(), node) == 3
+
+
+# a private module (``_x``) of a package is read by that package only, which re-exports
+# its public names; the one exception (docs/architecture.md): the evaluation room reads
+# the metrics' one-batch internals (prepared regions, points, accumulators, matching)
+READS_PRIVATE_MODULES_OF = {"_evaluation": {"metrics"}}
+
+
+def _private_package(module: str) -> str | None:
+    """The package whose private module ``module`` is (``normgrad.metrics._pointing`` ->
+    ``metrics``), or None where it is no package's private module but the root's."""
+    parts = module.split(".")
+    for i in range(2, len(parts)):
+        if parts[i].startswith("_"):
+            return ".".join(parts[1:i])
+    return None
+
+
+def test_private_modules_are_read_by_their_package_only() -> None:
+    wrong = []
+    for path in SRC.rglob("*.py"):
+        me = _module_name(path)
+        for imported in _imports(path):
+            package = _private_package(imported)
+            if package is None or me.startswith(f"normgrad.{package}"):
+                continue
+            if package.split(".")[0] not in READS_PRIVATE_MODULES_OF.get(_room(me), set()):
+                wrong.append(f"{me} imports {imported}")
+    assert not wrong, wrong

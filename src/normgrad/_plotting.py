@@ -131,66 +131,21 @@ def pointing_game_curves(
         >>> ax.get_xlabel()
         'tolerance (px)'
     """
-    plt = pyplot()
-    import numpy as np
-
-    if isinstance(curves, PointingGameCurve):
-        named: dict[str, PointingGameCurve] = {"": curves}
-    elif isinstance(curves, Mapping):
-        named = dict(curves)
-    else:
-        raise ArgumentTypeError(
-            f"curves: expected a PointingGameCurve or a dict name -> curve, got {describe(curves)}"
-        )
-    if not named:
-        raise InvalidArgumentError("curves: expected at least one curve, got an empty dict")
-    for name, curve in named.items():
-        if not isinstance(curve, PointingGameCurve):
-            raise ArgumentTypeError(
-                f"curves: expected PointingGameCurve values (from metrics.pointing_game_curve), "
-                f"got {describe(curve)} for {name!r}"
-            )
+    named, sizes = _checked_curves(curves, cells)
     marked = check_tolerance(tolerance) if tolerance is not None else None
-    sizes: dict[str, float] = {}
-    if cells is not None:
-        if not isinstance(cells, Mapping):
-            raise ArgumentTypeError(
-                f"cells: expected a dict method name -> cell size, got {describe(cells)}"
-            )
-        for name, size in cells.items():
-            if name not in named:
-                raise InvalidArgumentError(
-                    f"cells: expected names of curves ({', '.join(map(repr, named))}), got {name!r}"
-                )
-            sizes[name] = check_number(size, f"cells[{name!r}]", low=0, open_low=True)
     figure = None
     if ax is None:
         entries = len(named) + (marked is not None)
-        figure, ax = plt.subplots(figsize=(5.5, 3.2 + 0.21 * entries))
+        figure, ax = pyplot().subplots(figsize=(5.5, 3.2 + 0.21 * entries))
     ends = {curve.max_tolerance for curve in named.values()}
     right = max(max(max(c.tolerances), c.max_tolerance) for c in named.values())
     for name, curve in named.items():
-        order = np.argsort(np.asarray(curve.tolerances), kind="stable")
-        x = np.asarray(curve.tolerances)[order]
-        y = np.asarray(curve.hit_rate)[order]
         area = f"AUC {curve.auc:.2f}"
         if len(ends) > 1:
             area += f" to {curve.max_tolerance:g} {unit}"
         if name in sizes:
             area += f"; cell {sizes[name]:g} {unit}"
-        label = f"{name} ({area})" if name else area
-        line = ax.plot(x, y, label=label, linewidth=1.6)[0]
-        color = line.get_color()
-        if intervals:
-            low = np.asarray(curve.low)[order]
-            high = np.asarray(curve.high)[order]
-            ax.fill_between(x, low, high, color=color, alpha=0.15, linewidth=0)
-        if name in sizes:
-            cell = sizes[name]
-            ax.axvline(cell, color=color, linestyle=":", linewidth=1.4)
-            if x[0] <= cell <= x[-1]:
-                at = float(np.interp(cell, x, y))
-                ax.plot([cell], [at], "o", markerfacecolor="none", color=color, markersize=7)
+        _draw_curve(ax, curve, f"{name} ({area})" if name else area, sizes.get(name), intervals)
     if marked is not None:
         ax.axvline(
             marked,
@@ -213,3 +168,63 @@ def pointing_game_curves(
     if figure is not None:
         figure.tight_layout()
     return ax
+
+
+def _checked_curves(
+    curves: object, cells: object
+) -> tuple[dict[str, PointingGameCurve], dict[str, float]]:
+    """``pointing_game_curves``' curves by name ("" for one curve alone) and the cell
+    size of each method that has one, checked."""
+    if isinstance(curves, PointingGameCurve):
+        named: dict[str, PointingGameCurve] = {"": curves}
+    elif isinstance(curves, Mapping):
+        named = dict(curves)
+    else:
+        raise ArgumentTypeError(
+            f"curves: expected a PointingGameCurve or a dict name -> curve, got {describe(curves)}"
+        )
+    if not named:
+        raise InvalidArgumentError("curves: expected at least one curve, got an empty dict")
+    for name, curve in named.items():
+        if not isinstance(curve, PointingGameCurve):
+            raise ArgumentTypeError(
+                f"curves: expected PointingGameCurve values (from metrics.pointing_game_curve), "
+                f"got {describe(curve)} for {name!r}"
+            )
+    sizes: dict[str, float] = {}
+    if cells is None:
+        return named, sizes
+    if not isinstance(cells, Mapping):
+        raise ArgumentTypeError(
+            f"cells: expected a dict method name -> cell size, got {describe(cells)}"
+        )
+    for name, size in cells.items():
+        if name not in named:
+            raise InvalidArgumentError(
+                f"cells: expected names of curves ({', '.join(map(repr, named))}), got {name!r}"
+            )
+        sizes[name] = check_number(size, f"cells[{name!r}]", low=0, open_low=True)
+    return named, sizes
+
+
+def _draw_curve(
+    ax: Axes, curve: PointingGameCurve, label: str, cell: float | None, intervals: bool
+) -> None:
+    """One method's hit rate through its sorted tolerances, its Wilson band, and a dotted
+    line at its ``cell`` size with a ring where it meets the curve."""
+    import numpy as np
+
+    order = np.argsort(np.asarray(curve.tolerances), kind="stable")
+    x = np.asarray(curve.tolerances)[order]
+    y = np.asarray(curve.hit_rate)[order]
+    line = ax.plot(x, y, label=label, linewidth=1.6)[0]
+    color = line.get_color()
+    if intervals:
+        low = np.asarray(curve.low)[order]
+        high = np.asarray(curve.high)[order]
+        ax.fill_between(x, low, high, color=color, alpha=0.15, linewidth=0)
+    if cell is not None:
+        ax.axvline(cell, color=color, linestyle=":", linewidth=1.4)
+        if x[0] <= cell <= x[-1]:
+            at = float(np.interp(cell, x, y))
+            ax.plot([cell], [at], "o", markerfacecolor="none", color=color, markersize=7)

@@ -133,12 +133,8 @@ def evaluate(
         [`EvaluationResult`][normgrad.EvaluationResult]: ``print(result)`` shows a Markdown table;
         ``result.records`` holds every image's point and hit per method.
     """
-    if baselines is not None:
-        warn_renamed("evaluate(baselines=...)", "evaluate(reference_rows=...)")
-        reference_rows = baselines
-    if peaks is not None:
-        warn_renamed("evaluate(peaks=...)", "evaluate(froc_k=...)")
-        froc_k = peaks
+    reference_rows = _renamed("baselines", baselines, "reference_rows", reference_rows)
+    froc_k = _renamed("peaks", peaks, "froc_k", froc_k)
     rank, size = world(group)
     error: BaseException | None = None
     run: Run | None = None
@@ -176,6 +172,14 @@ def evaluate(
         shared = exchange(mine, error, "records", call, rank, size, group)
         mine = [r for theirs in shared for r in theirs]
     return _result(mine, run, tolerance, confidence, rank == 0)
+
+
+def _renamed(old: str, given: Any, new: str, value: Any) -> Any:
+    """``value``, or what was ``given`` under the argument's ``old`` name (with a warning)."""
+    if given is None:
+        return value
+    warn_renamed(f"evaluate({old}=...)", f"evaluate({new}=...)")
+    return given
 
 
 def _open(
