@@ -275,7 +275,9 @@ def _agree(ours: torch.Tensor, theirs: torch.Tensor, rtol: float = 1e-4) -> None
 def _scaled(model: nn.Module, factor: float) -> nn.Module:
     """The model with its logits multiplied by ``factor`` (the head's weights and bias)."""
     scaled = copy.deepcopy(model)
-    head = scaled.fc if hasattr(scaled, "fc") else scaled.classifier[-1]
+    heads = {"resnet": "fc", "efficientnet": "classifier.1", "vision": "heads.head"}
+    kind = type(model).__name__.lower()
+    head = scaled.get_submodule(next((h for k, h in heads.items() if k in kind), "head"))
     with torch.no_grad():
         head.weight.mul_(factor)
         head.bias.mul_(factor)
@@ -374,3 +376,114 @@ def test_score_cam_equals_pytorch_grad_cam_with_its_masks_upsampled_as_ours(
     at_layer, final = _theirs(ScoreCAM, model, layer, x, [2, 0])
     _agree(result.raw_layer_maps[layer], at_layer, 1e-3)
     _agree(result.saliency, final, 1e-3)
+
+
+# transformers and the shared pass ------------------------------------------------------
+
+
+def _vit() -> tuple[nn.Module, str, Callable[[torch.Tensor], torch.Tensor]]:
+    torch.manual_seed(0)
+    model = torchvision.models.VisionTransformer(
+        image_size=32,
+        patch_size=8,
+        num_layers=4,
+        num_heads=2,
+        hidden_dim=32,
+        mlp_dim=64,
+        num_classes=3,
+    )
+    # tokens (N, 1 + 16, C): the class token dropped, the 4x4 grid channels first
+    return (
+        seeded(model),
+        normgrad.presets.vit(4).single,
+        lambda t: t[:, 1:].reshape(t.shape[0], 4, 4, -1).permute(0, 3, 1, 2),
+    )
+
+
+def _swin() -> tuple[nn.Module, str, Callable[[torch.Tensor], torch.Tensor]]:
+    torch.manual_seed(0)
+    model = torchvision.models.SwinTransformer(
+        patch_size=[4, 4],
+        embed_dim=16,
+        depths=[1, 1],
+        num_heads=[1, 2],
+        window_size=[2, 2],
+        num_classes=3,
+    )
+    # channels last (N, 4, 4, C) at the last block's first norm
+    return seeded(model, 2), normgrad.presets.swin([1, 1]).single, lambda t: t.permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("family", ["vit", "swin"])
+@pytest.mark.parametrize("name", list(THEIRS))
+def test_gradient_cams_on_transformer_layers_equal_pytorch_grad_cam(family: str, name: str) -> None:
+    model, layer, reshape = _vit() if family == "vit" else _swin()
+    if name == "grad-cam++":
+        model = _scaled(model, 1e4)
+    ours_kind, their_kind = THEIRS[name]
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(8))
+    result = ours_kind(model, layer).explain(x, torch.tensor([0, 2]))
+    copied = copy.deepcopy(model)
+    cam = their_kind(
+        model=copied, target_layers=[copied.get_submodule(layer)], reshape_transform=reshape
+    )
+    try:
+        final = cam(input_tensor=x, targets=[ClassifierOutputTarget(c) for c in (0, 2)])
+    finally:
+        cam.activations_and_grads.release()
+    _agree(result.saliency, torch.from_numpy(final)[:, None])
+
+
+def test_eigen_and_score_cam_read_token_layers() -> None:
+    model, layer, reshape = _vit()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(9))
+    tokens: list[torch.Tensor] = []
+    handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o: tokens.append(o))
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    a = reshape(tokens[0]).double()
+    eigen = normgrad.EigenCAM(model, layer).explain(x)
+    _close(eigen.raw_layer_maps[layer].double(), reference_eigen_cam(a).clamp_min(0), 1e-4)
+    score = normgrad.ScoreCAM(model, layer, batch_size=32).explain(x, 1)
+
+    def logit(masked: torch.Tensor, b: int) -> float:
+        with torch.no_grad():
+            return float(model(masked.float())[0, 1])
+
+    expected = reference_score_cam(a, x.double(), logit)
+    _close(score.raw_layer_maps[layer].double(), expected, 1e-4)
+
+
+def test_gradient_cams_take_no_pass_of_their_own() -> None:
+    model = seeded(TinyCNN())
+    calls: list[int] = []
+    handle = model.register_forward_hook(lambda m, i, o: calls.append(1))
+    cams = [
+        kind(model, "relu3")
+        for kind in (
+            normgrad.GradCAM,
+            normgrad.GradCAMPlusPlus,
+            normgrad.XGradCAM,
+            normgrad.LayerCAM,
+            normgrad.HiResCAM,
+            normgrad.EigenCAM,
+        )
+    ]
+    try:
+        normgrad.explain_shared(cams, torch.randn(2, 3, 16, 16))
+    finally:
+        handle.remove()
+    assert calls == [1]
+
+
+def test_score_cam_takes_one_pass_and_one_per_channel_run() -> None:
+    model = seeded(TinyCNN())  # relu3: 16 channels; 2 images: 32 masked images
+    sizes: list[int] = []
+    handle = model.register_forward_hook(lambda m, i, o: sizes.append(len(i[0])))
+    try:
+        normgrad.ScoreCAM(model, "relu3", batch_size=10).explain(torch.randn(2, 3, 16, 16), 1)
+    finally:
+        handle.remove()
+    # the recorded pass, then 5 channels' copies of the batch per call (10 images)
+    assert sizes == [2, 10, 10, 10, 2]

@@ -26,6 +26,10 @@ def every_method(model: nn.Module) -> dict[str, normgrad.Explainer]:
     methods["grad-cam conv2"] = normgrad.GradCAM(model, "conv2")
     methods["smoothgrad"] = normgrad.SmoothGrad(normgrad.Gradient(model), n_samples=2, seed=1)
     methods["integrated gradients"] = normgrad.IntegratedGradients(model, steps=3)
+    for cam in (normgrad.GradCAMPlusPlus, normgrad.XGradCAM, normgrad.LayerCAM, normgrad.HiResCAM):
+        methods[cam.__name__] = cam(model, "conv2")
+    methods["eigen-cam"] = normgrad.EigenCAM(model, "relu3")
+    methods["score-cam"] = normgrad.ScoreCAM(model, "conv2", batch_size=7)
     methods["centre"] = normgrad.CenterMap()
     return methods
 
