@@ -7,7 +7,6 @@ import math
 import warnings
 
 import captum.attr as ca
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as tf
@@ -20,6 +19,7 @@ from normgrad._explainers.perturbation import image_keys
 
 from .conftest import requires_cuda
 from .models import FunctionalReluCNN, TinyCNN, seeded, without_inplace
+from .reference.seeds import reference_image_key, reference_seed
 
 
 def _model(name: str) -> tuple[nn.Module, int, str]:
@@ -383,37 +383,9 @@ def test_integrated_gradients_completeness_and_batching() -> None:
     torch.testing.assert_close(total, gap, rtol=0.05, atol=0.05)
 
 
-_M64 = 2**64
-
-
-def _literal_seed(*values: int) -> int:
-    """splitmix64's output function applied to a running state, one value at a time."""
-    state = 0
-    for value in values:
-        state = (state + value % _M64 + 0x9E3779B97F4A7C15) % _M64
-        state = (state ^ (state >> 30)) * 0xBF58476D1CE4E5B9 % _M64
-        state = (state ^ (state >> 27)) * 0x94D049BB133111EB % _M64
-        state = state ^ (state >> 31)
-    return state
-
-
-def _literal_image_key(image: torch.Tensor) -> tuple[int, int, int]:
-    """The image's values' bits in logical order, in 16-bit pieces from the low end: their
-    count, their sum, and their sum weighted by 1 + (position mod 65521)."""
-    values = image.contiguous().numpy().ravel()
-    unsigned = {2: np.uint16, 4: np.uint32, 8: np.uint64}[values.itemsize]
-    pieces = [
-        (int(bits) >> shift) & 0xFFFF
-        for bits in values.view(unsigned)
-        for shift in range(0, 8 * values.itemsize, 16)
-    ]
-    weighted = sum(p * (1 + j % 65521) for j, p in enumerate(pieces))
-    return len(pieces), sum(pieces), weighted
-
-
-def test_literal_seed_is_splitmix64() -> None:
+def test_reference_seed_is_splitmix64() -> None:
     # the first output of splitmix64 seeded with 0 (Vigna's reference implementation)
-    assert _literal_seed(0) == 0xE220A8397B1DCDAF
+    assert reference_seed(0) == 0xE220A8397B1DCDAF
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
@@ -423,7 +395,7 @@ def test_image_keys_are_the_literal_keys(
     """Whatever the dtype, the memory format and the block of values read per step."""
     x = torch.randn(3, 2, 5, 7, generator=torch.Generator().manual_seed(2)).to(dtype)
     x[1] = x[0].flip(-1)  # the same values, elsewhere: another key
-    expected = [_literal_image_key(x[i]) for i in range(3)]
+    expected = [reference_image_key(x[i]) for i in range(3)]
     assert len(set(expected)) == 3
     assert image_keys(x) == expected
     assert image_keys(x.contiguous(memory_format=torch.channels_last)) == expected
@@ -444,10 +416,10 @@ def test_smoothgrad_is_the_mean_of_noisy_maps() -> None:
     for i, label in enumerate([1, 2]):
         image = x[i]
         sigma = 0.2 * (float(image.max()) - float(image.min()))
-        image_seed = _literal_seed(3, *_literal_image_key(image))
+        image_seed = reference_seed(3, *reference_image_key(image))
         maps = []
         for k in range(5):
-            gen = torch.Generator().manual_seed(_literal_seed(image_seed, k))
+            gen = torch.Generator().manual_seed(reference_seed(image_seed, k))
             noise = torch.randn(image.shape, generator=gen, dtype=torch.float64)
             raw = base.explain((image + sigma * noise).unsqueeze(0), label).raw
             assert raw is not None
@@ -501,7 +473,7 @@ def test_smoothgrad_noise_on_cuda_depends_on_the_image_alone() -> None:
     generator seeded as on the CPU, and an image's map does not depend on its batch."""
     model = copy.deepcopy(MODELS["tiny"][0]).double().cuda()
     x = _inputs(MODELS["tiny"][1], batch=3).double()
-    keys = [_literal_image_key(x[i]) for i in range(3)]
+    keys = [reference_image_key(x[i]) for i in range(3)]
     assert image_keys(x.cuda()) == image_keys(x) == keys
     base = normgrad.Gradient(model)
     smooth = normgrad.SmoothGrad(base, n_samples=3, noise_level=0.2, batch_size=4, seed=3)
@@ -516,7 +488,7 @@ def test_smoothgrad_noise_on_cuda_depends_on_the_image_alone() -> None:
     maps = []
     for k in range(3):
         gen = torch.Generator(device="cuda").manual_seed(
-            _literal_seed(_literal_seed(3, *keys[0]), k)
+            reference_seed(reference_seed(3, *keys[0]), k)
         )
         noise = torch.randn(image.shape, generator=gen, device="cuda", dtype=torch.float64)
         raw = base.explain((image + sigma * noise).unsqueeze(0), 0).raw

@@ -16,7 +16,7 @@ from normgrad import ArgumentTypeError, InvalidArgumentError, ShapeError, metric
 
 from .conftest import examples
 from .models import TinyCNN, seeded
-from .test_metrics import reference_box_mask, reference_pointing_game
+from .reference.pointing import reference_box_mask, reference_pointing_game
 
 SIZE = 16
 

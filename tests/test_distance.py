@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import struct
 
 import pytest
 import torch
@@ -17,66 +16,17 @@ from normgrad.metrics import Box, Ellipse, Polygon, Shape
 from normgrad.metrics._distance import _threshold
 
 from .conftest import requires_cuda
-from .test_metrics import reference_box_mask, reference_point
+from .reference.distance import (
+    reference_curve_area,
+    reference_curve_hits,
+    reference_distances,
+    reference_hits,
+    reference_threshold,
+)
+from .reference.pointing import reference_box_mask
 
 # boxes drawn wholly outside their map are meant: they cover nothing
 pytestmark = pytest.mark.filterwarnings("ignore:regions.*wholly outside:UserWarning")
-
-# ---------------------------------------------------------------------------------------
-# literal references
-
-
-def _float(bits: int) -> float:
-    return float(struct.unpack("<d", struct.pack("<q", bits))[0])
-
-
-def reference_threshold(dist2: float) -> float:
-    """The largest float d with d * d <= dist2 (0 for 0): bisection in Python over the bit
-    patterns of the non-negative floats (ordered as their values), then checked to be the
-    largest by stepping one float up."""
-    if dist2 == 0:
-        return 0.0
-    low, high = 0, struct.unpack("<q", struct.pack("<d", math.inf))[0] + 1
-    while high - low > 1:
-        middle = (low + high) // 2
-        value = _float(middle)
-        if value * value <= dist2:
-            low = middle
-        else:
-            high = middle
-    d = _float(low)
-    above = math.nextafter(d, math.inf)
-    assert d * d <= dist2 and (above * above > dist2 or d == math.inf)
-    return d
-
-
-def reference_distances(
-    saliency: torch.Tensor, masks: torch.Tensor, spacing: list[float]
-) -> list[float]:
-    """From the first maximum (walked) to every region pixel (walked): the smallest squared
-    distance, summed in array order as the Pointing Game does, and its threshold."""
-    out = []
-    for n in range(saliency.shape[0]):
-        if not bool(masks[n].any()):
-            out.append(math.nan)
-            continue
-        point = reference_point(saliency[n])
-        if point[0] < 0:
-            out.append(math.inf)
-            continue
-        best = math.inf
-        for idx in itertools.product(*(range(s) for s in masks[n].shape)):
-            if masks[n][idx]:
-                d2 = 0.0
-                for i, p, s in zip(idx, point, spacing):
-                    d2 = d2 + ((i - p) * s) * ((i - p) * s)
-                best = min(best, d2)
-        out.append(reference_threshold(best))
-    return out
-
-
-def reference_hits(distances: list[float], tolerance: float) -> list[float]:
-    return [math.nan if math.isnan(d) else float(d < tolerance or d == 0) for d in distances]
 
 
 def same(a: list[float], b: list[float]) -> bool:
@@ -253,6 +203,7 @@ def test_hits_equal_pointing_game_at_every_tolerance(case: Case) -> None:
         game = metrics.pointing_game(saliency, regions, tolerance, spacing)
         hits = metrics.pointing_hits(distances, tolerance)
         assert same(hits.tolist(), game.tolist()), tolerance
+        assert same(hits.tolist(), reference_hits(distances.tolist(), tolerance)), tolerance
         assert hits.dtype == game.dtype
 
 
@@ -356,11 +307,7 @@ def test_curve_matches_a_literal_count(
     assert curve.skipped == len(distances) - len(counted)
     assert curve.tolerances == tuple(tolerances)
     assert curve.max_tolerance == max(tolerances)
-    for j, t in enumerate(tolerances):
-        hits = 0
-        for x in counted:
-            if x < t or x == 0:
-                hits += 1
+    for j, hits in enumerate(reference_curve_hits(distances, tolerances)):
         assert curve.hits[j] == hits
         if counted:
             assert curve.hit_rate[j] == hits / len(counted)
@@ -376,17 +323,12 @@ def test_area_matches_a_fine_numerical_integration(
 ) -> None:
     d = torch.tensor(distances, dtype=torch.float64)
     curve = metrics.pointing_game_curve(d, max_tolerance=max_tolerance)
-    counted = [x for x in distances if not math.isnan(x)]
-    if not counted:
+    steps = 20_000  # midpoint rule on the step function: off by at most 1 / steps
+    expected = reference_curve_area(distances, max_tolerance, steps)
+    if math.isnan(expected):
         assert math.isnan(curve.auc)
         return
-    steps = 20_000  # midpoint rule on the step function: off by at most 1 / steps
-    width = max_tolerance / steps
-    total = 0.0
-    for k in range(steps):
-        t = (k + 0.5) * width
-        total += sum(1 for x in counted if x < t or x == 0) / len(counted)
-    assert abs(curve.auc - total / steps) <= 1.0 / steps + 1e-12
+    assert abs(curve.auc - expected) <= 1.0 / steps + 1e-12
     assert 0.0 <= curve.auc <= 1.0
 
 

@@ -15,6 +15,7 @@ import normgrad
 
 from .conftest import examples
 from .models import TinyCNN, seeded
+from .reference.checksum import reference_checksum
 
 SIZE = 16
 
@@ -163,23 +164,6 @@ def test_token_layouts_are_told_apart() -> None:
     )
 
 
-def _literal_checksum(data: bytes) -> list[int]:
-    """The checksum written out: the bytes as signed little-endian 16-bit pieces (unsigned
-    single bytes when their count is odd), the polynomial sum p_j * base**j modulo each
-    prime."""
-    from normgrad._evaluation.checksum import _BASES, _MODULI
-
-    width = 2 if len(data) % 2 == 0 else 1
-    pieces = [
-        int.from_bytes(data[i : i + width], "little", signed=width == 2)
-        for i in range(0, len(data), width)
-    ]
-    return [
-        sum(p * pow(base, j, prime) for j, p in enumerate(pieces)) % prime
-        for base, prime in zip(_BASES, _MODULI)
-    ]
-
-
 def _checksum(tensor: torch.Tensor) -> list[int]:
     from normgrad._evaluation.checksum import checksum
 
@@ -201,7 +185,7 @@ def test_the_weight_checksum_equals_the_literal_one(
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(checksum, "_ROW", sizes[0])
         patch.setattr(checksum, "_BLOCK", sizes[1])  # several blocks of rows
-        assert _checksum(tensor) == _literal_checksum(tensor.numpy().tobytes())
+        assert _checksum(tensor) == reference_checksum(tensor.numpy().tobytes())
 
 
 @examples(100)

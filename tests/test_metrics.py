@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -14,70 +13,12 @@ from scipy import ndimage, stats
 
 from normgrad import ArgumentTypeError, InvalidArgumentError, ShapeError, metrics
 
-# ---------------------------------------------------------------------------------------
-# literal references
-
-
-def reference_point(saliency: torch.Tensor) -> tuple[int, ...]:
-    """First maximum in row-major order, found by walking every pixel; -1 in every
-    coordinate when all pixels are equal (no maximum to point at)."""
-    best, where = -math.inf, None
-    values = set()
-    for idx in itertools.product(*(range(s) for s in saliency.shape)):
-        value = float(saliency[idx])
-        values.add(value)
-        if value > best:
-            best, where = value, idx
-    assert where is not None
-    return where if len(values) > 1 else (-1,) * saliency.ndim
-
-
-def reference_box_mask(boxes: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """Pixels covered by inclusive boxes (x, y[, z] mins then maxes), walked one by one."""
-    mask = torch.zeros(shape, dtype=torch.bool)
-    ndim = len(shape)
-    for box in boxes.tolist():
-        lo_xyz, hi_xyz = box[:ndim], box[ndim:]
-        for idx in itertools.product(*(range(s) for s in shape)):
-            xyz = idx[::-1]  # array order (z, y, x) -> (x, y, z)
-            if all(lo <= c <= hi for c, lo, hi in zip(xyz, lo_xyz, hi_xyz)):
-                mask[idx] = True
-    return mask
-
-
-def reference_pointing_game(
-    saliency: torch.Tensor, masks: torch.Tensor, tolerance: float, spacing: list[float]
-) -> list[float]:
-    out = []
-    for n in range(saliency.shape[0]):
-        if not bool(masks[n].any()):
-            out.append(math.nan)
-            continue
-        point = reference_point(saliency[n])
-        hit = False
-        for idx in itertools.product(*(range(s) for s in masks[n].shape)):
-            if masks[n][idx] and point[0] >= 0:  # a constant map points nowhere: a miss
-                d2 = sum(((i - p) * s) ** 2 for i, p, s in zip(idx, point, spacing))
-                # the documented rule squares the tolerance as a product, never with **
-                if d2 < tolerance * tolerance or d2 == 0:  # on the region: a hit at any tolerance
-                    hit = True
-        out.append(1.0 if hit else 0.0)
-    return out
-
-
-def reference_random_rate(mask: torch.Tensor, tolerance: float, spacing: list[float]) -> float:
-    pixels = list(itertools.product(*(range(s) for s in mask.shape)))
-    targets = [p for p in pixels if mask[p]]
-    good = 0
-    for p in pixels:
-        if any(
-            sum(((a - b) * s) ** 2 for a, b, s in zip(p, t, spacing)) < tolerance * tolerance
-            or p == t
-            for t in targets
-        ):
-            good += 1
-    return good / len(pixels)
-
+from .reference.pointing import (
+    reference_box_mask,
+    reference_point,
+    reference_pointing_game,
+    reference_random_rate,
+)
 
 # ---------------------------------------------------------------------------------------
 # strategies
@@ -144,14 +85,27 @@ def test_points_by_blocks_match_reference(
     assert [tuple(p) for p in points.tolist()] == [reference_point(m) for m in maps]
 
 
-def test_block_length_divides_the_map() -> None:
-    from normgrad.metrics._maps import _block_length
-
-    assert _block_length(600 * 600, 600, 8192) == 8000
-    assert _block_length(224 * 224, 224, 8192) == 7168
-    assert _block_length(7 * 10007, 10007, 8192) == 10007  # long rows stay whole
-    assert _block_length(2 * 13, 2, 4) == 2  # no divisor between 2 and 4
-    assert _block_length(13, 1, 4) == 1  # a prime length
+@pytest.mark.parametrize("shape", [(1, 13), (13, 1), (2, 13), (7, 61), (3, 5, 7), (3, 4099)])
+def test_points_do_not_depend_on_the_block(shape: tuple[int, ...]) -> None:
+    """Maps whose length has no divisor near the block (a prime length, rows of a prime
+    width), rows longer than the block, and the block below, at and above a row and the
+    whole map: always the first maximum in row-major order, also for maxima tied in two
+    blocks far apart and a maximum in the very last pixel."""
+    length = math.prod(shape)
+    gen = torch.Generator().manual_seed(length)
+    maps = torch.randint(0, 3, (4, *shape), generator=gen).float()
+    maps[1] = 0
+    maps[1].view(-1)[-1] = 1  # the last pixel alone
+    maps[2].view(-1)[[1, length // 2, length - 2]] = 5  # tied far apart
+    maps[3] = 2  # constant: no point
+    expected = [reference_point(m) for m in maps]
+    row = shape[-1]
+    blocks = {1, 2, 3, 4, row - 1, row, row + 1, length - 1, length, length + 1, 4096}
+    for block in sorted(b for b in blocks if b >= 1):
+        points = metrics.points(maps.unsqueeze(1), block=block)
+        assert [tuple(p) for p in points.tolist()] == expected, block
+    default = metrics.points(maps.unsqueeze(1))  # the default block
+    assert [tuple(p) for p in default.tolist()] == expected
 
 
 @given(games())

@@ -35,7 +35,8 @@ import normgrad
 
 from .lifecycle import assert_unchanged, snapshot
 from .models import seeded
-from .reference.maps import reference_normgrad_map, reference_saliency
+from .reference.maps import reference_saliency
+from .reference.tokens import reference_token_maps
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -320,39 +321,6 @@ def _vit(arch: str, dtype: torch.dtype = torch.float64) -> nn.Module:
     return model
 
 
-def _reference_token_maps(
-    model: nn.Module, x: torch.Tensor, layers: list[str], target: torch.Tensor, prefix: int
-) -> list[torch.Tensor]:
-    """conv3x3 NormGrad maps of token layers, by hand: forward hooks keep the tokens, the
-    prefix tokens are dropped, the rest read row-major as the (4, 6) patch grid."""
-    modules = dict(model.named_modules())
-    kept: dict[str, torch.Tensor] = {}
-    handles = [
-        modules[n].register_forward_hook(lambda m, i, o, n=n: kept.__setitem__(n, o))
-        for n in layers
-    ]
-    flags = [(m, m.training) for m in model.modules()]
-    try:
-        model.eval()
-        with torch.enable_grad():
-            logits = model(x)
-            score = logits.gather(1, target[:, None]).sum()
-            grads = torch.autograd.grad(score, [kept[n] for n in layers])
-    finally:
-        for h in handles:
-            h.remove()
-        for m, flag in flags:
-            m.training = flag
-
-    def grid(t: torch.Tensor) -> torch.Tensor:
-        n, _, c = t.shape
-        return t[:, prefix:].reshape(n, *VIT_GRID, c).permute(0, 3, 1, 2).detach()
-
-    return [
-        reference_normgrad_map(grid(kept[n]), grid(g), "conv", 3) for n, g in zip(layers, grads)
-    ]
-
-
 @pytest.mark.parametrize("arch", list(VITS))
 def test_timm_vit_token_layout_detected(arch: str) -> None:
     model = _vit(arch)
@@ -362,7 +330,7 @@ def test_timm_vit_token_layout_detected(arch: str) -> None:
     layers = ["blocks.10", "blocks.11.norm1"]
     before = snapshot(model, x)
 
-    expected = _reference_token_maps(model, x, layers, target, prefix)
+    expected = reference_token_maps(model, x, layers, target, prefix, VIT_GRID)
     for layer, reference in zip(layers, expected):
         result = normgrad.NormGrad(model, layer, "conv3x3").explain(x, target)
         assert result.raw_layer_maps[layer].shape == (2, 1, *VIT_GRID)

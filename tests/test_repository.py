@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -69,3 +70,42 @@ def test_property_tests_take_their_number_of_examples_from_the_profile() -> None
         if line.lstrip().startswith("@settings(")
     ]
     assert offending == []
+
+
+def _imported_modules(tree: ast.Module) -> list[str]:
+    """Every module a file imports, dotted as written (``.x`` for ``from . import x``)."""
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = "." * node.level + (node.module or "")
+            names.append(base)
+            names += [f"{base}.{alias.name}" for alias in node.names]
+    return names
+
+
+def test_tests_import_no_test_module_and_references_live_apart() -> None:
+    """A test module is run, never imported: helpers that several tests share live in a
+    module not named ``test_*`` (``models.py``, ``lifecycle.py``, ...), and the slow,
+    literal references (``reference_*``, ``literal_*``) in ``tests/reference/``, one
+    module per idea, never inside a test module."""
+    tests = Path(__file__).resolve().parent
+    imports, definitions = [], []
+    for path in sorted(tests.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        where = path.relative_to(tests).as_posix()
+        imports += [
+            f"{where}: {name}"
+            for name in _imported_modules(tree)
+            if any(part.startswith("test_") for part in name.split("."))
+        ]
+        if path.name.startswith("test_"):
+            definitions += [
+                f"{where}:{node.lineno} {node.name}"
+                for node in ast.walk(tree)
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and re.match(r"_*(reference|literal)_", node.name)
+            ]
+    assert imports == [], "a test module imported; move what it shares out of test_* modules"
+    assert definitions == [], "a reference defined in a test module; move it to tests/reference/"
