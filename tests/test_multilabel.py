@@ -13,9 +13,11 @@ from hypothesis import strategies as st
 from torch import nn
 
 import normgrad
+from normgrad import metrics
 from tests.conftest import examples
 from tests.explainers import EXPLAINERS
 from tests.models import TinyCNN, TinyCNN3d, seeded
+from tests.reference.pointing import reference_box_mask, reference_pointing_game
 
 Build = Callable[[], tuple[nn.Module, list[str], tuple[int, ...], int]]
 
@@ -175,3 +177,59 @@ def test_wrong_class_tables_are_refused(target: torch.Tensor, error: type) -> No
     for method in ("normgrad", "smoothgrad", "integrated-gradients"):
         with pytest.raises(error, match="target"):
             FACTORIES[method](model, ["relu3"]).explain(torch.randn(2, 3, 12, 12), target)
+
+
+@given(
+    seed=st.integers(0, 2**16),
+    n=st.integers(1, 3),
+    k=st.integers(1, 3),
+    form=st.sampled_from(["masks", "boxes", "padded"]),
+    tolerance=st.sampled_from([0.0, 1.5, 3.0]),
+)
+@examples(20)
+def test_pointing_game_per_class_equals_the_reference(
+    seed: int, n: int, k: int, form: str, tolerance: float
+) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    maps = torch.rand(n, k, 7, 8, generator=gen, dtype=torch.float64)
+    maps[0, 0] = 0.5  # a constant map: a miss
+    lo = torch.randint(0, 6, (n, k, 2), generator=gen)
+    boxes = torch.cat([lo, lo + torch.randint(0, 3, (n, k, 2), generator=gen)], dim=2).double()
+    masks = torch.stack(
+        [
+            torch.stack([reference_box_mask(boxes[i, j : j + 1], (7, 8)) for j in range(k)])
+            for i in range(n)
+        ]
+    )
+    if n > 1:  # a class without a region: not counted
+        masks[1, 0] = False
+    regions: Any = masks
+    if form == "boxes":
+        regions = [
+            [boxes[i, j : j + 1] if masks[i, j].any() else boxes[i, :0] for j in range(k)]
+            for i in range(n)
+        ]
+    elif form == "padded":
+        regions = boxes.unsqueeze(2).clone()
+        regions[~masks.flatten(2).any(dim=2)] = float("nan")
+    got = metrics.pointing_game_per_class(maps, regions, tolerance)
+    assert got.shape == (n, k)
+    for j in range(k):
+        expected = reference_pointing_game(maps[:, j], masks[:, j], tolerance, [1.0, 1.0])
+        assert torch.allclose(got[:, j], torch.tensor(expected), equal_nan=True), (j, form)
+
+
+@pytest.mark.parametrize(
+    "regions, error, pattern",
+    [
+        (torch.zeros(2, 3, 8, 8, dtype=torch.bool), normgrad.ShapeError, r"N = 2 and K = 2"),
+        ([torch.zeros(1, 4)] * 2, normgrad.ArgumentTypeError, r"regions\[0\]: .* per class"),
+        ([[torch.zeros(0, 4)]] * 2, normgrad.ArgumentTypeError, r"regions\[0\]: .* K = 2"),
+        ([[torch.zeros(0, 4)] * 2], normgrad.ShapeError, r"regions: expected .* N = 2"),
+    ],
+)
+def test_ambiguous_per_class_regions_are_refused(regions: Any, error: type, pattern: str) -> None:
+    with pytest.raises(error, match=pattern):
+        metrics.pointing_game_per_class(torch.rand(2, 2, 8, 8), regions)
+    with pytest.raises(normgrad.ShapeError, match=r"saliency: expected maps per class"):
+        metrics.pointing_game_per_class(torch.rand(2, 8, 8), regions)

@@ -33,11 +33,12 @@ from ._explainers.gradients import Gradient, GuidedBackprop, InputXGradient
 from ._explainers.normgrad import NormGrad
 from ._explainers.occlusion import Occlusion
 from ._explainers.perturbation import IntegratedGradients, SmoothGrad
-from ._explainers.score_cam import ScoreCAM
 from ._explainers.rise import RISE
+from ._explainers.score_cam import ScoreCAM
 from ._explainers.shared import explain_shared
 from ._model.layers import Layers, LayerSpec
 from ._model.layouts import Layout, Tokens
+from ._model.segmentation import SegmentationTarget
 from ._model.targets import Target
 
 __version__ = "0.1.0"
@@ -93,6 +94,7 @@ __all__ = [
     "RISE",
     "Record",
     "ScoreCAM",
+    "SegmentationTarget",
     "ShapeError",
     "ShardSampler",
     "SmoothGrad",

@@ -45,6 +45,7 @@ from ._froc import FROC, RATES, FROCResult, froc
 from ._maps import points
 from ._multi_pointing import multi_pointing_game
 from ._peaks import Peaks, peaks
+from ._per_class import ClassRegions, pointing_game_per_class
 from ._pointing import PointingGame, PointingGameResult, pointing_game
 from ._random_point import random_point_hit_rate
 from ._regions.forms import Objects
@@ -58,6 +59,7 @@ __all__ = [
     "RATES",
     "Baseline",
     "Box",
+    "ClassRegions",
     "DeletionInsertionResult",
     "DeletionOptions",
     "DoMResult",
@@ -83,6 +85,7 @@ __all__ = [
     "pointing_distances",
     "pointing_game",
     "pointing_game_curve",
+    "pointing_game_per_class",
     "pointing_hits",
     "points",
     "prepare_regions",
