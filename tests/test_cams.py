@@ -487,3 +487,27 @@ def test_score_cam_takes_one_pass_and_one_per_channel_run() -> None:
         handle.remove()
     # the recorded pass, then 5 channels' copies of the batch per call (10 images)
     assert sizes == [2, 10, 10, 10, 2]
+
+
+def test_coming_from_maps_every_pytorch_grad_cam_and_captum_method() -> None:
+    import inspect
+    from pathlib import Path
+
+    import captum.attr
+    import pytorch_grad_cam
+
+    page = (Path(__file__).parents[1] / "docs" / "coming-from.md").read_text()
+    mapped = page.split("## Every name, mapped")[1].split("\n## ")[0]
+    theirs = [
+        name
+        for module in (pytorch_grad_cam, captum.attr)
+        for name in getattr(module, "__all__", dir(module))
+        if not name.startswith("_") and inspect.isclass(getattr(module, name))
+    ]
+    helpers = {"ActivationsAndGradients", "InterpretableInput", "ImageMaskInput"}
+    helpers |= {"TextTemplateInput", "TextTokenInput", "TokenReferenceBase", "ProductBaselines"}
+    helpers |= {"InterpretableEmbeddingBase", "LLMAttributionResult", "RemoteLLMProvider"}
+    helpers |= {"VLLMProvider", "Summarizer", "ClassSummarizer", "SummarizerSingleTensor"}
+    helpers |= {"Mean", "StdDev", "MSE", "Var", "Min", "Max", "Sum", "Count"}
+    missing = [n for n in theirs if n not in helpers and f"`{n}`" not in mapped]
+    assert not missing, missing
