@@ -15,6 +15,17 @@ import torch
 from ._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
 
 
+def check_known(names: Sequence[object], known: Sequence[str], argument: str, what: str) -> None:
+    """Refuse the ``names`` (of ``what``: metrics, keys) that are not ``known``, all at
+    once, naming ``argument``, what it accepts and what arrived."""
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise InvalidArgumentError(
+            f"{argument}: unknown {what} {unknown}; expected names among {list(known)}, got "
+            f"{list(names)}; rename or remove {unknown}"
+        )
+
+
 def check_input(x: object, argument: str = "x", *, finite: bool = True) -> torch.Tensor:
     """Validate a batch to explain: a finite floating tensor (N, C, H, W) or (N, C, D, H, W).
 

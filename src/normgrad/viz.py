@@ -50,18 +50,21 @@ def _tensor(value: torch.Tensor | Any) -> torch.Tensor:
     return torch.as_tensor(value).detach().float().cpu()
 
 
+def _squeezed(value: torch.Tensor | Any, ndim: int, expected: str, hint: str) -> torch.Tensor:
+    """``value`` with ``ndim`` dimensions, a leading axis of one dropped; otherwise an
+    error saying what was ``expected``, the shape that arrived and the ``hint``."""
+    t = _tensor(value)
+    if t.ndim == ndim + 1 and t.shape[0] == 1:
+        t = t[0]
+    if t.ndim != ndim:
+        raise ShapeError(f"{expected}, got shape {tuple(t.shape)}{hint}", t.shape)
+    return t
+
+
 def _image_2d(image: torch.Tensor | Any, argument: str = "image") -> torch.Tensor:
     """A 2-D map ``(H, W)`` from ``(H, W)`` or ``(1, H, W)``; colour is refused."""
-    t = _tensor(image)
-    if t.ndim == 3 and t.shape[0] == 1:
-        t = t[0]
-    if t.ndim != 2:
-        raise ShapeError(
-            f"{argument}: expected a map (H, W) or (1, H, W), got shape {tuple(t.shape)}; "
-            + _SLICE_HINT,
-            t.shape,
-        )
-    return t
+    expected = f"{argument}: expected a map (H, W) or (1, H, W)"
+    return _squeezed(image, 2, expected, "; " + _SLICE_HINT)
 
 
 def _picture(image: torch.Tensor | Any) -> torch.Tensor:
@@ -81,16 +84,8 @@ def _picture(image: torch.Tensor | Any) -> torch.Tensor:
 
 
 def _volume(value: torch.Tensor | Any, argument: str) -> torch.Tensor:
-    t = _tensor(value)
-    if t.ndim == 4 and t.shape[0] == 1:
-        t = t[0]
-    if t.ndim != 3:
-        raise ShapeError(
-            f"{argument}: with index= expected a volume (D, H, W) or (1, D, H, W), got shape "
-            f"{tuple(t.shape)} (leave index out for a 2-D image)",
-            t.shape,
-        )
-    return t
+    expected = f"{argument}: with index= expected a volume (D, H, W) or (1, D, H, W)"
+    return _squeezed(value, 3, expected, " (leave index out for a 2-D image)")
 
 
 def _slices(

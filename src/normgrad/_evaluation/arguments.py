@@ -15,6 +15,7 @@ from torch import nn
 from .._checks import (
     check_confidence,
     check_kernel_size,
+    check_known,
     check_positive_int,
     check_sigma,
     check_spacing,
@@ -132,12 +133,7 @@ def _check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
             f"metrics: expected a sequence of names among {sorted(columns)}, got "
             f"{describe(metrics)}"
         )
-    unknown = [m for m in metrics if m not in columns]
-    if unknown:
-        raise InvalidArgumentError(
-            f"metrics: unknown metric(s) {unknown}; expected names among "
-            f"{sorted(columns)} (the Pointing Game is always reported)"
-        )
+    check_known(metrics, sorted(columns), "metrics", "metric(s)")
     return tuple(m for m in columns if m in metrics)
 
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from typing_extensions import TypedDict
 
-from .._checks import check_input, check_positive_int
+from .._checks import check_input, check_known, check_positive_int
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
 from .._model.hooks import explaining
 from .._model.targets import ClassTarget, Target, resolve_target, target_classes
@@ -67,12 +67,7 @@ def check_options(options: object, argument: str | None = None) -> DeletionOptio
             f"{where}: expected {expected}, got {describe(options)}; for example "
             f"{where}={{'steps': 10, 'baseline': 'blur'}}"
         )
-    unknown = [key for key in options if key not in _OPTIONS]
-    if unknown:
-        raise InvalidArgumentError(
-            f"{where}: unknown key(s) {unknown}; expected {expected}, got keys "
-            f"{list(options)}; rename or remove {unknown}"
-        )
+    check_known(list(options), list(_OPTIONS), where, "key(s)")
     checked: DeletionOptions = {}
     if "steps" in options:
         checked["steps"] = check_positive_int(options["steps"], _key("steps", argument))

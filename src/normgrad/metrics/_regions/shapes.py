@@ -176,11 +176,8 @@ class Box(_Boxed):
 class Ellipse(_Boxed):
     """The axis-aligned ellipse inscribed in the box ``(xmin, ymin, xmax, ymax)`` (type 1).
 
-    Attributes:
-        xmin: the box's first column, in pixels (x), inclusive.
-        ymin: its first row, in pixels (y), inclusive.
-        xmax: its last column, inclusive.
-        ymax: its last row, inclusive.
+    Its attributes are its box's, as [`Box`][normgrad.metrics.Box]'s: ``xmin``, ``ymin``,
+    ``xmax``, ``ymax``, inclusive, in pixels.
 
     Examples:
         >>> from normgrad.metrics import Ellipse
@@ -238,19 +235,46 @@ class Polygon(Shape):
         return min(xs), min(ys), max(xs), max(ys)
 
     @staticmethod
-    def _edges(
-        shapes: Sequence[Shape], device: torch.device
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Each polygon's edges from ``(x1, y1)`` to ``(x2, y2)``, each ``(B, 1, V)``
-        (float64). Vertices are padded with copies of the first: the closing edge stays,
-        and the added edges have no length (no crossing; on them only at a vertex, already
-        on the edge)."""
+    def _edges(shapes: Sequence[Shape], like: torch.Tensor) -> list[torch.Tensor]:
+        """Each polygon's edges from ``(x1, y1)`` to ``(x2, y2)``, each ``(B, 1, ..., V)``
+        (float64) with as many dimensions as the points ``like``. Vertices are padded with
+        copies of the first: the closing edge stays, and the added edges have no length (no
+        crossing; on them only at a vertex, already on the edge)."""
         polygons = [cast(Polygon, p).vertices for p in shapes]
         most = max(len(v) for v in polygons)
         padded = [list(v) + [v[0]] * (most - len(v)) for v in polygons]
-        v = torch.tensor(padded, dtype=torch.float64, device=device)  # (B, V, 2)
+        v = torch.tensor(padded, dtype=torch.float64, device=like.device)  # (B, V, 2)
         w = v.roll(-1, 1)
-        return v[:, None, :, 0], v[:, None, :, 1], w[:, None, :, 0], w[:, None, :, 1]
+        shape = (len(polygons), *[1] * (like.ndim - 2), most)
+        return [t.reshape(shape) for t in (v[..., 0], v[..., 1], w[..., 0], w[..., 1])]
+
+    @classmethod
+    def _test(cls, shapes: Sequence[Shape], px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
+        """The even-odd test of points ``px``, ``py`` broadcastable to each other, a last
+        axis of one for the edges: on an edge, or right of an odd number of edges spanning
+        the point's row. The cross product ``(py - y1) (x2 - x1) - (px - x1) (y2 - y1)`` is
+        a term of the row minus a term of the column, and its sign the order of the two, so
+        rows and columns of a grid are computed once each."""
+        x1, y1, x2, y2 = cls._edges(shapes, px)
+        row = (py - y1) * (x2 - x1)
+        column = (px - x1) * (y2 - y1)  # the cross product is row - column
+        # right of the point, on an edge spanning its row: cross > 0 upward, < 0 downward
+        up = y2 > y1
+        spans = (y1 > py) != (y2 > py)
+        row_right = torch.where(spans, torch.where(up, row, -row), -math.inf)
+        column_right = torch.where(up, column, -column)
+        # on an edge: cross zero, in the edge's box (NaN equals nothing; inf - inf is no zero)
+        in_rows = (py >= torch.minimum(y1, y2)) & (py <= torch.maximum(y1, y2)) & row.isfinite()
+        in_columns = (px >= torch.minimum(x1, x2)) & (px <= torch.maximum(x1, x2))
+        row_on = torch.where(in_rows, row, math.nan)
+        column_on = torch.where(in_columns, column, math.nan)
+        size = torch.broadcast_shapes(px.shape[:-1], py.shape[:-1])
+        odd = torch.zeros(size, dtype=torch.bool, device=px.device)
+        on_edge = torch.zeros_like(odd)
+        for e in range(x1.shape[-1]):
+            odd ^= row_right[..., e] > column_right[..., e]
+            on_edge |= row_on[..., e] == column_on[..., e]
+        return on_edge | odd
 
     @classmethod
     def _inside_many(
@@ -266,48 +290,13 @@ class Polygon(Shape):
             half = m // 2
             parts = [(shapes, x[:, :half], y[:, :half]), (shapes, x[:, half:], y[:, half:])]
             return torch.cat([cls._inside_many(*part) for part in parts], dim=1)
-        x1, y1, x2, y2 = cls._edges(shapes, x.device)
-        px, py = x.unsqueeze(-1), y.unsqueeze(-1)
-        cross = (py - y1) * (x2 - x1) - (px - x1) * (y2 - y1)
-        on_edge = (
-            (cross == 0)
-            & (px >= torch.minimum(x1, x2))
-            & (px <= torch.maximum(x1, x2))
-            & (py >= torch.minimum(y1, y2))
-            & (py <= torch.maximum(y1, y2))
-        )
-        # the edge crosses the pixel's row and passes to the right of the pixel
-        spans = (y1 > py) != (y2 > py)
-        right = torch.where(y2 > y1, cross > 0, cross < 0)
-        crossings = (spans & right).sum(dim=-1)
-        return on_edge.any(dim=-1) | (crossings % 2 == 1)
+        return cls._test(shapes, x[..., None], y[..., None])
 
     @classmethod
     def _inside_grid(
         cls, shapes: Sequence[Shape], x: torch.Tensor, y: torch.Tensor
     ) -> torch.Tensor:
-        # the tests of _inside_many split by rows and columns: the cross product is a row's
-        # term minus a column's, and the sign of a difference is the order of its terms
-        x1, y1, x2, y2 = cls._edges(shapes, x.device)
-        px, py = x[:, :, None], y[:, :, None]
-        row = (py - y1) * (x2 - x1)  # (B, R, V)
-        column = (px - x1) * (y2 - y1)  # (B, C, V): the cross product is row - column
-        # right of the pixel, on an edge spanning its row: cross > 0 upward, < 0 downward
-        up = y2 > y1
-        spans = (y1 > py) != (y2 > py)
-        row_right = torch.where(spans, torch.where(up, row, -row), -math.inf)
-        column_right = torch.where(up, column, -column)
-        # on an edge: cross zero, in the edge's box (NaN equals nothing; inf - inf is no zero)
-        in_rows = (py >= torch.minimum(y1, y2)) & (py <= torch.maximum(y1, y2)) & row.isfinite()
-        in_columns = (px >= torch.minimum(x1, x2)) & (px <= torch.maximum(x1, x2))
-        row_on = torch.where(in_rows, row, math.nan)
-        column_on = torch.where(in_columns, column, math.nan)
-        odd = torch.zeros(x.shape[0], y.shape[1], x.shape[1], dtype=torch.bool, device=x.device)
-        on_edge = torch.zeros_like(odd)
-        for e in range(x1.shape[2]):
-            odd ^= row_right[:, :, e, None] > column_right[:, None, :, e]
-            on_edge |= row_on[:, :, e, None] == column_on[:, None, :, e]
-        return on_edge | odd
+        return cls._test(shapes, x[:, None, :, None], y[:, :, None, None])
 
 
 def _per_kind(
