@@ -57,6 +57,12 @@ from synthetic_cxr import SyntheticCXR
 REFERENCE_ROWS = ("centre map", "random point")
 BASELINE_METHODS = ("Input x Gradient", "Guided Backprop", "Grad-CAM", "Guided Grad-CAM")
 CONDITIONS = ("trained", "semi-randomised", "fully-randomised")
+# methods beyond the paper's, added to the tables by name (--extra); the perturbation
+# methods cost forward passes per image: Occlusion 122 at 96 px, RISE 1000
+EXTRA_METHODS: dict[str, Any] = {
+    "Occlusion": lambda model: normgrad.Occlusion(model, window=16, stride=8),
+    "RISE": lambda model: normgrad.RISE(model, n_masks=1000, cell_size=16),
+}
 
 
 @dataclass
@@ -76,6 +82,7 @@ class Config:
     out: Path = Path("outputs/protocol")
     figures: int = 1
     progress: bool = True
+    extra: Sequence[str] = ()  # names of EXTRA_METHODS evaluated beside the paper's
 
     @property
     def pointing_tolerance(self) -> float:
@@ -346,8 +353,11 @@ def classify(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tu
 # the protocol, with normgrad's public API
 
 
-def explainers_for(model: nn.Module, arch: str) -> dict[str, normgrad.Explainer]:
-    return normgrad.presets.paper_methods(model, architecture(arch).layers)
+def explainers_for(
+    model: nn.Module, arch: str, extra: Sequence[str] = ()
+) -> dict[str, normgrad.Explainer]:
+    methods = normgrad.presets.paper_methods(model, architecture(arch).layers)
+    return methods | {name: EXTRA_METHODS[name](model) for name in extra}
 
 
 def batches(
@@ -387,7 +397,7 @@ def measure(
     with quiet_guided_backprop():
         result = normgrad.evaluate(
             model,
-            explainers_for(model, arch),
+            explainers_for(model, arch, config.extra),
             data,
             tolerance=config.pointing_tolerance,
             smoothing_sigma=1.0,
@@ -977,6 +987,9 @@ def parse(argv: Sequence[str] | None = None) -> Config:
     parser.add_argument("--device", help="where to train and explain (default: cpu; --paper: cuda)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument(
+        "--extra", nargs="+", default=[], choices=list(EXTRA_METHODS), help="more methods"
+    )
     args = parser.parse_args(argv)
     config = Config(**(QUICK if args.quick else PAPER if args.paper else {}))
     if args.device is not None:
@@ -993,6 +1006,7 @@ def parse(argv: Sequence[str] | None = None) -> Config:
     config.small_central = args.small_central
     config.texture = not args.smooth_images
     config.progress = not args.quiet
+    config.extra = tuple(args.extra)
     if args.small_central and args.out is None:
         config.out = Path("outputs/protocol-small-central")
     return config

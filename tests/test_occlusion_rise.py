@@ -19,6 +19,7 @@ from normgrad import InvalidArgumentError, ShapeError
 
 from .conftest import examples, requires_cuda
 from .dispatch_count import count
+from .example_modules import load
 from .lifecycle import assert_unchanged, snapshot
 from .models import TinyCNN, TinyCNN3d, seeded
 from .reference.perturbation import (
@@ -378,3 +379,16 @@ def test_arguments_are_checked() -> None:
     # a window as large as the input is one position, with any stride
     whole = normgrad.Occlusion(MODEL2, 8, 20).explain(x, 0)
     assert whole.raw is not None and bool((whole.raw == whole.raw[0, 0, 0, 0]).all())
+
+
+def test_the_protocol_gains_them_by_name() -> None:
+    protocol = load("protocol")
+    config = protocol.parse(["--quick", "--extra", "Occlusion", "RISE"])
+    assert tuple(config.extra) == ("Occlusion", "RISE")
+    model = torchvision.models.resnet18(num_classes=2)
+    methods = protocol.explainers_for(model, "resnet18", config.extra)
+    paper = normgrad.presets.paper_methods(model, "resnet18")
+    assert list(methods) == [*paper, "Occlusion", "RISE"]
+    assert isinstance(methods["Occlusion"], normgrad.Occlusion)
+    assert isinstance(methods["RISE"], normgrad.RISE) and methods["RISE"].model is model
+    assert list(protocol.explainers_for(model, "resnet18")) == list(paper)
