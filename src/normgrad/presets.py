@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ._errors import ArgumentTypeError, InvalidArgumentError, describe
 from ._explainers.base import Explainer
+from ._explainers.cams import EigenCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
 from ._explainers.gradcam import GradCAM, GuidedGradCAM
 from ._explainers.gradients import GuidedBackprop, InputXGradient
 from ._explainers.normgrad import NormGrad
+from ._explainers.score_cam import ScoreCAM
 
 if TYPE_CHECKING:
     from torch import nn
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LayerPreset",
     "available",
+    "cam_methods",
     "hf_swin",
     "hf_vit",
     "layers",
@@ -42,7 +45,9 @@ class LayerPreset:
     """Layers for one architecture.
 
     Attributes:
-        single: the last convolutional block: single-layer NormGrad and Grad-CAM.
+        single: the last convolutional block (a transformer's last first norm):
+            single-layer NormGrad, Grad-CAM and every other class activation map (see
+            [`cam_methods`][normgrad.presets.cam_methods]).
         multi: the layers fused by multi-layer NormGrad ("M" in the paper's tables).
         source: where the choice comes from.
     """
@@ -241,6 +246,16 @@ def layers(architecture: str) -> LayerPreset:
     return LayerPreset(preset.single, list(preset.multi), preset.source)
 
 
+def _preset(preset: LayerPreset | str) -> LayerPreset:
+    """``preset``, or the preset of the architecture it names."""
+    chosen = layers(preset) if isinstance(preset, str) else preset
+    if not isinstance(chosen, LayerPreset):
+        raise ArgumentTypeError(
+            f"preset: expected a LayerPreset or an architecture name, got {describe(preset)}"
+        )
+    return chosen
+
+
 def paper_methods(model: nn.Module, preset: LayerPreset | str) -> dict[str, Explainer]:
     """The paper's ten methods on ``model``, named as its tables name them.
 
@@ -261,11 +276,7 @@ def paper_methods(model: nn.Module, preset: LayerPreset | str) -> dict[str, Expl
         >>> list(presets.paper_methods(model, "resnet18"))[:3]
         ['NormGrad Scaling', 'NormGrad Scaling (M)', 'NormGrad Conv1x1']
     """
-    chosen = layers(preset) if isinstance(preset, str) else preset
-    if not isinstance(chosen, LayerPreset):
-        raise ArgumentTypeError(
-            f"preset: expected a LayerPreset or an architecture name, got {describe(preset)}"
-        )
+    chosen = _preset(preset)
     methods: dict[str, Explainer] = {}
     for vil, label in (("scaling", "Scaling"), ("conv1x1", "Conv1x1"), ("conv3x3", "Conv3x3")):
         methods[f"NormGrad {label}"] = NormGrad(model, chosen.single, vil)
@@ -275,3 +286,45 @@ def paper_methods(model: nn.Module, preset: LayerPreset | str) -> dict[str, Expl
     methods["Grad-CAM"] = GradCAM(model, chosen.single)
     methods["Guided Grad-CAM"] = GuidedGradCAM(model, chosen.single)
     return methods
+
+
+def cam_methods(model: nn.Module, preset: LayerPreset | str) -> dict[str, Explainer]:
+    """The class activation maps on ``model``, each on the layer it wants: the preset's
+    single layer.
+
+    Grad-CAM, Grad-CAM++, XGrad-CAM, LayerCAM, HiResCAM, Eigen-CAM and Score-CAM all
+    weigh the channels of one layer whose positions still map to the image: the last
+    convolutional block of a CNN (``layer4`` of a ResNet, ``features.8.2`` of an
+    EfficientNet, ``features.denseblock4`` of a DenseNet-121 as CheXNet), the last
+    block's first norm of a ViT or a Swin (the latest layer whose patch tokens reach the
+    class token; pytorch-grad-cam's advice for every CAM too). LayerCAM also gives
+    usable maps on earlier, finer layers (pass one yourself). Score-CAM costs one forward
+    pass per channel and image there: 512 on a ResNet-18, 2048 on a ResNet-50, 1280 on
+    an EfficientNet-B0, 1024 on a DenseNet-121, 768 on a ViT-B/16, 768 on a Swin-T.
+
+    Args:
+        model: the classifier.
+        preset: its layers (a [`LayerPreset`][normgrad.presets.LayerPreset]) or the name
+            of a torchvision architecture with a preset (see [`layers`][normgrad.presets.layers]).
+
+    Examples:
+        >>> import torchvision
+        >>> from normgrad import presets
+        >>> model = torchvision.models.resnet18(num_classes=2)
+        >>> cams = presets.cam_methods(model, "resnet18")
+        >>> list(cams)
+        ['Grad-CAM', 'Grad-CAM++', 'XGrad-CAM', 'LayerCAM', 'HiResCAM', 'Eigen-CAM', 'Score-CAM']
+        >>> cams["Score-CAM"]
+        ScoreCAM(ResNet, layer='layer4.1', batch_size=64)
+    """
+    single = _preset(preset).single
+    kinds: dict[str, Callable[[nn.Module, str], Explainer]] = {
+        "Grad-CAM": GradCAM,
+        "Grad-CAM++": GradCAMPlusPlus,
+        "XGrad-CAM": XGradCAM,
+        "LayerCAM": LayerCAM,
+        "HiResCAM": HiResCAM,
+        "Eigen-CAM": EigenCAM,
+        "Score-CAM": ScoreCAM,
+    }
+    return {name: kind(model, single) for name, kind in kinds.items()}
