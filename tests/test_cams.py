@@ -511,3 +511,29 @@ def test_coming_from_maps_every_pytorch_grad_cam_and_captum_method() -> None:
     helpers |= {"Mean", "StdDev", "MSE", "Var", "Min", "Max", "Sum", "Count"}
     missing = [n for n in theirs if n not in helpers and f"`{n}`" not in mapped]
     assert not missing, missing
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "efficientnet_b0", "densenet121"])
+def test_every_cam_takes_the_presets_single_layer(arch: str) -> None:
+    model = getattr(torchvision.models, arch)(num_classes=2)
+    cams = normgrad.presets.cam_methods(model, arch)
+    assert list(cams) == [
+        "Grad-CAM",
+        "Grad-CAM++",
+        "XGrad-CAM",
+        "LayerCAM",
+        "HiResCAM",
+        "Eigen-CAM",
+        "Score-CAM",
+    ]
+    single = normgrad.presets.layers(arch).single
+    assert all(cam.layer[0] == single for cam in cams.values())  # type: ignore[attr-defined]
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    saliency = cams["LayerCAM"](x)
+    assert saliency.shape == (1, 1, 64, 64) and bool(saliency.isfinite().all())
+
+
+def test_cams_on_a_transformer_preset() -> None:
+    model, layer, _ = _vit()
+    cams = normgrad.presets.cam_methods(model, normgrad.presets.vit(4))
+    assert {cam.layer[0] for cam in cams.values()} == {layer}  # type: ignore[attr-defined]
