@@ -63,6 +63,9 @@ EXTRA_METHODS: dict[str, Any] = {
     "Occlusion": lambda model: normgrad.Occlusion(model, window=16, stride=8),
     "RISE": lambda model: normgrad.RISE(model, n_masks=1000, cell_size=16),
 }
+# the class activation maps beyond Grad-CAM, on the preset's single layer
+# (presets.cam_methods), also by name; Score-CAM costs a forward pass per channel there
+CAM_METHODS = ("Grad-CAM++", "XGrad-CAM", "LayerCAM", "HiResCAM", "Eigen-CAM", "Score-CAM")
 
 
 @dataclass
@@ -356,8 +359,10 @@ def classify(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tu
 def explainers_for(
     model: nn.Module, arch: str, extra: Sequence[str] = ()
 ) -> dict[str, normgrad.Explainer]:
-    methods = normgrad.presets.paper_methods(model, architecture(arch).layers)
-    return methods | {name: EXTRA_METHODS[name](model) for name in extra}
+    preset = architecture(arch).layers
+    methods = normgrad.presets.paper_methods(model, preset)
+    cams = normgrad.presets.cam_methods(model, preset) if set(extra) & set(CAM_METHODS) else {}
+    return methods | {n: cams[n] if n in cams else EXTRA_METHODS[n](model) for n in extra}
 
 
 def batches(
@@ -988,7 +993,11 @@ def parse(argv: Sequence[str] | None = None) -> Config:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument(
-        "--extra", nargs="+", default=[], choices=list(EXTRA_METHODS), help="more methods"
+        "--extra",
+        nargs="+",
+        default=[],
+        choices=[*EXTRA_METHODS, *CAM_METHODS],
+        help="more methods",
     )
     args = parser.parse_args(argv)
     config = Config(**(QUICK if args.quick else PAPER if args.paper else {}))

@@ -537,3 +537,17 @@ def test_cams_on_a_transformer_preset() -> None:
     model, layer, _ = _vit()
     cams = normgrad.presets.cam_methods(model, normgrad.presets.vit(4))
     assert {cam.layer[0] for cam in cams.values()} == {layer}  # type: ignore[attr-defined]
+
+
+def test_the_protocol_gains_them_by_name() -> None:
+    from .example_modules import load
+
+    protocol = load("protocol")
+    config = protocol.parse(["--quick", "--extra", "Grad-CAM++", "Score-CAM", "Occlusion"])
+    model = torchvision.models.resnet18(num_classes=2)
+    methods = protocol.explainers_for(model, "resnet18", config.extra)
+    paper = normgrad.presets.paper_methods(model, "resnet18")
+    assert list(methods) == [*paper, "Grad-CAM++", "Score-CAM", "Occlusion"]
+    assert isinstance(methods["Grad-CAM++"], normgrad.GradCAMPlusPlus)
+    assert isinstance(methods["Score-CAM"], normgrad.ScoreCAM)
+    assert methods["Score-CAM"].layer[0] == "layer4.1" and methods["Score-CAM"].model is model
