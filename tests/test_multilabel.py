@@ -233,3 +233,37 @@ def test_ambiguous_per_class_regions_are_refused(regions: Any, error: type, patt
         metrics.pointing_game_per_class(torch.rand(2, 2, 8, 8), regions)
     with pytest.raises(normgrad.ShapeError, match=r"saliency: expected maps per class"):
         metrics.pointing_game_per_class(torch.rand(2, 8, 8), regions)
+
+
+def test_evaluate_scores_every_image_and_class_pair() -> None:
+    model = seeded(TinyCNN(num_classes=5))
+    gen = torch.Generator().manual_seed(4)
+    batches = []
+    for b in range(2):
+        x = torch.randn(3, 3, 16, 16, generator=gen)
+        labels = torch.tensor([[0, 2], [1, 4], [3, 0]])
+        masks = torch.rand(3, 2, 16, 16, generator=gen) > 0.9
+        masks[0, 1] = False  # no region of that class: not counted
+        batches.append((x, labels, masks, [f"b{b}i{i}" for i in range(3)]))
+    explainers = {
+        "NormGrad": normgrad.NormGrad(model, "relu3"),
+        "Gradient": normgrad.Gradient(model),
+    }
+    result = normgrad.evaluate(model, explainers, batches, progress=False, tolerance=2)
+    for name, explainer in explainers.items():
+        by_hand = torch.cat(
+            [
+                metrics.pointing_game_per_class(explainer(x, labels), masks, tolerance=2).flatten()
+                for x, labels, masks, _ in batches
+            ]
+        )
+        counted = by_hand[~by_hand.isnan()]
+        assert result[name].total == len(counted) == 10
+        assert result[name].hits == int(counted.sum())
+        records = {r.image: r.hit for r in result.records if r.method == name}
+        assert sorted(records) == sorted(
+            f"{i}/{c}"
+            for x, labels, m, ids in batches
+            for i, row in zip(ids, labels.tolist())
+            for c in row
+        )

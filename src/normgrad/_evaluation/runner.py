@@ -62,7 +62,13 @@ def evaluate(
             uses no model.
         data: an iterable of ``(images, labels, regions)`` or ``(images, labels, regions,
             ids)``: images ``(N, C, H, W)``; labels the class to explain per sample (an int
-            tensor ``(N,)``), or ``None`` for the predicted class; regions the objects to
+            tensor ``(N,)``), ``None`` for the predicted class, a callable target (e.g. a
+            [`SegmentationTarget`][normgrad.SegmentationTarget]), or ``K`` classes per
+            sample ``(N, K)`` (multi-label: every (image, class) pair is scored as an
+            image of its own, with the regions given per class as
+            [`ClassRegions`][normgrad.metrics.ClassRegions] and the id
+            ``"<image>/<class>"``; the rows are over all pairs, and a class's score is the
+            mean of its pairs' records); regions the objects to
             point at, boolean masks or per-sample boxes as in
             [`metrics.pointing_game`][normgrad.metrics.pointing_game]; ids one id per image (ints or
             strings). Without ids an image's id is its index in the data (for a ``DataLoader`` over

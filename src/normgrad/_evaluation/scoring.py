@@ -17,6 +17,7 @@ from ..metrics._distance import distances_from_points
 from ..metrics._pointing import pointing_game_points
 from ..metrics._regions.prepared import prepare
 from . import plugins
+from .per_class import classes_per_image, pair_maps, pairs
 from .plugins.base import Batch, Values
 from .record import Record
 
@@ -55,7 +56,10 @@ def score_batch(
     options["deletion_options"] = deletion_options
     for metric in chosen:  # what depends on the images, before they are explained
         metric.check_images(options, x)
-    target = labels.to(x.device) if isinstance(labels, torch.Tensor) else labels
+    k = classes_per_image(labels)  # labels (N, K): one image per (image, class) pair
+    images, target = x, labels.to(x.device) if isinstance(labels, torch.Tensor) else labels
+    if k:
+        x, batch_regions, ids = pairs(x, labels, batch_regions, ids)
     with deferred_checks() as checks:
         # converted once, then scored by every method and metric (the objects one by one
         # where a metric matches them)
@@ -64,7 +68,7 @@ def score_batch(
         # on the host before the explainers' kernels are queued, while the queue is short
         if reference_rows:
             rates = random_point_hit_rate(regions, x.shape[2:], tolerance, spacing).tolist()
-        maps, classes = _maps(explainers, x, target, sigma, kernel_size, reference_rows)
+        maps, classes = _maps(explainers, images, target, sigma, kernel_size, reference_rows, k)
         batch = Batch(model, x, classes, regions, options, chosen)
         rows = {name: _row(batch, name, saliency) for name, saliency in maps.items()}
         count = batch.later(regions.counts()).values if objects else lambda: [0] * len(ids)
@@ -95,20 +99,23 @@ def _maps(
     sigma: float | None,
     kernel_size: int,
     reference_rows: bool,
+    k: int = 0,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
     """Every method's maps of the batch (the explainers' in one shared pass, smoothed, the
     centre map's), and the class the explainers explained (deletion and insertion
-    follow it)."""
+    follow it). With ``K`` classes per image, the maps and classes of the pairs ``N * K``
+    (see ``per_class.pairs``)."""
     names = list(explainers)
     results = explain_shared([explainers[n] for n in names], x, target)
-    maps = {n: r.saliency for n, r in zip(names, results)}
-    classes = next((r.classes for r in results if r.classes is not None), None)
+    maps = {n: pair_maps(r.saliency, k) for n, r in zip(names, results)}
+    classes = next((r.classes.flatten() for r in results if r.classes is not None), None)
     if sigma is not None:
         maps.update(
             {SMOOTHED.format(n): smooth(m, sigma, kernel_size) for n, m in list(maps.items())}
         )
     if reference_rows:
-        maps[CENTER] = CenterMap()(x)
+        centre = CenterMap()(x)
+        maps[CENTER] = centre.repeat_interleave(k, 0) if k else centre
     return maps, classes
 
 
