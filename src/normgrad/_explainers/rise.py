@@ -6,7 +6,14 @@ from collections.abc import Sequence
 
 import torch
 
-from .._checks import check_count, check_number, check_positive_int, check_sizes, fit_sizes
+from .._checks import (
+    check_count,
+    check_input,
+    check_number,
+    check_positive_int,
+    check_sizes,
+    fit_sizes,
+)
 from .._deferred import deferred_checks
 from .._model.diagnosis import check_finite_scores
 from .._model.scoring import forward_scores
@@ -151,13 +158,14 @@ class RISE(Explainer):
         return torch.stack(grids), torch.stack(shifts)
 
     def _explain(self, x: torch.Tensor, target: ResolvedTarget) -> Explanation:
+        check_input(x, finite=False)
+        cell = fit_sizes(self.cell_size, x.shape[2:], "cell_size")  # before any pass
         with deferred_checks():  # every check of the call read once, at its end
-            fixed = _fix_target(self.model, x, target)  # checks x
-            return self._weigh(x.detach(), fixed)
+            fixed = _fix_target(self.model, x, target)  # checks x's values
+            return self._weigh(x.detach(), fixed, cell)
 
-    def _weigh(self, x: torch.Tensor, fixed: ResolvedTarget) -> Explanation:
+    def _weigh(self, x: torch.Tensor, fixed: ResolvedTarget, cell: list[int]) -> Explanation:
         batch, spatial = x.shape[0], list(x.shape[2:])
-        cell = fit_sizes(self.cell_size, spatial, "cell_size")
         grids, shifts = self._draws(x)
         total = x.new_zeros(batch, *spatial)
         weights = x.new_zeros(batch)  # the sum of the scores, for the finite check
