@@ -13,6 +13,7 @@ from torch import nn
 import normgrad
 from normgrad import ArgumentTypeError, InvalidArgumentError, functional, metrics
 
+from .dispatch_count import count
 from .models import TinyCNN, seeded
 
 
@@ -95,17 +96,10 @@ def test_perturbation_methods_spend_no_extra_pass_on_a_given_target(
     assert none.classes is not None and none.classes.shape == (2,)
 
 
-def test_regions_are_prepared_once_per_batch(monkeypatch: pytest.MonkeyPatch) -> None:
-    from normgrad.metrics._regions import prepared as _regions
-
-    calls = []
-    original = _regions._objects
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(_regions, "_objects", counting)
+def test_regions_are_prepared_once_per_batch() -> None:
+    """The work of preparing a batch's boxes (the kernels a run does beyond a run given the
+    regions already prepared) is the same for one method as for three, smoothed and not,
+    with the reference rows: once per batch."""
     model = seeded(TinyCNN())
     explainers = {
         "grad": normgrad.Gradient(model),
@@ -114,17 +108,24 @@ def test_regions_are_prepared_once_per_batch(monkeypatch: pytest.MonkeyPatch) ->
     }
     x = torch.randn(2, 3, 16, 16)
     boxes = [torch.tensor([[2, 2, 6, 6]]), torch.tensor([[8, 8, 12, 12]])]
-    data = [(x, None, boxes), (x, None, boxes)]
-    result = normgrad.evaluate(
-        model,
-        explainers,
-        data,
-        tolerance=3,
-        smoothing_sigma=1.0,
-        smoothing_kernel_size=3,
-        progress=False,
-    )
-    assert len(calls) == 2  # once per batch, for 3 methods, smoothed and not, and baselines
+    prepared = metrics.prepare_regions(boxes, (2, 16, 16))
+    kwargs: dict[str, Any] = {
+        "tolerance": 3,
+        "smoothing_sigma": 1.0,
+        "smoothing_kernel_size": 3,
+        "progress": False,
+    }
+
+    def kernels(methods: dict[str, normgrad.Explainer], regions: Any) -> int:
+        data = [(x, None, regions)] * 2
+        return count(lambda: normgrad.evaluate(model, methods, data, **kwargs)).kernels
+
+    def preparing(methods: dict[str, normgrad.Explainer]) -> int:
+        return kernels(methods, boxes) - kernels(methods, prepared)
+
+    normgrad.evaluate(model, explainers, [(x, None, boxes)], **kwargs)  # a first run's work
+    assert preparing(explainers) == preparing({"grad": explainers["grad"]}) > 0
+    result = normgrad.evaluate(model, explainers, [(x, None, boxes)] * 2, **kwargs)
     assert result["grad"].total == 4
 
 

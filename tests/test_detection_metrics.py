@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
 import math
-from fractions import Fraction
 
 import pytest
 import torch
@@ -17,131 +15,9 @@ from normgrad.metrics._multi_pointing import multi_from_peaks, peaks_needed
 from normgrad.metrics._regions.prepared import prepare
 
 from .conftest import examples, requires_cuda
-
-# ---------------------------------------------------------------------------------------
-# literal references: every pixel, every detection, exact arithmetic for the shapes
-
-
-def ref_polygon(vertices: list[tuple[float, float]], x: int, y: int) -> bool:
-    """Point-in-polygon on a pixel centre: on an edge, or an odd number of crossings."""
-    px, py = Fraction(x), Fraction(y)
-    v = [(Fraction(a), Fraction(b)) for a, b in vertices]
-    crossings = 0
-    for (x1, y1), (x2, y2) in zip(v, v[1:] + v[:1]):
-        collinear = (x2 - x1) * (py - y1) == (y2 - y1) * (px - x1)
-        if collinear and min(x1, x2) <= px <= max(x1, x2) and min(y1, y2) <= py <= max(y1, y2):
-            return True
-        if (y1 > py) != (y2 > py):
-            crossing_x = x1 + (py - y1) * (x2 - x1) / (y2 - y1)
-            if crossing_x > px:
-                crossings += 1
-    return crossings % 2 == 1
-
-
-def ref_ellipse(box: tuple[float, float, float, float], x: int, y: int) -> bool:
-    x0, y0, x1, y1 = (Fraction(c) for c in box)
-    cx, cy, a, b = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2
-    if a == 0 or b == 0:  # a segment (or a point): the pixel must lie on it
-        return x0 <= x <= x1 and y0 <= y <= y1
-    return ((x - cx) / a) ** 2 + ((y - cy) / b) ** 2 <= 1
-
-
-def ref_box(box: tuple[float, ...], x: int, y: int) -> bool:
-    return box[0] <= x <= box[2] and box[1] <= y <= box[3]
-
-
-def ref_contains(shape: object, x: int, y: int) -> bool:
-    if isinstance(shape, Polygon):
-        return ref_polygon(list(shape.vertices), x, y)
-    if isinstance(shape, Ellipse):
-        return ref_ellipse(shape.bounds(), x, y)
-    assert isinstance(shape, Box)
-    return ref_box(shape.bounds(), x, y)
-
-
-def ref_mask(shape: object, height: int, width: int) -> torch.Tensor:
-    mask = torch.zeros(height, width, dtype=torch.bool)
-    for y in range(height):
-        for x in range(width):
-            mask[y, x] = ref_contains(shape, x, y)
-    return mask
-
-
-def ref_peaks(m: torch.Tensor, k: int, min_distance: float) -> list[tuple[tuple[int, ...], float]]:
-    """Local maxima above the minimum by walking neighbourhoods, then greedy suppression."""
-    shape = tuple(m.shape)
-    cells = list(itertools.product(*(range(s) for s in shape)))
-    lowest = min(float(m[c]) for c in cells)
-    maxima = []
-    for c in cells:
-        value = float(m[c])
-        neighbours = [
-            tuple(a + d for a, d in zip(c, delta))
-            for delta in itertools.product((-1, 0, 1), repeat=len(shape))
-        ]
-        inside = [q for q in neighbours if all(0 <= a < s for a, s in zip(q, shape))]
-        if value > lowest and all(float(m[q]) <= value for q in inside):
-            maxima.append((c, value))
-    maxima.sort(key=lambda cv: (-cv[1], cv[0]))  # decreasing value, then row-major
-    kept: list[tuple[tuple[int, ...], float]] = []
-    for c, value in maxima:
-        if len(kept) == k:
-            break
-        if all(math.dist(c, q) >= min_distance for q, _ in kept):
-            kept.append((c, value))
-    return kept
-
-
-def ref_match(detections: list[tuple[int, ...]], objects: list[object]) -> list[bool]:
-    """One detection per object, in the detections' order, first open object in order."""
-    found = [False] * len(objects)
-    positive = []
-    for y, x in detections:
-        hit = False
-        for j, obj in enumerate(objects):
-            if not found[j] and ref_contains(obj, x, y):
-                found[j], hit = True, True
-                break
-        positive.append(hit)
-    return positive
-
-
-def ref_covers(obj: object, height: int, width: int) -> bool:
-    return any(ref_contains(obj, x, y) for y in range(height) for x in range(width))
-
-
-def ref_froc(
-    maps: torch.Tensor,
-    objects: list[list[object]],
-    k: int,
-    min_distance: float,
-    rates: tuple[float, ...],
-    probabilities: list[float] | None = None,
-) -> tuple[float, list[float], list[float]]:
-    n, height, width = maps.shape
-    scored = []  # (score, true positive)
-    total = 0
-    for i in range(n):
-        counted = [o for o in objects[i] if ref_covers(o, height, width)]
-        total += len(counted)
-        found = ref_peaks(maps[i], k, min_distance)
-        positive = ref_match([c for c, _ in found], counted)
-        p = probabilities[i] if probabilities is not None else 1.0
-        scored += [(value * p, tp) for (_, value), tp in zip(found, positive)]
-    thresholds = sorted({s for s, _ in scored}, reverse=True)
-    fps, sens = [0.0], [0.0 if total else math.nan]
-    for t in thresholds:
-        fps.append(sum(1 for s, tp in scored if s >= t and not tp) / n)
-        sens.append(sum(1 for s, tp in scored if s >= t and tp) / total if total else math.nan)
-    at = []
-    for r in rates:
-        best = 0.0 if total else math.nan
-        for f, s in zip(fps, sens):
-            if f <= r and s > best:
-                best = s
-        at.append(best)
-    return sum(at) / len(at), fps, sens
-
+from .reference.detection import reference_froc, reference_match
+from .reference.peaks import reference_peaks
+from .reference.shapes import reference_box, reference_contains, reference_covers, reference_mask
 
 # ---------------------------------------------------------------------------------------
 # strategies: small maps with ties, shapes on and over the border, one-pixel objects
@@ -185,7 +61,7 @@ def test_shape_masks_match_point_in_shape_on_pixel_centres(
     shape: object, height: int, width: int
 ) -> None:
     assert isinstance(shape, metrics.Shape)
-    expected = ref_mask(shape, height, width)
+    expected = reference_mask(shape, height, width)
     assert torch.equal(shape.mask((height, width)), expected)
     assert shape.covers((height, width)) == bool(expected.any())
 
@@ -250,12 +126,12 @@ def test_shapes_tested_in_parts_and_far_away(monkeypatch: pytest.MonkeyPatch) ->
     # one point against a polygon whose temporaries are "large": no part left to split
     monkeypatch.setattr(shapes_module, "_RASTER_POINTS", 1)
     star = Polygon([(0, 0), (4, 0), (4, 4), (0, 4), (2, 2), (1, 3)])
-    assert torch.equal(star.mask((5, 6)), ref_mask(star, 5, 6))
+    assert torch.equal(star.mask((5, 6)), reference_mask(star, 5, 6))
     assert [s.covers((5, 6)) for s in (star, Box(9, 9, 9, 9))] == [True, False]
     monkeypatch.undo()
     # bounds whose sum is beyond float: far from the image, covering nothing
     far = [Box(0, 1e308, 0, 1.7e308), Polygon([(1e308, 0), (1.7e308, 2)]), Box(0, 0, 1, 1)]
-    assert [s.covers((4, 4)) for s in far] == [ref_covers(s, 4, 4) for s in far]
+    assert [s.covers((4, 4)) for s in far] == [reference_covers(s, 4, 4) for s in far]
     maps = torch.zeros(1, 4, 4)
     maps[0, 1, 1] = 1.0
     assert metrics.multi_pointing_game(maps, [far]).item() == 1.0
@@ -285,7 +161,7 @@ def assert_peaks_are_the_reference(
 ) -> None:
     """Every map's peaks, values and valid slots are those of the literal reference."""
     for i in range(maps.shape[0]):
-        expected = ref_peaks(maps[i], k, min_distance)
+        expected = reference_peaks(maps[i], k, min_distance, [1.0] * maps[i].ndim)
         count = len(expected)
         assert found.valid[i].tolist() == [True] * count + [False] * (k - count)
         assert [tuple(c) for c in found.coords[i, :count].tolist()] == [c for c, _ in expected]
@@ -318,7 +194,7 @@ def test_peaks_3d_match_reference(
 ) -> None:
     found = metrics.peaks(maps.unsqueeze(1), k, min_distance=min_distance, block=block)
     for i in range(maps.shape[0]):
-        expected = ref_peaks(maps[i], k, min_distance)
+        expected = reference_peaks(maps[i], k, min_distance, [1.0] * maps[i].ndim)
         got = found.coords[i][found.valid[i]].tolist()
         assert [tuple(c) for c in got] == [c for c, _ in expected]
 
@@ -496,7 +372,7 @@ def test_froc_matches_reference(
     maps, objects, probabilities = case
     rates = (0.125, 0.5, 1.0, 2.0)
     p = probabilities if use_probabilities else None
-    expected, fps, sens = ref_froc(maps, objects, k, min_distance, rates, p)
+    expected, fps, sens = reference_froc(maps, objects, k, min_distance, rates, p)
     got = metrics.froc(
         maps,
         objects,  # type: ignore[arg-type]
@@ -656,7 +532,7 @@ def test_energy_matches_reference(
             for x in range(width):
                 value = max(float(maps[i, y, x]), 0.0)
                 total += value
-                if any(ref_contains(o, x, y) for o in objects[i]):
+                if any(reference_contains(o, x, y) for o in objects[i]):
                     inside += value
                     region = True
         if not region:
@@ -695,7 +571,7 @@ def test_energy_of_overlapping_boxes_matches_reference(
             for x in range(width):
                 value = max(float(maps[i, y, x]), 0.0)
                 total += value
-                if any(ref_box(b, x, y) for b in boxes[i::n]):
+                if any(reference_box(b, x, y) for b in boxes[i::n]):
                     inside, region = inside + value, True
         if not region:
             assert math.isnan(got[i])
@@ -770,12 +646,12 @@ def test_multi_pointing_game_matches_reference(
     more = metrics.peaks(maps, peaks_needed(prepared.counts()) + 3, min_distance=min_distance)
     assert torch.equal(multi_from_peaks(more, prepared).nan_to_num(-1), got.nan_to_num(-1))
     for i in range(n):
-        counted = [o for o in objects[i] if ref_covers(o, height, width)]
+        counted = [o for o in objects[i] if reference_covers(o, height, width)]
         if not counted:
             assert math.isnan(got[i])
             continue
-        found = ref_peaks(maps[i], len(counted), min_distance)
-        hits = sum(ref_match([c for c, _ in found], counted))
+        found = reference_peaks(maps[i], len(counted), min_distance, [1.0, 1.0])
+        hits = sum(reference_match([c for c, _ in found], counted))
         assert float(got[i]) == pytest.approx(hits / len(counted))
 
 
@@ -818,7 +694,7 @@ def test_pointing_game_takes_shapes_as_their_pixels(
     masks = torch.zeros(n, height, width, dtype=torch.bool)
     for i in range(n):
         for obj in objects[i]:
-            masks[i] |= ref_mask(obj, height, width)
+            masks[i] |= reference_mask(obj, height, width)
     got = metrics.pointing_game(maps, objects, tolerance=tolerance)  # type: ignore[arg-type]
     expected = metrics.pointing_game(maps, masks, tolerance=tolerance)
     assert torch.equal(got.nan_to_num(-1), expected.nan_to_num(-1))

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 import torch
-import torch.nn.functional as tf
 import torchvision
 from torch import nn
 
@@ -14,68 +11,13 @@ import normgrad
 
 from .conftest import requires_cuda
 from .models import TinyCNN, seeded, without_inplace
-from .reference.maps import reference_saliency
-
-Intermediates = Callable[[nn.Module, torch.Tensor], dict[str, torch.Tensor]]
-
-
-def tiny_intermediates(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    assert isinstance(model, TinyCNN)
-    return model.features(x)
-
-
-def resnet_intermediates(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """torchvision ResNet's forward written out, keeping every block's output."""
-    out: dict[str, torch.Tensor] = {}
-    h = model.maxpool(model.relu(model.bn1(model.conv1(x))))
-    for stage in ("layer1", "layer2", "layer3", "layer4"):
-        for i, block in enumerate(getattr(model, stage)):
-            h = block(h)
-            out[f"{stage}.{i}"] = h
-    out["fc"] = model.fc(torch.flatten(model.avgpool(h), 1))
-    return out
-
-
-def efficientnet_intermediates(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """torchvision EfficientNet's forward written out, keeping every ``features.i.j``."""
-    out: dict[str, torch.Tensor] = {}
-    h = x
-    for i, stage in enumerate(model.features):
-        for j, block in enumerate(stage):
-            h = block(h)
-            out[f"features.{i}.{j}"] = h
-    out["fc"] = model.classifier(torch.flatten(model.avgpool(h), 1))
-    return out
-
-
-def hand_written_normgrad(
-    model: nn.Module,
-    intermediates: Intermediates,
-    x: torch.Tensor,
-    layers: list[str],
-    vil: str,
-    target: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """NormGrad from the definitions, with an explicit unfold, in float64 after the model."""
-    model.eval()
-    with torch.enable_grad():
-        out = intermediates(model, x)
-        logits = out["fc"]
-        classes = logits.argmax(1) if target is None else target
-        score = logits.gather(1, classes[:, None]).sum()
-        grads = torch.autograd.grad(score, [out[name] for name in layers])
-    raw = []
-    for name, g in zip(layers, grads):
-        a = out[name].detach().double()
-        g = g.double()
-        n, c, h, w = a.shape
-        if vil == "scaling":
-            raw.append((g * a).norm(dim=1, keepdim=True))
-            continue
-        k = int(vil[4:].split("x")[0])
-        patches = tf.unfold(a, kernel_size=k, padding=k // 2).view(n, c * k * k, h, w)
-        raw.append(g.norm(dim=1, keepdim=True) * patches.norm(dim=1, keepdim=True))
-    return reference_saliency(raw, tuple(x.shape[2:]))
+from .reference.layers import (
+    Intermediates,
+    efficientnet_intermediates,
+    reference_model_normgrad,
+    resnet_intermediates,
+    tiny_intermediates,
+)
 
 
 def assert_same_saliency(actual: torch.Tensor, expected: torch.Tensor, n_layers: int) -> None:
@@ -129,7 +71,7 @@ def test_matches_hand_written_computation(arch: str, layers: list[str], vil: str
     model, intermediates, size = get_model(arch)
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
     target = torch.tensor([1, 3])
-    expected = hand_written_normgrad(model, intermediates, x, layers, vil, target)
+    expected = reference_model_normgrad(model, intermediates, x, layers, vil, target)
     result = normgrad.NormGrad(model, layers, vil).explain(x, target)
     assert result.saliency.shape == (2, 1, size, size)
     assert bool(torch.isfinite(result.saliency).all())
@@ -142,7 +84,7 @@ def test_matches_hand_written_computation(arch: str, layers: list[str], vil: str
 def test_conv5x5_matches_hand_written_computation() -> None:
     model, intermediates, _ = get_model("resnet18")
     x = torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(2))
-    expected = hand_written_normgrad(model, intermediates, x, ["layer3.1"], "conv5x5")
+    expected = reference_model_normgrad(model, intermediates, x, ["layer3.1"], "conv5x5")
     actual = normgrad.NormGrad(model, "layer3.1", "conv5x5")(x)
     assert_same_saliency(actual, expected, 1)
 
@@ -312,7 +254,7 @@ def test_other_dtypes(dtype: torch.dtype) -> None:
 def test_float64_model_matches_hand_written() -> None:
     model = seeded(TinyCNN()).double()
     x = torch.randn(2, 3, 12, 12, dtype=torch.float64)
-    expected = hand_written_normgrad(model, tiny_intermediates, x, ["relu1", "conv3"], "conv3x3")
+    expected = reference_model_normgrad(model, tiny_intermediates, x, ["relu1", "conv3"], "conv3x3")
     actual = normgrad.NormGrad(model, ["relu1", "conv3"], "conv3x3")(x)
     assert actual.dtype == torch.float64
     torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-12)

@@ -19,6 +19,7 @@ from normgrad import ArgumentTypeError, InvalidArgumentError, ShapeError, metric
 from normgrad.metrics import Box
 
 from .conftest import examples, requires_cuda
+from .reference.regions import reference_outside
 
 # ---------------------------------------------------------------------------------------
 # every metric that takes regions, called alike
@@ -284,14 +285,6 @@ def test_maps_without_pixels_raise_a_shape_error(shape: tuple[int, ...]) -> None
 # regions wholly outside their map
 
 
-def ref_outside(row: list[float], spatial: tuple[int, ...]) -> bool:
-    """A box (x, y[, z] mins then maxes) lies wholly outside: along some axis it ends
-    before the first pixel centre or starts after the last."""
-    ndim = len(spatial)
-    sizes = spatial[::-1]  # (x, y[, z])
-    return any(row[a + ndim] < 0 or row[a] > sizes[a] - 1 for a in range(ndim))
-
-
 def outside_warnings(record: list[warnings.WarningMessage]) -> list[str]:
     return [str(w.message) for w in record if "wholly outside" in str(w.message)]
 
@@ -308,7 +301,7 @@ def test_outside_regions_are_named_and_counted_as_the_reference(data: st.DataObj
     height, width = data.draw(st.integers(1, 6)), data.draw(st.integers(1, 6))
     boxes = data.draw(box_lists(n))
     maps = torch.rand(n, 1, height, width)
-    far = [any(ref_outside(row, (height, width)) for row in b) for b in boxes]
+    far = [any(reference_outside(row, (height, width)) for row in b) for b in boxes]
     covers = [
         any(
             math.ceil(max(r[0], 0)) <= math.floor(min(r[2], width - 1))
@@ -337,7 +330,7 @@ def test_outside_regions_are_named_and_counted_as_the_reference(data: st.DataObj
     assert prepared.outside_samples().tolist() == far
     assert game.compute().outside == sum(f and not c for f, c in zip(far, covers))
     assert game.compute().skipped == sum(not c for c in covers)
-    assert result.outside == sum(ref_outside(r, (height, width)) for b in boxes for r in b)
+    assert result.outside == sum(reference_outside(r, (height, width)) for b in boxes for r in b)
 
 
 @pytest.mark.parametrize("n", [3, 40])

@@ -88,8 +88,8 @@ def _imported_modules(tree: ast.Module) -> list[str]:
 def test_tests_import_no_test_module_and_references_live_apart() -> None:
     """A test module is run, never imported: helpers that several tests share live in a
     module not named ``test_*`` (``models.py``, ``lifecycle.py``, ...), and the slow,
-    literal references (``reference_*``, ``literal_*``) in ``tests/reference/``, one
-    module per idea, never inside a test module."""
+    literal references (``reference_*``, ``literal_*``, ``ref_*``) in ``tests/reference/``,
+    one module per idea, never inside a test module."""
     tests = Path(__file__).resolve().parent
     imports, definitions = [], []
     for path in sorted(tests.rglob("*.py")):
@@ -105,7 +105,7 @@ def test_tests_import_no_test_module_and_references_live_apart() -> None:
                 f"{where}:{node.lineno} {node.name}"
                 for node in ast.walk(tree)
                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-                and re.match(r"_*(reference|literal)_", node.name)
+                and re.match(r"_*(reference|literal|ref)_", node.name)
             ]
     assert imports == [], "a test module imported; move what it shares out of test_* modules"
     assert definitions == [], "a reference defined in a test module; move it to tests/reference/"

@@ -16,7 +16,7 @@ from .example_modules import load
 from .explainers import EXPLAINERS
 from .lifecycle import assert_unchanged, snapshot
 from .models import TinyCNN, TinyCNN3d, seeded, without_inplace
-from .reference.maps import reference_normgrad_map, reference_saliency
+from .reference.layers import reference_features_normgrad
 
 MODEL = seeded(TinyCNN3d())
 SIZE = 6
@@ -24,17 +24,6 @@ SIZE = 6
 
 def _x(batch: int = 2, seed: int = 0) -> torch.Tensor:
     return torch.randn(batch, 2, SIZE, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
-
-
-def _hand_written(
-    x: torch.Tensor, layers: list[str], kind: str, k: int, target: torch.Tensor
-) -> torch.Tensor:
-    with torch.enable_grad():
-        out = MODEL.eval().features(x)
-        score = out["fc"].gather(1, target[:, None]).sum()
-        grads = torch.autograd.grad(score, [out[n] for n in layers])
-    raw = [reference_normgrad_map(out[n].detach(), g, kind, k) for n, g in zip(layers, grads)]
-    return reference_saliency(raw, (SIZE, SIZE, SIZE))
 
 
 @pytest.mark.parametrize(
@@ -52,7 +41,7 @@ def test_normgrad_on_volumes_matches_hand_written(
 ) -> None:
     x = _x()
     target = torch.tensor([2, 0])
-    expected = _hand_written(x, layers, kind, k, target)
+    expected = reference_features_normgrad(MODEL, x, layers, kind, k, target)
     actual = normgrad.NormGrad(MODEL, layers, vil)(x, target)
     assert actual.shape == (2, 1, SIZE, SIZE, SIZE)
     n = len(layers)
