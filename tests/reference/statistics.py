@@ -14,4 +14,4 @@ def reference_sign_flip_p(differences: list[float]) -> float:
     for signs in itertools.product((1, -1), repeat=n):
         flipped = sum(s * d for s, d in zip(signs, differences)) / n
         count += flipped >= observed - 1e-12
-    return count / 2**n
+    return count / (1 << n)
