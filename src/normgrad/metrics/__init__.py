@@ -18,7 +18,10 @@ Pointing Game (``_pointing``), its distances (``_distance``) and its curve over 
 their definition; ``_peak_search``, the fast search), detections matched to objects
 (``_matching``), FROC (``_froc``), the energy-based (``_energy``) and multi-object
 (``_multi_pointing``) pointing games, deletion and insertion (``_deletion``, the one metric
-that runs a model), smoothing (``_smoothing``), rank correlation (``_correlation``) and
+that runs a model), smoothing (``_smoothing``), rank correlation (``_correlation``), maps as
+segmentations (``_binarize``), IoU and hit rate (``_overlap``), localisation AUPRC
+(``_auprc``), SSIM (``_ssim``) and map similarity (``_similarity``), CheXlocalize's
+protocol (``_chexlocalize``), bootstrap intervals (``_bootstrap``) and
 statistics over runs (``_statistics``); everything is imported from ``normgrad.metrics``
 (``collate`` lives beside the package, in ``normgrad._collate``).
 
@@ -36,6 +39,16 @@ Examples:
 from __future__ import annotations
 
 from .._collate import collate
+from ._auprc import AUPRCResult, localization_auprc
+from ._binarize import binarize
+from ._bootstrap import Interval, bootstrap_mean
+from ._chexlocalize import (
+    CheXlocalizeResult,
+    CheXlocalizeScore,
+    TunedThresholds,
+    chexlocalize,
+    tune_thresholds,
+)
 from ._correlation import rank_correlation
 from ._curve import PointingGameCurve, pointing_game_curve, pointing_hits
 from ._deletion import Baseline, DeletionInsertionResult, DeletionOptions, deletion_insertion
@@ -44,6 +57,7 @@ from ._energy import energy_pointing_game
 from ._froc import FROC, RATES, FROCResult, froc
 from ._maps import points
 from ._multi_pointing import multi_pointing_game
+from ._overlap import hit_rate, iou
 from ._peaks import Peaks, peaks
 from ._per_class import ClassRegions, pointing_game_per_class
 from ._pointing import PointingGame, PointingGameResult, pointing_game
@@ -51,20 +65,26 @@ from ._random_point import random_point_hit_rate
 from ._regions.forms import Objects
 from ._regions.prepared import PreparedRegions, Regions, prepare_regions
 from ._regions.shapes import Box, Ellipse, Polygon, Shape, shapes_mask
+from ._similarity import SIMILARITY_MEASURES, map_agreement, map_similarity
 from ._smoothing import gaussian_kernel, smooth
 from ._statistics import DoMResult, dom, wilson_interval
 
 __all__ = [
     "FROC",
     "RATES",
+    "SIMILARITY_MEASURES",
+    "AUPRCResult",
     "Baseline",
     "Box",
+    "CheXlocalizeResult",
+    "CheXlocalizeScore",
     "ClassRegions",
     "DeletionInsertionResult",
     "DeletionOptions",
     "DoMResult",
     "Ellipse",
     "FROCResult",
+    "Interval",
     "Objects",
     "Peaks",
     "PointingGame",
@@ -74,12 +94,21 @@ __all__ = [
     "PreparedRegions",
     "Regions",
     "Shape",
+    "TunedThresholds",
+    "binarize",
+    "bootstrap_mean",
+    "chexlocalize",
     "collate",
     "deletion_insertion",
     "dom",
     "energy_pointing_game",
     "froc",
     "gaussian_kernel",
+    "hit_rate",
+    "iou",
+    "localization_auprc",
+    "map_agreement",
+    "map_similarity",
     "multi_pointing_game",
     "peaks",
     "pointing_distances",
@@ -93,5 +122,6 @@ __all__ = [
     "rank_correlation",
     "shapes_mask",
     "smooth",
+    "tune_thresholds",
     "wilson_interval",
 ]

@@ -1,0 +1,153 @@
+r"""Saliency maps to binary masks, as CheXlocalize makes segmentations (Saporta et al., 2022).
+
+Each map is min-max normalised to $[0, 1]$ first (a constant map becomes all zero); a
+fixed threshold keeps the pixels above it, Otsu's method finds one per map from the
+histogram of the normalised map quantised to 256 levels, as CheXlocalize feeds OpenCV
+(``uint8(255 * m)``, ``cv2.threshold(..., cv2.THRESH_OTSU)``).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+import torch.nn.functional as tf
+
+from .._checks import check_number, check_positive_int
+from .._errors import ArgumentTypeError, ShapeError, describe
+from ._maps import as_maps
+
+#: Levels of the quantised map Otsu's method reads (OpenCV's 8-bit images).
+LEVELS = 256
+
+
+def min_max(maps: torch.Tensor) -> torch.Tensor:
+    r"""Each map ``(N, *spatial)`` scaled to $[0, 1]$, $(m - \min m) / (\max m - \min m)$,
+    in float64; a constant map becomes all zero."""
+    flat = maps.detach().to(torch.float64).flatten(1)
+    low = flat.amin(dim=1, keepdim=True) if flat.shape[1] else flat[:, :1]
+    span = flat.amax(dim=1, keepdim=True) - low if flat.shape[1] else flat[:, :1]
+    scaled = torch.where(span > 0, (flat - low) / torch.where(span > 0, span, 1), 0.0)
+    return scaled.reshape(maps.shape)
+
+
+def box_smooth(maps: torch.Tensor, size: int) -> torch.Tensor:
+    """The mean of each pixel's ``size``-wide window (``size ** ndim`` pixels), borders
+    mirrored without repeating the edge (OpenCV's ``boxFilter`` default,
+    ``BORDER_REFLECT_101``); maps ``(N, *spatial)``, float64."""
+    size = check_positive_int(size, "smoothing", odd=True)
+    values = maps.to(torch.float64)[:, None]
+    pad = size // 2
+    for axis in range(2, values.ndim):  # one axis at a time: any size fits reflect
+        length = values.shape[axis]
+        period = max(2 * (length - 1), 1)  # reflect 101 repeats every 2 (n - 1)
+        index = torch.arange(-pad, length + pad, device=values.device).remainder(period)
+        index = torch.where(index >= length, period - index, index)
+        values = values.index_select(axis, index)
+        kernel_shape = [1, 1] + [1] * (values.ndim - 2)
+        kernel_shape[axis] = size
+        kernel = torch.full(kernel_shape, 1.0 / size, dtype=torch.float64, device=maps.device)
+        conv = tf.conv2d if values.ndim == 4 else tf.conv3d
+        values = conv(values, kernel)
+    return values[:, 0]
+
+
+def quantize(normalized: torch.Tensor) -> torch.Tensor:
+    """The 8-bit levels of maps in $[0, 1]$: ``floor(255 * m)`` (``np.uint8``
+    truncates), long."""
+    return torch.floor(normalized * (LEVELS - 1)).long().clamp(0, LEVELS - 1)
+
+
+def otsu_levels(levels: torch.Tensor) -> torch.Tensor:
+    r"""Otsu's threshold of each quantised map ``(N, *spatial)`` (levels 0-255): the level
+    $t$ maximising the between-class variance
+    $\sigma_B^2(t) = (\mu_T \omega(t) - \mu(t))^2 / (\omega(t) (1 - \omega(t)))$ of the
+    256-bin histogram (one bin per level, range $[0, 255]$), $\omega$ and $\mu$ the
+    cumulative share and first moment up to $t$; the first (lowest) of equal maxima, and
+    0 when every pixel has one level (OpenCV's rule). Pixels above $t$ are foreground."""
+    n = levels.shape[0]
+    flat = levels.reshape(n, -1)
+    hist = torch.zeros(n, LEVELS, dtype=torch.float64, device=levels.device)
+    hist.scatter_add_(1, flat, torch.ones_like(flat, dtype=torch.float64))
+    p = hist / max(flat.shape[1], 1)
+    omega = p.cumsum(dim=1)
+    grid = torch.arange(LEVELS, dtype=torch.float64, device=levels.device)
+    mu = (p * grid).cumsum(dim=1)
+    total = mu[:, -1:]
+    eps = torch.finfo(torch.float32).eps  # OpenCV skips classes below FLT_EPSILON
+    valid = (omega >= eps) & (1 - omega >= eps)
+    between = (total * omega - mu) ** 2 / torch.where(valid, omega * (1 - omega), 1.0)
+    between = torch.where(valid, between, -1.0)
+    best = between.argmax(dim=1)  # the first maximum
+    return torch.where(between.amax(dim=1) > 0, best, 0)
+
+
+def _thresholds(threshold: object, n: int, device: torch.device) -> torch.Tensor:
+    if isinstance(threshold, torch.Tensor):
+        if threshold.shape not in ((n,), ()):
+            raise ShapeError(
+                f"threshold: expected a number, 'otsu' or a tensor of one threshold per "
+                f"map ({n},), got shape {tuple(threshold.shape)}; index per-class "
+                "thresholds with each map's class: thresholds[classes]",
+                threshold.shape,
+            )
+        return threshold.to(device, torch.float64).expand(n)
+    if isinstance(threshold, numbers.Real) and not isinstance(threshold, bool):
+        value = check_number(threshold, "threshold", low=0, high=1)
+        return torch.full((n,), value, dtype=torch.float64, device=device)
+    raise ArgumentTypeError(
+        f"threshold: expected 'otsu', a number in [0, 1] or a tensor ({n},) of them, got "
+        f"{describe(threshold)}"
+    )
+
+
+def binarize(
+    saliency: torch.Tensor,
+    threshold: float | str | torch.Tensor = "otsu",
+    *,
+    smoothing: int | None = None,
+) -> torch.Tensor:
+    r"""Binary masks of saliency maps: min-max normalised, then thresholded (CheXlocalize).
+
+    Each map $s$ becomes $m = (s - \min s) / (\max s - \min s)$ (all zero when constant).
+    With a number or a tensor $t$ (one per map, in $[0, 1]$) the mask is $m > t$; with
+    ``"otsu"`` it is $\lfloor 255 m \rfloor > t^*$, $t^*$ Otsu's threshold of the
+    256-bin histogram of the levels $\lfloor 255 m \rfloor$ (range $[0, 255]$, one bin
+    per level), as CheXlocalize computes it with OpenCV on ``uint8(255 * m)``.
+
+    Args:
+        saliency: maps ``(N, 1, *spatial)`` or ``(N, *spatial)``, 2-D or 3-D, finite.
+        threshold: ``"otsu"``, a number in ``[0, 1]``, or a tensor ``(N,)`` of one per
+            map (per-class thresholds indexed by each map's class, ``t[classes]``).
+        smoothing: an odd window width: each map is first replaced by its box mean over
+            ``smoothing`` pixels along every axis (borders mirrored, OpenCV's
+            ``boxFilter``); ``None``: no smoothing.
+
+    Returns:
+        bool tensor ``(N, *spatial)``.
+
+    Examples:
+        >>> import torch
+        >>> from normgrad.metrics import binarize
+        >>> maps = torch.tensor([[[0.0, 1.0], [2.0, 4.0]]])
+        >>> binarize(maps, 0.2).int().tolist()
+        [[[0, 1], [1, 1]]]
+        >>> binarize(maps).int().tolist()
+        [[[0, 0], [0, 1]]]
+    """
+    maps = as_maps(saliency)
+    if smoothing is not None:
+        maps = box_smooth(maps, smoothing)
+    normalized = min_max(maps)
+    n = maps.shape[0]
+    if isinstance(threshold, str):
+        if threshold != "otsu":
+            raise ArgumentTypeError(
+                f"threshold: expected 'otsu', a number in [0, 1] or a tensor of them, "
+                f"got {threshold!r}"
+            )
+        levels = quantize(normalized)
+        cut = otsu_levels(levels).view(n, *[1] * (maps.ndim - 1))
+        return levels > cut
+    cut = _thresholds(threshold, n, maps.device).view(n, *[1] * (maps.ndim - 1))
+    return normalized > cut

@@ -1,0 +1,271 @@
+"""CheXlocalize's protocol and the localisation AUPRC against literal references
+(``tests/reference/localization.py``) and the peers (OpenCV's Otsu, scikit-learn's average
+precision), in float64; empty and full masks, constant maps, ties and volumes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from normgrad import metrics
+from normgrad._errors import NormGradError
+from normgrad.metrics._bootstrap import resample_rows
+
+from .conftest import examples
+from .reference import localization as ref
+
+SHAPES = st.sampled_from([(5, 6), (7, 4), (3, 4, 5), (1, 9)])
+
+
+@st.composite
+def maps_and_masks(draw: st.DrawFn, n: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Maps with ties (few distinct values) or without, masks empty, full or random."""
+    shape = draw(SHAPES)
+    seed = draw(st.integers(0, 2**16))
+    g = torch.Generator().manual_seed(seed)
+    levels = draw(st.sampled_from([2, 4, 0]))
+    maps = torch.rand(n, *shape, generator=g, dtype=torch.float64)
+    if levels:
+        maps = torch.floor(maps * levels) / levels  # ties
+    masks = torch.rand(n, *shape, generator=g) < draw(st.floats(0.0, 1.0))
+    kind = draw(st.sampled_from(["random", "empty", "full", "constant"]))
+    if kind == "empty":
+        masks[0] = False
+    elif kind == "full":
+        masks[0] = True
+    elif kind == "constant":
+        maps[0] = 0.5
+    return maps, masks
+
+
+def _equal_nan(a: list[float], b: list[float]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert (math.isnan(x) and math.isnan(y)) or x == pytest.approx(y, abs=1e-12), (a, b)
+
+
+@given(maps_and_masks())
+@examples(30)
+def test_iou_and_hit_rate_match_the_reference(data: tuple[torch.Tensor, torch.Tensor]) -> None:
+    maps, masks = data
+    predicted = metrics.binarize(maps, 0.5)
+    _equal_nan(
+        metrics.iou(predicted, masks).tolist(), [ref.iou(p, m) for p, m in zip(predicted, masks)]
+    )
+    _equal_nan(metrics.hit_rate(maps, masks).tolist(), [ref.hit(s, m) for s, m in zip(maps, masks)])
+
+
+@given(maps_and_masks(), st.sampled_from([0.0, 0.25, 0.5, 0.7]))
+@examples(30)
+def test_fixed_threshold_matches_the_reference(
+    data: tuple[torch.Tensor, torch.Tensor], threshold: float
+) -> None:
+    maps, _ = data
+    expected = torch.stack([ref.min_max(m) > threshold for m in maps])
+    assert torch.equal(metrics.binarize(maps, threshold), expected)
+    per_map = torch.tensor([threshold, 1.0, 0.0], dtype=torch.float64)
+    expected[1] = False
+    expected[2] = torch.stack([ref.min_max(maps[2]) > 0])
+    assert torch.equal(metrics.binarize(maps, per_map), expected)
+
+
+@given(maps_and_masks())
+@examples(30)
+def test_otsu_matches_the_reference(data: tuple[torch.Tensor, torch.Tensor]) -> None:
+    maps, _ = data
+    expected = torch.stack([ref.otsu_mask(m) for m in maps])
+    assert torch.equal(metrics.binarize(maps, "otsu"), expected)
+
+
+@given(st.integers(0, 2**16), st.sampled_from([(32, 32), (17, 40), (64, 48)]))
+@examples(20)
+def test_otsu_matches_opencv(seed: int, shape: tuple[int, int]) -> None:
+    cv2 = pytest.importorskip("cv2")
+    g = torch.Generator().manual_seed(seed)
+    blobs = torch.nn.functional.avg_pool2d(
+        torch.rand(2, 1, *shape, generator=g, dtype=torch.float64), 5, 1, 2
+    )[:, 0]
+    ours = metrics.binarize(blobs, "otsu")
+    for m, mask in zip(metrics._binarize.min_max(blobs), ours):  # CheXlocalize's levels
+        levels = np.floor(m.numpy() * 255).astype(np.uint8)
+        _, theirs = cv2.threshold(levels, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        assert np.array_equal(theirs > 0, mask.numpy())
+
+
+@given(maps_and_masks(n=2), st.sampled_from([1, 3, 5]))
+@examples(15)
+def test_box_smoothing_matches_the_reference(
+    data: tuple[torch.Tensor, torch.Tensor], size: int
+) -> None:
+    maps, _ = data
+    expected = torch.stack([ref.box_smooth(m, size) for m in maps])
+    torch.testing.assert_close(metrics._binarize.box_smooth(maps, size), expected)
+    cut = 0.5031415926  # no ratio of the tied levels' small sums: rounding cannot flip it
+    smoothed = torch.stack([ref.min_max(ref.box_smooth(m, size)) > cut for m in maps])
+    assert torch.equal(metrics.binarize(maps, cut, smoothing=size), smoothed)
+
+
+def test_box_smoothing_matches_opencv() -> None:
+    cv2 = pytest.importorskip("cv2")
+    maps = torch.rand(1, 9, 12, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    theirs = cv2.boxFilter(maps[0].numpy(), -1, (5, 5))
+    np.testing.assert_allclose(metrics._binarize.box_smooth(maps, 5)[0].numpy(), theirs)
+
+
+@given(maps_and_masks())
+@examples(40)
+def test_auprc_matches_the_reference_and_scikit_learn(
+    data: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    from sklearn.metrics import average_precision_score
+
+    maps, masks = data
+    result = metrics.localization_auprc(maps, masks, resamples=0)
+    expected = [ref.average_precision(s, m) for s, m in zip(maps, masks)]
+    _equal_nan(result.values.tolist(), expected)
+    for value, s, m in zip(result.values.tolist(), maps, masks):
+        if m.any():
+            assert value == pytest.approx(
+                average_precision_score(m.flatten().numpy(), s.flatten().numpy()), abs=1e-12
+            )
+
+
+def test_auprc_of_full_masks_constant_maps_and_volumes() -> None:
+    maps = torch.zeros(3, 1, 4, 5, 6)
+    maps[0, 0, 1, 2, 3] = 1
+    masks = torch.zeros(3, 4, 5, 6, dtype=torch.bool)
+    masks[0, 1, 2, 3] = True
+    masks[1] = True
+    masks[2, 0] = True
+    values = metrics.localization_auprc(maps, masks).values.tolist()
+    assert values == [1.0, 1.0, pytest.approx(30 / 120)]
+
+
+def test_hit_rate_reads_boxes_and_constant_maps_miss() -> None:
+    maps = torch.zeros(2, 1, 8, 8)
+    maps[0, 0, 2, 3] = 1
+    boxes = [torch.tensor([[3, 2, 4, 4]]), torch.tensor([[0, 0, 7, 7]])]
+    assert metrics.hit_rate(maps, boxes).tolist() == [1.0, 0.0]
+
+
+def test_iou_of_empty_masks_is_not_scored() -> None:
+    empty = torch.zeros(2, 3, 3, dtype=torch.bool)
+    full = torch.ones(2, 3, 3, dtype=torch.bool)
+    assert metrics.iou(empty, full).tolist() == [0.0, 0.0]
+    assert all(math.isnan(v) for v in metrics.iou(empty, empty).tolist())
+    assert metrics.iou(full, full).tolist() == [1.0, 1.0]
+
+
+@given(st.integers(0, 2**16), st.integers(1, 9), st.sampled_from([1, 3]))
+@examples(25)
+def test_bootstrap_matches_a_loop_over_the_same_resamples(seed: int, n: int, k: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    values = torch.rand(n, k, generator=g, dtype=torch.float64)
+    values[torch.rand(n, k, generator=g) < 0.3] = float("nan")
+    result = metrics.bootstrap_mean(values, resamples=50, confidence=0.9, seed=seed)
+    rows = resample_rows(n, 50, seed, torch.device("cpu"))
+    for column in range(k):
+        means = ref.mean_of_resamples(values[:, column], rows)
+        kept = [m for m in means if not math.isnan(m)]
+        scored = [v for v in values[:, column].tolist() if not math.isnan(v)]
+        mean = sum(scored) / len(scored) if scored else float("nan")
+        low, high = np.quantile(kept, [0.05, 0.95]).tolist() if kept else [math.nan] * 2
+        got = [float(result.mean[column]), float(result.low[column]), float(result.high[column])]
+        _equal_nan(got, [mean, low, high])
+
+
+def test_bootstrap_is_seeded_and_pooled() -> None:
+    values = torch.tensor([[1.0, float("nan")], [0.0, 1.0], [1.0, 1.0]])
+    a = metrics.bootstrap_mean(values, seed=3)
+    b = metrics.bootstrap_mean(values, seed=3)
+    assert torch.equal(a.low, b.low) and torch.equal(a.high, b.high)
+    pooled = metrics.bootstrap_mean(values, pooled=True)
+    assert float(pooled.mean) == pytest.approx(4 / 5)
+    assert pooled.mean.shape == ()
+
+
+@given(st.integers(0, 2**16))
+@examples(6)
+def test_thresholds_and_gates_tuned_on_one_split_match_the_reference(seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    maps = torch.rand(8, 6, 6, generator=g, dtype=torch.float64)
+    masks = torch.rand(8, 6, 6, generator=g) < 0.4
+    masks[[1, 5]] = False
+    classes = [0, 1, 0, 1, 0, 1, 0, 1]
+    prob = torch.rand(8, generator=g, dtype=torch.float64)
+    tuned = metrics.tune_thresholds(maps, masks, torch.tensor(classes), prob)
+    thresholds, gates = ref.tune(
+        maps,
+        masks,
+        classes,
+        prob.tolist(),
+        metrics._chexlocalize.THRESHOLDS,
+        metrics._chexlocalize.CUTOFFS,
+    )
+    assert tuned.thresholds.tolist() == thresholds
+    assert tuned.gates is not None and tuned.gates.tolist() == gates
+    # applied to another split: the masks are the reference's per-class thresholds, gated
+    other = torch.rand(8, 6, 6, generator=g, dtype=torch.float64)
+    other_prob = torch.rand(8, generator=g, dtype=torch.float64)
+    result = metrics.chexlocalize(
+        other,
+        masks,
+        torch.tensor(classes),
+        other_prob,
+        thresholds=tuned.thresholds,
+        gates=tuned.gates,
+        resamples=0,
+    )
+    for i, c in enumerate(classes):
+        expected = ref.min_max(other[i]) > thresholds[c]
+        if other_prob[i] <= gates[c]:
+            expected = torch.zeros_like(expected)
+        assert torch.equal(result.masks[i], expected)
+        _equal_nan([float(result.miou.values[i])], [ref.iou(expected, masks[i])])
+
+
+def test_chexlocalize_reports_true_positives_apart_and_per_class() -> None:
+    maps = torch.zeros(4, 1, 8, 8)
+    maps[:, 0, :2] = 1
+    masks = torch.zeros(4, 8, 8, dtype=torch.bool)
+    masks[0, :4] = True  # IoU 0.5, hit
+    masks[1, 6:] = True  # IoU 0, miss
+    # 2: no ground truth, a prediction: IoU 0, no hit scored; 3 the same
+    result = metrics.chexlocalize(
+        maps, masks, torch.tensor([0, 0, 1, 1]), images=torch.tensor([0, 1, 0, 1])
+    )
+    assert result.miou.values.tolist() == [0.5, 0.0, 0.0, 0.0]
+    assert result.miou.per_class.mean.tolist() == [0.25, 0.0]
+    assert float(result.miou.overall.mean) == 0.125
+    _equal_nan(result.miou_true_positive.values.tolist(), [0.5, 0.0, math.nan, math.nan])
+    _equal_nan(result.hit_rate.values.tolist(), [1.0, 0.0, math.nan, math.nan])
+    gated = metrics.chexlocalize(
+        maps,
+        masks,
+        torch.tensor([0, 0, 1, 1]),
+        torch.tensor([0.9, 0.9, 0.1, 0.1]),
+        gates=torch.tensor([0.5, 0.5]),
+    )
+    _equal_nan(gated.miou.values.tolist(), [0.5, 0.0, math.nan, math.nan])
+    low, high = result.miou.overall.low, result.miou.overall.high
+    assert 0 <= float(low) <= 0.125 <= float(high) <= 0.5
+
+
+def test_errors_name_the_argument() -> None:
+    maps = torch.rand(2, 8, 8)
+    masks = torch.zeros(2, 8, 8, dtype=torch.bool)
+    with pytest.raises(NormGradError, match="threshold"):
+        metrics.binarize(maps, "mean")
+    with pytest.raises(NormGradError, match="threshold"):
+        metrics.binarize(maps, 1.5)
+    with pytest.raises(NormGradError, match="masks_b"):
+        metrics.iou(masks, masks[:1])
+    with pytest.raises(NormGradError, match="classes"):
+        metrics.chexlocalize(maps, masks, torch.tensor([0.0, 1.0]))
+    with pytest.raises(NormGradError, match="probabilities"):
+        metrics.chexlocalize(maps, masks, torch.tensor([0, 1]), gates=torch.zeros(2))
