@@ -61,3 +61,22 @@ def reference_froc(
                 best = s
         at.append(best)
     return sum(at) / len(at), fps, sens
+
+
+def reference_energy(m: torch.Tensor, objects: list[object]) -> float:
+    """The energy-based pointing game of one map ``(H, W)``: the positive mass on the
+    pixels of its objects over the positive mass of the map (0 for a map without positive
+    mass), summed pixel by pixel; NaN when no object covers a pixel."""
+    height, width = m.shape
+    inside = total = 0.0
+    region = False
+    for y in range(height):
+        for x in range(width):
+            value = max(float(m[y, x]), 0.0)
+            total += value
+            if any(reference_contains(o, x, y) for o in objects):
+                inside += value
+                region = True
+    if not region:
+        return math.nan
+    return inside / total if total > 0 else 0.0
