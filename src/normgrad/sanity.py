@@ -26,18 +26,25 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ._agreement import agreement
+from ._checks import check_known
 from ._errors import InvalidArgumentError, LayerError
 from ._explainers.base import Explainer
 from ._model.layers import LayerSpec, check_model, resolve_layers
 from ._model.targets import Target
-from .metrics import rank_correlation
+from ._mprt import ComplexityResult, discrete_entropy, noise_averaged
+from .metrics import SIMILARITY_MEASURES, map_similarity
 
 __all__ = [
     "CascadeResult",
+    "ComplexityResult",
+    "agreement",
     "cascade_blocks",
     "cascading_randomization",
+    "efficient_mprt",
     "randomize",
     "reinitialize",
+    "smooth_mprt",
 ]
 
 _NORMS: tuple[type[nn.Module], ...] = (
@@ -182,19 +189,59 @@ class CascadeResult:
     Attributes:
         blocks: the blocks randomised, in order: step ``i`` has randomised
             ``blocks[: i + 1]``.
-        spearman: Spearman rank correlation with the trained model's maps,
-            ``(steps, N)``.
+        similarity: the similarity with the trained model's maps by ``measure``,
+            ``(steps, N)`` (float64).
         saliency: the maps, ``(steps + 1, N, 1, *spatial)`` (trained first), when kept;
             else ``None``.
+        measure: the measure of [`map_similarity`][normgrad.metrics.map_similarity].
     """
 
     blocks: list[str]
-    spearman: torch.Tensor
+    similarity: torch.Tensor
     saliency: torch.Tensor | None
+    measure: str = "spearman"
+
+    @property
+    def spearman(self) -> torch.Tensor:
+        """``similarity``, by the name it had when Spearman was the only measure."""
+        return self.similarity
 
     def mean(self) -> list[float]:
         """Mean similarity over samples at each step (NaN for constant maps ignored)."""
-        return [float(torch.nanmean(row)) for row in self.spearman]
+        return [float(torch.nanmean(row)) for row in self.similarity]
+
+
+def _states(
+    model: nn.Module, blocks: Sequence[str] | None, seed: int
+) -> tuple[list[str], Callable[[Callable[[nn.Module], torch.Tensor]], list[torch.Tensor]]]:
+    """The blocks of a cascade and a function that gives a model function's value for the
+    trained model, then after each block is randomised (top first) in a copy."""
+    check_model(model)
+    names = list(blocks) if blocks is not None else cascade_blocks(model)
+    if not names:
+        raise InvalidArgumentError("blocks: expected at least one block to randomise, got none")
+    resolve_layers(model, names, argument="blocks")
+
+    def run(of: Callable[[nn.Module], torch.Tensor]) -> list[torch.Tensor]:
+        clone = copy.deepcopy(model)
+        resolved = resolve_layers(clone, names, argument="blocks")
+        values = [of(model)]
+        generator = torch.Generator().manual_seed(seed)
+        for _, module in resolved:
+            reinitialize(module, generator)
+            values.append(of(clone))
+        return values
+
+    return names, run
+
+
+def _fixed_target(
+    explainer: Callable[[nn.Module], Explainer], model: nn.Module, x: torch.Tensor, target: Target
+) -> Target:
+    """The classes the trained model's maps explain (``target=None``: its predictions),
+    kept for every randomised copy."""
+    reference = explainer(model).explain(x, target)
+    return reference.classes if reference.classes is not None else target
 
 
 def cascading_randomization(
@@ -205,8 +252,9 @@ def cascading_randomization(
     blocks: Sequence[str] | None = None,
     seed: int = 0,
     keep_maps: bool = False,
+    measure: str = "spearman",
 ) -> CascadeResult:
-    """Cascading randomisation: re-initialise blocks from the top down, comparing maps.
+    """Cascading randomisation (MPRT): re-initialise blocks from the top down, comparing maps.
 
     Args:
         explainer: builds an explainer for a model, e.g.
@@ -219,26 +267,134 @@ def cascading_randomization(
             [`cascade_blocks`][normgrad.sanity.cascade_blocks]).
         seed: seed of the new weights.
         keep_maps: keep every step's maps in the result.
+        measure: ``"spearman"``, ``"spearman_abs"`` or ``"ssim"``
+            ([`map_similarity`][normgrad.metrics.map_similarity]).
 
     Returns:
-        [`CascadeResult`][normgrad.sanity.CascadeResult] with the Spearman correlation of every
+        [`CascadeResult`][normgrad.sanity.CascadeResult] with the similarity of every
         step's maps with the trained model's (high = the method ignores the weights).
     """
-    check_model(model)
-    names = list(blocks) if blocks is not None else cascade_blocks(model)
-    if not names:
-        raise InvalidArgumentError("blocks: expected at least one block to randomise, got none")
-    clone = copy.deepcopy(model)
-    resolved = resolve_layers(clone, names, argument="blocks")
-    reference = explainer(model).explain(x, target)
-    fixed_target = reference.classes if reference.classes is not None else target
-    maps = [reference.saliency]
-    rows = []
-    generator = torch.Generator().manual_seed(seed)
-    for _, module in resolved:
-        reinitialize(module, generator)
-        current = explainer(clone)(x, fixed_target)
-        rows.append(rank_correlation(reference.saliency, current))
-        if keep_maps:
-            maps.append(current)
-    return CascadeResult(names, torch.stack(rows), torch.stack(maps) if keep_maps else None)
+    check_known([measure], SIMILARITY_MEASURES, "measure", "measure")
+    names, run = _states(model, blocks, seed)
+    fixed = _fixed_target(explainer, model, x, target)
+    maps = run(lambda m: explainer(m)(x, fixed))
+    return _compared(names, maps, measure, keep_maps)
+
+
+def _compared(
+    names: list[str], maps: list[torch.Tensor], measure: str, keep_maps: bool
+) -> CascadeResult:
+    rows = [map_similarity(maps[0], current, measure) for current in maps[1:]]
+    return CascadeResult(
+        names, torch.stack(rows), torch.stack(maps) if keep_maps else None, measure
+    )
+
+
+def smooth_mprt(
+    explainer: Callable[[nn.Module], Explainer],
+    model: nn.Module,
+    x: torch.Tensor,
+    target: Target = None,
+    blocks: Sequence[str] | None = None,
+    seed: int = 0,
+    *,
+    samples: int = 50,
+    noise: float = 0.1,
+    measure: str = "spearman",
+    keep_maps: bool = False,
+) -> CascadeResult:
+    r"""Smooth MPRT (sMPRT, Hedström et al., 2023): cascading randomisation of maps
+    averaged over noisy copies of the input.
+
+    Each model's map (trained, then after each block) is the mean of ``samples`` maps of
+    $x + \varepsilon_s$, $\varepsilon_s \sim \mathcal{N}(0, \sigma^2)$, the last one
+    of $x$ itself (Quantus' rule), with the same noise for every model, so the noise of a
+    gradient map does not pass for a change in the weights; then compared with the
+    trained model's averaged map as in
+    [`cascading_randomization`][normgrad.sanity.cascading_randomization].
+
+    Args:
+        explainer: builds an explainer for a model.
+        model: the trained model (left untouched).
+        x: the batch to explain.
+        target: what to explain; ``None``: the trained model's predictions on ``x``,
+            fixed for every noisy copy and every model.
+        blocks: names to randomise, top first.
+        seed: seed of the new weights and of the noise.
+        samples: maps averaged per model (a positive int).
+        noise: the noise's standard deviation $\sigma$, in the input's units.
+        measure: as for [`map_similarity`][normgrad.metrics.map_similarity].
+        keep_maps: keep every step's averaged maps.
+
+    Returns:
+        [`CascadeResult`][normgrad.sanity.CascadeResult] of the averaged maps.
+
+    Examples:
+        >>> import torch, normgrad
+        >>> from torch import nn
+        >>> from normgrad import sanity
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(),
+        ...                       nn.Linear(4 * 14 * 14, 2))
+        >>> x = torch.randn(2, 3, 16, 16)
+        >>> r = sanity.smooth_mprt(normgrad.Gradient, model, x, samples=4)
+        >>> r.blocks, tuple(r.similarity.shape)
+        (['3', '0'], (2, 2))
+    """
+    check_known([measure], SIMILARITY_MEASURES, "measure", "measure")
+    names, run = _states(model, blocks, seed)
+    fixed = _fixed_target(explainer, model, x, target)
+
+    def averaged(m: nn.Module) -> torch.Tensor:
+        built = explainer(m)
+        return noise_averaged(lambda inputs: built(inputs, fixed), x, samples, noise, seed)
+
+    return _compared(names, run(averaged), measure, keep_maps)
+
+
+def efficient_mprt(
+    explainer: Callable[[nn.Module], Explainer],
+    model: nn.Module,
+    x: torch.Tensor,
+    target: Target = None,
+    blocks: Sequence[str] | None = None,
+    seed: int = 0,
+    *,
+    bins: int = 100,
+) -> ComplexityResult:
+    r"""Efficient MPRT (eMPRT, Hedström et al., 2023): how much more complex the maps
+    become when the weights are randomised.
+
+    The complexity of a map is the entropy of the histogram of its absolute values
+    (``bins`` equal bins between its minimum and maximum, Quantus' ``discrete_entropy``);
+    the score of a sample is the complexity of the fully randomised model's map (every
+    block of the cascade re-initialised, top first) over the trained model's,
+    $\Gamma(e_{\hat f}) / \Gamma(e_f)$: a method that depends on the weights turns a
+    structured map into noise and scores above 1. No similarity measure is needed.
+
+    Args:
+        explainer: builds an explainer for a model.
+        model: the trained model (left untouched).
+        x: the batch to explain.
+        target: what to explain; ``None``: the trained model's predictions, fixed.
+        blocks: names to randomise, top first.
+        seed: seed of the new weights.
+        bins: bins of the histogram (a positive int).
+
+    Returns:
+        [`ComplexityResult`][normgrad.sanity.ComplexityResult].
+
+    Examples:
+        >>> import torch, normgrad
+        >>> from torch import nn
+        >>> from normgrad import sanity
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(),
+        ...                       nn.Linear(4 * 14 * 14, 2))
+        >>> x = torch.randn(2, 3, 16, 16)
+        >>> r = sanity.efficient_mprt(normgrad.Gradient, model, x)
+        >>> tuple(r.complexity.shape), tuple(r.ratio.shape)
+        ((3, 2), (2,))
+    """
+    names, run = _states(model, blocks, seed)
+    fixed = _fixed_target(explainer, model, x, target)
+    complexity = torch.stack(run(lambda m: discrete_entropy(explainer(m)(x, fixed), bins)))
+    return ComplexityResult(names, complexity, complexity[-1] / complexity[0])

@@ -1,0 +1,81 @@
+r"""The pieces of the model parameter randomisation test's variants (Hedström et al., 2023):
+maps averaged over noisy copies of the input (sMPRT) and the complexity of a map (eMPRT).
+
+Public through [`normgrad.sanity`][normgrad.sanity].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ._checks import check_count, check_number, check_positive_int
+
+Explain = Callable[[torch.Tensor], torch.Tensor]
+"""Maps ``(N, 1, *spatial)`` of a batch, for one model and a fixed target."""
+
+
+def noise_averaged(
+    explain: Explain, x: torch.Tensor, samples: int, noise: float, seed: int
+) -> torch.Tensor:
+    r"""The mean of ``samples`` maps of ``x`` plus Gaussian noise, the last one without:
+    $\frac{1}{S} \big(\sum_{s < S - 1} e(x + \varepsilon_s) + e(x)\big)$,
+    $\varepsilon_s \sim \mathcal{N}(0, \sigma^2)$ drawn in float64 on the CPU from
+    ``torch.Generator().manual_seed(seed)`` (the same noise for every model compared),
+    as Quantus' sMPRT denoises explanations (its last sample is the input itself)."""
+    samples = check_positive_int(samples, "samples")
+    noise = check_number(noise, "noise", low=0)
+    seed = check_count(seed, "seed")
+    generator = torch.Generator().manual_seed(seed)
+    total = explain(x).detach().to(torch.float64)
+    for _ in range(samples - 1):
+        eps = torch.randn(x.shape, generator=generator, dtype=torch.float64) * noise
+        total = total + explain(x + eps.to(x.device, x.dtype)).detach().to(torch.float64)
+    return total / samples
+
+
+def discrete_entropy(maps: torch.Tensor, bins: int = 100) -> torch.Tensor:
+    r"""The entropy of each map's histogram, $-\sum_b p_b \ln p_b$ (natural log), over
+    ``bins`` equal bins from the map's minimum to its maximum (the last bin closed;
+    ``numpy.histogram(m, bins)``), of the absolute values; 0 for a constant map. Quantus'
+    ``discrete_entropy``, the complexity eMPRT reads.
+
+    Args:
+        maps: ``(N, ...)``, finite.
+        bins: number of bins (a positive int).
+
+    Returns:
+        float64 tensor ``(N,)``.
+    """
+    bins = check_positive_int(bins, "bins")
+    flat = maps.detach().flatten(1).abs().to(torch.float64)
+    n = flat.shape[0]
+    low = flat.amin(dim=1, keepdim=True)
+    span = flat.amax(dim=1, keepdim=True) - low
+    scaled = (flat - low) / torch.where(span > 0, span, 1.0) * bins
+    index = scaled.floor().long().clamp(0, bins - 1)  # the maximum joins the last bin
+    counts = torch.zeros(n, bins, dtype=torch.float64, device=flat.device)
+    counts.scatter_add_(1, index, torch.ones_like(flat))
+    p = counts / flat.shape[1]
+    terms = torch.where(p > 0, -p * torch.log(torch.where(p > 0, p, 1.0)), 0.0)
+    return terms.sum(dim=1)
+
+
+@dataclass(frozen=True)
+class ComplexityResult:
+    """eMPRT: the complexity of the maps as blocks are randomised, top first.
+
+    Attributes:
+        blocks: the blocks randomised, in order.
+        complexity: the discrete entropy of each sample's map ``(steps + 1, N)``, the
+            trained model's first.
+        ratio: the fully randomised model's complexity over the trained model's
+            ``(N,)``: above 1 when randomising the weights makes the maps more complex
+            (the method depends on them); NaN for a constant trained map.
+    """
+
+    blocks: list[str]
+    complexity: torch.Tensor
+    ratio: torch.Tensor
