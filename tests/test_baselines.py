@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
+from functools import partial
 
 import captum.attr as ca
 import pytest
@@ -20,6 +21,7 @@ from normgrad._explainers.perturbation import image_keys
 from .conftest import requires_cuda
 from .models import FunctionalReluCNN, TinyCNN, seeded, without_inplace
 from .reference.seeds import reference_image_key, reference_seed
+from .reference.smoothgrad import reference_smoothgrad
 
 
 def _model(name: str) -> tuple[nn.Module, int, str]:
@@ -414,17 +416,8 @@ def test_smoothgrad_is_the_mean_of_noisy_maps() -> None:
     result = smooth.explain(x, torch.tensor([1, 2]))
     assert result.raw is not None
     for i, label in enumerate([1, 2]):
-        image = x[i]
-        sigma = 0.2 * (float(image.max()) - float(image.min()))
-        image_seed = reference_seed(3, *reference_image_key(image))
-        maps = []
-        for k in range(5):
-            gen = torch.Generator().manual_seed(reference_seed(image_seed, k))
-            noise = torch.randn(image.shape, generator=gen, dtype=torch.float64)
-            raw = base.explain((image + sigma * noise).unsqueeze(0), label).raw
-            assert raw is not None
-            maps.append(raw)
-        _close_to_scale(result.raw[i : i + 1], torch.stack(maps).mean(0), 1e-12)
+        expected = reference_smoothgrad(partial(_raw, base, target=label), x[i], 3, 5, 0.2)
+        _close_to_scale(result.raw[i : i + 1], expected, 1e-12)
     for batch_size in (1, 2, 100):
         other = normgrad.SmoothGrad(
             base, n_samples=5, noise_level=0.2, batch_size=batch_size, seed=3
@@ -434,6 +427,12 @@ def test_smoothgrad_is_the_mean_of_noisy_maps() -> None:
         _close_to_scale(other_raw, result.raw, 1e-12)
     reseeded = normgrad.SmoothGrad(base, n_samples=5, noise_level=0.2, seed=4)
     assert not torch.allclose(reseeded.explain(x, torch.tensor([1, 2])).saliency, result.saliency)
+
+
+def _raw(explainer: normgrad.Explainer, x: torch.Tensor, target: int) -> torch.Tensor:
+    raw = explainer.explain(x, target).raw
+    assert raw is not None
+    return raw
 
 
 def _close_to_scale(actual: torch.Tensor, expected: torch.Tensor, tol: float) -> None:
@@ -484,17 +483,9 @@ def test_smoothgrad_noise_on_cuda_depends_on_the_image_alone() -> None:
         alone = smooth.explain(x[i : i + 1].cuda(), i).raw
         assert alone is not None
         _close_to_scale(batch[i : i + 1], alone, 1e-9)
-    image, sigma = x[0].cuda(), 0.2 * (float(x[0].max()) - float(x[0].min()))
-    maps = []
-    for k in range(3):
-        gen = torch.Generator(device="cuda").manual_seed(
-            reference_seed(reference_seed(3, *keys[0]), k)
-        )
-        noise = torch.randn(image.shape, generator=gen, device="cuda", dtype=torch.float64)
-        raw = base.explain((image + sigma * noise).unsqueeze(0), 0).raw
-        assert raw is not None
-        maps.append(raw)
-    _close_to_scale(batch[:1], torch.stack(maps).mean(0), 1e-9)
+    expected = reference_smoothgrad(partial(_raw, base, target=0), x[0].cuda(), 3, 3, 0.2)
+    assert expected.device.type == "cuda"
+    _close_to_scale(batch[:1], expected, 1e-9)
 
 
 def test_smoothgrad_without_noise_is_the_wrapped_explainer() -> None:
