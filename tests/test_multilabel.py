@@ -14,7 +14,7 @@ from torch import nn
 
 import normgrad
 from normgrad import metrics
-from tests.conftest import examples
+from tests.conftest import examples, requires_cuda
 from tests.explainers import EXPLAINERS
 from tests.models import TinyCNN, TinyCNN3d, seeded
 from tests.reference.pointing import reference_box_mask, reference_pointing_game
@@ -267,3 +267,18 @@ def test_evaluate_scores_every_image_and_class_pair() -> None:
             for i, row in zip(ids, labels.tolist())
             for c in row
         )
+
+
+@requires_cuda
+def test_k_classes_on_cuda_equal_the_cpu() -> None:
+    model = seeded(TinyCNN(num_classes=5)).double()
+    # SmoothGrad's noise is drawn by each device's own generator: not compared
+    names = [m for m in sorted(FACTORIES) if m != "smoothgrad"]
+    methods = [FACTORIES[m](model, ["relu2", "relu3"]) for m in names]
+    x = torch.randn(2, 3, 12, 12, dtype=torch.float64)
+    target = torch.tensor([[4, 1], [0, 3]])
+    on_cpu = normgrad.explain_shared(methods, x, target)
+    model.cuda()
+    on_cuda = normgrad.explain_shared(methods, x.cuda(), target.cuda())
+    for a, b in zip(on_cpu, on_cuda):
+        assert torch.allclose(a.saliency, b.saliency.cpu(), atol=1e-8)

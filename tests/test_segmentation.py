@@ -159,13 +159,15 @@ def test_every_explainer_takes_the_target(method: str) -> None:
     assert bool(torch.isfinite(explanation.saliency).all())
 
 
-def test_evaluate_with_segmentation_targets() -> None:
-    model = seeded(TinySegNet())
+@pytest.mark.parametrize("dims", [2, 3])
+def test_evaluate_with_segmentation_targets(dims: int) -> None:
+    model = seeded(TinySegNet(dims=dims))
     gen = torch.Generator().manual_seed(5)
-    masks = torch.zeros(3, 12, 12, dtype=torch.bool)
-    masks[:, 3:7, 4:9] = True
+    size = (12,) * dims if dims == 2 else (6, 8, 8)
+    masks = torch.zeros(3, *size, dtype=torch.bool)
+    masks[:, 1:4, 2:6] = True
     data = [
-        (torch.randn(3, 2, 12, 12, generator=gen), normgrad.SegmentationTarget(1, masks), masks)
+        (torch.randn(3, 2, *size, generator=gen), normgrad.SegmentationTarget(1, masks), masks)
         for _ in range(2)
     ]
     explainers = {
