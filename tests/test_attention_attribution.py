@@ -325,7 +325,11 @@ def test_arguments_are_checked() -> None:
     with pytest.raises(normgrad.InvalidArgumentError, match="discard_ratio"):
         normgrad.AttentionRollout(model, discard_ratio=1.0)
     with pytest.raises(normgrad.LayerError, match="layout"):
-        normgrad.AttentionRollout(model, layout="nhwc")(torch.randn(1, 3, 32, 32).double())
+        normgrad.AttentionRollout(model, layout="nhwc")
+    with pytest.raises(normgrad.LayerError, match="prefix"):
+        normgrad.AttentionRollout(model, layout=normgrad.Tokens(prefix=0))(
+            torch.randn(1, 3, 32, 32).double()
+        )
 
 
 @pytest.mark.parametrize("method", [normgrad.AttentionRollout, normgrad.TransformerAttribution])

@@ -7,7 +7,12 @@ from torch import nn
 
 from .._checks import check_number
 from .._errors import InvalidArgumentError, describe
-from .._model.attention import AttentionCapture, capture_attention, recognised_sites
+from .._model.attention import (
+    AttentionCapture,
+    capture_attention,
+    check_token_layout,
+    recognised_sites,
+)
 from .._model.layouts import Layout, layouts_for
 from .._model.targets import ResolvedTarget
 from ..functional import (
@@ -38,7 +43,7 @@ class _AttentionExplainer(Explainer):
     def __init__(self, model: nn.Module, layout: Layout) -> None:
         super().__init__(model)
         self.blocks = [s.name for s in recognised_sites(self.model, type(self).__name__)]
-        self.layout = layouts_for(["attention"], layout)[0]
+        self.layout = check_token_layout(layouts_for(["attention"], layout)[0])
 
     def _capture(self, x: torch.Tensor, target: ResolvedTarget) -> AttentionCapture:
         return capture_attention(

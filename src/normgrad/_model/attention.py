@@ -85,12 +85,18 @@ def _calls(model: nn.Module, sites: Sequence[Site], order: Sequence[Site]) -> li
     return [site.calls[0] for site in order]
 
 
-def _layout(model: nn.Module, x: torch.Tensor, tokens: int, layout: Layout, name: str) -> Resolved:
+def check_token_layout(layout: Layout) -> Layout:
+    """``layout`` (checked by ``layouts_for``) if it can describe tokens."""
     if layout is not None and layout != TOKENS and not isinstance(layout, Tokens):
         raise LayerError(
             f"layout: expected None (detect) or normgrad.Tokens(prefix=..., grid=...) for "
             f"the tokens of the attention blocks, got {describe(layout)}"
         )
+    return layout
+
+
+def _layout(model: nn.Module, x: torch.Tensor, tokens: int, layout: Layout, name: str) -> Resolved:
+    check_token_layout(layout)
     shape = torch.empty(x.shape[0], tokens, 1, device="meta")
     resolved = resolve_layout(shape, x.shape[2:], layout, model, name)
     if resolved.prefix < 1:
@@ -149,14 +155,14 @@ def capture_attention(
                 grads,
                 [i == len(names) - 1 for i in range(len(names))],
             )
-        tokens = _layout(model, x, calls[0].v.shape[2], layout, names[0])  # type: ignore[union-attr]
+        attentions = [c.probabilities(s.scale()) for c, s in zip(calls, order)]
         return AttentionCapture(
             classes=classes,
             names=names,
-            attentions=[c.probabilities(s.scale()) for c, s in zip(calls, order)],
+            attentions=attentions,
             gradients=(
                 [c.attention_gradient(g) for c, g in zip(calls, grads)] if gradients else None
             ),
             per_class=classes_per_sample(resolved),
-            tokens=tokens,
+            tokens=_layout(model, x, attentions[0].shape[-1], layout, names[0]),
         )
