@@ -31,6 +31,7 @@ from torch import nn
 import normgrad
 from normgrad import functional as nf
 
+from .conftest import requires_cuda
 from .models import TinyCNN, TinyCNN3d, seeded
 from .reference.cams import (
     reference_eigen_cam,
@@ -551,3 +552,21 @@ def test_the_protocol_gains_them_by_name() -> None:
     assert isinstance(methods["Grad-CAM++"], normgrad.GradCAMPlusPlus)
     assert isinstance(methods["Score-CAM"], normgrad.ScoreCAM)
     assert methods["Score-CAM"].layer[0] == "layer4.1" and methods["Score-CAM"].model is model
+
+
+@requires_cuda
+@pytest.mark.parametrize("name", [*EXPLAINED, "score-cam"])
+def test_on_cuda_as_on_the_cpu(name: str) -> None:
+    model = seeded(TinyCNN()).double()
+    x = torch.randn(3, 3, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+
+    def build(m: nn.Module) -> normgrad.Explainer:
+        if name == "score-cam":
+            return normgrad.ScoreCAM(m, "conv3", batch_size=8)
+        return EXPLAINED[name][0](m, "conv3")
+
+    on_cpu = build(model).explain(x, torch.tensor([0, 3, 1]))
+    on_gpu = build(copy.deepcopy(model).cuda()).explain(x.cuda(), torch.tensor([0, 3, 1]).cuda())
+    assert on_gpu.saliency.device.type == "cuda"
+    _close(on_gpu.raw_layer_maps["conv3"].cpu(), on_cpu.raw_layer_maps["conv3"], 1e-9)
+    _close(on_gpu.saliency.cpu(), on_cpu.saliency, 1e-9)

@@ -312,8 +312,8 @@ def cam_methods(model: nn.Module, preset: LayerPreset | str) -> dict[str, Explai
         >>> from normgrad import presets
         >>> model = torchvision.models.resnet18(num_classes=2)
         >>> cams = presets.cam_methods(model, "resnet18")
-        >>> list(cams)
-        ['Grad-CAM', 'Grad-CAM++', 'XGrad-CAM', 'LayerCAM', 'HiResCAM', 'Eigen-CAM', 'Score-CAM']
+        >>> list(cams)[:4]
+        ['Grad-CAM', 'Grad-CAM++', 'XGrad-CAM', 'LayerCAM']
         >>> cams["Score-CAM"]
         ScoreCAM(ResNet, layer='layer4.1', batch_size=64)
     """

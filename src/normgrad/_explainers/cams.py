@@ -16,7 +16,7 @@ from .base import Passes
 from .gradcam import GradCAM
 
 
-class _LayerCAM(GradCAM):
+class _SignedCAM(GradCAM):
     """A class activation map of one layer: ``ReLU`` of a signed map of the layer's
     activation and gradient, computed once per batch for every explainer that reads it;
     everything else (layer, layout, upsampling, normalisation) is Grad-CAM's."""
@@ -30,7 +30,7 @@ class _LayerCAM(GradCAM):
         return passes.derived(key, lambda: self._signed(*passes.layers[name]).clamp_min(0))
 
 
-class GradCAMPlusPlus(_LayerCAM):
+class GradCAMPlusPlus(_SignedCAM):
     r"""Grad-CAM++ (Chattopadhyay et al., WACV 2018): $\mathrm{ReLU}(\sum_k w_k A_k)$.
 
     $w_k = \sum_u \alpha_{k,u} \mathrm{ReLU}(g_{k,u})$,
@@ -54,7 +54,8 @@ class GradCAMPlusPlus(_LayerCAM):
     Examples:
         >>> import torch, torchvision, normgrad
         >>> model = torchvision.models.resnet18(num_classes=3)
-        >>> normgrad.GradCAMPlusPlus(model, "layer4.1")(torch.randn(2, 3, 64, 64)).shape
+        >>> x = torch.randn(2, 3, 64, 64)
+        >>> normgrad.GradCAMPlusPlus(model, "layer4.1")(x).shape
         torch.Size([2, 1, 64, 64])
     """
 
@@ -62,7 +63,7 @@ class GradCAMPlusPlus(_LayerCAM):
         return grad_cam_plus_plus_map(activation, gradient)
 
 
-class XGradCAM(_LayerCAM):
+class XGradCAM(_SignedCAM):
     r"""XGrad-CAM (Fu et al., BMVC 2020): $\mathrm{ReLU}(\sum_k w_k A_k)$.
 
     $w_k = \sum_u \dfrac{A_{k,u}}{\sum_v A_{k,v}} g_{k,u}$ ($0$ for a channel whose
@@ -84,7 +85,7 @@ class XGradCAM(_LayerCAM):
         return xgrad_cam_map(activation, gradient)
 
 
-class LayerCAM(_LayerCAM):
+class LayerCAM(_SignedCAM):
     r"""LayerCAM (Jiang et al., IEEE TIP 2021):
     $\mathrm{ReLU}(\sum_k \mathrm{ReLU}(g_k) \odot A_k)$, $g = \partial s / \partial A$.
 
@@ -105,7 +106,7 @@ class LayerCAM(_LayerCAM):
         return layer_cam_map(activation, gradient)
 
 
-class HiResCAM(_LayerCAM):
+class HiResCAM(_SignedCAM):
     r"""HiResCAM (Draelos and Carin, 2020): $\mathrm{ReLU}(\sum_k g_k \odot A_k)$,
     $g = \partial s / \partial A$.
 
@@ -127,7 +128,7 @@ class HiResCAM(_LayerCAM):
         return hires_cam_map(activation, gradient)
 
 
-class EigenCAM(_LayerCAM):
+class EigenCAM(_SignedCAM):
     r"""Eigen-CAM (Muhammad and Yeasin, IJCNN 2020): $\mathrm{ReLU}(X v_1)$.
 
     $X$ is the layer's activation as a ``(positions, C)`` matrix centred per channel, $v_1$

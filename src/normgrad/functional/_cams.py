@@ -119,7 +119,8 @@ def layer_cam_map(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Ten
     Examples:
         >>> import torch
         >>> from normgrad.functional import layer_cam_map
-        >>> layer_cam_map(torch.ones(1, 2, 1, 2), torch.tensor([[[[1.0, -1.0]], [[2.0, 3.0]]]]))
+        >>> g = torch.tensor([[[[1.0, -1.0]], [[2.0, 3.0]]]])
+        >>> layer_cam_map(torch.ones(1, 2, 1, 2), g)
         tensor([[[[3., 3.]]]])
     """
     a, g = _cast(activation, gradient)
@@ -140,7 +141,8 @@ def hires_cam_map(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Ten
     Examples:
         >>> import torch
         >>> from normgrad.functional import hires_cam_map
-        >>> hires_cam_map(torch.ones(1, 2, 1, 2), torch.tensor([[[[1.0, -1.0]], [[2.0, 3.0]]]]))
+        >>> g = torch.tensor([[[[1.0, -1.0]], [[2.0, 3.0]]]])
+        >>> hires_cam_map(torch.ones(1, 2, 1, 2), g)
         tensor([[[[3., 2.]]]])
     """
     a, g = _cast(activation, gradient)
@@ -174,7 +176,7 @@ def eigen_cam_map(activation: torch.Tensor) -> torch.Tensor:
         >>> import torch
         >>> from normgrad.functional import eigen_cam_map
         >>> a = torch.tensor([[[[0.0, 1.0, 2.0]], [[0.0, 2.0, 4.0]]]])
-        >>> eigen_cam_map(a)  # centred rows (-1, -2), (0, 0), (1, 2) on (1, 2) / sqrt(5)
+        >>> eigen_cam_map(a)  # rows (-1, -2), (0, 0), (1, 2) on (1, 2) / sqrt(5)
         tensor([[[[-2.2361,  0.0000,  2.2361]]]])
     """
     _check_maps_input("activation", activation)
