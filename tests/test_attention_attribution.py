@@ -316,6 +316,10 @@ def test_a_model_without_recognised_attention_is_refused_naming_model() -> None:
     )
     with pytest.raises(normgrad.UnsupportedModelError, match="class token"):
         normgrad.AttentionRollout(no_class)
+    # rotary position embeddings act on q and k after the hooked submodules: not read
+    eva = timm.create_model("eva02_tiny_patch14_224", pretrained=False, img_size=28)
+    with pytest.raises(normgrad.UnsupportedModelError, match="no attention block"):
+        normgrad.TransformerAttribution(eva)
 
 
 def test_arguments_are_checked() -> None:

@@ -82,6 +82,24 @@ def _heads(t: torch.Tensor, head_dim: int) -> torch.Tensor:
     return t.detach().reshape(n, tokens, width // head_dim, head_dim).transpose(1, 2)
 
 
+# the Hugging Face attention classes that compute softmax(q k^T * scaling) v over their
+# projections and nothing else (no rotary embedding, no relative position bias)
+_HUGGING_FACE = (
+    "ViTAttention",
+    "DeiTAttention",
+    "Dinov2Attention",
+    "Dinov2WithRegistersAttention",
+)
+
+
+def _is_class(module: nn.Module, package: str, names: tuple[str, ...]) -> bool:
+    """Whether ``module`` is one of the classes ``names`` of ``package`` (by name: the
+    package is not imported). Other attention classes of the same shape may rotate their
+    queries and keys, or add a bias, after the hooked submodules: they are not read."""
+    kind = type(module)
+    return kind.__name__ in names and kind.__module__.startswith(package)
+
+
 def _number(value: object) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
@@ -200,7 +218,8 @@ class TimmSite(Site):
     def matches(module: nn.Module) -> bool:
         parts = ("qkv", "q_norm", "k_norm", "norm", "proj")
         return (
-            all(isinstance(getattr(module, p, None), nn.Module) for p in parts)
+            _is_class(module, "timm.", ("Attention",))
+            and all(isinstance(getattr(module, p, None), nn.Module) for p in parts)
             and isinstance(module.qkv, nn.Linear)
             and isinstance(getattr(module, "num_heads", None), int)
             and isinstance(getattr(module, "head_dim", None), int)
@@ -235,8 +254,10 @@ class HuggingFaceSite(Site):
     @staticmethod
     def matches(module: nn.Module) -> bool:
         parts = ("q_proj", "k_proj", "v_proj", "o_proj")
-        return all(isinstance(getattr(module, p, None), nn.Linear) for p in parts) and isinstance(
-            getattr(module, "head_dim", None), int
+        return (
+            _is_class(module, "transformers.", _HUGGING_FACE)
+            and all(isinstance(getattr(module, p, None), nn.Linear) for p in parts)
+            and isinstance(getattr(module, "head_dim", None), int)
         )
 
     def refusal(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
