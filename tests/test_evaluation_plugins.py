@@ -68,7 +68,9 @@ def test_a_registered_metric_is_a_column_a_record_field_and_a_records_column(
     assert all(math.isnan(r.value("brightest")) for r in random)
     assert "| largest value |" in result.to_markdown().splitlines()[0]
     assert result.to_csv().splitlines()[0].endswith(",brightest")
-    assert result.records_to_csv().splitlines()[0].endswith(",distance,brightest")
+    assert (
+        result.records_to_csv().splitlines()[0].endswith(",distance,iou,hit_rate,auprc,brightest")
+    )
     again = normgrad.read_records(path)
     assert [r.value("brightest") for r in again.records if r.method == "Gradient"] == largest
     assert again["Gradient"].value("brightest") == result["Gradient"].value("brightest")

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 import normgrad
 from normgrad import metrics
+from normgrad._evaluation import plugins
 
 from .conftest import examples
 from .dispatch_count import counting
@@ -106,7 +107,7 @@ def test_records_to_csv() -> None:
     rows = list(csv.reader(io.StringIO(result.records_to_csv())))
     assert rows[0] == [
         "image", "method", "hit", "point", "energy", "multi", "objects", "detections",
-        "deletion", "insertion", "outside", "distance",
+        "deletion", "insertion", "outside", "distance", "iou", "hit_rate", "auprc",
     ]  # fmt: skip
     assert len(rows) == 1 + len(result.records)
     first = {(r[0], r[1]): r for r in rows[1:]}
@@ -275,9 +276,9 @@ def test_more_metrics_resume_and_errors(tmp_path: Path) -> None:
     with pytest.raises(normgrad.ArgumentTypeError, match="metrics: expected a sequence"):
         _run(data, metrics="energy")
     with pytest.raises(
-        normgrad.InvalidArgumentError, match=r"metrics: unknown metric\(s\) \[.iou.\]"
+        normgrad.InvalidArgumentError, match=r"metrics: unknown metric\(s\) \[.dice.\]"
     ):
-        _run(data, metrics=["iou"])
+        _run(data, metrics=["dice"])
     with pytest.raises(normgrad.InvalidArgumentError, match="froc_k"):
         _run(data, metrics=["froc"], froc_k=0)
     masks = [(x, y, torch.zeros(x.shape[0], SIZE, SIZE, dtype=torch.bool)) for x, y, _ in data]
@@ -482,7 +483,10 @@ def _file_records(images: list[str], methods: list[str]) -> list[normgrad.Record
                     image, method, 0.25 if random else float((n + m) % 2),
                     None if random else (n, m), 0.5, float("nan"), 1,
                     () if random else ((0.75, True), (0.125, False)), float("nan"), 0.5,
-                    n % 2 == 1,
+                    n % 2 == 1, more=tuple(
+                        (f.name, f.default) for f in plugins.fields()
+                        if f.name not in normgrad.Record._fields
+                    ),
                 )
             )  # fmt: skip
     return out
@@ -553,7 +557,7 @@ def test_ids_that_only_look_like_numbers_are_ordered() -> None:
         (9, "inf", "insertion: expected a finite number"),
         (11, "-1.0", "distance: expected a finite number in [0, inf]"),
         (11, "nan", "distance: expected a finite number in [0, inf]"),
-        (None, "", "expected 12 fields"),
+        (None, "", "expected 15 fields"),
     ],
 )
 def test_a_hand_edited_record_is_refused_naming_the_file_and_line(
@@ -623,7 +627,7 @@ def test_other_values_a_record_cannot_hold_are_refused(tmp_path: Path) -> None:
         (records_line.replace(",1,0.75", ",0.5,0.75", 1), "objects: expected an int >= 0"),
         (records_line.replace("0.75:1", "0.75:2", 1), "detections: expected 'score:1'"),
         (records_line.replace("0.75:1", "nan:1", 1), "detections: expected a finite number"),
-        (records_line + ",", "expected 12 fields"),
+        (records_line + ",", "expected 15 fields"),
     ]:
         assert bad != records_line, problem
         path.write_text(text.replace(records_line, bad, 1))
@@ -738,7 +742,9 @@ def test_an_earlier_run_is_read_back_from_its_records_file(tmp_path: Path) -> No
     # a hand-edited distance is refused like any other field
     lines = path.read_text(encoding="utf-8").split("\n")
     row = next(i for i, line in enumerate(lines) if line.startswith("1,NormGrad,"))
-    lines[row] = lines[row].rsplit(",", 1)[0] + ",-1.0"
+    cells = next(csv.reader([lines[row]]))
+    cells[11] = "-1.0"  # the distance
+    lines[row] = ",".join(cells)
     path.write_text("\n".join(lines), encoding="utf-8")
     with pytest.raises(normgrad.InvalidArgumentError, match=r"line \d+: distance"):
         normgrad.read_records(path)

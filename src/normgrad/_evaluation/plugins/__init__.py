@@ -11,6 +11,7 @@ from .base import EvaluationMetric
 from .deletion import DeletionInsertion
 from .energy import EnergyPointingGame
 from .froc import FROCMetric
+from .localization import Localization
 from .multi import MultiPointingGame
 
 REGISTRY: tuple[EvaluationMetric, ...] = (
@@ -18,6 +19,7 @@ REGISTRY: tuple[EvaluationMetric, ...] = (
     MultiPointingGame(),
     FROCMetric(),
     DeletionInsertion(),
+    Localization(),
 )
 """Every metric ``evaluate`` can report, in the order of their columns."""
 
