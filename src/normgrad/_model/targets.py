@@ -23,7 +23,8 @@ multi-label, maps ``(N, K, *spatial)`` from one forward pass), or a callable map
 model output to one differentiable float score per sample (a tensor ``(N,)``), e.g. for
 regression or segmentation (see [`SegmentationTarget`][normgrad.SegmentationTarget]). The callable
 always sees the output of the caller's batch of N samples, also in methods that run the
-model on several copies of it at once (SmoothGrad, Integrated Gradients).
+model on several copies of it at once (SmoothGrad, Integrated Gradients). Classes are read
+from the logits: the output tensor, its ``logits`` attribute or key, or a tuple's first item.
 
 A model with a single logit ``(N, 1)`` is read as a binary classifier whose logit is the
 log-odds of class 1: the predicted class is 1 where the logit is > 0, else 0; class 1 is
