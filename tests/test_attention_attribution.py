@@ -418,3 +418,18 @@ def test_runs_on_cuda_and_agrees_with_the_cpu() -> None:
         model.cpu()
         assert cpu is not None and gpu is not None and gpu.device.type == "cuda"
         _close(gpu.cpu(), cpu)
+
+
+def test_explain_shared_and_smoothgrad_serve_the_attention_methods() -> None:
+    model, _ = build("timm", extra=1)
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    explainers = [
+        normgrad.AttentionRollout(model, discard_ratio=0.2),
+        normgrad.TransformerAttribution(model),
+        normgrad.NormGrad(model, "blocks.1.norm1", "conv1x1"),
+    ]
+    shared = normgrad.explain_shared(explainers, x, 1)
+    for explainer, together in zip(explainers, shared):
+        _close(together.saliency, explainer.explain(x, 1).saliency)
+    smooth = normgrad.SmoothGrad(explainers[1], n_samples=2, noise_level=0.0)
+    _close(smooth(x, 1), explainers[1](x, 1))
