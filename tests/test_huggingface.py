@@ -344,6 +344,23 @@ def test_an_output_without_logits_is_refused_naming_target(deit: nn.Module) -> N
     assert result.saliency.shape == (2, 1, 16, 24)
 
 
+def test_deletion_insertion_reads_the_logits_by_the_same_rule(deit: nn.Module) -> None:
+    """The one metric that runs the model reads its output as the explainers do."""
+    x = torch.randn(2, 3, 16, 24, generator=torch.Generator().manual_seed(6)).double()
+    saliency = torch.rand(2, 1, 16, 24, generator=torch.Generator().manual_seed(7))
+    results = {
+        form: normgrad.metrics.deletion_insertion(
+            Returning(deit, form), x, saliency.double(), steps=4, target=None
+        )
+        for form in ("tensor", "model-output", "tuple", "dict")
+    }
+    for form, result in results.items():
+        assert torch.equal(result.deletion, results["tensor"].deletion), form
+        assert torch.equal(result.insertion, results["tensor"].insertion), form
+    with pytest.raises(normgrad.ArgumentTypeError, match=r"^target: .*keys \['out'\]"):
+        normgrad.metrics.deletion_insertion(Returning(deit, "out"), x, saliency.double())
+
+
 # --------------------------------------------------------------------------------------
 # inputs of other sizes, presets
 # --------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import torch
 
 from .._deferred import deferred_checks
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
-from .outputs import read_logits
+from .outputs import read_logits as read_logits  # deletion and insertion read it here
 
 Target = Union[None, int, Sequence[int], torch.Tensor, np.ndarray, Callable[[Any], torch.Tensor]]
 """What to explain: ``None`` (the predicted class), a class index for every sample (an int,

@@ -20,7 +20,7 @@ from typing_extensions import TypedDict
 from .._checks import check_input, check_known, check_positive_int
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
 from .._model.hooks import explaining
-from .._model.targets import ClassTarget, Target, resolve_target, target_classes
+from .._model.targets import ClassTarget, Target, read_logits, resolve_target, target_classes
 from ._maps import as_maps
 from ._smoothing import smooth
 
@@ -159,8 +159,9 @@ class DeletionInsertionResult:
 
 def _logits(output: object, argument: str = "model output") -> torch.Tensor:
     """The model's logits ``(N, C)``; one logit per sample ``(N,)`` or ``(N, 1)`` as
-    ``(N, 1)``."""
-    if not isinstance(output, torch.Tensor) or not output.is_floating_point():
+    ``(N, 1)``. The logits are read from the output as the explainers read them."""
+    output = output if isinstance(output, torch.Tensor) else read_logits(output)
+    if not output.is_floating_point():
         raise ArgumentTypeError(f"{argument}: expected a tensor of logits, got {describe(output)}")
     logits = output.unsqueeze(1) if output.ndim == 1 else output
     if logits.ndim != 2:
