@@ -68,8 +68,9 @@ class AttentionRollout(_AttentionExplainer):
     the rollout's row of the class token (token 0) over the patch tokens
     ([`functional.class_token_map`][normgrad.functional.class_token_map]), laid out on the
     patch grid, upsampled bilinearly to the input (``raw``, non-negative) and min-max
-    normalised (``saliency`` ``(N, 1, H, W)`` in ``[0, 1]``). It does not depend on the
-    class: ``target`` only sets ``classes``.
+    normalised (``saliency`` ``(N, 1, H, W)`` in ``[0, 1]``); ``layer_maps``,
+    ``raw_layer_maps`` and ``attribution`` are empty. It does not depend on the class:
+    ``target`` only sets ``classes``.
 
     The attention probabilities are recomputed from the queries and keys each block's
     hooks see, $A = \mathrm{softmax}(q k^\top / \sqrt{d})$ per head in float32 (float64
