@@ -57,6 +57,8 @@ from synthetic_cxr import SyntheticCXR
 REFERENCE_ROWS = ("centre map", "random point")
 BASELINE_METHODS = ("Input x Gradient", "Guided Backprop", "Grad-CAM", "Guided Grad-CAM")
 CONDITIONS = ("trained", "semi-randomised", "fully-randomised")
+# the localisation measures evaluate reports for the trained models, and their titles
+LOCALIZATION = {"iou": "mIoU (Otsu)", "hit_rate": "hit rate", "auprc": "AUPRC"}
 # methods beyond the paper's, added to the tables by name (--extra); the perturbation
 # methods cost forward passes per image: Occlusion 122 at 96 px, RISE 1000
 EXTRA_METHODS: dict[str, Any] = {
@@ -138,6 +140,8 @@ class Run:
     )  # condition -> method -> accuracy
     energy: dict[str, float] = field(default_factory=dict)  # method -> energy (trained)
     froc: dict[str, float] = field(default_factory=dict)  # method -> FROC (trained)
+    # "iou", "hit_rate", "auprc" -> method -> value (trained; the regions as masks)
+    localization: dict[str, dict[str, float]] = field(default_factory=dict)
     distances: dict[str, dict[str, list[float]]] = field(
         default_factory=dict
     )  # condition -> method -> each image's distance from the map's point to its objects
@@ -408,7 +412,7 @@ def measure(
             smoothing_sigma=1.0,
             reference_rows=True,
             progress=False,
-            metrics=("energy", "froc") if trained else (),
+            metrics=("energy", "froc", *LOCALIZATION) if trained else (),
         )
     return result
 
@@ -607,6 +611,9 @@ def run_protocol(train_set: Dataset[Any], test_set: Dataset[Any], config: Config
             run.scores["trained"] = {row.method: row.accuracy for row in result.rows}
             run.energy = {row.method: row.energy for row in result.rows}
             run.froc = {row.method: row.froc for row in result.rows}
+            run.localization = {
+                c: {row.method: row.value(c) for row in result.rows} for c in LOCALIZATION
+            }
             run.distances["trained"] = result.distances()
             run.cells = finest_cells(model, arch, data[0][0][0])
             for condition, how in (("semi-randomised", "semi"), ("fully-randomised", "full")):
@@ -750,6 +757,23 @@ def tables(runs: list[Run], config: Config) -> str:
         # a uniformly random point: its energy is its chance of an object's pixel; no peaks
         random = on_region if values == "energy" else "—"
         lines.append("| *random point* |" + f" {random} |" * len(archs))
+    lines += [
+        "",
+        "### mIoU, hit rate and AUPRC of the maps (trained models)",
+        "",
+        "CheXlocalize's measures with each image's boxes as one mask: mIoU of the map's "
+        "Otsu segmentation, hit rate (the map's maximum on an object, no tolerance) and "
+        "the pixel-level average precision (AUPRC), over the positive test images.",
+    ]
+    for column, title in LOCALIZATION.items():
+        lines += ["", f"**{title}**", ""]
+        lines += ["| method | " + " | ".join(archs) + " |", "| --- |" + " --- |" * len(archs)]
+        for n in [*names, "centre map"]:
+            cells = [
+                fmt([r.localization.get(column, {}).get(n, float("nan")) for r in by_arch[a]])
+                for a in archs
+            ]
+            lines.append(f"| {label(n)} | " + " | ".join(cells) + " |")
     # Tables 3-4: randomisation, one table per architecture (to fit the page)
     lines += [
         "",

@@ -243,8 +243,10 @@ def test_protocol_quick_path(tmp_path: Path) -> None:
         assert 0.0 <= run.auc <= 1.0
         assert 0.0 <= run.energy["NormGrad Conv3x3 (M)"] <= 1.0
         assert 0.0 <= run.froc["Grad-CAM"] <= 1.0
+        for column in ("iou", "hit_rate", "auprc"):
+            assert 0.0 <= run.localization[column]["Grad-CAM"] <= 1.0
     text = (tmp_path / "tables.md").read_text()
-    for heading in ("Classifiers", "Table 2", "Tables 3-4", "Tables 5-6", "FROC"):
+    for heading in ("Classifiers", "Table 2", "Tables 3-4", "Tables 5-6", "FROC", "AUPRC"):
         assert heading in text
     assert "| NormGrad Conv1x1 (M) |" in text
     rows = (tmp_path / "results.csv").read_text().splitlines()
