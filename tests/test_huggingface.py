@@ -33,7 +33,7 @@ from torch import nn
 import normgrad
 from normgrad import presets
 
-from .conftest import examples
+from .conftest import examples, requires_cuda
 from .explainers import EXPLAINERS
 from .lifecycle import assert_unchanged, snapshot
 from .reference.maps import reference_grad_cam, reference_normgrad_map
@@ -448,3 +448,16 @@ def test_hf_swin_preset_names_real_layers() -> None:
         presets.hf_swin([2])
     with pytest.raises(normgrad.InvalidArgumentError, match="base"):
         presets.hf_vit(4, "vit.layers")
+
+
+@requires_cuda
+def test_cuda_maps_equal_the_cpu_maps(deit: nn.Module) -> None:
+    """On a CUDA device the layout is read the same way and the maps follow the input."""
+    x = torch.randn(2, 3, 16, 24, generator=torch.Generator().manual_seed(8)).double()
+    on_cpu = normgrad.NormGrad(deit, "deit.layers.1.layernorm_before", "conv3x3").explain(x)
+    model = _deit().cuda()
+    on_cuda = normgrad.NormGrad(model, "deit.layers.1.layernorm_before", "conv3x3").explain(
+        x.cuda()
+    )
+    assert on_cuda.saliency.device.type == "cuda"
+    torch.testing.assert_close(on_cuda.saliency.cpu(), on_cpu.saliency, rtol=1e-7, atol=1e-9)
