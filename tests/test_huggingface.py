@@ -70,10 +70,12 @@ def _ceil(a: int, b: int) -> int:
 
 def _vit_like(draw: st.DrawFn, family: str) -> Built:
     """ViT, DeiT with teacher, DINOv2 with registers or BEiT: patches of a drawn size on a
-    drawn, usually non-square grid of an input that is a multiple of the patch."""
+    drawn, usually non-square grid."""
     patch = draw(st.sampled_from([2, 4, 8]))
     grid = (draw(st.integers(2, 4)), draw(st.integers(2, 5)))
-    size = (grid[0] * patch, grid[1] * patch)
+    # DINOv2 takes any size (its patch embedding drops the remainder): others a multiple
+    extra = draw(st.integers(0, patch - 1)) if family == "dinov2-registers" else 0
+    size = (grid[0] * patch + extra, grid[1] * patch)
     common = dict(SMALL, patch_size=patch, intermediate_size=32, num_labels=3)
     if family == "dinov2-registers":
         registers = draw(st.integers(0, 5))

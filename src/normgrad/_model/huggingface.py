@@ -6,9 +6,9 @@ patch embedding (``patch_embeddings``) and the prefix tokens it puts before the 
 ``cls_token`` (ViT, BEiT, DINOv2), ``distillation_token`` (DeiT) and ``register_tokens``
 (DINOv2 with registers: ``config.num_register_tokens``). From these the token layout of a
 layer's output ``(N, T, C)`` follows: ``P`` prefix tokens, then the patch grid in row-major
-order, ``ceil(size / patch_size)`` per side (the patch embedding pads, or, for ViT, the
-input is a multiple of the patch), halved (rounded up) after each of a Swin's patch
-mergings. ``transformers`` is never imported: the model is read by its attributes.
+order, ``size // patch_size`` per side (ViT, DINOv2) or ``ceil(size / patch_size)`` (Swin
+pads the input to the patch), halved (rounded up) after each of a Swin's patch mergings.
+``transformers`` is never imported: the model is read by its attributes.
 """
 
 from __future__ import annotations
@@ -47,13 +47,18 @@ def _prefix(embeddings: nn.Module) -> int:
 
 
 def _grids(config: object, image: Sequence[int]) -> list[tuple[int, ...]]:
-    """The patch grid of each stage: one for a plain ViT, one per entry of
-    ``config.depths`` for a hierarchical model (each merging halves it, rounding up)."""
+    """The patch grid of each stage. A plain ViT's patch embedding drops the remainder
+    (``size // patch_size``); a hierarchical model's (``config.depths``: Swin) pads the
+    input to the patch (``ceil(size / patch_size)``), and each later stage halves the
+    grid, rounding up."""
     patch = getattr(config, "patch_size", 1)
     sizes = tuple(patch) if isinstance(patch, (tuple, list)) else (patch,) * len(image)
+    depths = getattr(config, "depths", None) or ()
+    if not depths:
+        return [tuple(int(i) // int(p) for i, p in zip(image, sizes))]
     grid = tuple(-(-int(i) // int(p)) for i, p in zip(image, sizes))
     grids = [grid]
-    for _ in range(len(getattr(config, "depths", None) or ()) - 1):
+    for _ in range(len(depths) - 1):
         grid = tuple(-(-g // 2) for g in grid)
         grids.append(grid)
     return grids
