@@ -164,8 +164,8 @@ class _Recorder:
             output = layer_tensor(returned)  # a tuple's first tensor (see outputs.py)
             if not isinstance(output, torch.Tensor):
                 raise LayerError(
-                    f"layers: expected layer {name!r} to output a tensor (N, C, *spatial), "
-                    f"got {describe(output)}"
+                    f"layers: expected layer {name!r} to output a tensor (N, C, *spatial) "
+                    f"or a tuple whose first element is one, got {describe(output)}"
                 )
             if output.ndim < 3 or output.shape[0] != self.batch:
                 raise LayerError(
