@@ -16,7 +16,7 @@ from normgrad import metrics
 from normgrad._errors import NormGradError
 from normgrad.metrics._bootstrap import resample_rows
 
-from .conftest import examples
+from .conftest import examples, requires_cuda
 from .reference import localization as ref
 
 SHAPES = st.sampled_from([(5, 6), (7, 4), (3, 4, 5), (1, 9)])
@@ -269,3 +269,37 @@ def test_errors_name_the_argument() -> None:
         metrics.chexlocalize(maps, masks, torch.tensor([0.0, 1.0]))
     with pytest.raises(NormGradError, match="probabilities"):
         metrics.chexlocalize(maps, masks, torch.tensor([0, 1]), gates=torch.zeros(2))
+
+
+def test_maps_with_nan_are_refused() -> None:
+    maps = torch.rand(2, 6, 6)
+    maps[1, 2, 2] = float("nan")
+    masks = torch.ones(2, 6, 6, dtype=torch.bool)
+    for call in (
+        lambda: metrics.binarize(maps),
+        lambda: metrics.localization_auprc(maps, masks),
+        lambda: metrics.hit_rate(maps, masks),
+        lambda: metrics.map_similarity(maps, maps, "ssim"),
+    ):
+        with pytest.raises(NormGradError, match="NaN"):
+            call()
+
+
+@requires_cuda
+def test_on_a_cuda_device_the_values_are_the_cpus() -> None:
+    g = torch.Generator().manual_seed(0)
+    maps = torch.rand(4, 1, 16, 16, generator=g, dtype=torch.float64)
+    masks = torch.rand(4, 16, 16, generator=g) < 0.3
+    classes = torch.tensor([0, 1, 0, 1])
+    cuda = torch.device("cuda")
+    for run in (
+        lambda m, k: metrics.binarize(m, "otsu", smoothing=3),
+        lambda m, k: metrics.iou(metrics.binarize(m), k),
+        lambda m, k: metrics.hit_rate(m, k),
+        lambda m, k: metrics.localization_auprc(m, k).values,
+        lambda m, k: metrics.map_similarity(m, m.flip(-1), "ssim"),
+        lambda m, k: metrics.chexlocalize(m, k, classes.to(m.device)).miou.per_class.low,
+    ):
+        here, there = run(maps, masks), run(maps.to(cuda), masks.to(cuda))
+        assert there.device.type == "cuda"
+        torch.testing.assert_close(there.cpu(), here, equal_nan=True)

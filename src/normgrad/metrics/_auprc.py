@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ._binarize import refuse_nan
 from ._bootstrap import Interval, bootstrap_mean
 from ._maps import as_maps
 from ._overlap import region_masks
@@ -32,6 +33,7 @@ def average_precision(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     shape, per image (float64, NaN without a positive pixel)."""
     n = maps.shape[0]
     scores = maps.reshape(n, -1).to(torch.float64)
+    refuse_nan(scores)
     labels = masks.reshape(n, -1)
     ordered, order = scores.sort(dim=1, descending=True, stable=True)
     positive = labels.gather(1, order).to(torch.float64)

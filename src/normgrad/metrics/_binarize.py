@@ -11,20 +11,30 @@ from __future__ import annotations
 import numbers
 
 import torch
-import torch.nn.functional as tf
 
 from .._checks import check_number, check_positive_int
+from .._deferred import deferred_checks
 from .._errors import ArgumentTypeError, ShapeError, describe
+from ._filters import filter_axes, reflect_101
+from ._maps import _refuse_nan as refuse_nan_maxima
 from ._maps import as_maps
 
 #: Levels of the quantised map Otsu's method reads (OpenCV's 8-bit images).
 LEVELS = 256
 
 
+def refuse_nan(flat: torch.Tensor) -> None:
+    """Refuse maps ``(N, L)`` holding NaN, read with the call's other checks."""
+    if flat.is_floating_point() and flat.shape[1]:
+        with deferred_checks() as checks:
+            checks.add(flat.amax(dim=1), refuse_nan_maxima)
+
+
 def min_max(maps: torch.Tensor) -> torch.Tensor:
     r"""Each map ``(N, *spatial)`` scaled to $[0, 1]$, $(m - \min m) / (\max m - \min m)$,
     in float64; a constant map becomes all zero."""
     flat = maps.detach().to(torch.float64).flatten(1)
+    refuse_nan(flat)
     low = flat.amin(dim=1, keepdim=True) if flat.shape[1] else flat[:, :1]
     span = flat.amax(dim=1, keepdim=True) - low if flat.shape[1] else flat[:, :1]
     scaled = torch.where(span > 0, (flat - low) / torch.where(span > 0, span, 1), 0.0)
@@ -36,20 +46,8 @@ def box_smooth(maps: torch.Tensor, size: int) -> torch.Tensor:
     mirrored without repeating the edge (OpenCV's ``boxFilter`` default,
     ``BORDER_REFLECT_101``); maps ``(N, *spatial)``, float64."""
     size = check_positive_int(size, "smoothing", odd=True)
-    values = maps.to(torch.float64)[:, None]
-    pad = size // 2
-    for axis in range(2, values.ndim):  # one axis at a time: any size fits reflect
-        length = values.shape[axis]
-        period = max(2 * (length - 1), 1)  # reflect 101 repeats every 2 (n - 1)
-        index = torch.arange(-pad, length + pad, device=values.device).remainder(period)
-        index = torch.where(index >= length, period - index, index)
-        values = values.index_select(axis, index)
-        kernel_shape = [1, 1] + [1] * (values.ndim - 2)
-        kernel_shape[axis] = size
-        kernel = torch.full(kernel_shape, 1.0 / size, dtype=torch.float64, device=maps.device)
-        conv = tf.conv2d if values.ndim == 4 else tf.conv3d
-        values = conv(values, kernel)
-    return values[:, 0]
+    taps = torch.full((size,), 1.0 / size, dtype=torch.float64)
+    return filter_axes(maps.to(torch.float64)[:, None], taps, reflect_101)[:, 0]
 
 
 def quantize(normalized: torch.Tensor) -> torch.Tensor:

@@ -5,41 +5,16 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as tf
 
 from .._errors import ShapeError
+from ._filters import filter_axes, symmetric
+from ._smoothing import gaussian_kernel
 
 #: The constants of Wang et al. (2004): $C_1 = (K_1 L)^2$, $C_2 = (K_2 L)^2$, $L = 1$.
 K1, K2 = 0.01, 0.03
 #: The Gaussian window: standard deviation, and its radius in standard deviations
 #: (``int(3.5 * 1.5 + 0.5) = 5``: an 11-pixel window, scikit-image's).
 SIGMA, TRUNCATE = 1.5, 3.5
-
-
-def gaussian_taps(sigma: float = SIGMA, truncate: float = TRUNCATE) -> torch.Tensor:
-    """The normalised 1-D Gaussian window, ``2 * int(truncate * sigma + 0.5) + 1`` taps
-    (float64), as ``scipy.ndimage.gaussian_filter`` samples it."""
-    radius = int(truncate * sigma + 0.5)
-    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    taps = torch.exp(-0.5 * (x / sigma) ** 2)
-    return taps / taps.sum()
-
-
-def _filter(values: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
-    """``values`` ``(N, C, *spatial)`` filtered by ``taps`` along every spatial axis,
-    borders mirrored with the edge repeated (``scipy.ndimage``'s ``reflect``)."""
-    radius = taps.numel() // 2
-    n, c = values.shape[:2]
-    for axis in range(2, values.ndim):
-        length = values.shape[axis]
-        index = torch.arange(-radius, length + radius, device=values.device)
-        index = torch.where(index < 0, -index - 1, index)
-        index = torch.where(index >= length, 2 * length - 1 - index, index)
-        moved = values.index_select(axis, index).movedim(axis, -1)
-        rows = moved.reshape(-1, 1, moved.shape[-1])
-        out = tf.conv1d(rows, taps.view(1, 1, -1).to(values.device))
-        values = out.reshape(*moved.shape[:-1], length).movedim(-1, axis)
-    return values.reshape(n, c, *values.shape[2:])
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -56,8 +31,8 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     mean taken over the pixels at least 5 from every border, as scikit-image's
     ``structural_similarity(gaussian_weights=True, sigma=1.5,
     use_sample_covariance=False, data_range=1)``. Every side needs 11 pixels or more."""
-    taps = gaussian_taps()
-    width = taps.numel()
+    width = 2 * int(TRUNCATE * SIGMA + 0.5) + 1
+    taps = gaussian_kernel(SIGMA, width, torch.float64)
     if any(side < width for side in a.shape[1:]):
         raise ShapeError(
             f"saliency: expected maps of at least {width} pixels along every axis for "
@@ -66,7 +41,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
             a.shape,
         )
     x, y = a.to(torch.float64), b.to(torch.float64)
-    stats = _filter(torch.stack([x, y, x * x, y * y, x * y], dim=1), taps)
+    stats = filter_axes(torch.stack([x, y, x * x, y * y, x * y], dim=1), taps, symmetric)
     mu_x, mu_y, xx, yy, xy = stats.unbind(dim=1)
     var_x, var_y, cov = xx - mu_x * mu_x, yy - mu_y * mu_y, xy - mu_x * mu_y
     c1, c2 = K1**2, K2**2
