@@ -363,6 +363,22 @@ def test_deletion_insertion_reads_the_logits_by_the_same_rule(deit: nn.Module) -
         normgrad.metrics.deletion_insertion(Returning(deit, "out"), x, saliency.double())
 
 
+def test_a_swin_block_is_left_as_it_was_after_an_error() -> None:
+    """A block returning a tuple is hooked through its first tensor; after an error (a
+    class out of range, read at the end of the call) no hook, flag or weight has changed."""
+    config = transformers.SwinConfig(
+        image_size=16, patch_size=2, embed_dim=8, depths=[1, 1], num_heads=[2, 2],
+        window_size=2, num_labels=3,
+    )  # fmt: skip
+    model = _seeded(lambda: transformers.SwinForImageClassification(config))
+    logits = Returning(model, "tensor")
+    x = torch.randn(2, 3, 16, 16).double()
+    before = snapshot(logits, x)
+    with pytest.raises(normgrad.InvalidArgumentError, match=r"target: .*\[0, 3\)"):
+        normgrad.NormGrad(model, "swin.encoder.layers.0.blocks.0").explain(x, [1, 7])
+    assert_unchanged(before, snapshot(logits, x))
+
+
 # --------------------------------------------------------------------------------------
 # inputs of other sizes, presets
 # --------------------------------------------------------------------------------------
