@@ -322,6 +322,35 @@ def test_a_model_without_recognised_attention_is_refused_naming_model() -> None:
         normgrad.TransformerAttribution(eva)
 
 
+@pytest.mark.parametrize("family", ["torchvision", "timm"])
+def test_a_block_computing_something_else_is_refused(family: str) -> None:
+    model, _ = build(family)
+    x = torch.randn(1, 3, 32, 32, dtype=torch.float64)
+    if family == "timm":
+        model.blocks[1].attn.scale = 1.0  # read by normgrad, not by the fused kernel
+    else:
+        model = TokenFirstViT().double().eval()
+        x = torch.randn(1, 3, 12, 12, dtype=torch.float64)
+        model.blocks.layers[0].self_attn.head_dim = 1  # another scale
+    with pytest.raises(normgrad.UnsupportedModelError, match="does not compute softmax"):
+        normgrad.AttentionRollout(model, layout=normgrad.Tokens(prefix=1))(x, 0)
+    before = snapshot(model, x)
+    with pytest.raises(normgrad.UnsupportedModelError):
+        normgrad.TransformerAttribution(model, layout=normgrad.Tokens(prefix=1))(x, 0)
+    assert_unchanged(before, snapshot(model, x))
+
+
+def test_a_stated_scale_is_read() -> None:
+    model, prefix = build("hf-vit")
+    model.vit.layers[0].attention.scaling = 1.0  # what the model's kernel uses too
+    x = torch.randn(1, 3, 32, 32, dtype=torch.float64)
+    result = _explain(normgrad.TransformerAttribution(model), x, 0)
+    attentions, gradients = eager_attentions(model, x, [0])
+    expected = class_row_map(reference_relevance(attentions, gradients, 0), prefix, (4, 4))
+    assert result.raw is not None
+    _close(result.raw, upsampled(expected, (32, 32)))
+
+
 def test_arguments_are_checked() -> None:
     model, _ = build("torchvision")
     with pytest.raises(normgrad.InvalidArgumentError, match="head_fusion"):
@@ -377,7 +406,9 @@ def test_sequence_first_multihead_attention_and_a_stated_layout() -> None:
     model = TokenFirstViT().double().eval()
     x = torch.randn(2, 3, 12, 12, dtype=torch.float64)
     layout = normgrad.Tokens(prefix=1)
-    result = _explain(normgrad.TransformerAttribution(model, layout=layout), x, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the gradient's samples are read along N, not T
+        result = normgrad.TransformerAttribution(model, layout=layout).explain(x, 2)
     attentions, gradients = eager_attentions(model, x, [2, 2])
     for n in range(2):
         expected = class_row_map(reference_relevance(attentions, gradients, n), 1, (3, 3))

@@ -79,7 +79,10 @@ class EagerAttention(nn.Module):
             q_h, k_h, v_h = q[..., part], k[..., part], v[..., part]
             if self.kind == "timm":
                 q_h, k_h = self.original.q_norm(q_h), self.original.k_norm(k_h)
-            a_h = _softmax_rows(q_h @ k_h.transpose(-2, -1) / math.sqrt(d))
+            # Hugging Face's kernels multiply by the module's ``scaling``; the others
+            # divide by sqrt(d)
+            scale = self.original.scaling if self.kind == "hf" else 1 / math.sqrt(d)
+            a_h = _softmax_rows(q_h @ k_h.transpose(-2, -1) * scale)
             probabilities.append(a_h)
             outputs.append(a_h @ v_h)
         self.probabilities.append(probabilities)

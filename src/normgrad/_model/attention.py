@@ -85,6 +85,30 @@ def _calls(model: nn.Module, sites: Sequence[Site], order: Sequence[Site]) -> li
     return [site.calls[0] for site in order]
 
 
+def _check_reproduced(
+    calls: Sequence[Call], attentions: Sequence[torch.Tensor], names: Sequence[str]
+) -> None:
+    """Raise, with the call's other checks, where the recomputed probabilities do not give
+    a block's own output: the block computes something else (a rotation of q and k, a
+    bias, a mask the hooks did not see), and its maps would be wrong."""
+    mismatches = torch.stack([c.mismatch(a).float() for c, a in zip(calls, attentions)])
+    tolerances = [c.tolerance() for c in calls]
+
+    def action(values: list[float]) -> None:
+        for name, value, tolerance in zip(names, values, tolerances):
+            if not value <= tolerance:
+                raise UnsupportedModelError(
+                    f"model: the attention block {name!r} does not compute "
+                    "softmax(q k^T * scale) v from the queries, keys and values its "
+                    f"projections give (relative difference {value:.2g} from its output, "
+                    f"above {tolerance:g}): a rotary embedding, a position bias or a mask "
+                    "inside it? normgrad's attention methods cannot read it"
+                )
+
+    with deferred_checks() as checks:
+        checks.add(mismatches, action)
+
+
 def check_token_layout(layout: Layout) -> Layout:
     """``layout`` (checked by ``layouts_for``) if it can describe tokens."""
     if layout is not None and layout != TOKENS and not isinstance(layout, Tokens):
@@ -152,10 +176,14 @@ def capture_attention(
         if gradients:
             check_gradients(
                 [f"the attention output of {n!r}" for n in names],
-                grads,
+                [
+                    g.transpose(0, 1) if c.token_first and g is not None else g
+                    for c, g in zip(calls, grads)
+                ],
                 [i == len(names) - 1 for i in range(len(names))],
             )
         attentions = [c.probabilities(s.scale()) for c, s in zip(calls, order)]
+        _check_reproduced(calls, attentions, names)
         return AttentionCapture(
             classes=classes,
             names=names,

@@ -47,6 +47,8 @@ class Call:
     ``MultiheadAttention``'s output ``Y`` (``(T, N, D)`` unless ``batch_first``)."""
     out_weight: torch.Tensor | None = None
     """``W_out`` where ``output`` is ``Y = O W_out^T + b`` (``MultiheadAttention``)."""
+    out_bias: torch.Tensor | None = None
+    """``b`` there, if any."""
     token_first: bool = False
     """Whether ``output`` is ``(T, N, D)``."""
 
@@ -57,6 +59,26 @@ class Call:
         dtype = torch.promote_types(self.q.dtype, torch.float32)
         scores = self.q.to(dtype) @ self.k.to(dtype).transpose(-2, -1)
         return (scores * (scale or self.q.shape[-1] ** -0.5)).softmax(-1)
+
+    def mismatch(self, attention: torch.Tensor) -> torch.Tensor:
+        """The largest difference between ``output`` and its value recomputed from
+        ``attention`` ``(N, H, T, T)`` and ``v``, relative to ``output``'s largest
+        magnitude (0-d): near 0 when the block computes ``softmax(q k^T * scale) v``."""
+        assert self.v is not None and self.output is not None
+        n, h, t, d = self.v.shape
+        o = (attention @ self.v.to(attention.dtype)).transpose(1, 2).reshape(n, t, h * d)
+        if self.out_weight is not None:
+            bias = None if self.out_bias is None else self.out_bias.detach().to(o.dtype)
+            o = F.linear(o, self.out_weight.detach().to(o.dtype), bias)
+        seen = self.output.detach().to(o.dtype)
+        seen = seen.transpose(0, 1) if self.token_first else seen
+        return (o - seen).abs().amax() / seen.abs().amax().clamp_min(torch.finfo(o.dtype).tiny)
+
+    def tolerance(self) -> float:
+        """The largest ``mismatch`` rounding explains: the model's kernels run in the
+        dtype of ``v``, the recomputation in float32 at least."""
+        assert self.v is not None
+        return {torch.float64: 1e-6, torch.float32: 1e-3}.get(self.v.dtype, 5e-2)
 
     def attention_gradient(self, gradient: torch.Tensor | None) -> torch.Tensor:
         """``dS/dA = (dS/dO_h) V_h^T`` per head, from the gradient at ``output``."""
@@ -205,6 +227,7 @@ class MultiheadSite(Site):
             call = self.calls[-1]
             call.q, call.k, call.v = q, k, v
             call.output, call.out_weight = out[0], mha.out_proj.weight
+            call.out_bias = mha.out_proj.bias
             call.token_first = not mha.batch_first
 
         hooks.add(mha.register_forward_hook(hook, with_kwargs=True))
