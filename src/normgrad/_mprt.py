@@ -1,5 +1,6 @@
-r"""The pieces of the model parameter randomisation test's variants (Hedström et al., 2023):
-maps averaged over noisy copies of the input (sMPRT) and the complexity of a map (eMPRT).
+r"""The results of the model parameter randomisation test (MPRT, Adebayo et al., 2018) and
+the pieces of its variants (Hedström et al., 2023): maps averaged over noisy copies of
+the input (sMPRT) and the complexity of a map (eMPRT).
 
 Public through [`normgrad.sanity`][normgrad.sanity].
 """
@@ -79,3 +80,32 @@ class ComplexityResult:
     blocks: list[str]
     complexity: torch.Tensor
     ratio: torch.Tensor
+
+
+@dataclass(frozen=True)
+class CascadeResult:
+    """Similarity of maps to the trained model's as blocks are randomised, top first.
+
+    Attributes:
+        blocks: the blocks randomised, in order: step ``i`` has randomised
+            ``blocks[: i + 1]``.
+        similarity: the similarity with the trained model's maps by ``measure``,
+            ``(steps, N)`` (float64).
+        saliency: the maps, ``(steps + 1, N, 1, *spatial)`` (trained first), when kept;
+            else ``None``.
+        measure: the measure of [`map_similarity`][normgrad.metrics.map_similarity].
+    """
+
+    blocks: list[str]
+    similarity: torch.Tensor
+    saliency: torch.Tensor | None
+    measure: str = "spearman"
+
+    @property
+    def spearman(self) -> torch.Tensor:
+        """``similarity``, by the name it had when Spearman was the only measure."""
+        return self.similarity
+
+    def mean(self) -> list[float]:
+        """Mean similarity over samples at each step (NaN for constant maps ignored)."""
+        return [float(torch.nanmean(row)) for row in self.similarity]

@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -32,7 +31,7 @@ from ._errors import InvalidArgumentError, LayerError
 from ._explainers.base import Explainer
 from ._model.layers import LayerSpec, check_model, resolve_layers
 from ._model.targets import Target
-from ._mprt import ComplexityResult, discrete_entropy, noise_averaged
+from ._mprt import CascadeResult, ComplexityResult, discrete_entropy, noise_averaged
 from .metrics import SIMILARITY_MEASURES, map_similarity
 
 __all__ = [
@@ -141,7 +140,9 @@ def randomize(
         layer: for ``"semi"``, the classifier layer (default: the last ``nn.Linear``).
 
     Returns:
-        A deep copy with new weights, in the original's training mode.
+        A deep copy with new weights, in the original's training mode; compare its maps
+        with the original's by any measure with [`agreement`][normgrad.sanity.agreement]
+        (``agreement(explainer, model, randomize(model, "full"), x, measure="ssim")``).
     """
     check_model(model)
     if mode not in ("semi", "full"):
@@ -182,50 +183,25 @@ def cascade_blocks(model: nn.Module) -> list[str]:
     return names[::-1]
 
 
-@dataclass(frozen=True)
-class CascadeResult:
-    """Similarity of maps to the trained model's as blocks are randomised, top first.
-
-    Attributes:
-        blocks: the blocks randomised, in order: step ``i`` has randomised
-            ``blocks[: i + 1]``.
-        similarity: the similarity with the trained model's maps by ``measure``,
-            ``(steps, N)`` (float64).
-        saliency: the maps, ``(steps + 1, N, 1, *spatial)`` (trained first), when kept;
-            else ``None``.
-        measure: the measure of [`map_similarity`][normgrad.metrics.map_similarity].
-    """
-
-    blocks: list[str]
-    similarity: torch.Tensor
-    saliency: torch.Tensor | None
-    measure: str = "spearman"
-
-    @property
-    def spearman(self) -> torch.Tensor:
-        """``similarity``, by the name it had when Spearman was the only measure."""
-        return self.similarity
-
-    def mean(self) -> list[float]:
-        """Mean similarity over samples at each step (NaN for constant maps ignored)."""
-        return [float(torch.nanmean(row)) for row in self.similarity]
+Of = Callable[[nn.Module], torch.Tensor]
 
 
 def _states(
     model: nn.Module, blocks: Sequence[str] | None, seed: int
-) -> tuple[list[str], Callable[[Callable[[nn.Module], torch.Tensor]], list[torch.Tensor]]]:
+) -> tuple[list[str], Callable[[Of, torch.Tensor | None], list[torch.Tensor]]]:
     """The blocks of a cascade and a function that gives a model function's value for the
-    trained model, then after each block is randomised (top first) in a copy."""
+    trained model (``first``, when known), then after each block is randomised (top
+    first) in a copy."""
     check_model(model)
     names = list(blocks) if blocks is not None else cascade_blocks(model)
     if not names:
         raise InvalidArgumentError("blocks: expected at least one block to randomise, got none")
     resolve_layers(model, names, argument="blocks")
 
-    def run(of: Callable[[nn.Module], torch.Tensor]) -> list[torch.Tensor]:
+    def run(of: Of, first: torch.Tensor | None = None) -> list[torch.Tensor]:
         clone = copy.deepcopy(model)
         resolved = resolve_layers(clone, names, argument="blocks")
-        values = [of(model)]
+        values = [of(model) if first is None else first]
         generator = torch.Generator().manual_seed(seed)
         for _, module in resolved:
             reinitialize(module, generator)
@@ -235,13 +211,14 @@ def _states(
     return names, run
 
 
-def _fixed_target(
+def _reference(
     explainer: Callable[[nn.Module], Explainer], model: nn.Module, x: torch.Tensor, target: Target
-) -> Target:
+) -> tuple[Target, torch.Tensor]:
     """The classes the trained model's maps explain (``target=None``: its predictions),
-    kept for every randomised copy."""
+    kept for every randomised copy, and those maps."""
     reference = explainer(model).explain(x, target)
-    return reference.classes if reference.classes is not None else target
+    kept = reference.classes if reference.classes is not None else target
+    return kept, reference.saliency
 
 
 def cascading_randomization(
@@ -276,8 +253,8 @@ def cascading_randomization(
     """
     check_known([measure], SIMILARITY_MEASURES, "measure", "measure")
     names, run = _states(model, blocks, seed)
-    fixed = _fixed_target(explainer, model, x, target)
-    maps = run(lambda m: explainer(m)(x, fixed))
+    fixed, trained = _reference(explainer, model, x, target)
+    maps = run(lambda m: explainer(m)(x, fixed), trained)
     return _compared(names, maps, measure, keep_maps)
 
 
@@ -342,13 +319,13 @@ def smooth_mprt(
     """
     check_known([measure], SIMILARITY_MEASURES, "measure", "measure")
     names, run = _states(model, blocks, seed)
-    fixed = _fixed_target(explainer, model, x, target)
+    fixed, _ = _reference(explainer, model, x, target)
 
     def averaged(m: nn.Module) -> torch.Tensor:
         built = explainer(m)
         return noise_averaged(lambda inputs: built(inputs, fixed), x, samples, noise, seed)
 
-    return _compared(names, run(averaged), measure, keep_maps)
+    return _compared(names, run(averaged, None), measure, keep_maps)
 
 
 def efficient_mprt(
@@ -369,7 +346,7 @@ def efficient_mprt(
     the score of a sample is the complexity of the fully randomised model's map (every
     block of the cascade re-initialised, top first) over the trained model's,
     $\Gamma(e_{\hat f}) / \Gamma(e_f)$: a method that depends on the weights turns a
-    structured map into noise and scores above 1. No similarity measure is needed.
+    structured map into noise and scores above 1.
 
     Args:
         explainer: builds an explainer for a model.
@@ -395,6 +372,8 @@ def efficient_mprt(
         ((3, 2), (2,))
     """
     names, run = _states(model, blocks, seed)
-    fixed = _fixed_target(explainer, model, x, target)
-    complexity = torch.stack(run(lambda m: discrete_entropy(explainer(m)(x, fixed), bins)))
+    fixed, trained = _reference(explainer, model, x, target)
+    of: Of = lambda m: explainer(m)(x, fixed)  # noqa: E731
+    complexity = discrete_entropy(torch.stack(run(of, trained)).flatten(0, 1), bins)
+    complexity = complexity.view(len(names) + 1, -1)
     return ComplexityResult(names, complexity, complexity[-1] / complexity[0])
