@@ -303,3 +303,17 @@ def test_on_a_cuda_device_the_values_are_the_cpus() -> None:
         here, there = run(maps, masks), run(maps.to(cuda), masks.to(cuda))
         assert there.device.type == "cuda"
         torch.testing.assert_close(there.cpu(), here, equal_nan=True)
+
+
+def test_per_class_settings_are_checked() -> None:
+    maps = torch.rand(2, 8, 8)
+    masks = torch.zeros(2, 8, 8, dtype=torch.bool)
+    classes = torch.tensor([0, 1])
+    with pytest.raises(NormGradError, match="threshold: expected thresholds in"):
+        metrics.binarize(maps, torch.tensor([0.5, 1.5]))
+    with pytest.raises(NormGradError, match=r"thresholds: expected a tensor \(2,\)"):
+        metrics.chexlocalize(maps, masks, classes, thresholds=torch.tensor([0.5]))
+    with pytest.raises(NormGradError, match=r"gates: expected a tensor \(3,\)"):
+        metrics.chexlocalize(
+            maps, masks, classes, torch.rand(2), gates=torch.zeros(2), num_classes=3
+        )

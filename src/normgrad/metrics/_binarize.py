@@ -14,7 +14,7 @@ import torch
 
 from .._checks import check_number, check_positive_int
 from .._deferred import deferred_checks
-from .._errors import ArgumentTypeError, ShapeError, describe
+from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
 from ._filters import filter_axes, reflect_101
 from ._maps import _refuse_nan as refuse_nan_maxima
 from ._maps import as_maps
@@ -80,6 +80,14 @@ def otsu_levels(levels: torch.Tensor) -> torch.Tensor:
     return torch.where(between.amax(dim=1) > 0, best, 0)
 
 
+def _refuse_thresholds(count: list[float]) -> None:
+    if count[0]:
+        raise InvalidArgumentError(
+            f"threshold: expected thresholds in [0, 1] (the maps are normalised to it), got "
+            f"{int(count[0])} outside it or NaN; pass thresholds of the normalised maps"
+        )
+
+
 def _thresholds(threshold: object, n: int, device: torch.device) -> torch.Tensor:
     if isinstance(threshold, torch.Tensor):
         if threshold.shape not in ((n,), ()):
@@ -89,7 +97,11 @@ def _thresholds(threshold: object, n: int, device: torch.device) -> torch.Tensor
                 "thresholds with each map's class: thresholds[classes]",
                 threshold.shape,
             )
-        return threshold.to(device, torch.float64).expand(n)
+        values = threshold.to(device, torch.float64).expand(n)
+        outside = ~((values >= 0) & (values <= 1))  # NaN too
+        with deferred_checks() as checks:
+            checks.add(outside.sum().view(1), _refuse_thresholds)
+        return values
     if isinstance(threshold, numbers.Real) and not isinstance(threshold, bool):
         value = check_number(threshold, "threshold", low=0, high=1)
         return torch.full((n,), value, dtype=torch.float64, device=device)

@@ -62,6 +62,16 @@ def _read(saliency: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, to
     return maps, truth.to(maps.device)
 
 
+def _per_class(values: object, count: int, argument: str) -> torch.Tensor:
+    if not isinstance(values, torch.Tensor) or values.shape != (count,):
+        raise ShapeError(
+            f"{argument}: expected a tensor ({count},), one value per class, got "
+            f"{describe(values)}; pass num_classes= when a class has no map here",
+            getattr(values, "shape", None),
+        )
+    return values.detach().to(torch.float64)
+
+
 def class_means(values: torch.Tensor, classes: torch.Tensor, count: int) -> torch.Tensor:
     """The mean of ``values`` ``(..., M)`` per class ``(..., count)``, NaN left out (and
     NaN for a class without a value)."""
@@ -297,7 +307,7 @@ def chexlocalize(
     labels, count = _classes(classes, m, num_classes)
     labels = labels.to(maps.device)
     if isinstance(thresholds, torch.Tensor):
-        thresholds = thresholds.to(maps.device, torch.float64)[labels]
+        thresholds = _per_class(thresholds, count, "thresholds").to(maps.device)[labels]
     predicted = binarize(maps, thresholds, smoothing=smoothing)
     if gates is not None:
         if probabilities is None:
@@ -306,7 +316,7 @@ def chexlocalize(
                 "with gates=, got None"
             )
         prob = _probabilities(probabilities, m).to(maps.device)
-        keep = prob > gates.to(maps.device, torch.float64)[labels]
+        keep = prob > _per_class(gates, count, "gates").to(maps.device)[labels]
         predicted = predicted & keep.view(-1, *[1] * (maps.ndim - 1))
     overlap = iou(predicted, truth)
     both = predicted.flatten(1).any(dim=1) & truth.flatten(1).any(dim=1)
