@@ -110,6 +110,12 @@ def evaluate(
             ([`deletion_insertion`][normgrad.metrics.deletion_insertion] for the class
             explained, with ``deletion_options``). They run the model again, ``2 * steps``
             forward passes per image and method (40 by default).
+            ``"iou"``, ``"hit_rate"`` and ``"auprc"``: CheXlocalize's IoU of each map's
+            Otsu segmentation with the image's regions as one mask (boxes rasterised),
+            its hit rate (the maximum in the mask) and the pixel-level average precision
+            ([`iou`][normgrad.metrics.iou], [`hit_rate`][normgrad.metrics.hit_rate],
+            [`localization_auprc`][normgrad.metrics.localization_auprc]), each the mean
+            over the images scored.
         froc_k: the detections per map for ``"froc"`` (its peaks, as
             [`metrics.froc`][normgrad.metrics.froc]'s ``k``).
         deletion_options: settings of ``"deletion"`` and ``"insertion"``
