@@ -317,3 +317,23 @@ def test_per_class_settings_are_checked() -> None:
         metrics.chexlocalize(
             maps, masks, classes, torch.rand(2), gates=torch.zeros(2), num_classes=3
         )
+
+
+def test_host_reads_per_call() -> None:
+    from .dispatch_count import count
+
+    g = torch.Generator().manual_seed(0)
+    maps = torch.rand(4, 1, 16, 16, generator=g)
+    masks = torch.rand(4, 16, 16, generator=g) < 0.3
+    boxes = [torch.tensor([[2, 2, 9, 9]])] * 4
+    assert count(lambda: metrics.iou(masks, masks)).sync_count == 0
+    for call in (
+        lambda: metrics.binarize(maps, "otsu", smoothing=3),
+        lambda: metrics.binarize(maps, torch.full((4,), 0.5)),
+        lambda: metrics.hit_rate(maps, masks),
+        lambda: metrics.hit_rate(maps, boxes),
+        lambda: metrics.localization_auprc(maps, masks, resamples=50),
+        lambda: metrics.map_similarity(maps, maps.flip(-1), "ssim"),
+        lambda: metrics.bootstrap_mean(torch.rand(9, 3), resamples=50),
+    ):
+        assert count(call).sync_count <= 1

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .._deferred import deferred_checks
 from ._binarize import refuse_nan
 from ._bootstrap import Interval, bootstrap_mean
 from ._maps import as_maps
@@ -94,6 +95,7 @@ def localization_auprc(
         >>> localization_auprc(maps, masks).values.tolist()
         [0.8333333333333333]
     """
-    maps = as_maps(saliency)
-    values = average_precision(maps, region_masks(regions, maps))
-    return AUPRCResult(values, bootstrap_mean(values, resamples, confidence, seed))
+    with deferred_checks():  # the call's checks read once, together
+        maps = as_maps(saliency)
+        values = average_precision(maps, region_masks(regions, maps))
+        return AUPRCResult(values, bootstrap_mean(values, resamples, confidence, seed))

@@ -145,19 +145,20 @@ def binarize(
         >>> binarize(maps).int().tolist()
         [[[0, 0], [0, 1]]]
     """
-    maps = as_maps(saliency)
-    if smoothing is not None:
-        maps = box_smooth(maps, smoothing)
-    normalized = min_max(maps)
-    n = maps.shape[0]
-    if isinstance(threshold, str):
-        if threshold != "otsu":
-            raise ArgumentTypeError(
-                f"threshold: expected 'otsu', a number in [0, 1] or a tensor of them, "
-                f"got {threshold!r}"
-            )
-        levels = quantize(normalized)
-        cut = otsu_levels(levels).view(n, *[1] * (maps.ndim - 1))
-        return levels > cut
-    cut = _thresholds(threshold, n, maps.device).view(n, *[1] * (maps.ndim - 1))
-    return normalized > cut
+    with deferred_checks():  # the call's checks read once, together
+        maps = as_maps(saliency)
+        if smoothing is not None:
+            maps = box_smooth(maps, smoothing)
+        normalized = min_max(maps)
+        n = maps.shape[0]
+        if isinstance(threshold, str):
+            if threshold != "otsu":
+                raise ArgumentTypeError(
+                    f"threshold: expected 'otsu', a number in [0, 1] or a tensor of them, "
+                    f"got {threshold!r}"
+                )
+            levels = quantize(normalized)
+            cut = otsu_levels(levels).view(n, *[1] * (maps.ndim - 1))
+            return levels > cut
+        cut = _thresholds(threshold, n, maps.device).view(n, *[1] * (maps.ndim - 1))
+        return normalized > cut

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .._deferred import deferred_checks
 from .._errors import ArgumentTypeError, ShapeError, describe
 from ._binarize import binarize, box_smooth, min_max
 from ._bootstrap import Interval, bootstrap_mean
@@ -163,23 +164,24 @@ def tune_thresholds(
         >>> tune_thresholds(maps, masks, torch.tensor([0, 0])).thresholds.tolist()
         [0.5]
     """
-    maps, truth = _read(saliency, masks)
-    labels, count = _classes(classes, maps.shape[0], num_classes)
-    labels = labels.to(maps.device)
-    normalized = min_max(box_smooth(maps, smoothing) if smoothing is not None else maps)
-    present = truth.flatten(1).any(dim=1)
-    overlaps = torch.stack([iou(normalized > t, truth) for t in grid])  # (G, M)
-    positive = torch.where(present, overlaps, float("nan"))
-    thresholds, miou = _best(class_means(positive, labels, count), grid)
-    if probabilities is None:
-        return TunedThresholds(thresholds, None, miou, None)
-    prob = _probabilities(probabilities, maps.shape[0]).to(maps.device)
-    overlap = iou(normalized > thresholds[labels].view(-1, *[1] * (maps.ndim - 1)), truth)
-    gated_scores = class_means(
-        torch.stack([gated(overlap, truth, prob > c) for c in cutoffs]), labels, count
-    )
-    gates, best = _best(gated_scores, cutoffs)
-    return TunedThresholds(thresholds, gates, miou, best)
+    with deferred_checks():  # the call's checks read once, together
+        maps, truth = _read(saliency, masks)
+        labels, count = _classes(classes, maps.shape[0], num_classes)
+        labels = labels.to(maps.device)
+        normalized = min_max(box_smooth(maps, smoothing) if smoothing is not None else maps)
+        present = truth.flatten(1).any(dim=1)
+        overlaps = torch.stack([iou(normalized > t, truth) for t in grid])  # (G, M)
+        positive = torch.where(present, overlaps, float("nan"))
+        thresholds, miou = _best(class_means(positive, labels, count), grid)
+        if probabilities is None:
+            return TunedThresholds(thresholds, None, miou, None)
+        prob = _probabilities(probabilities, maps.shape[0]).to(maps.device)
+        overlap = iou(normalized > thresholds[labels].view(-1, *[1] * (maps.ndim - 1)), truth)
+        gated_scores = class_means(
+            torch.stack([gated(overlap, truth, prob > c) for c in cutoffs]), labels, count
+        )
+        gates, best = _best(gated_scores, cutoffs)
+        return TunedThresholds(thresholds, gates, miou, best)
 
 
 @dataclass(frozen=True)
@@ -302,32 +304,33 @@ def chexlocalize(
         >>> r.miou.per_class.mean.tolist()
         [0.5, 0.0]
     """
-    maps, truth = _read(saliency, masks)
-    m = maps.shape[0]
-    labels, count = _classes(classes, m, num_classes)
-    labels = labels.to(maps.device)
-    if isinstance(thresholds, torch.Tensor):
-        thresholds = _per_class(thresholds, count, "thresholds").to(maps.device)[labels]
-    predicted = binarize(maps, thresholds, smoothing=smoothing)
-    if gates is not None:
-        if probabilities is None:
-            raise ArgumentTypeError(
-                "probabilities: expected the model's probability of each pair's class "
-                "with gates=, got None"
-            )
-        prob = _probabilities(probabilities, m).to(maps.device)
-        keep = prob > _per_class(gates, count, "gates").to(maps.device)[labels]
-        predicted = predicted & keep.view(-1, *[1] * (maps.ndim - 1))
-    overlap = iou(predicted, truth)
-    both = predicted.flatten(1).any(dim=1) & truth.flatten(1).any(dim=1)
-    hit = hits(maps, truth)
-    nan = torch.full_like(overlap, float("nan"))
-    rows = torch.arange(m, device=maps.device) if images is None else images.to(maps.device)
-    draw = (resamples, confidence, seed)
-    return CheXlocalizeResult(
-        _score(overlap, rows, labels, count, draw),
-        _score(torch.where(both, overlap, nan), rows, labels, count, draw),
-        _score(hit, rows, labels, count, draw),
-        _score(torch.where(both, hit, nan), rows, labels, count, draw),
-        predicted,
-    )
+    with deferred_checks():  # the call's checks read once, together
+        maps, truth = _read(saliency, masks)
+        m = maps.shape[0]
+        labels, count = _classes(classes, m, num_classes)
+        labels = labels.to(maps.device)
+        if isinstance(thresholds, torch.Tensor):
+            thresholds = _per_class(thresholds, count, "thresholds").to(maps.device)[labels]
+        predicted = binarize(maps, thresholds, smoothing=smoothing)
+        if gates is not None:
+            if probabilities is None:
+                raise ArgumentTypeError(
+                    "probabilities: expected the model's probability of each pair's class "
+                    "with gates=, got None"
+                )
+            prob = _probabilities(probabilities, m).to(maps.device)
+            keep = prob > _per_class(gates, count, "gates").to(maps.device)[labels]
+            predicted = predicted & keep.view(-1, *[1] * (maps.ndim - 1))
+        overlap = iou(predicted, truth)
+        both = predicted.flatten(1).any(dim=1) & truth.flatten(1).any(dim=1)
+        hit = hits(maps, truth)
+        nan = torch.full_like(overlap, float("nan"))
+        rows = torch.arange(m, device=maps.device) if images is None else images.to(maps.device)
+        draw = (resamples, confidence, seed)
+        return CheXlocalizeResult(
+            _score(overlap, rows, labels, count, draw),
+            _score(torch.where(both, overlap, nan), rows, labels, count, draw),
+            _score(hit, rows, labels, count, draw),
+            _score(torch.where(both, hit, nan), rows, labels, count, draw),
+            predicted,
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .._deferred import deferred_checks
 from .._errors import ArgumentTypeError, ShapeError, describe
 from ._maps import as_maps, first_maxima
 from ._regions.prepared import Regions, prepare_regions
@@ -103,5 +104,6 @@ def hit_rate(saliency: torch.Tensor, regions: Regions) -> torch.Tensor:
         >>> hit_rate(maps, masks).tolist()
         [1.0, 0.0, nan]
     """
-    maps = as_maps(saliency)
-    return hits(maps, region_masks(regions, maps))
+    with deferred_checks():  # the call's checks read once, together
+        maps = as_maps(saliency)
+        return hits(maps, region_masks(regions, maps))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from .._checks import check_known
+from .._deferred import deferred_checks
 from .._errors import ShapeError
 from ._binarize import min_max
 from ._bootstrap import Interval, bootstrap_mean
@@ -64,18 +65,19 @@ def map_similarity(
         >>> map_similarity(a, -a, "spearman_abs").tolist()
         [1.0, 1.0]
     """
-    measure = check_measure(measure)
-    a, b = as_maps(maps_a, "maps_a"), as_maps(maps_b, "maps_b")
-    if a.shape != b.shape:
-        raise ShapeError(
-            f"maps_b: expected the shape of maps_a {tuple(a.shape)}, got {tuple(b.shape)}",
-            b.shape,
-        )
-    if measure == "ssim":
-        return ssim(min_max(a), min_max(b))
-    if measure == "spearman_abs":
-        a, b = a.abs(), b.abs()
-    return rank_correlation(a, b).to(a.device)
+    with deferred_checks():  # the call's checks read once, together
+        measure = check_measure(measure)
+        a, b = as_maps(maps_a, "maps_a"), as_maps(maps_b, "maps_b")
+        if a.shape != b.shape:
+            raise ShapeError(
+                f"maps_b: expected the shape of maps_a {tuple(a.shape)}, got {tuple(b.shape)}",
+                b.shape,
+            )
+        if measure == "ssim":
+            return ssim(min_max(a), min_max(b))
+        if measure == "spearman_abs":
+            a, b = a.abs(), b.abs()
+        return rank_correlation(a, b).to(a.device)
 
 
 def map_agreement(
