@@ -337,3 +337,28 @@ def test_host_reads_per_call() -> None:
         lambda: metrics.bootstrap_mean(torch.rand(9, 3), resamples=50),
     ):
         assert count(call).sync_count <= 1
+
+
+def test_the_protocol_resamples_images_with_all_their_classes() -> None:
+    g = torch.Generator().manual_seed(3)
+    maps = torch.rand(6, 10, 10, generator=g, dtype=torch.float64)
+    masks = torch.rand(6, 10, 10, generator=g) < 0.4
+    classes, images = torch.tensor([0, 1, 0, 1, 0, 1]), torch.tensor([0, 0, 1, 1, 2, 2])
+    result = metrics.chexlocalize(maps, masks, classes, images=images, resamples=300, seed=4)
+    table = torch.full((3, 2), float("nan"), dtype=torch.float64)
+    for i in range(6):  # one row per image, one column per class
+        table[int(images[i]), int(classes[i])] = ref.iou(ref.otsu_mask(maps[i]), masks[i])
+    rows = resample_rows(3, 300, 4, torch.device("cpu"))
+    for column in range(2):
+        means = ref.mean_of_resamples(table[:, column], rows)
+        low, high = np.quantile([m for m in means if not math.isnan(m)], [0.025, 0.975])
+        got = result.miou.per_class
+        assert float(got.low[column]) == pytest.approx(low, abs=1e-12)
+        assert float(got.high[column]) == pytest.approx(high, abs=1e-12)
+    pooled = [
+        sum(v for v in vals if not math.isnan(v)) / sum(1 for v in vals if not math.isnan(v))
+        for vals in ([float(x) for i in drawn for x in table[i]] for drawn in rows.tolist())
+    ]
+    low, high = np.quantile(pooled, [0.025, 0.975])
+    assert float(result.miou.overall.low) == pytest.approx(low, abs=1e-12)
+    assert float(result.miou.overall.high) == pytest.approx(high, abs=1e-12)
