@@ -362,3 +362,13 @@ def test_the_protocol_resamples_images_with_all_their_classes() -> None:
     low, high = np.quantile(pooled, [0.025, 0.975])
     assert float(result.miou.overall.low) == pytest.approx(low, abs=1e-12)
     assert float(result.miou.overall.high) == pytest.approx(high, abs=1e-12)
+
+
+def test_per_class_thresholds_are_read_by_each_maps_class() -> None:
+    maps = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(2))
+    per_class = torch.tensor([0.2, 0.7])
+    classes = torch.tensor([1, 0, 1])
+    expected = torch.stack(
+        [ref.min_max(m.double()) > float(per_class[c]) for m, c in zip(maps, classes)]
+    )
+    assert torch.equal(metrics.binarize(maps, per_class, classes=classes), expected)

@@ -116,6 +116,7 @@ def binarize(
     threshold: float | str | torch.Tensor = "otsu",
     *,
     smoothing: int | None = None,
+    classes: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""Binary masks of saliency maps: min-max normalised, then thresholded (CheXlocalize).
 
@@ -127,11 +128,13 @@ def binarize(
 
     Args:
         saliency: maps ``(N, 1, *spatial)`` or ``(N, *spatial)``, 2-D or 3-D, finite.
-        threshold: ``"otsu"``, a number in ``[0, 1]``, or a tensor ``(N,)`` of one per
-            map (per-class thresholds indexed by each map's class, ``t[classes]``).
+        threshold: ``"otsu"``, a number in ``[0, 1]``, a tensor ``(N,)`` of one per
+            map, or with ``classes`` a tensor ``(K,)`` of one per class.
         smoothing: an odd window width: each map is first replaced by its box mean over
             ``smoothing`` pixels along every axis (borders mirrored, OpenCV's
             ``boxFilter``); ``None``: no smoothing.
+        classes: the class of each map, int ``(N,)``, to read per-class thresholds
+            ``threshold[classes]``.
 
     Returns:
         bool tensor ``(N, *spatial)``.
@@ -160,5 +163,7 @@ def binarize(
             levels = quantize(normalized)
             cut = otsu_levels(levels).view(n, *[1] * (maps.ndim - 1))
             return levels > cut
+        if classes is not None and isinstance(threshold, torch.Tensor):
+            threshold = threshold.to(maps.device)[classes.to(maps.device).long()]
         cut = _thresholds(threshold, n, maps.device).view(n, *[1] * (maps.ndim - 1))
         return normalized > cut
