@@ -249,7 +249,15 @@ def test_evaluate_scores_every_image_and_class_pair() -> None:
         "NormGrad": normgrad.NormGrad(model, "relu3"),
         "Gradient": normgrad.Gradient(model),
     }
-    result = normgrad.evaluate(model, explainers, batches, progress=False, tolerance=2)
+    result = normgrad.evaluate(
+        model,
+        explainers,
+        batches,
+        progress=False,
+        tolerance=2,
+        metrics=["deletion"],
+        deletion_options={"steps": 4},
+    )
     for name, explainer in explainers.items():
         by_hand = torch.cat(
             [
@@ -260,7 +268,14 @@ def test_evaluate_scores_every_image_and_class_pair() -> None:
         counted = by_hand[~by_hand.isnan()]
         assert result[name].total == len(counted) == 10
         assert result[name].hits == int(counted.sum())
-        records = {r.image: r.hit for r in result.records if r.method == name}
+        records = {r.image: r for r in result.records if r.method == name}
+        x, labels, _, ids = batches[1]
+        for i, k in [(0, 1), (2, 0)]:  # a pair's deletion: its image, for its class
+            c = int(labels[i, k])
+            saliency = explainer(x[i : i + 1], c)
+            alone = metrics.deletion_insertion(model, x[i : i + 1], saliency, target=c, steps=4)
+            got = records[f"{ids[i]}/{c}"].value("deletion")
+            assert got == pytest.approx(float(alone.deletion_auc[0]), rel=1e-5)
         assert sorted(records) == sorted(
             f"{i}/{c}"
             for x, labels, m, ids in batches
