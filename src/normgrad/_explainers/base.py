@@ -24,7 +24,8 @@ class Explanation:
     With a target of ``K`` classes per sample ``(N, K)`` every map has a class axis in
     place of its channel axis of one (``saliency`` ``(N, K, *spatial)``, ``classes``
     ``(N, K)``, ``attribution`` ``(N, K, C, *spatial)``), each class's maps equal to an
-    explanation of that class alone.
+    explanation of that class alone; a warning about a sample then names the pair
+    (sample ``n``, column ``k``) by its row ``n * K + k``.
 
     Attributes:
         saliency: float tensor ``(N, 1, *spatial)`` at the input's size, values in ``[0, 1]``.
