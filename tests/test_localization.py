@@ -372,3 +372,16 @@ def test_per_class_thresholds_are_read_by_each_maps_class() -> None:
         [ref.min_max(m.double()) > float(per_class[c]) for m, c in zip(maps, classes)]
     )
     assert torch.equal(metrics.binarize(maps, per_class, classes=classes), expected)
+
+
+def test_the_gate_empties_masks_at_or_below_the_cutoff() -> None:
+    masks = torch.ones(4, 3, 3, dtype=torch.bool)
+    prob = torch.tensor([0.5, 0.51, 0.1, 0.9])
+    kept = metrics.gate(masks, prob, torch.tensor([0.5, 0.8]), torch.tensor([0, 0, 1, 1]))
+    assert kept.flatten(1).any(dim=1).tolist() == [False, True, False, True]
+    assert torch.equal(kept[1], masks[1])
+    assert metrics.gate(masks, prob, 0.3).flatten(1).any(dim=1).tolist() == [
+        True, True, False, True,
+    ]  # fmt: skip
+    with pytest.raises(NormGradError, match="cutoffs"):
+        metrics.gate(masks, prob, torch.tensor([0.5, 0.8]))

@@ -47,6 +47,7 @@ from ._chexlocalize import (
     CheXlocalizeScore,
     TunedThresholds,
     chexlocalize,
+    gate,
     tune_thresholds,
 )
 from ._correlation import rank_correlation
@@ -103,6 +104,7 @@ __all__ = [
     "dom",
     "energy_pointing_game",
     "froc",
+    "gate",
     "gaussian_kernel",
     "hit_rate",
     "iou",

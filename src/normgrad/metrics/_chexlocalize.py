@@ -98,6 +98,51 @@ def gated(overlap: torch.Tensor, truth: torch.Tensor, keep: torch.Tensor) -> tor
     return torch.where(keep, overlap, empty)
 
 
+def gate(
+    masks: torch.Tensor,
+    probabilities: torch.Tensor,
+    cutoffs: torch.Tensor | float,
+    classes: torch.Tensor | None = None,
+) -> torch.Tensor:
+    r"""CheXlocalize's probability gate: a mask is emptied where the model's probability
+    of its class is at most the class's cutoff, $p \le c_k$, so that a segmentation agrees
+    with the classifier (kept where $p > c_k$, as CheXlocalize's ``pred_prob > cutoff``).
+
+    Args:
+        masks: boolean masks ``(N, *spatial)`` (or ``(N, 1, *spatial)``).
+        probabilities: the model's probability of each mask's class ``(N,)``.
+        cutoffs: one cutoff for all, or a tensor ``(K,)`` per class read by ``classes``
+            (``(N,)`` per mask without ``classes``).
+        classes: the class of each mask, int ``(N,)``.
+
+    Returns:
+        bool tensor ``(N, *spatial)``.
+
+    Examples:
+        >>> import torch
+        >>> from normgrad.metrics import gate
+        >>> masks = torch.ones(2, 2, 2, dtype=torch.bool)
+        >>> gated = gate(masks, torch.tensor([0.9, 0.3]), torch.tensor([0.5, 0.2]),
+        ...              torch.tensor([0, 0]))
+        >>> gated.flatten(1).any(dim=1).tolist()
+        [True, False]
+    """
+    kept = as_masks(masks, "masks")
+    n = kept.shape[0]
+    prob = _probabilities(probabilities, n).to(kept.device)
+    cut = torch.as_tensor(cutoffs, dtype=torch.float64).to(kept.device)
+    if classes is not None:
+        cut = cut[classes.to(kept.device).long()]
+    if cut.shape not in ((), (n,)):
+        raise ShapeError(
+            f"cutoffs: expected a number or one cutoff per mask ({n},), or per class with "
+            f"classes=, got shape {tuple(cut.shape)}",
+            cut.shape,
+        )
+    keep = prob > cut.expand(n)
+    return kept & keep.view(-1, *[1] * (kept.ndim - 1))
+
+
 @dataclass(frozen=True)
 class TunedThresholds:
     """Per-class settings tuned on a validation split, and the mIoU they reach there.
@@ -318,9 +363,8 @@ def chexlocalize(
                     "probabilities: expected the model's probability of each pair's class "
                     "with gates=, got None"
                 )
-            prob = _probabilities(probabilities, m).to(maps.device)
-            keep = prob > _per_class(gates, count, "gates").to(maps.device)[labels]
-            predicted = predicted & keep.view(-1, *[1] * (maps.ndim - 1))
+            cutoffs = _per_class(gates, count, "gates")
+            predicted = gate(predicted, probabilities, cutoffs, labels)
         overlap = iou(predicted, truth)
         both = predicted.flatten(1).any(dim=1) & truth.flatten(1).any(dim=1)
         hit = hits(maps, truth)
