@@ -84,8 +84,10 @@ def test_otsu_matches_the_reference(data: tuple[torch.Tensor, torch.Tensor]) -> 
 
 @given(st.integers(0, 2**16), st.sampled_from([(32, 32), (17, 40), (64, 48)]))
 @examples(20)
-def test_otsu_matches_opencv(seed: int, shape: tuple[int, int]) -> None:
+def test_otsu_matches_opencv_and_scikit_image(seed: int, shape: tuple[int, int]) -> None:
     cv2 = pytest.importorskip("cv2")
+    from skimage.filters import threshold_otsu
+
     g = torch.Generator().manual_seed(seed)
     blobs = torch.nn.functional.avg_pool2d(
         torch.rand(2, 1, *shape, generator=g, dtype=torch.float64), 5, 1, 2
@@ -95,6 +97,7 @@ def test_otsu_matches_opencv(seed: int, shape: tuple[int, int]) -> None:
         levels = np.floor(m.numpy() * 255).astype(np.uint8)
         _, theirs = cv2.threshold(levels, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
         assert np.array_equal(theirs > 0, mask.numpy())
+        assert np.array_equal(levels > threshold_otsu(levels), mask.numpy())  # skimage's
 
 
 @given(maps_and_masks(n=2), st.sampled_from([1, 3, 5]))
