@@ -36,7 +36,8 @@ def agreement(
     interval ([`map_agreement`][normgrad.metrics.map_agreement]).
 
     Args:
-        explainer: builds an explainer for a model (its layers must exist in both).
+        explainer: builds an explainer for a model; for two architectures, one that
+            picks each model's layers (e.g. from [`presets`][normgrad.presets]).
         model_a: one model.
         model_b: the other.
         x: the batch to explain.
