@@ -388,3 +388,12 @@ def test_the_gate_empties_masks_at_or_below_the_cutoff() -> None:
     ]  # fmt: skip
     with pytest.raises(NormGradError, match="cutoffs"):
         metrics.gate(masks, prob, torch.tensor([0.5, 0.8]))
+
+
+def test_classes_outside_the_classes_are_refused() -> None:
+    maps = torch.rand(2, 8, 8)
+    masks = torch.zeros(2, 8, 8, dtype=torch.bool)
+    with pytest.raises(NormGradError, match=r"classes: expected class indices in \[0, 2\)"):
+        metrics.chexlocalize(maps, masks, torch.tensor([0, 2]), num_classes=2)
+    with pytest.raises(NormGradError, match="classes: expected class indices"):
+        metrics.tune_thresholds(maps, masks, torch.tensor([-1, 0]))

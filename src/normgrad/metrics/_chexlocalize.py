@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from .._deferred import deferred_checks
-from .._errors import ArgumentTypeError, ShapeError, describe
+from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
 from ._binarize import binarize, box_smooth, min_max
 from ._bootstrap import Interval, bootstrap_mean
 from ._maps import as_maps
@@ -38,7 +38,13 @@ def _classes(classes: object, n: int, num_classes: int | None) -> tuple[torch.Te
         )
     if classes.is_floating_point() or classes.dtype == torch.bool:
         raise ArgumentTypeError(f"classes: expected integer class indices, got {classes.dtype}")
-    count = num_classes if num_classes is not None else int(classes.max()) + 1 if n else 0
+    low, high = torch.stack(classes.long().aminmax()).tolist() if n else (0, -1)
+    count = num_classes if num_classes is not None else high + 1
+    if low < 0 or high >= count:
+        raise InvalidArgumentError(
+            f"classes: expected class indices in [0, {count}), got values from {low} to "
+            f"{high}; pass num_classes= the number of classes"
+        )
     return classes.long(), count
 
 
