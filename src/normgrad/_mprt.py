@@ -74,7 +74,8 @@ class ComplexityResult:
             trained model's first.
         ratio: the fully randomised model's complexity over the trained model's
             ``(N,)``: above 1 when randomising the weights makes the maps more complex
-            (the method depends on them); NaN for a constant trained map.
+            (the method depends on them); infinite (NaN when both are constant) for a
+            constant trained map.
     """
 
     blocks: list[str]
