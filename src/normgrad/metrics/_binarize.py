@@ -46,8 +46,7 @@ def box_smooth(maps: torch.Tensor, size: int) -> torch.Tensor:
     mirrored without repeating the edge (OpenCV's ``boxFilter`` default,
     ``BORDER_REFLECT_101``); maps ``(N, *spatial)``, float64."""
     size = check_positive_int(size, "smoothing", odd=True)
-    taps = torch.full((size,), 1.0 / size, dtype=torch.float64)
-    return filter_axes(maps.to(torch.float64)[:, None], taps, reflect_101)[:, 0]
+    return filter_axes(maps.to(torch.float64)[:, None], [1.0 / size] * size, reflect_101)[:, 0]
 
 
 def quantize(normalized: torch.Tensor) -> torch.Tensor:

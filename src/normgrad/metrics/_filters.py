@@ -3,10 +3,9 @@ SSIM's Gaussian window)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as tf
 
 Mirror = Callable[[torch.Tensor, int], torch.Tensor]
 """Indices ``(-r, ..., n - 1 + r)`` of an axis of length ``n`` to indices inside it."""
@@ -28,15 +27,19 @@ def symmetric(index: torch.Tensor, length: int) -> torch.Tensor:
     return torch.where(index >= length, period - 1 - index, index)
 
 
-def filter_axes(values: torch.Tensor, taps: torch.Tensor, mirror: Mirror) -> torch.Tensor:
+def filter_axes(values: torch.Tensor, taps: Sequence[float], mirror: Mirror) -> torch.Tensor:
     """``values`` ``(N, C, *spatial)`` filtered by the odd ``taps`` along every spatial
-    axis in turn (correlation, centred), borders mirrored by ``mirror``; same shape."""
-    radius = taps.numel() // 2
-    kernel = taps.to(values.device, values.dtype).view(1, 1, -1)
+    axis in turn (correlation, centred), borders mirrored by ``mirror``; same shape. Each
+    axis is a weighted sum of shifted views of the padded values, one per tap (memory
+    speed: no convolution of one channel)."""
+    radius = len(taps) // 2
+    weights = list(taps)
     for axis in range(2, values.ndim):
         length = values.shape[axis]
         index = mirror(torch.arange(-radius, length + radius, device=values.device), length)
-        moved = values.index_select(axis, index).movedim(axis, -1)
-        rows = tf.conv1d(moved.reshape(-1, 1, moved.shape[-1]), kernel)
-        values = rows.reshape(*moved.shape[:-1], length).movedim(-1, axis)
+        padded = values.index_select(axis, index)
+        out = padded.narrow(axis, 0, length) * weights[0]
+        for shift, weight in enumerate(weights[1:], start=1):
+            out.add_(padded.narrow(axis, shift, length), alpha=weight)
+        values = out
     return values

@@ -8,7 +8,6 @@ import torch
 
 from .._errors import ShapeError
 from ._filters import filter_axes, symmetric
-from ._smoothing import gaussian_kernel
 
 #: The constants of Wang et al. (2004): $C_1 = (K_1 L)^2$, $C_2 = (K_2 L)^2$, $L = 1$.
 K1, K2 = 0.01, 0.03
@@ -31,8 +30,10 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     mean taken over the pixels at least 5 from every border, as scikit-image's
     ``structural_similarity(gaussian_weights=True, sigma=1.5,
     use_sample_covariance=False, data_range=1)``. Every side needs 11 pixels or more."""
-    width = 2 * int(TRUNCATE * SIGMA + 0.5) + 1
-    taps = gaussian_kernel(SIGMA, width, torch.float64)
+    radius = int(TRUNCATE * SIGMA + 0.5)
+    width = 2 * radius + 1
+    weights = [math.exp(-0.5 * (d / SIGMA) ** 2) for d in range(-radius, radius + 1)]
+    taps = [w / math.fsum(weights) for w in weights]
     if any(side < width for side in a.shape[1:]):
         raise ShapeError(
             f"saliency: expected maps of at least {width} pixels along every axis for "
