@@ -13,9 +13,10 @@ from .._model.diagnosis import forward
 from .._model.hooks import explaining
 from .._model.layers import LayerSpec, single_layer
 from .._model.layouts import Layouts, layouts_for
-from .._model.targets import ResolvedTarget, target_scores
+from .._model.per_class import class_scores, classes_per_sample
+from .._model.targets import ResolvedTarget
 from ..functional import score_cam_map, score_cam_masks
-from .base import Explainer, Explanation, build_explanation
+from .base import Explainer, Explanation, build_explanation, per_class
 from .perturbation import _chunks
 
 
@@ -32,14 +33,15 @@ class ScoreCAM(Explainer):
     (see [`functional.score_cam_map`][normgrad.functional.score_cam_map]). No gradient is
     used in the weights.
 
-    **Cost.** Per image: one forward pass (and the backward pass of the part after
-    ``layer``) to record the activation and the classes explained (``target=None``: the
+    **Cost.** Per image: ``C + 1`` forward passes, all without a graph and no backward
+    pass: one to record the activation and the classes explained (``target=None``: the
     class predicted for the unmasked image, which every masked copy is scored for), then
-    ``C`` forward passes, one per channel, without a graph; ``C`` is the layer's number
+    one per channel; ``C`` is the layer's number
     of channels (512 for ``layer4`` of a ResNet-18, 2048 of a ResNet-50). The masked
     inputs are run ``batch_size`` images per model call (at least one channel's masked
     copies of the whole batch), so memory does not grow with ``C``; the result does not
-    depend on ``batch_size``.
+    depend on ``batch_size``. A target of ``K`` classes per sample ``(N, K)`` scores every
+    class from the same masked inputs: no more passes than one class.
 
     Differs from pytorch-grad-cam's ``ScoreCAM`` only by the masks' upsampling
     (``align_corners=True`` there) and its $10^{-8}$ in the masks' normalisation; it
@@ -72,17 +74,26 @@ class ScoreCAM(Explainer):
     def _explain(self, x: torch.Tensor, target: ResolvedTarget) -> Explanation:
         name = self.layer[0]
         with deferred_checks():  # every check of the call read once, at its end
-            recorded = capture(self.model, x, [self.layer], target, layouts=[self.layout])
+            recorded = capture(
+                self.model, x, [self.layer], target, layouts=[self.layout], gradients=False
+            )
             activation = recorded.activations[0]
-            scores = self._scores(x, activation, target.fixed(recorded.classes))
+            fixed = target.fixed(recorded.classes)
+            scores = self._scores(x, activation, fixed)  # (N, C), or (N, C, K)
+            k = classes_per_sample(fixed)
+            if k:  # K classes per sample: rows n * K + j, each class its own weights
+                activation = activation.repeat_interleave(k, 0)
+                scores = scores.permute(0, 2, 1).flatten(0, 1)
             cam = score_cam_map(activation, scores).clamp_min(0)
-            return build_explanation(x.shape[2:], recorded.classes, layers={name: cam})
+            explanation = build_explanation(x.shape[2:], recorded.classes, layers={name: cam})
+            return per_class(explanation, k) if k else explanation
 
     def _scores(
         self, x: torch.Tensor, activation: torch.Tensor, target: ResolvedTarget
     ) -> torch.Tensor:
         """The target's score of ``x`` masked by each channel of ``activation``,
-        ``(N, C)``: the masks of a run of channels at a time, each channel's copy of the
+        ``(N, C)`` (``(N, C, K)`` for ``K`` classes per sample, scored from the same
+        masked inputs): the masks of a run of channels at a time, each channel's copy of the
         batch in turn (a copy is the batch, as a callable target expects)."""
         n, channels = activation.shape[:2]
         scores = []
@@ -91,8 +102,8 @@ class ScoreCAM(Explainer):
                 masks = score_cam_masks(activation[:, start:stop], x.shape[2:])
                 masked = masks.transpose(0, 1).unsqueeze(2).to(x.dtype) * x.unsqueeze(0)
                 masked = masked.flatten(0, 1)  # channel by channel, each the whole batch
-                score, _ = target_scores(forward(self.model, masked), run_target, len(masked))
-                scores.append(score.reshape(stop - start, n))
+                score, _ = class_scores(forward(self.model, masked), run_target, len(masked))
+                scores.append(score.reshape(stop - start, n, *score.shape[1:]))
         return torch.cat(scores).transpose(0, 1)
 
     def __repr__(self) -> str:

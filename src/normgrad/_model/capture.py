@@ -80,6 +80,7 @@ def capture(
     layouts: Sequence[Layout] | None = None,
     input_gradient: bool = False,
     guided: bool = False,
+    gradients: bool = True,
 ) -> Capture:
     """Run ``model`` on ``x`` once in eval mode and differentiate the target score once.
 
@@ -99,6 +100,9 @@ def capture(
             Backpropagation), from the same forward pass: its ReLUs are wrapped so that a
             second backward, after the plain one, is guided. The target callable, if any,
             runs after the forward pass, unguided.
+        gradients: ``False``: the forward pass alone, without a graph, for the layers'
+            activations and the classes (the result's ``gradients`` are then empty); not
+            with ``input_gradient`` or ``guided``.
 
     The model is left as it was: hooks removed, training flags restored, no ``param.grad``
     written, also when an error is raised. ``x`` is never written: the model runs on a
@@ -110,7 +114,7 @@ def capture(
     are read once, with the calling explainer's, at the end of its call (see ``deferred``).
     """
     with deferred_checks():
-        return _capture(model, x, layers, target, layouts, input_gradient, guided)
+        return _capture(model, x, layers, target, layouts, input_gradient, guided, gradients)
 
 
 def _prepared(
@@ -149,8 +153,10 @@ class _Recorder:
         x: torch.Tensor,
         layers: Sequence[tuple[str, nn.Module]],
         layouts: Sequence[Layout] | None,
+        gradients: bool = True,
     ) -> None:
         self.model, self.batch, self.size = model, x.shape[0], x.shape[2:]
+        self.gradients = gradients
         self.captured: dict[str, list[torch.Tensor]] = {name: [] for name, _ in layers}
         self.stated = dict(zip((name for name, _ in layers), layouts or [None] * len(layers)))
         self.found: dict[str, Resolved] = {}
@@ -183,8 +189,9 @@ class _Recorder:
             if self.trace is not None and traced:
                 self.trace.leave()
             # From the first captured layer on, the forward records a graph (see _forward).
-            torch.set_grad_enabled(True)
-            leaf = output if output.requires_grad else output.detach().requires_grad_()
+            torch.set_grad_enabled(self.gradients)
+            detached = output.detach().requires_grad_(self.gradients)
+            leaf = output if output.requires_grad else detached
             self.captured[name].append(leaf)
             # Hand a copy downstream: an in-place op there (ReLU(inplace=True)) must not
             # change the tensor whose value and gradient are read here.
@@ -277,11 +284,12 @@ def _capture(
     layouts: Sequence[Layout] | None,
     input_gradient: bool,
     guided: bool,
+    gradients: bool = True,
 ) -> Capture:
     differentiated = input_gradient or guided
     resolved = _prepared(model, x, layers, target, differentiated, guided)
     batch = x.shape[0]
-    recorder = _Recorder(model, x, layers, layouts)
+    recorder = _Recorder(model, x, layers, layouts, gradients)
     relus = GuidedReLUs() if guided else None
     with explaining(model), HookSet() as hooks:
         output, x_in = _forward(model, x, layers, recorder, hooks, differentiated, relus)
@@ -291,12 +299,12 @@ def _capture(
         check_finite_scores(model, x, scores if scores.ndim == 1 else scores.sum(dim=1))
         if input_gradient:
             inputs.append(x_in)
-        if not scores.requires_grad:
+        if gradients and not scores.requires_grad:
             raise LayerError(
                 "layers: the target score does not depend on any captured layer "
                 f"({', '.join(name for name, _ in layers) or 'input'})"
             )
-        grads, guided_grad = _backward(scores, inputs, x_in, relus)
+        grads, guided_grad = _backward(scores, inputs, x_in, relus) if gradients else ([], None)
     return _result(x, layers, recorder, inputs, grads, guided_grad, classes, relus)
 
 
