@@ -297,3 +297,20 @@ def test_k_classes_on_cuda_equal_the_cpu() -> None:
     on_cuda = normgrad.explain_shared(methods, x.cuda(), target.cuda())
     for a, b in zip(on_cpu, on_cuda):
         assert torch.allclose(a.saliency, b.saliency.cpu(), atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda m: normgrad.Occlusion(m, window=4, stride=4),
+        lambda m: normgrad.RISE(m, n_masks=8, cell_size=4),
+    ],
+    ids=["occlusion", "rise"],
+)
+def test_methods_of_one_class_per_pass_explain_each_column(build: Any) -> None:
+    model = seeded(TinyCNN(num_classes=5)).double()
+    explainer = build(model)
+    x = torch.randn(2, 3, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    target = torch.tensor([[4, 1, 0], [0, 3, 3]])
+    together = explainer.explain(x, target)
+    _assert_per_class(together, [explainer.explain(x, target[:, k]) for k in range(3)], 2)

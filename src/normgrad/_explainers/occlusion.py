@@ -18,9 +18,10 @@ from .._checks import (
 from .._deferred import deferred_checks
 from .._errors import InvalidArgumentError, ShapeError
 from .._model.diagnosis import check_finite_input, check_finite_scores
+from .._model.per_class import classes_per_sample
 from .._model.scoring import forward_scores
 from .._model.targets import ClassTarget, ResolvedTarget
-from .base import Explainer, Explanation, build_explanation
+from .base import Explainer, Explanation, build_explanation, each_class
 from .perturbation import _chunks
 
 
@@ -151,6 +152,8 @@ class Occlusion(Explainer):
     def _explain(self, x: torch.Tensor, target: ResolvedTarget) -> Explanation:
         check_input(x, finite=False)
         window, stride = self._geometry(x.shape[2:])
+        if isinstance(target, ClassTarget) and classes_per_sample(target):
+            return each_class(self, x, target)  # K classes per sample: one at a time
         with deferred_checks():  # every check of the call read once, at its end
             check_finite_input(x)
             return self._occlude(x.detach(), target, window, stride)

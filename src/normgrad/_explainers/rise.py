@@ -16,9 +16,10 @@ from .._checks import (
 )
 from .._deferred import deferred_checks
 from .._model.diagnosis import check_finite_scores
+from .._model.per_class import classes_per_sample
 from .._model.scoring import forward_scores
-from .._model.targets import ResolvedTarget
-from .base import Explainer, Explanation, build_explanation
+from .._model.targets import ClassTarget, ResolvedTarget
+from .base import Explainer, Explanation, build_explanation, each_class
 from .perturbation import _chunks, _fix_target, noise_seeds
 
 
@@ -160,6 +161,8 @@ class RISE(Explainer):
     def _explain(self, x: torch.Tensor, target: ResolvedTarget) -> Explanation:
         check_input(x, finite=False)
         cell = fit_sizes(self.cell_size, x.shape[2:], "cell_size")  # before any pass
+        if isinstance(target, ClassTarget) and classes_per_sample(target):
+            return each_class(self, x, target)  # K classes per sample: one at a time
         with deferred_checks():  # every check of the call read once, at its end
             fixed = _fix_target(self.model, x, target)  # checks x's values
             return self._weigh(x.detach(), fixed, cell)
