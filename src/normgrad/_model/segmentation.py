@@ -99,6 +99,8 @@ class SegmentationTarget:
         self.class_index: int = int(class_index)
         self.mask: torch.Tensor | None = _checked_mask(mask)
         self.reduction: str = reduction
+        self._placed: dict[torch.device, torch.Tensor] = {}
+        """The mask on each device it was used on: copied once, not on every call."""
 
     def __call__(self, output: Any) -> torch.Tensor:
         """The score of each sample ``(N,)`` for the model's ``output``."""
@@ -128,7 +130,9 @@ class SegmentationTarget:
     def _mask_for(self, scores: torch.Tensor) -> torch.Tensor:
         """The mask on the scores' device, checked against their shape ``(N, *spatial)``."""
         assert self.mask is not None
-        mask = self.mask.to(scores.device)
+        mask = self._placed.get(scores.device)
+        if mask is None:
+            mask = self._placed[scores.device] = self.mask.to(scores.device)
         spatial = tuple(scores.shape[1:])
         if tuple(mask.shape) not in (spatial, tuple(scores.shape)):
             raise ShapeError(
