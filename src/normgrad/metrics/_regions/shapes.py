@@ -176,8 +176,11 @@ class Box(_Boxed):
 class Ellipse(_Boxed):
     """The axis-aligned ellipse inscribed in the box ``(xmin, ymin, xmax, ymax)`` (type 1).
 
-    Its attributes are its box's, as [`Box`][normgrad.metrics.Box]'s: ``xmin``, ``ymin``,
-    ``xmax``, ``ymax``, inclusive, in pixels.
+    Attributes:
+        xmin: the column of the ellipse's leftmost point, in pixels (x).
+        ymin: the row of its topmost point, in pixels (y).
+        xmax: the column of its rightmost point.
+        ymax: the row of its lowest point.
 
     Examples:
         >>> from normgrad.metrics import Ellipse
@@ -268,7 +271,7 @@ class Polygon(Shape):
         in_columns = (px >= torch.minimum(x1, x2)) & (px <= torch.maximum(x1, x2))
         row_on = torch.where(in_rows, row, math.nan)
         column_on = torch.where(in_columns, column, math.nan)
-        size = torch.broadcast_shapes(px.shape[:-1], py.shape[:-1])
+        size = [max(a, b) for a, b in zip(px.shape[:-1], py.shape[:-1])]  # same ndim
         odd = torch.zeros(size, dtype=torch.bool, device=px.device)
         on_edge = torch.zeros_like(odd)
         for e in range(x1.shape[-1]):
