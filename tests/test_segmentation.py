@@ -14,7 +14,7 @@ from monai.networks.nets import UNet
 from torch import nn
 
 import normgrad
-from tests.conftest import examples
+from tests.conftest import examples, requires_cuda
 from tests.explainers import EXPLAINERS
 from tests.models import seeded
 from tests.reference.segmentation import reference_segmentation_score
@@ -210,3 +210,12 @@ def test_wrong_outputs_and_masks_are_refused() -> None:
         normgrad.Gradient(model)(x, normgrad.SegmentationTarget(3))
     with pytest.raises(normgrad.ShapeError, match="per-pixel logits"):
         normgrad.SegmentationTarget(0)(torch.zeros(2, 3))
+
+
+@requires_cuda
+def test_scores_on_cuda_equal_the_cpu() -> None:
+    logits = torch.randn(2, 3, 5, 5, dtype=torch.float64)
+    mask = torch.rand(2, 5, 5) > 0.5
+    for target in (normgrad.SegmentationTarget(1), normgrad.SegmentationTarget(2, mask, "mean")):
+        expected = target(logits)
+        assert torch.allclose(target({"out": logits.cuda()}).cpu(), expected)
