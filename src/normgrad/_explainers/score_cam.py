@@ -99,9 +99,10 @@ class ScoreCAM(Explainer):
         scores = []
         with explaining(self.model), torch.no_grad():
             for start, stop, run_target in _chunks(channels, n, self.batch_size, target):
-                masks = score_cam_masks(activation[:, start:stop], x.shape[2:])
-                masked = masks.transpose(0, 1).unsqueeze(2).to(x.dtype) * x.unsqueeze(0)
-                masked = masked.flatten(0, 1)  # channel by channel, each the whole batch
+                # masks (channels, N, *size): made in the order the model runs them, so the
+                # masked batch is contiguous as it is made (each channel, the whole batch)
+                masks = score_cam_masks(activation[:, start:stop].transpose(0, 1), x.shape[2:])
+                masked = (masks.unsqueeze(2).to(x.dtype) * x.unsqueeze(0)).flatten(0, 1)
                 score, _ = class_scores(forward(self.model, masked), run_target, len(masked))
                 scores.append(score.reshape(stop - start, n, *score.shape[1:]))
         return torch.cat(scores).transpose(0, 1)
