@@ -314,3 +314,19 @@ def test_methods_of_one_class_per_pass_explain_each_column(build: Any) -> None:
     target = torch.tensor([[4, 1, 0], [0, 3, 3]])
     together = explainer.explain(x, target)
     _assert_per_class(together, [explainer.explain(x, target[:, k]) for k in range(3)], 2)
+
+
+def test_per_class_accuracies_accumulate_over_batches() -> None:
+    gen = torch.Generator().manual_seed(8)
+    games = [metrics.PointingGame(tolerance=1) for _ in range(2)]
+    columns: list[list[float]] = [[], []]
+    for _ in range(3):
+        maps = torch.rand(4, 2, 9, 9, generator=gen)
+        masks = torch.rand(4, 2, 9, 9, generator=gen) > 0.8
+        hits = metrics.pointing_game_per_class(maps, masks, tolerance=1)
+        for k, game in enumerate(games):
+            game.add(hits[:, k])
+            columns[k] += reference_pointing_game(maps[:, k], masks[:, k], 1, [1.0, 1.0])
+    for game, values in zip(games, columns):
+        counted = [v for v in values if v == v]
+        assert game.compute().accuracy == pytest.approx(sum(counted) / len(counted))

@@ -106,7 +106,9 @@ def pointing_game_per_class(
     Returns:
         float32 tensor ``(N, K)``: 1.0 hit, 0.0 miss, NaN where that class of that image
         has no region (not counted). The mean over one column (its non-NaN values) is the
-        accuracy of that class.
+        accuracy of that class. Over a data set, a
+        [`PointingGame`][normgrad.metrics.PointingGame] per class takes each batch's
+        column ``k`` with ``add(hits[:, k])`` (one for all pairs: ``add(hits.flatten())``).
 
     Examples:
         >>> import torch
