@@ -32,7 +32,7 @@ explained by ``+logit`` and class 0 by ``-logit`` (the log-odds of class 0), so
 ``target=0`` and ``target=1`` are both valid. NormGrad, a norm, gives the same map for
 both; Grad-CAM does not."""
 
-_EXPECTED = "expected None, an int, an int tensor or numpy array (N,) or a callable"
+_EXPECTED = "expected None, an int, an int tensor or numpy array (N,) or (N, K), or a callable"
 
 
 @dataclass(frozen=True)
