@@ -330,3 +330,29 @@ def test_per_class_accuracies_accumulate_over_batches() -> None:
     for game, values in zip(games, columns):
         counted = [v for v in values if v == v]
         assert game.compute().accuracy == pytest.approx(sum(counted) / len(counted))
+
+
+class _Checkpointed(nn.Module):
+    """A block run under non-reentrant activation checkpointing (recomputed in backward)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.block = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from torch.utils.checkpoint import checkpoint
+
+        out = checkpoint(self.block, self.stem(x), use_reentrant=False)
+        return self.fc(out.mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("method", ["normgrad", "gradient"])
+def test_checkpointed_blocks_are_differentiated_per_class(method: str) -> None:
+    model = seeded(_Checkpointed()).double()
+    explainer = FACTORIES[method](model, ["stem"])
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    target = torch.tensor([[0, 1], [2, 3]])
+    together = explainer.explain(x, target)
+    _assert_per_class(together, [explainer.explain(x, target[:, k]) for k in range(2)], 2)
