@@ -22,7 +22,7 @@ from .._model.per_class import classes_per_sample
 from .._model.scoring import forward_scores
 from .._model.targets import ClassTarget, ResolvedTarget
 from .base import Explainer, Explanation, build_explanation, each_class
-from .perturbation import _chunks
+from .perturbation import _chunks, baseline_like
 
 
 def window_positions(size: int, window: int, stride: int) -> int:
@@ -135,20 +135,6 @@ class Occlusion(Explainer):
                 )
         return window, stride
 
-    def _covered(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` with the window covered by the baseline, broadcastable to ``x``."""
-        if isinstance(self.baseline, torch.Tensor):
-            baseline = self.baseline.to(device=x.device, dtype=x.dtype)
-            try:
-                return torch.broadcast_to(baseline, x.shape)
-            except RuntimeError:
-                raise ShapeError(
-                    f"baseline: expected a tensor broadcastable to the input shape "
-                    f"{tuple(x.shape)}, got shape {tuple(self.baseline.shape)}",
-                    self.baseline.shape,
-                ) from None
-        return x.new_full((1,) * x.ndim, self.baseline)
-
     def _explain(self, x: torch.Tensor, target: ResolvedTarget) -> Explanation:
         check_input(x, finite=False)
         window, stride = self._geometry(x.shape[2:])
@@ -167,7 +153,7 @@ class Occlusion(Explainer):
             for size, w, s in zip(spatial, window, stride)
         ]
         counts = [r.shape[0] for r in rows]
-        covered = self._covered(x)
+        covered = baseline_like(self.baseline, x)
         # the image itself, a copy for the model (a forward may write its input)
         reference, classes = forward_scores(self.model, x.clone(), target)
         fixed = target  # given classes as they are (an int stays a host int)

@@ -214,6 +214,21 @@ class SmoothGrad(Explainer):
         )
 
 
+def baseline_like(baseline: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The input a removed pixel takes, broadcastable to ``x``: a number, or a tensor
+    broadcastable to the input (refused otherwise, naming ``baseline``)."""
+    if not isinstance(baseline, torch.Tensor):
+        return x.new_full((1,) * x.ndim, baseline)
+    try:
+        return torch.broadcast_to(baseline.to(device=x.device, dtype=x.dtype), x.shape)
+    except RuntimeError:
+        raise ShapeError(
+            f"baseline: expected a tensor broadcastable to the input shape "
+            f"{tuple(x.shape)}, got shape {tuple(baseline.shape)}",
+            baseline.shape,
+        ) from None
+
+
 class IntegratedGradients(Explainer):
     r"""Integrated Gradients (Sundararajan et al., 2017), reduced by $\sum_c |\cdot|$.
 
@@ -262,20 +277,6 @@ class IntegratedGradients(Explainer):
         self.baseline = baseline
         self.batch_size = check_positive_int(batch_size, "batch_size")
 
-    def _baseline(self, x: torch.Tensor) -> torch.Tensor:
-        if self.baseline is None:
-            return torch.zeros_like(x)
-        if isinstance(self.baseline, torch.Tensor):
-            try:
-                return self.baseline.to(device=x.device, dtype=x.dtype).expand_as(x)
-            except RuntimeError:
-                raise ShapeError(
-                    f"baseline: expected a tensor broadcastable to the input shape "
-                    f"{tuple(x.shape)}, got shape {tuple(self.baseline.shape)}",
-                    self.baseline.shape,
-                ) from None
-        return torch.full_like(x, float(self.baseline))
-
     def _explain(self, x: torch.Tensor, target: ResolvedTarget) -> Explanation:
         with deferred_checks():  # every check of the call read once, at its end
             return self._integrate(x, target)
@@ -287,7 +288,7 @@ class IntegratedGradients(Explainer):
         all_weights = torch.tensor(self.weights, dtype=x.dtype, device=x.device)
         fixed = _fix_target(self.model, x, target)
         x = x.detach()
-        baseline = self._baseline(x)
+        baseline = baseline_like(0.0 if self.baseline is None else self.baseline, x)
         delta = x - baseline
         batch = x.shape[0]
         k = classes_per_sample(fixed)  # K classes per sample: gradients of N * K rows
