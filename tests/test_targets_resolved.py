@@ -66,9 +66,7 @@ def test_one_explainer_call_resolves_its_target_once(
     name: str, kind: str, resolutions: list[object]
 ) -> None:
     model, x = _setup()
-    explainer = (
-        normgrad.CenterMap(model) if name == "center" else EXPLAINERS[name](model, LAYERS)
-    )
+    explainer = normgrad.CenterMap(model) if name == "center" else EXPLAINERS[name](model, LAYERS)
     target = TARGETS[kind]()
     result = explainer.explain(x, target)
     assert len(resolutions) == 1 and resolutions[0] is target

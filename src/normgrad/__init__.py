@@ -64,6 +64,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "RISE",
     "ArgumentTypeError",
     "AttentionRollout",
     "CenterMap",
@@ -91,7 +92,6 @@ __all__ = [
     "NormGrad",
     "NormGradError",
     "Occlusion",
-    "RISE",
     "Record",
     "ScoreCAM",
     "SegmentationTarget",

@@ -42,4 +42,3 @@ class CenterMap(Explainer):
 
     def __repr__(self) -> str:
         return "CenterMap()"
-
