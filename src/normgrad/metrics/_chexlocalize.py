@@ -48,14 +48,20 @@ def _classes(classes: object, n: int, num_classes: int | None) -> tuple[torch.Te
     return classes.long(), count
 
 
-def _probabilities(probabilities: object, n: int) -> torch.Tensor:
-    if not isinstance(probabilities, torch.Tensor) or probabilities.shape != (n,):
+def _vector(values: object, length: int, argument: str, expected: str) -> torch.Tensor:
+    """``values`` as float64 if a tensor ``(length,)``; an error saying what was
+    ``expected`` otherwise."""
+    if not isinstance(values, torch.Tensor) or values.shape != (length,):
         raise ShapeError(
-            f"probabilities: expected a float tensor ({n},), the model's probability of "
-            f"each map's class, got {describe(probabilities)}",
-            getattr(probabilities, "shape", None),
+            f"{argument}: expected {expected}, got {describe(values)}",
+            getattr(values, "shape", None),
         )
-    return probabilities.detach().to(torch.float64)
+    return values.detach().to(torch.float64)
+
+
+def _probabilities(probabilities: object, n: int) -> torch.Tensor:
+    expected = f"a float tensor ({n},), the model's probability of each map's class"
+    return _vector(probabilities, n, "probabilities", expected)
 
 
 def _read(saliency: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,13 +76,10 @@ def _read(saliency: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, to
 
 
 def _per_class(values: object, count: int, argument: str) -> torch.Tensor:
-    if not isinstance(values, torch.Tensor) or values.shape != (count,):
-        raise ShapeError(
-            f"{argument}: expected a tensor ({count},), one value per class, got "
-            f"{describe(values)}; pass num_classes= when a class has no map here",
-            getattr(values, "shape", None),
-        )
-    return values.detach().to(torch.float64)
+    expected = (
+        f"a tensor ({count},), one value per class (pass num_classes= when a class has no map here)"
+    )
+    return _vector(values, count, argument, expected)
 
 
 def class_means(values: torch.Tensor, classes: torch.Tensor, count: int) -> torch.Tensor:
