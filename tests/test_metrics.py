@@ -400,3 +400,28 @@ def test_rank_correlation_matches_scipy() -> None:
     for n in range(3):
         expected = stats.spearmanr(a[n].flatten().numpy(), b[n].flatten().numpy()).statistic
         assert ours[n].item() == pytest.approx(expected)
+
+
+def test_dom_interval_is_the_percentile_interval_of_resampled_differences() -> None:
+    """The bootstrap of the DoM draws each set's rows with the metrics' one resampler
+    (seed for the first set, seed + 1 for the second); the interval is the percentile
+    interval of the resampled differences, computed here draw by draw."""
+    from normgrad.metrics._bootstrap import resample_rows
+
+    a, b = [0.9, 0.7, 0.95, 0.8, 0.85], [0.6, 0.75, 0.5, 0.65]
+    draws, seed = 400, 7
+    rows_a = resample_rows(len(a), draws, seed, torch.device("cpu")).tolist()
+    rows_b = resample_rows(len(b), draws, seed + 1, torch.device("cpu")).tolist()
+    diffs = sorted(
+        abs(sum(a[i] for i in ra) / len(a) - sum(b[i] for i in rb) / len(b))
+        for ra, rb in zip(rows_a, rows_b)
+    )
+
+    def percentile(q: float) -> float:  # linear interpolation between order statistics
+        at = q * (len(diffs) - 1)
+        lo = math.floor(at)
+        return diffs[lo] + (at - lo) * (diffs[min(lo + 1, len(diffs) - 1)] - diffs[lo])
+
+    r = metrics.dom(a, b, bootstrap=draws, confidence=0.9, seed=seed)
+    assert (r.low, r.high) == pytest.approx((percentile(0.05), percentile(0.95)), abs=1e-12)
+    assert r.low <= r.dom <= r.high

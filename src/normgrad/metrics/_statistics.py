@@ -12,6 +12,7 @@ import torch
 
 from .._checks import check_confidence, check_count
 from .._errors import InvalidArgumentError
+from ._bootstrap import resample_rows
 
 
 def wilson_interval(hits: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -123,12 +124,14 @@ def dom(
             stats = np.abs(perm[:, :k].mean(axis=1) - perm[:, k:].mean(axis=1))
             p_value = float((1 + np.sum(stats >= observed - tol)) / (permutations + 1))
     low = high = float("nan")
-    if bootstrap:
-        ra = a[rng.integers(0, a.size, (bootstrap, a.size))].mean(axis=1)
-        rb = b[rng.integers(0, b.size, (bootstrap, b.size))].mean(axis=1)
-        draws = np.abs(ra - rb)
+    if bootstrap:  # each set resampled on its own, by the one resampler of the metrics
+        cpu = torch.device("cpu")
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        ra = ta[resample_rows(a.size, bootstrap, seed, cpu)].mean(dim=1)
+        rb = tb[resample_rows(b.size, bootstrap, seed + 1, cpu)].mean(dim=1)
         alpha = (1 - confidence) / 2
-        low, high = (float(v) for v in np.quantile(draws, [alpha, 1 - alpha]))
+        q = torch.tensor([alpha, 1 - alpha], dtype=torch.float64)
+        low, high = (float(v) for v in torch.quantile((ra - rb).abs(), q))
     return DoMResult(
         float(observed), float(a.mean()), float(b.mean()), _std(a), _std(b), p_value, low, high
     )
