@@ -183,6 +183,10 @@ def test_evaluate_with_segmentation_targets(dims: int) -> None:
             for h in normgrad.metrics.pointing_game(explainer(x, target), regions)
         ]
         assert result[name].hits == sum(hits)
+    # deletion follows a class's probability, which a segmentation score does not have
+    with pytest.raises(normgrad.InvalidArgumentError, match="leave 'deletion' and 'insertion'"):
+        normgrad.evaluate(model, explainers, data, progress=False, metrics=("deletion",))
+    assert all(p.grad is None for p in model.parameters()) and not model.training
 
 
 @pytest.mark.parametrize(

@@ -55,7 +55,7 @@ def score_batch(
     options: dict[str, Any] = {"tolerance": tolerance, "spacing": spacing, "peaks": peaks}
     options["deletion_options"] = deletion_options
     for metric in chosen:  # what depends on the images, before they are explained
-        metric.check_images(options, x)
+        metric.check_images(options, x, labels)
     k = classes_per_image(labels)  # labels (N, K): one image per (image, class) pair
     images, target = x, labels.to(x.device) if isinstance(labels, torch.Tensor) else labels
     if k:

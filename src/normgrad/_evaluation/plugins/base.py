@@ -121,9 +121,9 @@ class EvaluationMetric:
         """The names it answers to in ``evaluate(metrics=...)``, one column each."""
         return tuple(name for name, _ in self.columns)
 
-    def check_images(self, options: Mapping[str, Any], x: torch.Tensor) -> None:
-        """Refuse the run's ``options`` where they do not fit a batch's images ``x``,
-        before the batch is explained."""
+    def check_images(self, options: Mapping[str, Any], x: torch.Tensor, labels: Any) -> None:
+        """Refuse the run's ``options`` where they do not fit a batch's images ``x`` or
+        its ``labels`` (as the data gives them), before the batch is explained."""
 
     def peaks_wanted(self, batch: Batch) -> int:
         """How many peaks per map this metric reads from ``batch.peaks`` (0: none)."""
