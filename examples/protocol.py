@@ -901,6 +901,7 @@ def write_csv(runs: list[Run], path: Path) -> None:
                 "froc",
                 "classifier_accuracy",
                 "classifier_auc",
+                *LOCALIZATION,
             ]
         )
         for r in runs:
@@ -920,6 +921,12 @@ def write_csv(runs: list[Run], path: Path) -> None:
                             f"{froc:.6f}",
                             f"{r.accuracy:.6f}",
                             f"{r.auc:.6f}",
+                            *(
+                                f"{r.localization.get(c, {}).get(method, float('nan')):.6f}"
+                                if trained
+                                else "nan"
+                                for c in LOCALIZATION
+                            ),
                         ]
                     )
 

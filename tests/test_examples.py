@@ -251,6 +251,10 @@ def test_protocol_quick_path(tmp_path: Path) -> None:
     assert "| NormGrad Conv1x1 (M) |" in text
     rows = (tmp_path / "results.csv").read_text().splitlines()
     assert rows[0].startswith("architecture,seed,condition,method,pointing_game,energy,froc")
+    assert rows[0].endswith(",iou,hit_rate,auprc")
+    table = list(csv.DictReader(rows))
+    grad_cam = [r for r in table if r["method"] == "Grad-CAM" and r["condition"] == "trained"]
+    assert grad_cam and all(0.0 <= float(r["auprc"]) <= 1.0 for r in grad_cam)
     figures = sorted(f.name for f in (tmp_path / "figures").glob("*.png"))
     assert figures == sorted(
         [
