@@ -64,7 +64,6 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
-    "RISE",
     "ArgumentTypeError",
     "AttentionRollout",
     "CenterMap",
@@ -92,6 +91,7 @@ __all__ = [
     "NormGrad",
     "NormGradError",
     "Occlusion",
+    "RISE",
     "Record",
     "ScoreCAM",
     "SegmentationTarget",
