@@ -915,6 +915,10 @@ def test_evaluate_peaks_is_froc_k_with_a_warning() -> None:
     new = _run(data, metrics=("froc",), froc_k=2)
     assert _canon(old) == _canon(new)
     assert _canon(new) != _canon(_run(data, metrics=("froc",), froc_k=1))
+    with pytest.raises(normgrad.InvalidArgumentError, match="pass froc_k alone"):
+        _run(data, metrics=("froc",), peaks=2, froc_k=3)
+    with pytest.raises(normgrad.InvalidArgumentError, match="pass reference_rows alone"):
+        _run(data, baselines=True, reference_rows=False)
 
 
 def test_a_records_file_of_the_old_names_is_resumed(tmp_path: Path) -> None:

@@ -107,6 +107,12 @@ def test_the_paper_protocol_takes_one_forward_pass() -> None:
     assert counter.calls == [False, True]  # ReLUs wrapped only when a method is guided
 
 
+def test_a_dict_of_explainers_is_refused_saying_how_to_pass_it() -> None:
+    model = seeded(TinyCNN())
+    with pytest.raises(normgrad.ArgumentTypeError, match=r"list\(explainers.values\(\)\)"):
+        normgrad.explain_shared(paper_methods(model), torch.randn(1, 3, 16, 16))  # type: ignore[arg-type]
+
+
 def test_the_guided_gradient_explains_the_classes_the_plain_one_chose() -> None:
     model = seeded(TinyCNN())
     x = torch.randn(4, 3, 16, 16)

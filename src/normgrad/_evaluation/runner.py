@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -190,6 +191,11 @@ def _renamed(old: str, given: Any, new: str, value: Any) -> Any:
     """``value``, or what was ``given`` under the argument's ``old`` name (with a warning)."""
     if given is None:
         return value
+    if value != inspect.signature(evaluate).parameters[new].default:  # both given
+        raise InvalidArgumentError(
+            f"evaluate: got {old}={given!r} and {new}={value!r}; {old} is the deprecated "
+            f"name of {new}: pass {new} alone"
+        )
     warn_renamed(f"evaluate({old}=...)", f"evaluate({new}=...)")
     return given
 

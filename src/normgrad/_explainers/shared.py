@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -45,6 +45,12 @@ def explain_shared(
         >>> len(results), tuple(results[2].saliency.shape)
         (3, (1, 1, 64, 64))
     """
+    if isinstance(explainers, Mapping):
+        raise ArgumentTypeError(
+            f"explainers: expected a sequence of explainers, got a dict of {len(explainers)} "
+            "(name -> explainer, as presets and evaluate take them); pass "
+            "list(explainers.values()) (the results come back in that order)"
+        )
     resolved = resolve_target(target)  # the call's one resolution, before any pass
     groups: dict[int, list[tuple[int, Explainer, PassNeeds]]] = {}
     results: dict[int, Explanation] = {}
