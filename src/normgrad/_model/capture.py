@@ -207,7 +207,14 @@ class _Recorder:
                 what = "never ran" if calls == 0 else f"ran {calls} times"
                 raise LayerError(
                     f"layers: layer {name!r} {what} in the forward pass of "
-                    f"{type(self.model).__name__}; expected it to run exactly once"
+                    f"{type(self.model).__name__}; expected it to run exactly once: "
+                    + (
+                        "choose a layer the forward pass reaches (a module the model calls)"
+                        if calls == 0
+                        else "choose a layer called once per pass (a module reused, e.g. one "
+                        "activation shared by several blocks, holds several maps: explain "
+                        "the block's own output instead)"
+                    )
                 )
         return [self.captured[name][0] for name, _ in layers]
 
