@@ -133,3 +133,24 @@ def test_agreement_of_two_trainings_and_of_a_model_with_itself() -> None:
     with pytest.raises(NormGradError, match="samples"):
         sanity.smooth_mprt(_explainer, _model(0), x, blocks=BLOCKS, samples=0)
     assert not math.isnan(float(other.mean))
+
+
+def test_a_sample_s_smooth_mprt_does_not_depend_on_its_batch() -> None:
+    model = _model()
+    x = torch.randn(3, 3, 12, 12, generator=torch.Generator().manual_seed(2)).double()
+    run = lambda inputs: sanity.smooth_mprt(  # noqa: E731
+        _explainer, model, inputs, blocks=BLOCKS, samples=4, noise=0.3, keep_maps=True
+    )
+    whole, alone, pair = run(x), run(x[:1]), run(x[[0, 2]])
+    assert whole.saliency is not None and alone.saliency is not None
+    assert pair.saliency is not None
+    for other in (alone, pair):
+        torch.testing.assert_close(other.similarity[:, 0], whole.similarity[:, 0])
+        torch.testing.assert_close(other.saliency[:, 0], whole.saliency[:, 0])
+    torch.testing.assert_close(pair.similarity[:, 1], whole.similarity[:, 2])
+
+
+@pytest.mark.parametrize("bins", [1, 0])
+def test_efficient_mprt_refuses_fewer_than_two_bins(bins: int) -> None:
+    with pytest.raises(NormGradError, match="bins"):
+        sanity.efficient_mprt(_explainer, _model(), _x(), blocks=BLOCKS, bins=bins)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 
 from ._checks import check_count, check_number, check_positive_int
+from ._errors import InvalidArgumentError
+from ._explainers.perturbation import _mix, noise_seeds
 
 Explain = Callable[[torch.Tensor], torch.Tensor]
 """Maps ``(N, 1, *spatial)`` of a batch, for one model and a fixed target."""
@@ -23,17 +25,26 @@ def noise_averaged(
 ) -> torch.Tensor:
     r"""The mean of ``samples`` maps of ``x`` plus Gaussian noise, the last one without:
     $\frac{1}{S} \big(\sum_{s < S - 1} e(x + \varepsilon_s) + e(x)\big)$,
-    $\varepsilon_s \sim \mathcal{N}(0, \sigma^2)$ drawn in float64 on the CPU from
-    ``torch.Generator().manual_seed(seed)`` (the same noise for every model compared),
-    as Quantus' sMPRT denoises explanations (its last sample is the input itself)."""
+    $\varepsilon_s \sim \mathcal{N}(0, \sigma^2)$ drawn in float64 on the CPU (the same
+    noise for every model compared), as Quantus' sMPRT denoises explanations (its last
+    sample is the input itself). **The noise of an image depends on that image alone**,
+    as SmoothGrad's: copy ``s`` of sample ``i`` draws from a generator seeded by
+    ``_mix(noise_seeds(seed, x)[i], s)``, so a sample's map is the same in any batch."""
     samples = check_positive_int(samples, "samples")
     noise = check_number(noise, "noise", low=0)
     seed = check_count(seed, "seed")
-    generator = torch.Generator().manual_seed(seed)
+    seeds = noise_seeds(seed, x) if samples > 1 else []
+    generator = torch.Generator()
     total = explain(x).detach().to(torch.float64)
-    for _ in range(samples - 1):
-        eps = torch.randn(x.shape, generator=generator, dtype=torch.float64) * noise
-        total = total + explain(x + eps.to(x.device, x.dtype)).detach().to(torch.float64)
+    for copy in range(samples - 1):
+        eps = [
+            torch.randn(
+                x.shape[1:], generator=generator.manual_seed(_mix(image, copy)), dtype=torch.float64
+            )
+            for image in seeds
+        ]
+        noisy = x + (torch.stack(eps) * noise).to(x.device, x.dtype)
+        total = total + explain(noisy).detach().to(torch.float64)
     return total / samples
 
 
@@ -62,6 +73,18 @@ def discrete_entropy(maps: torch.Tensor, bins: int = 100) -> torch.Tensor:
     p = counts / flat.shape[1]
     terms = torch.where(p > 0, -p * torch.log(torch.where(p > 0, p, 1.0)), 0.0)
     return terms.sum(dim=1)
+
+
+def check_bins(bins: object) -> int:
+    """The number of bins of eMPRT's histograms, refused below 2 naming ``bins``: one bin
+    holds every value, so every map's complexity would be 0 and the ratio NaN."""
+    bins = check_positive_int(bins, "bins")
+    if bins < 2:
+        raise InvalidArgumentError(
+            f"bins: expected an int >= 2 (one bin gives every map complexity 0), got {bins};"
+            " pass bins=2 or more (Quantus uses 100)"
+        )
+    return bins
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from ._errors import InvalidArgumentError, LayerError
 from ._explainers.base import Explainer
 from ._model.layers import LayerSpec, check_model, resolve_layers
 from ._model.targets import Target
-from ._mprt import CascadeResult, ComplexityResult, discrete_entropy, noise_averaged
+from ._mprt import CascadeResult, ComplexityResult, check_bins, discrete_entropy, noise_averaged
 from .metrics import SIMILARITY_MEASURES, map_similarity
 
 __all__ = [
@@ -355,7 +355,7 @@ def efficient_mprt(
         target: what to explain; ``None``: the trained model's predictions, fixed.
         blocks: names to randomise, top first.
         seed: seed of the new weights.
-        bins: bins of the histogram (a positive int).
+        bins: bins of the histogram (an int >= 2).
 
     Returns:
         [`ComplexityResult`][normgrad.sanity.ComplexityResult].
@@ -371,6 +371,7 @@ def efficient_mprt(
         >>> tuple(r.complexity.shape), tuple(r.ratio.shape)
         ((3, 2), (2,))
     """
+    bins = check_bins(bins)  # before any model is run
     names, run = _states(model, blocks, seed)
     fixed, trained = _reference(explainer, model, x, target)
     of: Of = lambda m: explainer(m)(x, fixed)  # noqa: E731

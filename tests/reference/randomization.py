@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from normgrad import sanity
+from normgrad._explainers.perturbation import _mix, noise_seeds
 
 
 def states(model: nn.Module, blocks: Sequence[str], seed: int) -> list[nn.Module]:
@@ -33,18 +34,18 @@ def noise_averaged(
     noise: float,
     seed: int,
 ) -> list[torch.Tensor]:
-    """Per sample i: (map of x_i + the sum over s < S - 1 of the map of x_i + eps_s,i) / S,
-    eps_s the s-th draw of N(0, noise^2) of the batch's shape from the seeded generator."""
-    generator = torch.Generator().manual_seed(seed)
-    draws = [
-        torch.randn(x.shape, generator=generator, dtype=torch.float64) * noise
-        for _ in range(samples - 1)
-    ]
+    """Per sample i, explained alone: (map of x_i + the sum over s < S - 1 of the map of
+    x_i + eps_s,i) / S, eps_s,i drawn from N(0, noise^2) in float64 on the CPU by a
+    generator seeded with _mix(seed of x_i alone, s): the noise of x_i alone."""
     out = []
     for i in range(x.shape[0]):
-        total = explain_one(x[i : i + 1], i).double()
-        for eps in draws:
-            total = total + explain_one(x[i : i + 1] + eps[i : i + 1].to(x.dtype), i).double()
+        xi = x[i : i + 1]
+        (own,) = noise_seeds(seed, xi)  # the seed of this image, with no other image
+        total = explain_one(xi, i).double()
+        for s in range(samples - 1):
+            generator = torch.Generator().manual_seed(_mix(own, s))
+            eps = torch.randn(xi.shape[1:], generator=generator, dtype=torch.float64)
+            total = total + explain_one(xi + (eps * noise).to(x.dtype)[None], i).double()
         out.append(total[0] / samples)
     return out
 
