@@ -286,8 +286,9 @@ def smooth_mprt(
     Each model's map (trained, then after each block) is the mean of ``samples`` maps of
     $x + \varepsilon_s$, $\varepsilon_s \sim \mathcal{N}(0, \sigma^2)$, the last one
     of $x$ itself (Quantus' rule), with the same noise for every model, so the noise of a
-    gradient map does not pass for a change in the weights; then compared with the
-    trained model's averaged map as in
+    gradient map does not pass for a change in the weights (an image's noise depends on
+    that image alone, as SmoothGrad's, so its score does not depend on its batch); then
+    compared with the trained model's averaged map as in
     [`cascading_randomization`][normgrad.sanity.cascading_randomization].
 
     Args:
