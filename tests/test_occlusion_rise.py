@@ -394,3 +394,29 @@ def test_the_protocol_gains_them_by_name() -> None:
     assert isinstance(methods["Occlusion"], normgrad.Occlusion)
     assert isinstance(methods["RISE"], normgrad.RISE) and methods["RISE"].model is model
     assert list(protocol.explainers_for(model, "resnet18")) == list(paper)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_16_bit_inputs_give_float32_maps(dtype: torch.dtype) -> None:
+    # the 16-bit model's weights, exact in float64: the reference runs them in float64
+    low = copy.deepcopy(MODEL2).to(dtype)
+    wide = copy.deepcopy(low).double()
+    x = _x(2, (6, 7), seed=6).to(dtype)
+    target = torch.tensor([1, 2])
+    rise = normgrad.RISE(low, n_masks=8, cell_size=3, seed=1)
+    grids, shifts = rise._draws(x)
+    for explainer in (normgrad.Occlusion(low, 3, 2), rise):
+        result = explainer.explain(x, target)
+        assert result.raw is not None
+        assert result.saliency.dtype == result.raw.dtype == torch.float32
+        for i in range(2):
+            if explainer is rise:
+                score = probability_score(wide, int(target[i]))
+                expected = reference_rise(score, x[i], grids[i], shifts[i], [3, 3], 0.5)
+            else:
+                score = logit_score(wide, int(target[i]))
+                expected = reference_occlusion(score, x[i], [3, 3], [2, 2], 0.0)
+            scale = float(expected.abs().max())  # 16-bit scores: about 3 digits
+            torch.testing.assert_close(
+                result.raw[i, 0].double(), expected, rtol=0, atol=0.05 * scale
+            )

@@ -148,9 +148,10 @@ class Occlusion(Explainer):
         self, x: torch.Tensor, target: ResolvedTarget, window: list[int], stride: list[int]
     ) -> Explanation:
         batch, spatial = x.shape[0], x.shape[2:]
+        # the maps' dtype, as every map's: float32 for 16-bit inputs, else the input's
+        dtype = torch.promote_types(x.dtype, torch.float32)
         rows = [
-            window_rows(size, w, s, x.device, x.dtype)
-            for size, w, s in zip(spatial, window, stride)
+            window_rows(size, w, s, x.device, dtype) for size, w, s in zip(spatial, window, stride)
         ]
         counts = [r.shape[0] for r in rows]
         covered = baseline_like(self.baseline, x)
@@ -166,7 +167,7 @@ class Occlusion(Explainer):
             inside = inside.view(stop - start, 1, 1, *spatial)
             occluded = torch.where(inside > 0, covered, x).flatten(0, 1)
             scores, _ = forward_scores(self.model, occluded, repeated)
-            drops.append(reference - scores.view(stop - start, batch))
+            drops.append(reference.to(dtype) - scores.view(stop - start, batch).to(dtype))
         table = torch.cat(drops)  # (positions, N)
         check_finite_scores(self.model, x, table.sum(dim=0))
         raw = _spread(table.T.reshape(batch, *counts), rows)

@@ -170,15 +170,17 @@ class RISE(Explainer):
     def _weigh(self, x: torch.Tensor, fixed: ResolvedTarget, cell: list[int]) -> Explanation:
         batch, spatial = x.shape[0], list(x.shape[2:])
         grids, shifts = self._draws(x)
-        total = x.new_zeros(batch, *spatial)
-        weights = x.new_zeros(batch)  # the sum of the scores, for the finite check
+        # the maps' dtype, as every map's: float32 for 16-bit inputs, else the input's
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        total = x.new_zeros(batch, *spatial, dtype=dtype)
+        weights = x.new_zeros(batch, dtype=dtype)  # the sum of the scores, for the finite check
         classes: torch.Tensor | None = None
         for start, stop, repeated in _chunks(self.n_masks, batch, self.batch_size, fixed):
-            grid = grids[:, start:stop].to(x.dtype)
+            grid = grids[:, start:stop].to(dtype)
             masks = masks_from(grid, shifts[:, start:stop], cell, spatial)  # (N, k, *S)
-            masked = (x[:, None] * masks[:, :, None]).transpose(0, 1).flatten(0, 1)
+            masked = (x[:, None] * masks[:, :, None].to(x.dtype)).transpose(0, 1).flatten(0, 1)
             scores, found = forward_scores(self.model, masked, repeated, probability=True)
-            scores = scores.view(stop - start, batch).T  # (N, k)
+            scores = scores.view(stop - start, batch).T.to(dtype)  # (N, k)
             classes = found[:batch] if found is not None else None
             total += (scores.reshape(batch, -1, *[1] * len(spatial)) * masks).sum(dim=1)
             weights += scores.sum(dim=1)
