@@ -397,3 +397,69 @@ def test_classes_outside_the_classes_are_refused() -> None:
         metrics.chexlocalize(maps, masks, torch.tensor([0, 2]), num_classes=2)
     with pytest.raises(NormGradError, match="classes: expected class indices"):
         metrics.tune_thresholds(maps, masks, torch.tensor([-1, 0]))
+
+
+def test_class_indices_outside_the_per_class_settings_are_refused() -> None:
+    maps = torch.linspace(0, 1, 11).view(1, 1, 11)
+    masks = torch.ones(2, 3, 3, dtype=torch.bool)
+    prob, cutoffs = torch.tensor([0.5, 0.5]), torch.tensor([0.1, 0.2])
+    for bad in (-1, 2):  # -1 once read the last class's setting, 2 was an IndexError
+        with pytest.raises(NormGradError, match=r"classes: expected class indices in \[0, 2\)"):
+            metrics.binarize(maps, torch.tensor([0.1, 0.9]), classes=torch.tensor([bad]))
+        with pytest.raises(NormGradError, match=r"classes: expected class indices in \[0, 2\)"):
+            metrics.gate(masks, prob, cutoffs, torch.tensor([0, bad]))
+
+
+def test_class_checks_are_read_with_the_calls_other_checks() -> None:
+    from .dispatch_count import count
+
+    maps, masks = torch.rand(4, 8, 8), torch.ones(4, 8, 8, dtype=torch.bool)
+    classes, prob = torch.tensor([0, 1, 1, 0]), torch.rand(4)
+    per_class = torch.tensor([0.3, 0.6])
+    assert count(lambda: metrics.binarize(maps, per_class, classes=classes)).sync_count <= 1
+    assert count(lambda: metrics.gate(masks, prob, per_class, classes)).sync_count <= 1
+
+
+def test_searched_grids_must_hold_values_in_the_unit_interval() -> None:
+    maps = torch.rand(2, 8, 8)
+    masks = torch.ones(2, 8, 8, dtype=torch.bool)
+    classes = torch.tensor([0, 1])
+    for grid in ((1.5,), (), (0.5, float("nan"))):
+        with pytest.raises(NormGradError, match="grid: expected"):
+            metrics.tune_thresholds(maps, masks, classes, grid=grid)
+        with pytest.raises(NormGradError, match="cutoffs: expected"):
+            metrics.tune_thresholds(maps, masks, classes, torch.rand(2), cutoffs=grid)
+
+
+@pytest.mark.parametrize("value", [float("inf"), -float("inf")])
+def test_maps_with_an_infinity_are_refused(value: float) -> None:
+    maps = torch.rand(2, 6, 6)
+    maps[0, 2, 2] = value
+    with pytest.raises(NormGradError, match=r"saliency: expected finite maps"):
+        metrics.binarize(maps)
+    with pytest.raises(NormGradError, match=r"saliency: expected finite maps"):
+        metrics.binarize(maps, 0.5, smoothing=3)
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, float("nan")])
+def test_probabilities_outside_the_unit_interval_are_refused(bad: float) -> None:
+    maps = torch.rand(2, 8, 8)
+    masks = torch.ones(2, 8, 8, dtype=torch.bool)
+    classes, prob = torch.tensor([0, 1]), torch.tensor([0.5, bad])
+    match = r"probabilities: expected probabilities in \[0, 1\]"
+    with pytest.raises(NormGradError, match=match):
+        metrics.gate(masks, prob, 0.3)
+    with pytest.raises(NormGradError, match=match):
+        metrics.tune_thresholds(maps, masks, classes, prob)
+    with pytest.raises(NormGradError, match=match):
+        metrics.chexlocalize(maps, masks, classes, prob, gates=torch.zeros(2))
+
+
+def test_two_pairs_of_one_image_and_class_are_refused() -> None:
+    maps = torch.rand(4, 8, 8)
+    masks = torch.ones(4, 8, 8, dtype=torch.bool)
+    classes = torch.tensor([0, 1, 1, 0])
+    with pytest.raises(NormGradError, match="pairs 1 and 2 both of image 0 and class 1"):
+        metrics.chexlocalize(maps, masks, classes, images=torch.tensor([0, 0, 0, 1]))
+    ok = metrics.chexlocalize(maps, masks, classes, images=torch.tensor([0, 0, 1, 1]))
+    assert ok.miou.values.shape == (4,)

@@ -105,3 +105,14 @@ def test_volumes_agree_with_themselves() -> None:
     a = torch.rand(2, 1, 11, 12, 13, generator=torch.Generator().manual_seed(2))
     for measure in ("spearman", "spearman_abs", "ssim"):
         np.testing.assert_allclose(metrics.map_similarity(a, a, measure).numpy(), 1.0)
+
+
+@pytest.mark.parametrize("value", [float("inf"), -float("inf")])
+def test_ssim_refuses_maps_with_an_infinity(value: float) -> None:
+    a = torch.rand(2, 12, 13, generator=torch.Generator().manual_seed(0))
+    b = a.clone()
+    b[1, 3, 3] = value  # +inf once gave NaN, -inf a similarity of nonsense
+    with pytest.raises(NormGradError, match=r"maps_b: expected finite maps, got NaN or \+-inf"):
+        metrics.map_similarity(a, b, "ssim")
+    with pytest.raises(NormGradError, match=r"maps_a: expected finite maps"):
+        metrics.map_similarity(b, a, "ssim")

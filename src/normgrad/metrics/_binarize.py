@@ -9,6 +9,7 @@ histogram of the normalised map quantised to 256 levels, as CheXlocalize feeds O
 from __future__ import annotations
 
 import numbers
+from functools import partial
 
 import torch
 
@@ -30,13 +31,26 @@ def refuse_nan(flat: torch.Tensor) -> None:
             checks.add(flat.amax(dim=1), refuse_nan_maxima)
 
 
-def min_max(maps: torch.Tensor) -> torch.Tensor:
+def _refuse_infinite(argument: str, flags: list[float]) -> None:
+    bad = int(sum(flags))
+    if bad:
+        raise InvalidArgumentError(
+            f"{argument}: expected finite maps, got NaN or +-inf in {bad} map(s); replace "
+            "them (torch.nan_to_num) or find what made them"
+        )
+
+
+def min_max(maps: torch.Tensor, argument: str = "saliency") -> torch.Tensor:
     r"""Each map ``(N, *spatial)`` scaled to $[0, 1]$, $(m - \min m) / (\max m - \min m)$,
-    in float64; a constant map becomes all zero."""
+    in float64; a constant map becomes all zero. Maps holding NaN or $\pm\infty$ are
+    refused (naming ``argument``) with the call's other checks."""
     flat = maps.detach().to(torch.float64).flatten(1)
-    refuse_nan(flat)
-    low = flat.amin(dim=1, keepdim=True) if flat.shape[1] else flat[:, :1]
-    span = flat.amax(dim=1, keepdim=True) - low if flat.shape[1] else flat[:, :1]
+    if not flat.shape[1]:
+        return flat.reshape(maps.shape)
+    low = flat.amin(dim=1, keepdim=True)
+    span = flat.amax(dim=1, keepdim=True) - low  # finite exactly when the map is
+    with deferred_checks() as checks:
+        checks.add(~torch.isfinite(span[:, 0]), partial(_refuse_infinite, argument))
     scaled = torch.where(span > 0, (flat - low) / torch.where(span > 0, span, 1), 0.0)
     return scaled.reshape(maps.shape)
 
@@ -79,12 +93,52 @@ def otsu_levels(levels: torch.Tensor) -> torch.Tensor:
     return torch.where(between.amax(dim=1) > 0, best, 0)
 
 
-def _refuse_thresholds(count: list[float]) -> None:
+def _refuse_outside(argument: str, expected: str, fix: str, count: list[float]) -> None:
     if count[0]:
         raise InvalidArgumentError(
-            f"threshold: expected thresholds in [0, 1] (the maps are normalised to it), got "
-            f"{int(count[0])} outside it or NaN; pass thresholds of the normalised maps"
+            f"{argument}: expected {expected} in [0, 1], got {int(count[0])} outside it or "
+            f"NaN; {fix}"
         )
+
+
+def refuse_outside_unit(values: torch.Tensor, argument: str, expected: str, fix: str) -> None:
+    """Refuse ``values`` outside $[0, 1]$ or NaN, read with the call's other checks."""
+    outside = ~((values >= 0) & (values <= 1))  # NaN too
+    with deferred_checks() as checks:
+        checks.add(outside.sum().view(1), partial(_refuse_outside, argument, expected, fix))
+
+
+def _refuse_classes(count: int, fix: str, span: list[float]) -> None:
+    low, high = int(span[0]), int(span[1])
+    if low < 0 or high >= count:
+        raise InvalidArgumentError(
+            f"classes: expected class indices in [0, {count}), got values from {low} to "
+            f"{high}; {fix}"
+        )
+
+
+def check_classes(
+    classes: object, n: int, count: int | None, fix: str, device: torch.device
+) -> tuple[torch.Tensor, int]:
+    """The class of each of ``n`` maps as long ``(n,)`` on ``device``, and the number of
+    classes (``count``, or ``classes.max() + 1`` read now when ``None``); indices outside
+    ``[0, count)`` are refused (saying ``fix``) with the call's other checks, and clamped
+    into it until then, so that no kernel indexes out of bounds."""
+    if not isinstance(classes, torch.Tensor) or classes.shape != (n,):
+        raise ShapeError(
+            f"classes: expected an int tensor ({n},), the class each map explains, got "
+            f"{describe(classes)}",
+            getattr(classes, "shape", None),
+        )
+    if classes.is_floating_point() or classes.dtype == torch.bool:
+        raise ArgumentTypeError(f"classes: expected integer class indices, got {classes.dtype}")
+    labels = classes.to(device).long()
+    if count is None:
+        count = int(labels.amax()) + 1 if n else 0  # the tables' size: read on the host
+    if n:
+        with deferred_checks() as checks:
+            checks.add(torch.stack(labels.aminmax()), partial(_refuse_classes, count, fix))
+    return labels.clamp(0, max(count - 1, 0)), count
 
 
 def _thresholds(threshold: object, n: int, device: torch.device) -> torch.Tensor:
@@ -97,9 +151,8 @@ def _thresholds(threshold: object, n: int, device: torch.device) -> torch.Tensor
                 threshold.shape,
             )
         values = threshold.to(device, torch.float64).expand(n)
-        outside = ~((values >= 0) & (values <= 1))  # NaN too
-        with deferred_checks() as checks:
-            checks.add(outside.sum().view(1), _refuse_thresholds)
+        fix = "the maps are normalised to it: pass thresholds of the normalised maps"
+        refuse_outside_unit(values, "threshold", "thresholds", fix)
         return values
     if isinstance(threshold, numbers.Real) and not isinstance(threshold, bool):
         value = check_number(threshold, "threshold", low=0, high=1)
@@ -162,7 +215,9 @@ def binarize(
             levels = quantize(normalized)
             cut = otsu_levels(levels).view(n, *[1] * (maps.ndim - 1))
             return levels > cut
-        if classes is not None and isinstance(threshold, torch.Tensor):
-            threshold = threshold.to(maps.device)[classes.to(maps.device).long()]
+        if classes is not None and isinstance(threshold, torch.Tensor) and threshold.ndim == 1:
+            fix = "pass one threshold per class"
+            labels, _ = check_classes(classes, n, threshold.shape[0], fix, maps.device)
+            threshold = threshold.to(maps.device)[labels]
         cut = _thresholds(threshold, n, maps.device).view(n, *[1] * (maps.ndim - 1))
         return normalized > cut

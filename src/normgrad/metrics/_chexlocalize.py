@@ -16,11 +16,18 @@ from dataclasses import dataclass
 import torch
 
 from .._deferred import deferred_checks
-from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
-from ._binarize import binarize, box_smooth, min_max
+from .._errors import ArgumentTypeError, ShapeError, describe
+from ._binarize import (
+    binarize,
+    box_smooth,
+    check_classes,
+    min_max,
+    refuse_outside_unit,
+)
 from ._bootstrap import Interval, bootstrap_mean
 from ._maps import as_maps
 from ._overlap import as_masks, hits, iou
+from ._pairs import check_grid, refuse_repeated_pairs
 
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 """The grid of map thresholds [`tune_thresholds`][normgrad.metrics.tune_thresholds]
@@ -29,23 +36,8 @@ CUTOFFS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 """The grid of probability cutoffs it searches (CheXlocalize's ``arange(0, 0.9, 0.1)``)."""
 
 
-def _classes(classes: object, n: int, num_classes: int | None) -> tuple[torch.Tensor, int]:
-    if not isinstance(classes, torch.Tensor) or classes.shape != (n,):
-        raise ShapeError(
-            f"classes: expected an int tensor ({n},), the class each map explains, got "
-            f"{describe(classes)}",
-            getattr(classes, "shape", None),
-        )
-    if classes.is_floating_point() or classes.dtype == torch.bool:
-        raise ArgumentTypeError(f"classes: expected integer class indices, got {classes.dtype}")
-    low, high = torch.stack(classes.long().aminmax()).tolist() if n else (0, -1)
-    count = num_classes if num_classes is not None else high + 1
-    if low < 0 or high >= count:
-        raise InvalidArgumentError(
-            f"classes: expected class indices in [0, {count}), got values from {low} to "
-            f"{high}; pass num_classes= the number of classes"
-        )
-    return classes.long(), count
+#: What to do about a class index outside the classes.
+_NUM_CLASSES = "pass num_classes= the number of classes"
 
 
 def _vector(values: object, length: int, argument: str, expected: str) -> torch.Tensor:
@@ -61,7 +53,10 @@ def _vector(values: object, length: int, argument: str, expected: str) -> torch.
 
 def _probabilities(probabilities: object, n: int) -> torch.Tensor:
     expected = f"a float tensor ({n},), the model's probability of each map's class"
-    return _vector(probabilities, n, "probabilities", expected)
+    values = _vector(probabilities, n, "probabilities", expected)
+    fix = "pass probabilities (a sigmoid or softmax of the logits), not logits"
+    refuse_outside_unit(values, "probabilities", "probabilities", fix)
+    return values
 
 
 def _read(saliency: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,7 +114,8 @@ def gate(
 
     Args:
         masks: boolean masks ``(N, *spatial)`` (or ``(N, 1, *spatial)``).
-        probabilities: the model's probability of each mask's class ``(N,)``.
+        probabilities: the model's probability of each mask's class ``(N,)``, in
+            ``[0, 1]``.
         cutoffs: one cutoff for all, or a tensor ``(K,)`` per class read by ``classes``
             (``(N,)`` per mask without ``classes``).
         classes: the class of each mask, int ``(N,)``.
@@ -136,20 +132,22 @@ def gate(
         >>> gated.flatten(1).any(dim=1).tolist()
         [True, False]
     """
-    kept = as_masks(masks, "masks")
-    n = kept.shape[0]
-    prob = _probabilities(probabilities, n).to(kept.device)
-    cut = torch.as_tensor(cutoffs, dtype=torch.float64).to(kept.device)
-    if classes is not None:
-        cut = cut[classes.to(kept.device).long()]
-    if cut.shape not in ((), (n,)):
-        raise ShapeError(
-            f"cutoffs: expected a number or one cutoff per mask ({n},), or per class with "
-            f"classes=, got shape {tuple(cut.shape)}",
-            cut.shape,
-        )
-    keep = prob > cut.expand(n)
-    return kept & keep.view(-1, *[1] * (kept.ndim - 1))
+    with deferred_checks():  # the call's checks read once, together
+        kept = as_masks(masks, "masks")
+        n = kept.shape[0]
+        prob = _probabilities(probabilities, n).to(kept.device)
+        cut = torch.as_tensor(cutoffs, dtype=torch.float64).to(kept.device)
+        if classes is not None and cut.ndim == 1:
+            fix = "pass one cutoff per class"
+            cut = cut[check_classes(classes, n, cut.shape[0], fix, kept.device)[0]]
+        if cut.shape not in ((), (n,)):
+            raise ShapeError(
+                f"cutoffs: expected a number or one cutoff per mask ({n},), or per class "
+                f"with classes=, got shape {tuple(cut.shape)}",
+                cut.shape,
+            )
+        keep = prob > cut.expand(n)
+        return kept & keep.view(-1, *[1] * (kept.ndim - 1))
 
 
 @dataclass(frozen=True)
@@ -199,11 +197,11 @@ def tune_thresholds(
             pair, 2-D or 3-D.
         masks: the ground-truth segmentation of each pair, boolean ``(M, *spatial)``.
         classes: the class each map explains, int ``(M,)`` in ``[0, K)``.
-        probabilities: the model's probability of each pair's class ``(M,)``; ``None``:
-            no gate is tuned.
+        probabilities: the model's probability of each pair's class ``(M,)`` in
+            ``[0, 1]``; ``None``: no gate is tuned.
         num_classes: ``K`` (default ``classes.max() + 1``).
-        grid: the map thresholds searched, in ``[0, 1]``.
-        cutoffs: the probability cutoffs searched.
+        grid: the map thresholds searched, in ``[0, 1]`` (at least one).
+        cutoffs: the probability cutoffs searched, in ``[0, 1]`` (at least one).
         smoothing: as for [`binarize`][normgrad.metrics.binarize].
 
     Returns:
@@ -218,10 +216,12 @@ def tune_thresholds(
         >>> tune_thresholds(maps, masks, torch.tensor([0, 0])).thresholds.tolist()
         [0.5]
     """
+    grid, cutoffs = check_grid(grid, "grid"), check_grid(cutoffs, "cutoffs")
     with deferred_checks():  # the call's checks read once, together
         maps, truth = _read(saliency, masks)
-        labels, count = _classes(classes, maps.shape[0], num_classes)
-        labels = labels.to(maps.device)
+        labels, count = check_classes(
+            classes, maps.shape[0], num_classes, _NUM_CLASSES, maps.device
+        )
         normalized = min_max(box_smooth(maps, smoothing) if smoothing is not None else maps)
         present = truth.flatten(1).any(dim=1)
         overlaps = torch.stack([iou(normalized > t, truth) for t in grid])  # (G, M)
@@ -332,8 +332,8 @@ def chexlocalize(
             (image, class) pair.
         masks: ground-truth segmentations, boolean ``(M, *spatial)``.
         classes: the class of each pair, int ``(M,)`` in ``[0, K)``.
-        probabilities: the model's probability of each pair's class ``(M,)``; needed
-            with ``gates``.
+        probabilities: the model's probability of each pair's class ``(M,)`` in
+            ``[0, 1]``; needed with ``gates``.
         thresholds: ``"otsu"``, a number in ``[0, 1]``, or a tensor ``(K,)`` per class.
         gates: the probability cutoff of each class ``(K,)``; ``None``: no gate.
         smoothing: as for [`binarize`][normgrad.metrics.binarize].
@@ -361,8 +361,7 @@ def chexlocalize(
     with deferred_checks():  # the call's checks read once, together
         maps, truth = _read(saliency, masks)
         m = maps.shape[0]
-        labels, count = _classes(classes, m, num_classes)
-        labels = labels.to(maps.device)
+        labels, count = check_classes(classes, m, num_classes, _NUM_CLASSES, maps.device)
         if isinstance(thresholds, torch.Tensor):
             thresholds = _per_class(thresholds, count, "thresholds").to(maps.device)[labels]
         predicted = binarize(maps, thresholds, smoothing=smoothing)
@@ -379,6 +378,8 @@ def chexlocalize(
         hit = hits(maps, truth)
         nan = torch.full_like(overlap, float("nan"))
         rows = torch.arange(m, device=maps.device) if images is None else images.to(maps.device)
+        if images is not None:
+            refuse_repeated_pairs(rows.long() * count + labels, count)
         draw = (resamples, confidence, seed)
         return CheXlocalizeResult(
             _score(overlap, rows, labels, count, draw),

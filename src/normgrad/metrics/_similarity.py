@@ -74,7 +74,7 @@ def map_similarity(
                 b.shape,
             )
         if measure == "ssim":
-            return ssim(min_max(a), min_max(b))
+            return ssim(min_max(a, "maps_a"), min_max(b, "maps_b"))
         if measure == "spearman_abs":
             a, b = a.abs(), b.abs()
         return rank_correlation(a, b).to(a.device)
