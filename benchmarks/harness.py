@@ -27,18 +27,9 @@ def summary(times: Sequence[float]) -> dict[str, float]:
     return {"median_s": float(median), "iqr_s": float(q3 - q1), "runs": len(times)}
 
 
-def measure_group(
-    fns: dict[str, Callable[[], Any]], device: torch.device, min_run_time: float, min_rounds: int
-) -> dict[str, dict[str, float]]:
-    """Median and interquartile range (seconds) of each function, timed interleaved.
-
-    Each round calls every function once, in a fresh random order, so that slow drifts of a
-    shared machine (frequency scaling, other processes) and the after-effects of one call on
-    the next (allocator, caches) hit all of them alike and their ratios hold. Each
-    call is timed with ``torch.utils.benchmark.Timer`` (one run, device synchronised, with
-    torch's current number of threads). At least ``min_rounds`` rounds are run, then more
-    until the group has taken ``min_run_time`` seconds per function (200 rounds at most).
-    """
+def make_timers(fns: dict[str, Callable[[], Any]], device: torch.device) -> dict[str, Timer]:
+    """One ``Timer`` per function, each run once first (a warm-up), timing one call and
+    the device's synchronisation."""
     timers = {}
     for name, fn in fns.items():
         fn()  # warm up
@@ -53,6 +44,22 @@ def measure_group(
         timers[name] = Timer(
             stmt="call()", globals={"call": call}, num_threads=torch.get_num_threads()
         )
+    return timers
+
+
+def measure_group(
+    fns: dict[str, Callable[[], Any]], device: torch.device, min_run_time: float, min_rounds: int
+) -> dict[str, dict[str, float]]:
+    """Median and interquartile range (seconds) of each function, timed interleaved.
+
+    Each round calls every function once, in a fresh random order, so that slow drifts of a
+    shared machine (frequency scaling, other processes) and the after-effects of one call on
+    the next (allocator, caches) hit all of them alike and their ratios hold. Each
+    call is timed with ``torch.utils.benchmark.Timer`` (one run, device synchronised, with
+    torch's current number of threads). At least ``min_rounds`` rounds are run, then more
+    until the group has taken ``min_run_time`` seconds per function (200 rounds at most).
+    """
+    timers = make_timers(fns, device)
     times: dict[str, list[float]] = {name: [] for name in fns}
     shuffle = random.Random(0)
     start = time.perf_counter()

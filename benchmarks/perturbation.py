@@ -36,8 +36,7 @@ import normgrad
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cases import environment
-from harness import summary, sync
-from torch.utils.benchmark import Timer
+from harness import make_timers, summary, sync
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -60,18 +59,7 @@ def paired(fns: dict[str, Callable[[], Any]], device: torch.device, rounds: int)
     synchronised): the median and spread of each, and the median over rounds of each
     one's time over the last function's (the floor) in the same round, a ratio that holds
     on a shared machine where the times drift."""
-    timers = {}
-    for name, fn in fns.items():
-        fn()  # warm up
-        sync(device)
-
-        def call(fn: Callable[[], Any] = fn) -> None:
-            fn()
-            sync(device)
-
-        timers[name] = Timer(
-            stmt="call()", globals={"call": call}, num_threads=torch.get_num_threads()
-        )
+    timers = make_timers(fns, device)
     times: dict[str, list[float]] = {name: [] for name in fns}
     order = list(fns)
     shuffle = random.Random(0)
