@@ -31,7 +31,7 @@ from torch import nn
 import normgrad
 from normgrad import functional as nf
 
-from .conftest import requires_cuda
+from .conftest import examples, requires_cuda
 from .models import TinyCNN, TinyCNN3d, seeded
 from .reference.cams import (
     reference_eigen_cam,
@@ -478,16 +478,66 @@ def test_gradient_cams_take_no_pass_of_their_own() -> None:
     assert calls == [1]
 
 
-def test_score_cam_takes_one_pass_and_one_per_channel_run() -> None:
-    model = seeded(TinyCNN())  # relu3: 16 channels; 2 images: 32 masked images
-    sizes: list[int] = []
-    handle = model.register_forward_hook(lambda m, i, o: sizes.append(len(i[0])))
+def _with_constant_channels(model: TinyCNN, killed: list[int], flat: list[int]) -> TinyCNN:
+    """``relu3``'s channels ``killed`` zero and ``flat`` 0.5 in every image (their
+    convolution's weights zero), the other channels' biases raised so that no other
+    channel is constant."""
+    with torch.no_grad():
+        model.conv3.bias += 5.0
+        for channel in killed + flat:
+            model.conv3.weight[channel] = 0.0
+            model.conv3.bias[channel] = -1.0 if channel in killed else 0.5
+    return model
+
+
+@pytest.mark.parametrize(
+    ("killed", "flat", "sizes"),
+    [
+        ([], [], [2, 10, 10, 10, 2]),  # every pair run: 32 masked images
+        ([0, 5, 9], [3], [2, 1, 10, 10, 4]),  # 8 constant pairs share one zero image
+    ],
+)
+def test_score_cam_takes_one_pass_and_one_per_channel_run(
+    killed: list[int], flat: list[int], sizes: list[int]
+) -> None:
+    model = _with_constant_channels(seeded(TinyCNN()), killed, flat)  # 16 channels
+    seen: list[int] = []
+    handle = model.register_forward_hook(lambda m, i, o: seen.append(len(i[0])))
     try:
         normgrad.ScoreCAM(model, "relu3", batch_size=10).explain(torch.randn(2, 3, 16, 16), 1)
     finally:
         handle.remove()
-    # the recorded pass, then 5 channels' copies of the batch per call (10 images)
-    assert sizes == [2, 10, 10, 10, 2]
+    # the recorded pass, the zero image where a channel is constant in an image, then the
+    # other (image, channel) pairs, 10 masked images per call
+    assert seen == sizes
+
+
+@given(
+    killed=st.lists(st.integers(0, 15), max_size=6, unique=True),
+    flat=st.lists(st.integers(0, 15), max_size=3, unique=True),
+    batch_size=st.integers(1, 40),
+    seed=st.integers(0, 2**16),
+)
+@examples(15)
+def test_score_cam_with_constant_channels_equals_the_literal_algorithm(
+    killed: list[int], flat: list[int], batch_size: int, seed: int
+) -> None:
+    flat = [c for c in flat if c not in killed]
+    model = _with_constant_channels(seeded(TinyCNN(), seed), killed, flat).double().eval()
+    x = torch.randn(
+        3, 3, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)
+    )
+    classes = torch.tensor([1, 4, 0])
+    result = normgrad.ScoreCAM(model, "relu3", batch_size=batch_size).explain(x, classes)
+    alone = normgrad.ScoreCAM(model, "relu3").explain(x[1:2], classes[1:2])
+    a = model.features(x)["relu3"]
+
+    def logit(masked: torch.Tensor, b: int) -> float:
+        with torch.no_grad():
+            return float(model(masked)[0, classes[b]])
+
+    _close(result.raw_layer_maps["relu3"], reference_score_cam(a, x, logit), 1e-9)
+    _close(alone.raw_layer_maps["relu3"], result.raw_layer_maps["relu3"][1:2], 1e-9)
 
 
 def test_coming_from_maps_every_pytorch_grad_cam_and_captum_method() -> None:

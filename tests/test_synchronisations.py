@@ -66,8 +66,9 @@ def explainers(
 
 # At most this many synchronisations per call (see docs/benchmarks.md): one read of every
 # check's flags at the end of the call; SmoothGrad and RISE also read their images' seeds (a
-# generator's seed is a host integer).
-MAX_SYNCS = {"smoothgrad": 2, "rise": 2}
+# generator's seed is a host integer), Score-CAM how many (image, channel) pairs it runs (the
+# channels constant in an image share one zero image).
+MAX_SYNCS = {"smoothgrad": 2, "rise": 2, "score-cam": 2}
 # Non-view kernels over the floor (hooks + autograd.grad to the same activations) on a
 # ResNet-18 at 64 px, four layers or one, conv3x3 (at first: 267, 79 and 75; now 108, 28
 # and 26; docs/benchmarks.md says what each is for).

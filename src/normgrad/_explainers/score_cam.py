@@ -13,9 +13,10 @@ from .._model.diagnosis import forward
 from .._model.hooks import explaining
 from .._model.layers import LayerSpec, single_layer
 from .._model.layouts import Layouts, layouts_for
+from .._model.outputs import read_logits
 from .._model.per_class import class_scores, classes_per_sample
-from .._model.targets import ResolvedTarget
-from ..functional import score_cam_map, score_cam_masks
+from .._model.targets import ClassTarget, ResolvedTarget, ScoreTarget
+from ..functional import is_constant, score_cam_map, score_cam_masks
 from .base import Explainer, Explanation, build_explanation, per_class
 from .perturbation import _chunks
 
@@ -33,15 +34,19 @@ class ScoreCAM(Explainer):
     (see [`functional.score_cam_map`][normgrad.functional.score_cam_map]). No gradient is
     used in the weights.
 
-    **Cost.** Per image: ``C + 1`` forward passes, all without a graph and no backward
-    pass: one to record the activation and the classes explained (``target=None``: the
-    class predicted for the unmasked image, which every masked copy is scored for), then
-    one per channel; ``C`` is the layer's number
-    of channels (512 for ``layer4`` of a ResNet-18, 2048 of a ResNet-50). The masked
-    inputs are run ``batch_size`` images per model call (at least one channel's masked
-    copies of the whole batch), so memory does not grow with ``C``; the result does not
-    depend on ``batch_size``. A target of ``K`` classes per sample ``(N, K)`` scores every
-    class from the same masked inputs: no more passes than one class.
+    **Cost.** Per image: at most ``C + 1`` forward passes, all without a graph and no
+    backward pass: one to record the activation and the classes explained
+    (``target=None``: the class predicted for the unmasked image, which every masked copy
+    is scored for), then one per channel; ``C`` is the layer's number of channels (512 for
+    ``layer4`` of a ResNet-18, 2048 of a ResNet-50). A channel constant in an image (a
+    ReLU channel that never fired, common in trained networks) masks it to zeros, the
+    same input for every such (image, channel) pair: with class targets the zero image is
+    scored once per call for all of them, and only the other pairs are run (their number
+    is read from the device once per call). A callable target is called on whole copies
+    of the batch, every channel run. The masked inputs are run ``batch_size`` images per
+    model call, so memory does not grow with ``C``; the result does not depend on
+    ``batch_size``. A target of ``K`` classes per sample ``(N, K)`` scores every class
+    from the same masked inputs: no more passes than one class.
 
     Differs from pytorch-grad-cam's ``ScoreCAM`` only by the masks' upsampling
     (``align_corners=True`` there) and its $10^{-8}$ in the masks' normalisation; it
@@ -93,8 +98,16 @@ class ScoreCAM(Explainer):
     ) -> torch.Tensor:
         """The target's score of ``x`` masked by each channel of ``activation``,
         ``(N, C)`` (``(N, C, K)`` for ``K`` classes per sample, scored from the same
-        masked inputs): the masks of a run of channels at a time, each channel's copy of the
-        batch in turn (a copy is the batch, as a callable target expects)."""
+        masked inputs)."""
+        if isinstance(target, ScoreTarget):
+            return self._copy_scores(x, activation, target)
+        return self._pair_scores(x, activation, target)
+
+    def _copy_scores(
+        self, x: torch.Tensor, activation: torch.Tensor, target: ScoreTarget
+    ) -> torch.Tensor:
+        """Scores for a callable target: the masks of a run of channels at a time, each
+        channel's copy of the batch in turn (a copy is the batch, as a callable expects)."""
         n, channels = activation.shape[:2]
         scores = []
         with explaining(self.model), torch.no_grad():
@@ -106,6 +119,40 @@ class ScoreCAM(Explainer):
                 score, _ = class_scores(forward(self.model, masked), run_target, len(masked))
                 scores.append(score.reshape(stop - start, n, *score.shape[1:]))
         return torch.cat(scores).transpose(0, 1)
+
+    def _pair_scores(
+        self, x: torch.Tensor, activation: torch.Tensor, target: ClassTarget
+    ) -> torch.Tensor:
+        """Scores for class targets, one (image, channel) pair per masked input, channel
+        after channel. A channel constant in an image masks it to zeros, the same input
+        for every such pair: the zero image is scored once for them all, and only the
+        other pairs are run (their number read from the device once per call)."""
+        n, channels = activation.shape[:2]
+        flat = activation.flatten(0, 1).unsqueeze(1)  # (N * C, 1, *spatial)
+        constant = is_constant(flat).view(n, channels)
+        pairs = (~constant).transpose(0, 1).nonzero()  # (P, 2): channel, image; one read
+        classes = target.classes
+        assert classes is not None  # fixed by the recording pass
+        if classes.ndim == 0:
+            classes = classes.expand(n)
+        scores: torch.Tensor | None = None
+        with explaining(self.model), torch.no_grad():
+            if len(pairs) < n * channels:  # some pairs mask to zeros: one zero image
+                zero = read_logits(forward(self.model, torch.zeros_like(x[:1])))
+                scores, _ = class_scores(zero.expand(n, -1), ClassTarget(classes), n)
+                scores = scores.unsqueeze(1).repeat(1, channels, *[1] * (scores.ndim - 1))
+            for part in torch.split(pairs, self.batch_size):
+                channel, image = part[:, 0], part[:, 1]
+                masks = score_cam_masks(activation[image, channel].unsqueeze(1), x.shape[2:])
+                masked = masks.to(x.dtype) * x[image]
+                score, _ = class_scores(
+                    forward(self.model, masked), ClassTarget(classes[image]), len(masked)
+                )
+                if scores is None:
+                    scores = score.new_empty((n, channels, *score.shape[1:]))
+                scores[image, channel] = score
+        assert scores is not None  # at least one pair, or the zero image
+        return scores
 
     def __repr__(self) -> str:
         return (
