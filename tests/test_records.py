@@ -937,3 +937,70 @@ def test_a_records_file_of_the_old_names_is_resumed(tmp_path: Path) -> None:
     resumed = _run(data, records=path)
     assert _canon(resumed) == _canon(whole)
     assert _canon(normgrad.read_records(path)) == _canon(whole)
+
+
+def _pairs_data(repeat: bool = False) -> list[tuple[Any, ...]]:
+    """Two batches of two images with two classes each (labels ``(N, K)``), ids given;
+    with ``repeat`` the second batch's first image lists class 3 twice."""
+    gen = torch.Generator().manual_seed(4)
+    data = []
+    for b in range(2):
+        x = torch.randn(2, 3, SIZE, SIZE, generator=gen, dtype=torch.float64)
+        labels = torch.tensor([[b, 3], [3, 3] if repeat and b else [2, 4]])
+        regions = [[torch.tensor([[1, 2, 9, 12]]), torch.tensor([[4, 4, 15, 15]])]] * 2
+        data.append((x, labels, regions, [f"im{2 * b}", f"im{2 * b + 1}"]))
+    return data
+
+
+def test_a_run_of_several_classes_per_image_is_resumed_where_it_stopped(tmp_path: Path) -> None:
+    """Labels ``(N, K)``: the records are the (image, class) pairs', and a resume explains
+    only the batches whose pairs the file lacks (not every batch again)."""
+    data = _pairs_data()
+    path = tmp_path / "records.csv"
+    whole = _run(data, records=path)
+    assert {r.image for r in whole.records} == {f"im{i}/{c}" for i, c in
+                                                [(0, 0), (0, 3), (1, 2), (1, 4),
+                                                 (2, 1), (2, 3), (3, 2), (3, 4)]}  # fmt: skip
+    lines = path.read_text(encoding="utf-8").split("\n")
+    path.write_text("\n".join(lines[:-4]) + "\n", encoding="utf-8")  # im3/4 cut off
+    model = _model()
+    explained = _Explained(model)
+    resumed = normgrad.evaluate(
+        model, _explainers(model), data, tolerance=2, smoothing_sigma=1.0,
+        progress=False, records=path,
+    )  # fmt: skip
+    assert _canon(resumed) == _canon(whole)
+    assert explained.passes == 1  # the second batch only
+    again = _Explained(model)
+    normgrad.evaluate(model, _explainers(model), data, progress=False, tolerance=2,
+                      smoothing_sigma=1.0, records=path)  # fmt: skip
+    assert again.passes == 0
+
+
+def test_a_hand_edited_point_of_a_pair_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "records.csv"
+    _run(_pairs_data(), records=path)
+    lines = path.read_text(encoding="utf-8").split("\n")
+    row = next(csv.reader([lines[2]]))
+    assert row[0] == "im0/0" and row[3]
+    row[3] = "40 7"
+    lines[2] = ",".join(row)
+    path.write_text("\n".join(lines), encoding="utf-8")
+    with pytest.raises(normgrad.InvalidArgumentError) as error:
+        _run(_pairs_data(), records=path)
+    assert f"records: {str(path)!r} line 3: point: " in str(error.value), str(error.value)
+    assert "40 7 of image 'im0/0' is not a pixel of its map" in str(error.value)
+
+
+def test_a_class_listed_twice_for_an_image_is_refused_before_its_batch(tmp_path: Path) -> None:
+    model = _model()
+    explained = _Explained(model)
+    with pytest.raises(normgrad.InvalidArgumentError) as error:
+        normgrad.evaluate(
+            model, _explainers(model), _pairs_data(repeat=True), progress=False,
+            records=tmp_path / "records.csv",
+        )  # fmt: skip
+    message = str(error.value)
+    assert "data: the labels of batch 2" in message, message
+    assert "image 'im3' lists class 3 more than once ([3, 3])" in message, message
+    assert explained.passes == 1  # the first batch only

@@ -18,6 +18,7 @@ from .arguments import Run, checked
 from .data import Progress, batches, check_labels, check_order, record_path, unpack
 from .distributed import exchange, next_call, sampler_indices, world
 from .fingerprint import describe_differences
+from .per_class import record_ids
 from .records import RecordFile, image_order, result_of
 from .result import EvaluationResult, Record, outside_note
 from .scoring import score_batch
@@ -294,13 +295,14 @@ def _score_data(
             ids = [str(indices[images + i] if indices else images + i) for i in range(n)]
         images += n
         _refuse_repeats(ids, seen, step)
+        check_labels(labels, n, step)
+        keys = record_ids(ids, labels, step)  # the (image, class) pairs' for labels (N, K)
         if log is not None:
-            log.check_points(ids, x.shape[2:])
-        if log is not None and all(i in log.done for i in ids):
-            out.extend(r for i in ids for r in log.done[i])
+            log.check_points(keys, x.shape[2:])
+        if log is not None and all(i in log.done for i in keys):
+            out.extend(r for i in keys for r in log.done[i])
             bar.step(step, images)
             continue
-        check_labels(labels, n, step)
         batch_records = score_batch(
             model, explainers, x.to(device), labels, batch_regions, ids, run.methods,
             **run.scoring,
