@@ -3,6 +3,7 @@ a resume or a rank whose explainers or weights differ, data whose order cannot b
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
@@ -365,6 +366,19 @@ def test_resuming_with_another_model_class_of_the_same_weights_is_refused(tmp_pa
     assert "model weights (" not in str(error.value)
 
 
+def _leaky(slope: float) -> Any:
+    return functools.partial(nn.functional.leaky_relu, negative_slope=slope)
+
+
+def _attributes(model: nn.Module) -> None:
+    """The attributes the modules of ``test_resuming_with_other_modules...`` start with."""
+    model.scale = None  # type: ignore[assignment]
+    model.mask = torch.zeros(3)
+    model.stats = (torch.zeros(3), torch.ones(3))  # a tuple of tensors
+    model.act = _leaky(0.1)  # a function with its arguments
+    _heads(model, 4)
+
+
 def _heads(model: nn.Module, heads: int) -> None:
     model.attention = nn.MultiheadAttention(16, 4, batch_first=True)  # unused by forward
     with torch.no_grad():
@@ -383,6 +397,8 @@ def _heads(model: nn.Module, heads: int) -> None:
         (lambda m: setattr(m, "scale", 2.0), "the model itself scale (2.0 here, None"),
         (lambda m: setattr(m, "mask", torch.ones(3)), "model weights (mask)"),
         (lambda m: _heads(m, 2), "attention num_heads (2 here, 4 in the file)"),
+        (lambda m: setattr(m, "stats", (torch.ones(3), torch.ones(3))), "model weights (stats[0])"),
+        (lambda m: setattr(m, "act", _leaky(0.3)), "the model itself act"),
     ],
 )
 def test_resuming_with_other_modules_of_the_same_weights_is_refused(
@@ -392,17 +408,13 @@ def test_resuming_with_other_modules_of_the_same_weights_is_refused(
     changes the maps with the same weights: refused, naming the module."""
     path = tmp_path / "records.csv"
     first = _model()
-    first.scale = None  # type: ignore[assignment]
-    first.mask = torch.zeros(3)
-    _heads(first, 4)
+    _attributes(first)
     explainers = {"NormGrad": normgrad.NormGrad(first, "conv2")}
     normgrad.evaluate(first, explainers, _data(), tolerance=3, progress=False, records=path)
     again = normgrad.evaluate(first, explainers, _data(), tolerance=3, progress=False, records=path)
     assert again.rows[0].total == 6  # the same model: resumed
     changed = _model()
-    changed.scale = None  # type: ignore[assignment]
-    changed.mask = torch.zeros(3)
-    _heads(changed, 4)
+    _attributes(changed)
     change(changed)
     counting = _Counting(changed)
     with pytest.raises(normgrad.InvalidArgumentError) as error:

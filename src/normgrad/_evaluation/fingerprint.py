@@ -210,10 +210,13 @@ _SKIPPED = frozenset({"training", "name_or_path"})  # the mode; where weights we
 
 def _setting(value: Any) -> bool:
     """Whether a module's attribute is a setting: a number, string, enum, dtype, class,
-    function or a tuple or list of them (bookkeeping, such as caches, counters of warnings
-    and configuration objects, lives in dicts and other objects: left out)."""
+    function (with its bound arguments: ``functools.partial``) or a tuple or list of them
+    and of tensors (bookkeeping, such as caches, counters of warnings and configuration
+    objects, lives in dicts and other objects: left out)."""
     if isinstance(value, (tuple, list)):
-        return all(_setting(v) for v in value)
+        return all(isinstance(v, torch.Tensor) or _setting(v) for v in value)
+    if isinstance(value, functools.partial):
+        return _setting(value.func) and _setting([*value.args, *value.keywords.values()])
     plain_callable = callable(value) and hasattr(value, "__qualname__")
     return isinstance(value, _PLAIN) or (plain_callable and not isinstance(value, nn.Module))
 
@@ -225,7 +228,8 @@ def _structure(
     PyTorch's modules print: padding mode, eps, negative slope, ...) and its public
     attributes that are settings (``num_heads``, ``scale``, a function it calls, ...;
     ``_setting``). A tensor attribute is added to ``tensors`` (checksummed with the
-    weights, ``"<module>.<attribute>"``); a device by its type (ranks hold the model on
+    weights, ``"<module>.<attribute>"``, ``"<module>.<attribute>[i]"`` in a tuple or
+    list); a device by its type (ranks hold the model on
     ``cuda:0``, ``cuda:1``, ...). The mode (``training``) is left out: the explainers run
     the model in eval mode."""
     names = {id(m): n for n, m in model.named_modules()}
@@ -235,9 +239,17 @@ def _structure(
         for key, value in sorted(vars(module).items()):
             if key.startswith("_") or key in _SKIPPED:
                 continue
+            where = f"{name}.{key}" if name else key
             if isinstance(value, torch.Tensor):
-                tensors.append((f"{name}.{key}" if name else key, value))
+                tensors.append((where, value))
                 attributes[key] = "<tensor>"
+            elif isinstance(value, (tuple, list)) and _setting(value):  # tensors among them
+                found = [isinstance(v, torch.Tensor) for v in value]
+                tensors += [(f"{where}[{i}]", v) for i, v in enumerate(value) if found[i]]
+                attributes[key] = [
+                    "<tensor>" if found[i] else _value(v, model, names, {id(module)})
+                    for i, v in enumerate(value)
+                ]
             elif isinstance(value, torch.device):
                 attributes[key] = {"device": value.type}
             elif _setting(value):
