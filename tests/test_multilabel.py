@@ -235,6 +235,44 @@ def test_ambiguous_per_class_regions_are_refused(regions: Any, error: type, patt
         metrics.pointing_game_per_class(torch.rand(2, 8, 8), regions)
 
 
+_BOX = [2, 2, 6, 6]
+
+
+@pytest.mark.parametrize(
+    ("bad", "error", "named"),
+    [
+        ([9, 9, 3, 3], normgrad.InvalidArgumentError, "regions[1][1][0] = [9.0, 9.0, 3.0, 3.0]"),
+        ([1, float("nan"), 3, 3], normgrad.InvalidArgumentError, "regions[1][1][0] = [1.0, nan"),
+        ([1, 2, 3], normgrad.ArgumentTypeError, "regions[1][1][0]: expected a box of 4"),
+        ("box", normgrad.ArgumentTypeError, "regions[1][1]: expected boxes"),
+    ],
+)
+def test_a_bad_region_of_a_class_is_named_by_its_image_and_class(
+    bad: Any, error: type, named: str
+) -> None:
+    """Regions per class are scored as the pairs' regions, but an error names the region
+    as the caller gave it: ``regions[image][class][box]``, in the metric and in
+    ``evaluate``."""
+    regions = [[[_BOX], [_BOX]], [[_BOX], [bad] if bad != "box" else bad], [[_BOX], [_BOX]]]
+    with pytest.raises(error) as raised:
+        metrics.pointing_game_per_class(torch.rand(3, 2, 8, 8), regions)
+    assert named in str(raised.value), str(raised.value)
+    model = seeded(TinyCNN(num_classes=5))
+    data = [(torch.randn(3, 3, 8, 8), torch.tensor([[0, 1], [2, 3], [4, 0]]), regions)]
+    with pytest.raises(error) as raised:
+        normgrad.evaluate(model, {"g": normgrad.Gradient(model)}, data, progress=False)
+    assert named in str(raised.value), str(raised.value)
+
+
+def test_a_region_of_a_class_outside_the_map_is_named_by_its_image_and_class() -> None:
+    regions = [[[_BOX], [_BOX]], [[_BOX], [[20, 20, 30, 30]]]]
+    with pytest.warns(UserWarning) as warned:
+        metrics.pointing_game_per_class(torch.rand(2, 2, 8, 8), regions)
+    message = str(warned[0].message)
+    assert "regions: (image, class) pairs [(1, 1)] have regions wholly outside" in message
+    assert "e.g. regions[1][1][0] spans x 20 to 30" in message, message
+
+
 def test_evaluate_scores_every_image_and_class_pair() -> None:
     model = seeded(TinyCNN(num_classes=5))
     gen = torch.Generator().manual_seed(4)

@@ -64,7 +64,7 @@ def score_batch(
         # converted once, then scored by every method and metric (the objects one by one
         # where a metric matches them)
         shape = (x.shape[0], *x.shape[2:])
-        regions = prepare(batch_regions, shape, x.device, one_by_one=objects)
+        regions = prepare(batch_regions, shape, x.device, one_by_one=objects, per_class=k)
         # on the host before the explainers' kernels are queued, while the queue is short
         if reference_rows:
             rates = random_point_hit_rate(regions, x.shape[2:], tolerance, spacing).tolist()

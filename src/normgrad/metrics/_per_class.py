@@ -12,9 +12,10 @@ from typing import Any, Union
 import numpy as np
 import torch
 
+from .._deferred import deferred_checks
 from .._errors import ArgumentTypeError, ShapeError, describe
 from ._pointing import pointing_game
-from ._regions.prepared import PreparedRegions, Regions
+from ._regions.prepared import PreparedRegions, Regions, prepare
 
 ClassRegions = Union[torch.Tensor, np.ndarray, Sequence[Sequence[Any]]]
 """Regions per class of each image, for maps ``(N, K, *spatial)``: boolean masks
@@ -122,5 +123,8 @@ def pointing_game_per_class(
     """
     maps = per_class_maps(saliency)
     n, k = saliency.shape[:2]
-    scores = pointing_game(maps.unsqueeze(1), per_class_regions(regions, n, k), tolerance, spacing)
+    with deferred_checks():  # the regions' checks read with the Pointing Game's
+        # errors name a region regions[image][class][j], as given
+        pairs = prepare(per_class_regions(regions, n, k), maps.shape, maps.device, per_class=k)
+        scores = pointing_game(maps.unsqueeze(1), pairs, tolerance, spacing)
     return scores.view(n, k)

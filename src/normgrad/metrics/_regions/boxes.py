@@ -91,16 +91,23 @@ def _span(values: Sequence[float]) -> str:
 
 
 def warn_outside(
-    samples: Sequence[int], region: str, bounds: Sequence[float], spatial: Sequence[int]
+    samples: Sequence[int],
+    region: str,
+    bounds: Sequence[float],
+    spatial: Sequence[int],
+    per_class: int = 0,
 ) -> None:
     """Warn that the regions of ``samples`` (those with a region wholly outside the map)
     lie outside maps of ``spatial``; ``region`` names the first such region and ``bounds``
-    its extent ``(xmin, ymin[, zmin], xmax, ymax[, zmax])``."""
+    its extent ``(xmin, ymin[, zmin], xmax, ymax[, zmax])``. With ``per_class`` = K the
+    samples are (image, class) pairs, sample-major, and are named so."""
     size = " x ".join(str(s) for s in reversed(spatial))  # W x H (x D)
-    named = ", ".join(str(i) for i in samples[:_NAMED])
+    shown = [f"({i // per_class}, {i % per_class})" if per_class else str(i) for i in samples]
+    named = ", ".join(shown[:_NAMED])
     more = f" and {len(samples) - _NAMED} more" if len(samples) > _NAMED else ""
+    which = "(image, class) pairs" if per_class else "samples"
     warn(
-        f"regions: samples [{named}]{more} have regions wholly outside their map of "
+        f"regions: {which} [{named}]{more} have regions wholly outside their map of "
         f"{size} pixels (width x height{' x depth' if len(spatial) == 3 else ''}), e.g. "
         f"{region} spans {_span(bounds)}; such a region covers nothing, and a sample whose "
         "every region is outside is not counted. Regions are in the maps' pixels: if they are "

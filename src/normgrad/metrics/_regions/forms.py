@@ -88,7 +88,16 @@ def _box_row(row: object, argument: str, ndim: int) -> list[float]:
     )
 
 
-def sample_regions(regions: Sequence[object], ndim: int) -> list[torch.Tensor | list[Shape]]:
+def region_name(i: int, per_class: int = 0) -> str:
+    """Sample ``i``'s regions as the caller gave them: ``regions[i]``, or for regions
+    given per class (``per_class`` = K classes per image, the samples being the (image,
+    class) pairs, sample-major) ``regions[n][k]``."""
+    return f"regions[{i // per_class}][{i % per_class}]" if per_class else f"regions[{i}]"
+
+
+def sample_regions(
+    regions: Sequence[object], ndim: int, per_class: int = 0
+) -> list[torch.Tensor | list[Shape]]:
     """Each sample's regions in one of two forms, by the one rule every metric follows:
     boxes ``(K, 2 * ndim)`` (a tensor of real numbers, on its device; rows all NaN are
     padding) or a list of shapes.
@@ -99,41 +108,42 @@ def sample_regions(regions: Sequence[object], ndim: int) -> list[torch.Tensor | 
     maps only); a list of boxes, each ``2 * ndim`` numbers (a list, tuple, tensor or array);
     or one box as a flat list of ``2 * ndim`` numbers. An empty list is no region. Only
     types and shapes are checked here; the values of the boxes are checked once for the
-    batch (``box_flags``).
+    batch (``box_flags``). Errors name a sample's regions by ``region_name``.
     """
     width = 2 * ndim
     out: list[torch.Tensor | list[Shape]] = []
     for i, item in enumerate(regions):
+        name = region_name(i, per_class)
         if isinstance(item, (torch.Tensor, np.ndarray)):
-            out.append(_box_array(item, f"regions[{i}]", ndim))
+            out.append(_box_array(item, name, ndim))
         elif isinstance(item, Sequence) and not isinstance(item, str):
             if any(isinstance(obj, Shape) for obj in item):
-                out.append(_shapes(item, i, ndim))
+                out.append(_shapes(item, name, ndim))
             elif len(item) == width and all(_is_number(v) for v in item):
                 out.append(torch.tensor([[float(v) for v in item]], dtype=torch.float64))
             else:
-                rows = [_box_row(row, f"regions[{i}][{j}]", ndim) for j, row in enumerate(item)]
+                rows = [_box_row(row, f"{name}[{j}]", ndim) for j, row in enumerate(item)]
                 out.append(torch.tensor(rows, dtype=torch.float64).reshape(-1, width))
         else:
             raise ArgumentTypeError(
-                f"regions[{i}]: expected boxes ({box_order(ndim)}) as a tensor or array "
+                f"{name}: expected boxes ({box_order(ndim)}) as a tensor or array "
                 f"(K, {width}) or a list, or a list of Box, Ellipse and Polygon, got "
                 f"{describe(item)}"
             )
     return out
 
 
-def _shapes(item: Sequence[object], i: int, ndim: int) -> list[Shape]:
+def _shapes(item: Sequence[object], name: str, ndim: int) -> list[Shape]:
     for j, obj in enumerate(item):
         if not isinstance(obj, Shape):
             raise ArgumentTypeError(
-                f"regions[{i}][{j}]: expected a Box, Ellipse or Polygon like the other regions "
-                f"of regions[{i}] (a sample's regions are shapes or boxes, not both: write a "
+                f"{name}[{j}]: expected a Box, Ellipse or Polygon like the other regions "
+                f"of {name} (a sample's regions are shapes or boxes, not both: write a "
                 f"box as Box(xmin, ymin, xmax, ymax)), got {describe(obj)}"
             )
         if ndim != 2:
             raise ArgumentTypeError(
-                f"regions[{i}][{j}]: a {type(obj).__name__} is 2-D but the maps are "
+                f"{name}[{j}]: a {type(obj).__name__} is 2-D but the maps are "
                 f"{ndim}-D; give volume objects as boxes (K, 6)"
             )
     return list(cast(Sequence[Shape], item))
@@ -148,11 +158,12 @@ def from_numpy(regions: object) -> object:
 
 
 def read_forms(
-    regions: object, shape: tuple[int, ...], one_by_one: bool
+    regions: object, shape: tuple[int, ...], one_by_one: bool, per_class: int = 0
 ) -> torch.Tensor | list[torch.Tensor | list[Shape]]:
     """The regions of the ``shape[0]`` maps of ``shape`` ``(N, *spatial)``: boolean masks
     ``(N, *spatial)`` (not where the objects are wanted ``one_by_one``, as the detection
-    metrics want them), or each sample's boxes or shapes (``sample_regions``)."""
+    metrics want them), or each sample's boxes or shapes (``sample_regions``; ``per_class``
+    as there)."""
     n, ndim = shape[0], len(shape) - 1
     regions = from_numpy(regions)
     if isinstance(regions, torch.Tensor) and regions.dtype == torch.bool and not one_by_one:
@@ -181,7 +192,7 @@ def read_forms(
             else f"regions: expected one box tensor per map ({n}), got {len(regions)}",
             (len(regions),),
         )
-    return sample_regions(regions, ndim)
+    return sample_regions(regions, ndim, per_class)
 
 
 def _unbind_padded(

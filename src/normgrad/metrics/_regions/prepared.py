@@ -14,7 +14,7 @@ from ..._deferred import deferred_checks
 from ..._errors import ArgumentTypeError, ShapeError
 from . import pixels
 from .boxes import box_flags, clip, refuse_box, warn_outside
-from .forms import SampleRegions, read_forms
+from .forms import SampleRegions, read_forms, region_name
 from .pixels import ShapePixels, Window
 from .shapes import Shape, rasterize
 
@@ -192,9 +192,12 @@ def prepare(
     shape: Sequence[int],
     device: torch.device | str | None = None,
     one_by_one: bool = False,
+    per_class: int = 0,
 ) -> PreparedRegions:
     """``prepare_regions``; ``one_by_one``: the caller matches objects one by one (the
-    detection metrics), so masks, which merge touching objects, are refused."""
+    detection metrics), so masks, which merge touching objects, are refused; ``per_class``:
+    the samples are the (image, class) pairs of regions given per class for ``K`` classes,
+    named ``regions[image][class]`` in errors and warnings."""
     shape = tuple(int(s) for s in shape)
     dev = torch.device(device) if device is not None else None
     if isinstance(regions, PreparedRegions):
@@ -211,17 +214,20 @@ def prepare(
         raise ShapeError(
             f"regions: expected maps of at least one pixel, got maps of shape {shape}", shape
         )
-    forms = read_forms(regions, shape, one_by_one)
+    forms = read_forms(regions, shape, one_by_one, per_class)
     if isinstance(forms, torch.Tensor):  # masks
         masks = forms.to(dev) if dev is not None else forms
         none = torch.empty(0, dtype=torch.long, device=masks.device)
         window = torch.empty(0, len(shape) - 1, dtype=torch.float64, device=masks.device)
         return PreparedRegions(shape, masks, none, window, window, none.bool())
-    return _objects(forms, shape, dev or torch.device("cpu"))
+    return _objects(forms, shape, dev or torch.device("cpu"), per_class)
 
 
 def _objects(
-    items: list[torch.Tensor | list[Shape]], shape: tuple[int, ...], device: torch.device
+    items: list[torch.Tensor | list[Shape]],
+    shape: tuple[int, ...],
+    device: torch.device,
+    per_class: int = 0,
 ) -> PreparedRegions:
     """Every object of the batch as one table, sample by sample: values checked, windows
     clipped, shapes rasterised, regions outside the map found; the checks are read with the
@@ -266,7 +272,7 @@ def _objects(
             valid = valid.index_put((where,), valid[where] & covers)
     count = torch.zeros(n, dtype=torch.long, device=device).index_add_(0, owner, far.long())
     if total:
-        _check_later(bounds, bad, far, count, starts, spatial)
+        _check_later(bounds, bad, far, count, starts, spatial, per_class)
     return PreparedRegions(
         shape, None, owner, low, high, valid, count > 0, tuple(given), tuple(shapes), count
     )
@@ -279,6 +285,7 @@ def _check_later(
     count: torch.Tensor,
     starts: list[int],
     spatial: Sequence[int],
+    per_class: int,
 ) -> None:
     """Refuse the first bad box, then warn of the regions wholly outside the map, once the
     call's checks are read (one read: the flags, the first outside region and the samples
@@ -294,7 +301,7 @@ def _check_later(
 
     def name(row: int) -> tuple[str, str]:
         i, j = where(row)
-        return f"regions[{i}]", f"regions[{i}][{j}]"
+        return region_name(i, per_class), f"{region_name(i, per_class)}[{j}]"
 
     def act(values: list[float]) -> None:
         if values[0]:
@@ -302,7 +309,8 @@ def _check_later(
         if values[1]:
             i, j = where(int(values[2]))
             samples = [s for s, c in enumerate(values[3 + width :]) if c > 0]
-            warn_outside(samples, f"regions[{i}][{j}]", values[3 : 3 + width], spatial)
+            region = f"{region_name(i, per_class)}[{j}]"
+            warn_outside(samples, region, values[3 : 3 + width], spatial, per_class)
 
     with deferred_checks() as checks:
         checks.add(summary, act)
