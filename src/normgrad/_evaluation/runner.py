@@ -95,7 +95,9 @@ def evaluate(
             explained again: the run continues where it stopped. A file written with other
             settings, other explainer arguments or another model (weights, buffers, or a
             submodule's class, settings or attributes) is refused, naming what differs, as
-            is a ``DataLoader`` that shuffles when batches have no ids.
+            is a ``DataLoader`` that shuffles when batches have no ids. The data is not
+            in the file: an image already recorded keeps its records (its pixels, labels
+            and regions are not read again); after changing them, start a new file.
             The file is rewritten atomically on resume. With several processes each rank
             writes its own file, ``<name>.rank<r>-of-<W><suffix>``.
         group: the ``torch.distributed`` process group (default: the default group, when
