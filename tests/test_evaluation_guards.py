@@ -345,6 +345,33 @@ def test_bad_labels_are_named_as_the_datas_labels(
     assert counting.calls == 1  # the first batch only
 
 
+@pytest.mark.parametrize(
+    "explainer",
+    [
+        lambda m: normgrad.Gradient(m),
+        lambda m: normgrad.RISE(m, n_masks=2, cell_size=8),
+        lambda m: normgrad.SmoothGrad(normgrad.GradCAM(m, "conv2"), n_samples=2),
+    ],
+)
+@pytest.mark.parametrize(
+    "labels", [torch.tensor([1, 7, 0]), torch.tensor([[0, 1], [2, -1], [3, 4]])]
+)
+def test_labels_outside_the_models_classes_are_named_as_the_datas_labels(
+    explainer: Any, labels: torch.Tensor
+) -> None:
+    """A class the model has not (found in the explainers' pass) is the data's label of a
+    batch, named so, not the ``target`` it becomes."""
+    model = _model()
+    (x, _, boxes), second = _data(2)
+    regions = [[b, b] for b in boxes] if labels.ndim == 2 else boxes
+    data = [second, (x, labels, regions)]
+    with pytest.raises(normgrad.InvalidArgumentError) as raised:
+        normgrad.evaluate(model, {"e": explainer(model)}, data, progress=False)
+    message = str(raised.value)
+    assert message.startswith("data: the labels of batch 2"), message
+    assert "expected class indices in [0, 5) for a model with 5 output(s)" in message, message
+
+
 class _Sharper(TinyCNN):
     """TinyCNN's weights, another forward pass (logits doubled)."""
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,11 +95,22 @@ def unpack(batch: Any) -> tuple[torch.Tensor, Any, Regions, list[str] | None]:
 def check_labels(labels: Any, images: int, step: int) -> None:
     """Raise unless a batch's labels are a class to explain per image (or ``None``), naming
     the data's labels, not the ``target`` they become."""
-    try:
+    with labels_named(step):
         resolved = resolve_target(labels)
         if isinstance(resolved, ClassTarget):
             check_class_shape(resolved, images)
+
+
+@contextlib.contextmanager
+def labels_named(step: int) -> Iterator[None]:
+    """An error about the ``target`` raised inside (the batch's labels are the explainers'
+    target: a wrong shape, or a class the model has not, found in its pass) names the
+    labels of batch ``step``."""
+    try:
+        yield
     except NormGradError as e:
+        if not str(e).startswith("target: "):
+            raise
         text = str(e).removeprefix("target: ")
         message = (
             f"data: the labels of batch {step} (the second element of each batch): {text}; "

@@ -15,7 +15,15 @@ from .._errors import InvalidArgumentError, warn, warn_renamed
 from .._explainers.base import Explainer
 from ..metrics import DeletionOptions
 from .arguments import Run, checked
-from .data import Progress, batches, check_labels, check_order, record_path, unpack
+from .data import (
+    Progress,
+    batches,
+    check_labels,
+    check_order,
+    labels_named,
+    record_path,
+    unpack,
+)
 from .distributed import exchange, next_call, sampler_indices, world
 from .fingerprint import describe_differences
 from .per_class import record_ids
@@ -305,10 +313,11 @@ def _score_data(
             out.extend(r for i in keys for r in log.done[i])
             bar.step(step, images)
             continue
-        batch_records = score_batch(
-            model, explainers, x.to(device), labels, batch_regions, ids, run.methods,
-            **run.scoring,
-        )  # fmt: skip
+        with labels_named(step):  # a class the model has not: the labels of this batch
+            batch_records = score_batch(
+                model, explainers, x.to(device), labels, batch_regions, ids, run.methods,
+                **run.scoring,
+            )  # fmt: skip
         if log is not None:  # images the file holds whole keep their records
             batch_records = log.append(batch_records)
         out.extend(batch_records)
