@@ -1004,3 +1004,25 @@ def test_a_class_listed_twice_for_an_image_is_refused_before_its_batch(tmp_path:
     assert "data: the labels of batch 2" in message, message
     assert "image 'im3' lists class 3 more than once ([3, 3])" in message, message
     assert explained.passes == 1  # the first batch only
+
+
+def test_a_records_file_reached_through_a_symbolic_link_stays_where_the_link_points(
+    tmp_path: Path,
+) -> None:
+    """A rewrite replaces the file the link points to (on other storage, say), not the
+    link: every batch reaches the target, and the link stays a link."""
+    target = tmp_path / "storage" / "records.csv"
+    target.parent.mkdir()
+    target.write_text("")
+    link = tmp_path / "run" / "records.csv"
+    link.parent.mkdir()
+    try:
+        link.symlink_to(target)
+    except (OSError, NotImplementedError):
+        pytest.skip("symbolic links are not available here")
+    data = _data(2)
+    _run(data[:1], records=link)
+    whole = _run(data, records=link)  # resumed: rewritten, then appended to
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert _canon(normgrad.read_records(target)) == _canon(whole)
+    assert [p.name for p in target.parent.iterdir()] == ["records.csv"]  # no temporary left

@@ -291,12 +291,14 @@ class RecordFile:
         """Write the header and the records kept to a temporary file beside the file, then
         replace the file with it in one step: a crash at any point leaves the old file or
         the new one, never a part of either. The temporary has one name per file,
-        ``.<name>.tmp``: one left by a process killed while rewriting is removed here."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ``.<name>.tmp``: one left by a process killed while rewriting is removed here. A
+        path that is a symbolic link rewrites the file it points to (the link stays)."""
+        real = Path(os.path.realpath(self.path))
+        real.parent.mkdir(parents=True, exist_ok=True)
         kept = [r for rs in self.done.values() for r in rs]
         text = _MAGIC + json.dumps(self.settings, sort_keys=True) + "\n" + records_csv(kept)
-        temporary = self.path.with_name(f".{self.path.name}.tmp")
-        old = self.path.stat().st_mode if self.path.exists() else 0o644
+        temporary = real.with_name(f".{real.name}.tmp")
+        old = real.stat().st_mode if real.exists() else 0o644
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)  # left by a killed rewrite
         try:
@@ -314,7 +316,7 @@ class RecordFile:
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(temporary, self.path)
+            os.replace(temporary, real)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
