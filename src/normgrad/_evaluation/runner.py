@@ -78,7 +78,8 @@ def evaluate(
             image of its own, with the regions given per class as
             [`ClassRegions`][normgrad.metrics.ClassRegions] and as id the image's and
             the class's joined by a slash, ``"7/3"``; the rows are over all pairs, and a
-            class's score is the mean of its pairs' records); regions the objects to
+            class's score for a method is the mean of that method's records of its pairs;
+            an image listing a class twice is refused); regions the objects to
             point at, boolean masks or per-sample boxes as in
             [`metrics.pointing_game`][normgrad.metrics.pointing_game]; ids one id per image (ints or
             strings). Without ids an image's id is its index in the data (for a ``DataLoader`` over
