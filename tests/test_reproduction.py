@@ -264,7 +264,7 @@ def test_results_written_by_the_protocol_read_back(tmp_path: Path) -> None:
 def test_modes() -> None:
     protocol = load("protocol")
     full = protocol.parse([])
-    assert full.archs == ("resnet18", "efficientnet_b0")
+    assert full.archs == ("resnet18", "efficientnet_b0", "small_vit", "small_swin")
     assert protocol.parse(["--archs", "small_vit", "small_swin"]).archs == (
         "small_vit",
         "small_swin",
