@@ -47,8 +47,28 @@ def make_timers(fns: dict[str, Callable[[], Any]], device: torch.device) -> dict
     return timers
 
 
+def _cpu_clocks(fns: dict[str, Callable[[], Any]]) -> dict[str, Callable[[], float]]:
+    """Per function, a call returning the process CPU time one call took (after one
+    warm-up call): on a shared machine, time spent descheduled is not counted."""
+    clocks = {}
+    for name, fn in fns.items():
+        fn()  # warm up
+
+        def clock(fn: Callable[[], Any] = fn) -> float:
+            start = time.process_time()
+            fn()
+            return time.process_time() - start
+
+        clocks[name] = clock
+    return clocks
+
+
 def measure_group(
-    fns: dict[str, Callable[[], Any]], device: torch.device, min_run_time: float, min_rounds: int
+    fns: dict[str, Callable[[], Any]],
+    device: torch.device,
+    min_run_time: float,
+    min_rounds: int,
+    clock: str = "wall",
 ) -> dict[str, dict[str, float]]:
     """Median and interquartile range (seconds) of each function, timed interleaved.
 
@@ -58,8 +78,18 @@ def measure_group(
     call is timed with ``torch.utils.benchmark.Timer`` (one run, device synchronised, with
     torch's current number of threads). At least ``min_rounds`` rounds are run, then more
     until the group has taken ``min_run_time`` seconds per function (200 rounds at most).
+
+    ``clock="cpu"`` times the process's CPU time instead (CPU devices only): on a machine
+    shared with other work, the time a call waits descheduled is left out, so the ratios
+    of single-threaded calls hold where wall-clock ones scatter.
     """
-    timers = make_timers(fns, device)
+    if clock == "cpu":
+        if device.type != "cpu":
+            raise ValueError(f"clock='cpu' times the CPU only, not {device}")
+        clocks = _cpu_clocks(fns)
+    else:
+        timers = make_timers(fns, device)
+        clocks = {name: (lambda t=t: t.timeit(1).mean) for name, t in timers.items()}
     times: dict[str, list[float]] = {name: [] for name in fns}
     shuffle = random.Random(0)
     start = time.perf_counter()
@@ -67,9 +97,9 @@ def measure_group(
     while rounds < min_rounds or (
         time.perf_counter() - start < min_run_time * len(fns) and rounds < 200
     ):
-        order = list(timers)
+        order = list(clocks)
         shuffle.shuffle(order)
         for name in order:
-            times[name].append(timers[name].timeit(1).mean)
+            times[name].append(clocks[name]())
         rounds += 1
     return {name: summary(values) for name, values in times.items()}

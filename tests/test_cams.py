@@ -494,7 +494,7 @@ def _with_constant_channels(model: TinyCNN, killed: list[int], flat: list[int]) 
     ("killed", "flat", "sizes"),
     [
         ([], [], [2, 10, 10, 10, 2]),  # every pair run: 32 masked images
-        ([0, 5, 9], [3], [2, 1, 10, 10, 4]),  # 8 constant pairs share one zero image
+        ([0, 5, 9], [3], [2, 10, 10, 5]),  # 8 constant pairs share one zero image (first)
     ],
 )
 def test_score_cam_takes_one_pass_and_one_per_channel_run(

@@ -125,29 +125,36 @@ class ScoreCAM(Explainer):
     ) -> torch.Tensor:
         """Scores for class targets, one (image, channel) pair per masked input, channel
         after channel. A channel constant in an image masks it to zeros, the same input
-        for every such pair: the zero image is scored once for them all, and only the
-        other pairs are run (their number read from the device once per call)."""
+        for every such pair: the zero image is scored once for them all (the first row of
+        the first model call), and only the other pairs are run (their number read from the
+        device once per call)."""
         n, channels = activation.shape[:2]
         flat = activation.flatten(0, 1).unsqueeze(1)  # (N * C, 1, *spatial)
         constant = is_constant(flat).view(n, channels)
         pairs = (~constant).transpose(0, 1).nonzero()  # (P, 2): channel, image; one read
+        zero = int(len(pairs) < n * channels)  # 1: the zero image runs first
         classes = target.classes
         assert classes is not None  # fixed by the recording pass
-        if classes.ndim == 0:
-            classes = classes.expand(n)
+        classes = classes.expand(n) if classes.ndim == 0 else classes
+        first = min(self.batch_size, len(pairs) + zero) - zero  # pairs beside the zero
+        whole, last = divmod(len(pairs) - first, self.batch_size)
+        sizes = [first] + [self.batch_size] * whole + ([last] if last else [])
         scores: torch.Tensor | None = None
         with explaining(self.model), torch.no_grad():
-            if len(pairs) < n * channels:  # some pairs mask to zeros: one zero image
-                zero = read_logits(forward(self.model, torch.zeros_like(x[:1])))
-                scores, _ = class_scores(zero.expand(n, -1), ClassTarget(classes), n)
-                scores = scores.unsqueeze(1).repeat(1, channels, *[1] * (scores.ndim - 1))
-            for part in torch.split(pairs, self.batch_size):
+            for i, part in enumerate(torch.split(pairs, sizes)):
                 channel, image = part[:, 0], part[:, 1]
                 masks = score_cam_masks(activation[image, channel].unsqueeze(1), x.shape[2:])
                 masked = masks.to(x.dtype) * x[image]
-                score, _ = class_scores(
-                    forward(self.model, masked), ClassTarget(classes[image]), len(masked)
-                )
+                lead = zero if i == 0 else 0
+                if lead:
+                    masked = torch.cat([torch.zeros_like(x[:1]), masked])
+                logits = read_logits(forward(self.model, masked))
+                if lead:  # the zero image's scores, for every image's classes
+                    base, _ = class_scores(logits[:1].expand(n, -1), ClassTarget(classes), n)
+                    scores = base.unsqueeze(1).repeat(1, channels, *[1] * (base.ndim - 1))
+                if not len(part):  # the zero image alone (one image per model call)
+                    continue
+                score, _ = class_scores(logits[lead:], ClassTarget(classes[image]), len(part))
                 if scores is None:
                     scores = score.new_empty((n, channels, *score.shape[1:]))
                 scores[image, channel] = score
