@@ -333,17 +333,21 @@ def report(
         "### The claims at a glance",
         "",
         "Each claim's comparisons counted by verdict (below: each comparison).",
-        "",
-        "| claim | paper LVOT | paper Object-CXR | " + " | ".join(archs) + " |",
-        "| --- | --- | --- |" + " --- |" * len(archs),
     ]
-    for claim, rows in claims.items():
-        ours = [holds(scores, arch, rows) for arch in archs]
-        lines.append(
-            f"| {claim} | {paper_holds(rows, 0)} | {paper_holds(rows, 1)} | "
-            + " | ".join(ours)
-            + " |"
-        )
+    for k, group in enumerate(chunks(archs)):  # two architectures per table, as below
+        first = k == 0
+        lines += [
+            "",
+            "| claim | "
+            + ("paper LVOT | paper Object-CXR | " if first else "")
+            + " | ".join(group)
+            + " |",
+            "| --- |" + " --- |" * (len(group) + 2 * first),
+        ]
+        for claim, rows in claims.items():
+            paper_cells = f"{paper_holds(rows, 0)} | {paper_holds(rows, 1)} | " if first else ""
+            ours = [holds(scores, arch, rows) for arch in group]
+            lines.append(f"| {claim} | {paper_cells}" + " | ".join(ours) + " |")
     for claim, rows in claims.items():
         lines += ["", f"### {claim}"]
         lines += claim_tables(scores, archs, rows)
