@@ -157,6 +157,17 @@ def chunks(archs: list[str]) -> list[list[str]]:
     return [archs[i : i + 2] for i in range(0, len(archs), 2)]
 
 
+def group_head(label: str, group: list[str], first: bool) -> list[str]:
+    """A table's header: ``label``, the paper's two columns in the first table only,
+    then one column per architecture of ``group``."""
+    paper_head = "paper LVOT | paper Object-CXR | " if first else ""
+    return [
+        "",
+        f"| {label} | {paper_head}" + " | ".join(group) + " |",
+        "| --- |" + " --- |" * (len(group) + 2 * first),
+    ]
+
+
 Comparison = tuple[str, tuple[str, str], tuple[str, str], float, float]
 
 
@@ -167,12 +178,7 @@ def claim_tables(scores: Scores, archs: list[str], rows: list[Comparison]) -> li
     lines: list[str] = []
     for k, group in enumerate(chunks(archs)):
         first = k == 0
-        paper_head = "paper LVOT | paper Object-CXR | " if first else ""
-        lines += [
-            "",
-            f"| comparison | {paper_head}" + " | ".join(group) + " |",
-            "| --- |" + " --- |" * (len(group) + 2 * first),
-        ]
+        lines += group_head("comparison", group, first)
         for name, a, b, lvot, cxr in rows:
             ours = [cell(difference(scores, arch, a, b)) for arch in group]
             known = f"{paper_cell(lvot)} | {paper_cell(cxr)} | " if first else ""
@@ -336,14 +342,7 @@ def report(
     ]
     for k, group in enumerate(chunks(archs)):  # two architectures per table, as below
         first = k == 0
-        lines += [
-            "",
-            "| claim | "
-            + ("paper LVOT | paper Object-CXR | " if first else "")
-            + " | ".join(group)
-            + " |",
-            "| --- |" + " --- |" * (len(group) + 2 * first),
-        ]
+        lines += group_head("claim", group, first)
         for claim, rows in claims.items():
             paper_cells = f"{paper_holds(rows, 0)} | {paper_holds(rows, 1)} | " if first else ""
             ours = [holds(scores, arch, rows) for arch in group]
@@ -364,14 +363,7 @@ def report(
     ]
     for k, group in enumerate(chunks(archs)):
         first = k == 0
-        lines += [
-            "",
-            "| method | "
-            + ("paper LVOT | paper Object-CXR | " if first else "")
-            + " | ".join(group)
-            + " |",
-            "| --- |" + " --- |" * (len(group) + 2 * first),
-        ]
+        lines += group_head("method", group, first)
         for method in paper.METHODS:
             before_lvot, after_lvot, before_cxr, after_cxr = paper.TABLE_2[method]
             ours = []
