@@ -27,13 +27,29 @@ def summary(times: Sequence[float]) -> dict[str, float]:
     return {"median_s": float(median), "iqr_s": float(q3 - q1), "runs": len(times)}
 
 
-def make_timers(fns: dict[str, Callable[[], Any]], device: torch.device) -> dict[str, Timer]:
-    """One ``Timer`` per function, each run once first (a warm-up), timing one call and
-    the device's synchronisation."""
-    timers = {}
+def make_clocks(
+    fns: dict[str, Callable[[], Any]], device: torch.device, clock: str = "wall"
+) -> dict[str, Callable[[], float]]:
+    """Per function, a call that runs it once and returns the seconds it took, after one
+    warm-up call. ``clock="wall"``: ``torch.utils.benchmark.Timer`` (device synchronised,
+    with torch's current number of threads); ``clock="cpu"``: the process's CPU time
+    (CPU devices only: on a machine shared with other work, time spent descheduled is
+    not counted)."""
+    if clock == "cpu" and device.type != "cpu":
+        raise ValueError(f"clock='cpu' times the CPU only, not {device}")
+    clocks: dict[str, Callable[[], float]] = {}
     for name, fn in fns.items():
         fn()  # warm up
         sync(device)
+        if clock == "cpu":
+
+            def cpu(fn: Callable[[], Any] = fn) -> float:
+                start = time.process_time()
+                fn()
+                return time.process_time() - start
+
+            clocks[name] = cpu
+            continue
 
         def call(fn: Callable[[], Any] = fn) -> None:
             fn()
@@ -41,25 +57,8 @@ def make_timers(fns: dict[str, Callable[[], Any]], device: torch.device) -> dict
 
         # Timer runs its statement on one thread unless told otherwise: time with the
         # threads every other part of the benchmarks (and the user) runs with
-        timers[name] = Timer(
-            stmt="call()", globals={"call": call}, num_threads=torch.get_num_threads()
-        )
-    return timers
-
-
-def _cpu_clocks(fns: dict[str, Callable[[], Any]]) -> dict[str, Callable[[], float]]:
-    """Per function, a call returning the process CPU time one call took (after one
-    warm-up call): on a shared machine, time spent descheduled is not counted."""
-    clocks = {}
-    for name, fn in fns.items():
-        fn()  # warm up
-
-        def clock(fn: Callable[[], Any] = fn) -> float:
-            start = time.process_time()
-            fn()
-            return time.process_time() - start
-
-        clocks[name] = clock
+        timer = Timer(stmt="call()", globals={"call": call}, num_threads=torch.get_num_threads())
+        clocks[name] = lambda timer=timer: float(timer.timeit(1).mean)
     return clocks
 
 
@@ -83,13 +82,7 @@ def measure_group(
     shared with other work, the time a call waits descheduled is left out, so the ratios
     of single-threaded calls hold where wall-clock ones scatter.
     """
-    if clock == "cpu":
-        if device.type != "cpu":
-            raise ValueError(f"clock='cpu' times the CPU only, not {device}")
-        clocks = _cpu_clocks(fns)
-    else:
-        timers = make_timers(fns, device)
-        clocks = {name: (lambda t=t: t.timeit(1).mean) for name, t in timers.items()}
+    clocks = make_clocks(fns, device, clock)
     times: dict[str, list[float]] = {name: [] for name in fns}
     shuffle = random.Random(0)
     start = time.perf_counter()

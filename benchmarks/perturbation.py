@@ -36,7 +36,7 @@ import normgrad
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cases import environment
-from harness import make_timers, summary, sync
+from harness import make_clocks, summary, sync
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -59,14 +59,14 @@ def paired(fns: dict[str, Callable[[], Any]], device: torch.device, rounds: int)
     synchronised): the median and spread of each, and the median over rounds of each
     one's time over the last function's (the floor) in the same round, a ratio that holds
     on a shared machine where the times drift."""
-    timers = make_timers(fns, device)
+    clocks = make_clocks(fns, device)
     times: dict[str, list[float]] = {name: [] for name in fns}
     order = list(fns)
     shuffle = random.Random(0)
     for _ in range(rounds):
         shuffle.shuffle(order)
         for name in order:
-            times[name].append(timers[name].timeit(1).mean)
+            times[name].append(clocks[name]())
     floor = times[list(fns)[-1]]
     return {
         name: {
