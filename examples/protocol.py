@@ -256,6 +256,7 @@ def small_vit(size: int) -> nn.Module:
 # stem, stayed between 0.50 and 0.82 test accuracy in 4 to 6 epochs with seed 0 (widths 32
 # and 64, tokens of 4, 6 and 8 px, lr 3e-4 to 1e-3); two blocks per stage learned
 SWIN_DEPTHS = [2, 2]
+SWIN_WINDOW = 6
 
 
 def small_swin(size: int) -> nn.Module:
@@ -276,7 +277,7 @@ def small_swin(size: int) -> nn.Module:
         embed_dim=64,
         depths=SWIN_DEPTHS,
         num_heads=[2, 4],
-        window_size=[6, 6],
+        window_size=[SWIN_WINDOW, SWIN_WINDOW],
         mlp_ratio=2.0,
         stochastic_depth_prob=0.0,
         num_classes=2,

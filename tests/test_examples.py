@@ -383,6 +383,63 @@ def test_transformers_quick_path(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------
+# the transformers' token layers: the quick path of examples/token_layers.py
+
+
+def test_token_layers_quick_path(tmp_path: Path) -> None:
+    example = load("token_layers")
+    text = example.main(["--quick", "--out", str(tmp_path), "--quiet"])
+    assert (tmp_path / "token-layers.md").read_text() == text
+    for arch in ("small_vit", "small_swin"):
+        section = text.split(f"**{arch}**")[1].split("\n\n**")[0]
+        rows = [line for line in section.splitlines() if line.startswith("| ")][2:]
+        layers = example.token_layers(arch, 32)
+        assert len(rows) == len(layers) + 2  # every layer, the centre map, the random point
+        for row, layer in zip(rows, layers):
+            assert row.startswith(f"| `{layer.name.removeprefix(example.VIT_PREFIX)}`")
+        for row in rows:
+            values = [float(v) for v in row.strip("| ").split("|")[-3:]]
+            assert all(0.0 <= v <= 1.0 for v in values)
+    # the preset's layers are marked: the Swin's stage output is its multi-layer set's first
+    assert "| `features.1` (M) | stage output |" in text
+    assert "| `features.3.1.norm1` (S, M) | attention input |" in text
+    assert "| `encoder_layer_3.ln_1` (S, M) | attention input |" in text
+
+
+def test_committed_token_layers_are_the_scripts() -> None:
+    """The reproduction page's token-layer tables name every layer the script measures at
+    the full mode's size, in its order, and each row's values are hit rates."""
+    example = load("token_layers")
+    committed = Path(__file__).resolve().parents[1] / "docs/results/full/token-layers.md"
+    text = committed.read_text()
+    assert "python examples/token_layers.py" in text
+    for arch in ("small_vit", "small_swin"):
+        section = text.split(f"**{arch}**: 5 seed(s)")[1].split("\n\n**")[0]
+        rows = [line for line in section.splitlines() if line.startswith("| ")][2:]
+        names = [
+            layer.name.removeprefix(example.VIT_PREFIX) for layer in example.token_layers(arch, 96)
+        ]
+        assert [row.split("`")[1] for row in rows[:-2]] == names
+        assert [row.split(" |")[0] for row in rows[-2:]] == ["| centre map", "| random point"]
+
+
+def test_token_layers_refuse_a_misread_token_grid() -> None:
+    """The hand-read maps are checked against NormGrad's: a grid read with the wrong
+    layout (a Swin's channels-last tokens read as channels-first) is refused."""
+    example = load("token_layers")
+    protocol = load("protocol")
+    model = protocol.build_model("small_swin", 0, 32).eval()
+    x, labels = torch.randn(2, 3, 32, 32), torch.ones(2, dtype=torch.long)
+    right = example.TokenLayer("features.1", "stage output", "nhwc")
+    maps = example.check_against_normgrad(model, [right], x, labels)
+    assert maps["features.1"]["|a| |g|"].shape == (2, 1, 4, 4)
+    wrong = example.TokenLayer("features.1", "stage output", "nchw")
+    with pytest.raises(AssertionError, match="differs from NormGrad conv1x1"):
+        example.check_against_normgrad(model, [wrong], x, labels)
+    assert all(p.grad is None for p in model.parameters())  # nothing written to the model
+
+
+# ---------------------------------------------------------------------------------------
 # the distributed example, under torchrun with two gloo processes on localhost
 
 
