@@ -2,12 +2,15 @@
 
 Run by hand, on an otherwise idle machine::
 
-    OMP_NUM_THREADS=1 python benchmarks/multilabel.py            # CPU, reduced size
+    python benchmarks/multilabel.py --size 224 --batch 8          # CPU: 10 minutes on 2 cores
     python benchmarks/multilabel.py --size 224 --batch 8 --device cuda
+    OMP_NUM_THREADS=1 python benchmarks/multilabel.py --clock cpu # reduced size, shared machine
 
 For each method, the two ways are timed interleaved (``harness.measure_group``: every
 round calls each once, in a fresh order) on a ResNet-50 with random weights; the ratio
-is the median time of the one call over the median time of the K calls. Results go to
+is the median time of the one call over the median time of the K calls. The last two
+rows time the same two ways without any map (``floor_calls``), the classes' backward
+passes batched or one by one: the bound for methods whose backward reaches the input. Results go to
 ``benchmarks/results/multilabel-<device>.json`` and ``.md``.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -38,6 +42,43 @@ def methods(model: torch.nn.Module) -> dict[str, normgrad.Explainer]:
     }
 
 
+FLOORS = {
+    "floor: batched backward to the input": True,
+    "floor: backward to the input, class by class": False,
+}
+
+
+def floor_calls(
+    model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, batched: bool
+) -> dict[str, Callable[[], object]]:
+    """The two ways without any map: one forward pass and the ``K`` classes' gradients with
+    respect to the input (by one batched backward, or one backward per class), against
+    ``K`` forward and backward passes. The bound for any method whose backward reaches the
+    input (Gradient, Guided Grad-CAM); which of the two is faster on a device decides
+    normgrad's ``batches_backward`` there."""
+    k = target.shape[1]
+    seeds = torch.eye(k, device=x.device).unsqueeze(1).expand(k, *target.shape)
+
+    def together() -> object:
+        leaf = x.detach().requires_grad_()
+        scores = model(leaf).gather(1, target)
+        if batched:
+            return torch.autograd.grad([scores], [leaf], [seeds], is_grads_batched=True)
+        return [
+            torch.autograd.grad(scores[:, j].sum(), leaf, retain_graph=j < k - 1) for j in range(k)
+        ]
+
+    def separately() -> object:
+        grads = []
+        for j in range(k):
+            leaf = x.detach().requires_grad_()
+            score = model(leaf).gather(1, target[:, j : j + 1]).sum()
+            grads.append(torch.autograd.grad(score, leaf))
+        return grads
+
+    return {"one call": together, "separate calls": separately}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=112)
@@ -46,6 +87,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--min-run-time", type=float, default=5.0)
     parser.add_argument("--min-rounds", type=int, default=5)
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall clock, or process CPU time (cpu: on a shared machine, 1 thread)",
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     # random weights: deep maps constant for some classes, said once per call otherwise
@@ -56,6 +103,7 @@ def main() -> None:
     k = args.classes
     target = torch.stack([torch.randperm(14)[:k] for _ in range(args.batch)]).to(device)
     rows = []
+    groups: dict[str, dict[str, Callable[[], object]]] = {}
     for name, explainer in methods(model).items():
 
         def together(e: normgrad.Explainer = explainer) -> object:
@@ -64,11 +112,16 @@ def main() -> None:
         def separately(e: normgrad.Explainer = explainer) -> object:
             return [e.explain(x, target[:, j]) for j in range(k)]
 
+        groups[name] = {"one call": together, "separate calls": separately}
+    for name, batched in FLOORS.items():
+        groups[name] = floor_calls(model, x, target, batched)
+    for name, calls in groups.items():
         timed = measure_group(
-            {"one call": together, "separate calls": separately},
+            calls,
             device,
             args.min_run_time,
             args.min_rounds,
+            args.clock,
         )
         one, each = timed["one call"], timed["separate calls"]
         ratio = one["median_s"] / each["median_s"]
@@ -81,13 +134,15 @@ def main() -> None:
         "classes": k,
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "clock": args.clock,
         **environment(device),
     }
     stem = RESULTS / f"multilabel-{device.type}"
     stem.with_suffix(".json").write_text(json.dumps({"setup": setup, "rows": rows}, indent=2))
     lines = [
         f"ResNet-50, {args.batch} images of {args.size}x{args.size}, K = {k} classes per "
-        f"image, {device.type}, {setup['threads']} thread(s); medians over interleaved rounds.",
+        f"image, {device.type}, {setup['threads']} thread(s), {args.clock}-clock time; medians "
+        "over interleaved rounds.",
         "",
         "| method | one call, target (N, K) | K separate calls | ratio |",
         "| --- | --- | --- | --- |",

@@ -14,6 +14,7 @@ from torch import nn
 
 import normgrad
 from normgrad import metrics
+from normgrad._model import per_class
 from tests.conftest import examples, requires_cuda
 from tests.explainers import EXPLAINERS
 from tests.models import TinyCNN, TinyCNN3d, seeded
@@ -109,8 +110,15 @@ def test_explain_shared_takes_k_classes() -> None:
         _assert_per_class(shared, separate, 2)
 
 
-def test_one_forward_pass_and_batched_backward(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("batched", [True, False])
+def test_one_forward_pass_and_batched_backward(
+    monkeypatch: pytest.MonkeyPatch, batched: bool
+) -> None:
+    """One forward pass; the classes' backward passes batched into one where
+    ``batches_backward`` says so (accelerators), one per class otherwise (the CPU)."""
     model = seeded(TinyCNN(num_classes=5)).double()
+    if batched:
+        monkeypatch.setattr(per_class, "batches_backward", lambda device: True)
     calls: list[bool] = []
     grad = torch.autograd.grad
 
@@ -128,7 +136,13 @@ def test_one_forward_pass_and_batched_backward(monkeypatch: pytest.MonkeyPatch) 
     )
     handle.remove()
     assert len(forwards) == 1
-    assert calls == [True, True]  # the plain backward, the guided one: each batched
+    # the plain backward, the guided one: each batched, or each a loop over the 3 classes
+    assert calls == ([True, True] if batched else [False] * 6)
+
+
+def test_the_cpu_loops_over_the_classes() -> None:
+    assert not per_class.batches_backward(torch.device("cpu"))
+    assert per_class.batches_backward(torch.device("cuda"))
 
 
 def test_loop_over_classes_where_the_backward_cannot_be_batched(
@@ -138,6 +152,7 @@ def test_loop_over_classes_where_the_backward_cannot_be_batched(
     methods = [FACTORIES[m](model, ["relu2", "relu3"]) for m in ("normgrad", "guided-grad-cam")]
     x = torch.randn(2, 3, 12, 12, dtype=torch.float64)
     target = torch.tensor([[0, 1, 2], [3, 4, 0]])
+    monkeypatch.setattr(per_class, "batches_backward", lambda device: True)
     batched = normgrad.explain_shared(methods, x, target)
     grad = torch.autograd.grad
 
