@@ -621,6 +621,21 @@ def random_point_curve(
     return [rate(t) for t in config.curve_tolerances], area, rate(0.0)
 
 
+def datasets(config: Config) -> tuple[SyntheticCXR, SyntheticCXR]:
+    """A run's training images (seed 0) and test images (seed 1)."""
+    options = {"small_central": config.small_central, "texture": config.texture}
+    return (
+        SyntheticCXR(config.train, config.size, seed=0, **options),
+        SyntheticCXR(config.test, config.size, seed=1, **options),
+    )
+
+
+def training_config(config: Config, spec: Architecture) -> Config:
+    """The run's settings for training ``spec``: its own lr where it has one, and its
+    epochs as a multiple of the run's."""
+    return dataclasses.replace(config, lr=spec.lr or config.lr, epochs=config.epochs * spec.epochs)
+
+
 def run_protocol(train_set: Dataset[Any], test_set: Dataset[Any], config: Config) -> list[Run]:
     """Train every architecture and seed, and measure everything."""
     start = time.perf_counter()
@@ -640,9 +655,7 @@ def run_protocol(train_set: Dataset[Any], test_set: Dataset[Any], config: Config
         inputs = standardised(train_x, test_x) if spec.standardise else (train_x, test_x)
         pos_x = inputs[1][positive]
         data = batches(pos_x, pos_boxes, device=config.device)
-        training = dataclasses.replace(
-            config, lr=spec.lr or config.lr, epochs=config.epochs * spec.epochs
-        )
+        training = training_config(config, spec)
         for seed in config.seeds:
             log(
                 f"[{time.perf_counter() - start:6.1f} s] {arch}, seed {seed}: training "
@@ -1121,10 +1134,7 @@ def main(argv: Sequence[str] | None = None) -> list[Run]:
     config = parse(argv)
     check_dependencies(config)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    options = {"small_central": config.small_central, "texture": config.texture}
-    train_set = SyntheticCXR(config.train, config.size, seed=0, **options)
-    test_set = SyntheticCXR(config.test, config.size, seed=1, **options)
-    runs = run_protocol(train_set, test_set, config)
+    runs = run_protocol(*datasets(config), config)
     report(runs, config)
     return runs
 

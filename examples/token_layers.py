@@ -36,7 +36,6 @@ from normgrad.functional import upsample
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import protocol
-from synthetic_cxr import SyntheticCXR
 
 
 @dataclass(frozen=True)
@@ -172,12 +171,7 @@ def measure(
 ) -> tuple[dict[str, dict[str, list[float]]], list[float]]:
     """Per layer and map, the Pointing Game of each seed; and each seed's test accuracy."""
     train_x, train_y, test_x, test_y, pos_x = data
-    spec = protocol.architecture(arch)
-    training = dataclasses.replace(
-        config.protocol,
-        lr=spec.lr or config.protocol.lr,
-        epochs=config.protocol.epochs * spec.epochs,
-    )
+    training = protocol.training_config(config.protocol, protocol.architecture(arch))
     layers = token_layers(arch, config.protocol.size)
     hits: dict[str, dict[str, list[float]]] = {
         layer.name: {m: [] for m in MAPS} for layer in layers
@@ -239,14 +233,10 @@ def table(
 
 def run(config: Config) -> str:
     start = time.perf_counter()
-    options = {"small_central": config.protocol.small_central, "texture": config.protocol.texture}
     size = config.protocol.size
-    train_x, train_y, _ = protocol.materialise(
-        SyntheticCXR(config.protocol.train, size, seed=0, **options), config.protocol
-    )
-    test_x, test_y, test_boxes = protocol.materialise(
-        SyntheticCXR(config.protocol.test, size, seed=1, **options), config.protocol
-    )
+    train_set, test_set = protocol.datasets(config.protocol)
+    train_x, train_y, _ = protocol.materialise(train_set, config.protocol)
+    test_x, test_y, test_boxes = protocol.materialise(test_set, config.protocol)
     train_x, test_x = protocol.standardised(train_x, test_x)
     positive = [i for i in range(len(test_y)) if len(test_boxes[i]) > 0]
     boxes = [test_boxes[i] for i in positive]
