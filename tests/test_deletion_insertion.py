@@ -262,6 +262,10 @@ def test_errors() -> None:
     bad[0, 0, 0] = math.nan
     with pytest.raises(InvalidArgumentError, match="saliency: expected finite maps"):
         metrics.deletion_insertion(model, x, bad)
+    bad_x = x.clone()
+    bad_x[1, 0, 2, 3] = math.inf
+    with pytest.raises(InvalidArgumentError, match=r"x: expected finite values, got 1 NaN"):
+        metrics.deletion_insertion(model, bad_x, maps)
     with pytest.raises(ArgumentTypeError, match=r"model: expected a torch\.nn\.Module"):
         metrics.deletion_insertion(lambda t: t, x, maps)  # type: ignore[arg-type]
 

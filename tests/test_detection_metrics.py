@@ -434,6 +434,25 @@ def test_froc_ties_enter_together_and_accumulates() -> None:
     assert math.isnan(acc.compute().froc)  # nothing to find
 
 
+def test_froc_add_takes_tensors_or_python_numbers_alike() -> None:
+    """Detections matched elsewhere (a record's, as Python numbers, or tensors) give the
+    FROC of the same detections found by ``update``; lengths that differ are refused."""
+    maps = torch.zeros(3, 8, 8)
+    maps[0, 1, 1], maps[0, 6, 6], maps[1, 4, 4], maps[2, 2, 5] = 0.9, 0.5, 0.7, 0.7
+    boxes = [torch.tensor([[0, 0, 2, 2]]), torch.tensor([[6, 6, 8, 8]]), torch.zeros(0, 4)]
+    found = metrics.FROC(k=2, min_distance=2)
+    found.update(maps, boxes)
+    detections = [([0.9, 0.5], [True, False]), ([0.7], [False]), ([0.7], [False])]
+    host, device = metrics.FROC(), metrics.FROC()
+    for (scores, positive), objects in zip(detections, [1, 1, 0]):
+        host.add(scores, positive, images=1, objects=objects)
+        device.add(torch.tensor(scores), torch.tensor(positive), images=1, objects=objects)
+    assert host.compute().froc == device.compute().froc == found.compute().froc
+    assert host.compute().sensitivities == found.compute().sensitivities
+    with pytest.raises(ShapeError, match=r"positive: expected one flag per detection"):
+        host.add([0.5, 0.4], [True], images=1, objects=1)
+
+
 def test_more_peaks_can_lower_froc_but_never_the_final_sensitivity() -> None:
     # image 0: an object, its one peak 1.0 on it; image 1: no object, peaks 0.8 and 0.7;
     # image 2: an object, its one peak 0.6 on it. k = 1: 1.0 TP, 0.8 FP, 0.6 TP; the

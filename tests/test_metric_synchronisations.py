@@ -100,3 +100,22 @@ def test_peaks_froc_and_the_multi_object_game_read_per_round_of_the_search() -> 
     assert _syncs(lambda: metrics.froc(maps, regions["boxes"], k=5, min_distance=3)) <= 4
     assert _syncs(lambda: metrics.froc(maps, regions["shapes"], k=5, min_distance=3)) <= 4
     assert _syncs(lambda: metrics.multi_pointing_game(maps, regions["boxes"])) <= 5
+
+
+@pytest.mark.parametrize("target", [None, 2, [0, 1, 2, 1], "tensor"])
+def test_deletion_and_insertion_read_once(target: Any) -> None:
+    """The model's passes (several calls of ``batch_size`` images) run without a read of
+    the device between them; the images', the maps' and the classes' checks are read
+    once, at the end."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(), torch.nn.Linear(4, 3),
+    )  # fmt: skip
+    x, maps = torch.rand(4, 3, 12, 12), _maps()[:, :, :12, :12]
+    target = torch.tensor([2, 0, 1, 1]) if target == "tensor" else target
+
+    def call() -> object:
+        return metrics.deletion_insertion(model, x, maps, steps=6, target=target, batch_size=5)
+
+    assert _syncs(call) <= 1

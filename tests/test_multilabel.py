@@ -169,9 +169,18 @@ def test_loop_over_classes_where_the_backward_cannot_be_batched(
                 torch.testing.assert_close(value, _fields(b)[name], rtol=1e-12, atol=1e-14)
 
 
-def test_single_logit_model_explains_both_classes() -> None:
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda m: normgrad.GradCAM(m, "relu3"),
+        lambda m: normgrad.Occlusion(m, window=4, stride=4),
+        lambda m: normgrad.RISE(m, n_masks=8, cell_size=4),  # sigmoid(z), sigmoid(-z)
+    ],
+    ids=["grad-cam", "occlusion", "rise"],
+)
+def test_single_logit_model_explains_both_classes(build: Any) -> None:
     model = seeded(TinyCNN(num_classes=1)).double()
-    explainer = normgrad.GradCAM(model, "relu3")
+    explainer = build(model)
     x = torch.randn(3, 3, 12, 12, dtype=torch.float64)
     target = torch.tensor([[0, 1]] * 3)
     together = explainer.explain(x, target)
@@ -356,17 +365,30 @@ def test_k_classes_on_cuda_equal_the_cpu() -> None:
     "build",
     [
         lambda m: normgrad.Occlusion(m, window=4, stride=4),
-        lambda m: normgrad.RISE(m, n_masks=8, cell_size=4),
+        lambda m: normgrad.RISE(m, n_masks=8, cell_size=4, batch_size=4),
     ],
     ids=["occlusion", "rise"],
 )
-def test_methods_of_one_class_per_pass_explain_each_column(build: Any) -> None:
+def test_perturbation_methods_score_every_class_from_the_same_passes(build: Any) -> None:
+    """Occlusion and RISE read the K classes' scores from the passes one class needs:
+    the same forward passes over the same rows, and each class's map equal to its own
+    call's."""
     model = seeded(TinyCNN(num_classes=5)).double()
     explainer = build(model)
+    rows: list[int] = []
+    handle = model.register_forward_pre_hook(lambda m, a: rows.append(a[0].shape[0]))
     x = torch.randn(2, 3, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
     target = torch.tensor([[4, 1, 0], [0, 3, 3]])
-    together = explainer.explain(x, target)
-    _assert_per_class(together, [explainer.explain(x, target[:, k]) for k in range(3)], 2)
+    try:
+        together = explainer.explain(x, target)
+        passes = list(rows)
+        rows.clear()
+        explainer.explain(x, target[:, 0])
+        assert passes == rows and len(passes) > 1
+        separate = [explainer.explain(x, target[:, k]) for k in range(3)]
+    finally:
+        handle.remove()
+    _assert_per_class(together, separate, 2)
 
 
 def test_per_class_accuracies_accumulate_over_batches() -> None:

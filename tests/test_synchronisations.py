@@ -100,6 +100,18 @@ def test_explainer_reads_the_device_once_per_call(name: str, which: str) -> None
         assert over <= MAX_OVER_FLOOR[name], over
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_k_classes_per_sample_read_the_device_as_one_class(name: str) -> None:
+    """A target of K classes per sample (N, K) reads the device as often as one class per
+    sample: the methods of one class per pass (Occlusion, RISE) score the K classes from
+    the same passes, the others batch or loop their backward passes inside one call."""
+    model, x, multi, single = _model("tiny")
+    explainer = explainers(model, multi, single)[name]
+    target = torch.tensor([[0, 2, 1], [1, 1, 0]])
+    counts = count(_quiet(lambda: explainer(x, target=target)))
+    assert counts.sync_count <= MAX_SYNCS.get(name, 1), dict(counts.syncs)
+
+
 def _model(which: str) -> tuple[torch.nn.Module, torch.Tensor, list[str], str]:
     if which == "resnet18":
         return (*resnet(), RESNET_MULTI, RESNET_SINGLE)
@@ -126,6 +138,33 @@ def test_evaluate_reads_the_device_twice_per_batch() -> None:
     model, x, multi, single = _model("resnet18")
     counts = count(_quiet(_evaluate_call(model, x, multi, single)))
     assert counts.sync_count <= 2, dict(counts.syncs)
+
+
+def test_evaluate_reads_no_more_for_its_metrics() -> None:
+    """Every metric on masks adds its numbers to the batch's one read at the end
+    (deletion and insertion run their model passes without reading between them)."""
+    model, x, multi, single = _model("tiny")
+    call = _evaluate_call(model, x, multi, single, metrics=METRICS_ON_MASKS)
+    counts = count(_quiet(call))
+    assert counts.sync_count <= 2, dict(counts.syncs)
+
+
+METRICS_ON_MASKS = ("deletion", "insertion", "energy", "auprc", "iou", "hit_rate")
+
+
+def test_evaluate_searches_the_peaks_of_every_method_at_once() -> None:
+    """FROC and the multi-object game read the device per round of the peaks' search
+    (``metrics.peaks``), once for every method's maps: the reads do not grow with the
+    methods."""
+    model, x, multi, single = _model("tiny")
+    boxes = [torch.tensor([[4.0, 4.0, 12.0, 12.0]]), torch.tensor([[1.0, 1.0, 6.0, 5.0]])]
+    reads = []
+    for names in (["gradient"], ["normgrad", "grad-cam", "gradient", "guided"]):
+        call = _evaluate_call(model, x, multi, single, ("froc", "multi"), boxes, names)
+        counts = count(_quiet(call))
+        reads.append(counts.sync_count)
+        assert counts.sync_count <= 8, dict(counts.syncs)
+    assert reads[0] == reads[1], reads
 
 
 # per call; boxes are checked with one read when they are prepared (the padding rows are
@@ -220,18 +259,36 @@ def _metrics_table() -> None:
 
 
 def _evaluate_call(
-    model: torch.nn.Module, x: torch.Tensor, multi: list[str], single: str
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    multi: list[str],
+    single: str,
+    metrics: tuple[str, ...] = (),
+    regions: object = None,
+    names: list[str] | None = None,
 ) -> Callable[[], object]:
-    masks = torch.zeros(x.shape[0], *x.shape[2:], dtype=torch.bool)
-    masks[:, 4:12, 4:12] = True
+    """One batch of ``evaluate`` (the regions: masks of one square unless given)."""
+    if regions is None:
+        masks = torch.zeros(x.shape[0], *x.shape[2:], dtype=torch.bool)
+        masks[:, 4:12, 4:12] = True
+        regions = masks
     methods = {
         "normgrad": normgrad.NormGrad(model, multi, "conv3x3"),
         "grad-cam": normgrad.GradCAM(model, single),
         "gradient": normgrad.Gradient(model),
         "guided": normgrad.GuidedBackprop(model),
     }
-    data = [(x, torch.tensor([1] * x.shape[0]), masks)]
-    return lambda: normgrad.evaluate(model, methods, data, tolerance=3, progress=False)
+    chosen = {n: methods[n] for n in names or methods}
+    data = [(x, torch.tensor([1] * x.shape[0]), regions)]
+    return lambda: normgrad.evaluate(
+        model,
+        chosen,
+        data,
+        tolerance=3,
+        progress=False,
+        metrics=metrics,
+        froc_k=3,
+    )
 
 
 if __name__ == "__main__":

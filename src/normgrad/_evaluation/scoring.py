@@ -69,7 +69,7 @@ def score_batch(
         if reference_rows:
             rates = random_point_hit_rate(regions, x.shape[2:], tolerance, spacing).tolist()
         maps, classes = _maps(explainers, images, target, sigma, kernel_size, reference_rows, k)
-        batch = Batch(model, x, classes, regions, options, chosen)
+        batch = Batch(model, x, classes, regions, options, chosen, maps)
         rows = {name: _row(batch, name, saliency) for name, saliency in maps.items()}
         count = batch.later(regions.counts()).values if objects else lambda: [0] * len(ids)
         outside = batch.later(regions.outside_samples()).values

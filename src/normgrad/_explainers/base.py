@@ -14,7 +14,6 @@ from .._model.capture import capture
 from .._model.layers import check_model
 from .._model.layouts import Layout
 from .._model.targets import (
-    ClassTarget,
     ResolvedTarget,
     Target,
     require_resolved,
@@ -232,34 +231,6 @@ def per_class(explanation: Explanation, k: int) -> Explanation:
         layer_maps=by_name(explanation.layer_maps),
         raw_layer_maps=by_name(explanation.raw_layer_maps),
         attribution=None if a is None else a.reshape(-1, k, *a.shape[1:]),
-    )
-
-
-def each_class(explainer: Explainer, x: torch.Tensor, target: ClassTarget) -> Explanation:
-    """``K`` classes per sample ``(N, K)`` explained one column at a time, for a method
-    whose own passes serve one class per sample; the result as ``per_class`` gives it."""
-    assert target.classes is not None
-    results = [explainer._explain(x, ClassTarget(c)) for c in target.classes.unbind(dim=1)]
-    first = results[0]
-
-    def joined(values: list[torch.Tensor | None]) -> torch.Tensor:
-        """Classes ``(N,)`` stacked to ``(N, K)``; maps ``(N, 1, ...)`` joined on axis 1."""
-        kept = [v for v in values if v is not None]
-        return torch.stack(kept, 1) if kept[0].ndim == 1 else torch.cat(kept, 1)
-
-    def by_name(get: Callable[[Explanation], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        return {n: torch.cat([get(r)[n] for r in results], 1) for n in get(first)}
-
-    attributions = [r.attribution for r in results]
-    return Explanation(
-        saliency=torch.cat([r.saliency for r in results], dim=1),
-        raw=None if first.raw is None else joined([r.raw for r in results]),
-        classes=None if first.classes is None else joined([r.classes for r in results]),
-        layer_maps=by_name(lambda r: r.layer_maps),
-        raw_layer_maps=by_name(lambda r: r.raw_layer_maps),
-        attribution=None
-        if first.attribution is None
-        else torch.stack([a for a in attributions if a is not None], dim=1),
     )
 
 

@@ -21,7 +21,7 @@ from .._model.diagnosis import check_finite_input, check_finite_scores
 from .._model.per_class import classes_per_sample
 from .._model.scoring import forward_scores
 from .._model.targets import ClassTarget, ResolvedTarget
-from .base import Explainer, Explanation, build_explanation, each_class
+from .base import Explainer, Explanation, build_explanation, per_class
 from .perturbation import _chunks, baseline_like
 
 
@@ -82,7 +82,8 @@ class Occlusion(Explainer):
 
     ``target=None`` means the class predicted for ``x``; every occluded copy is scored for
     that class. A callable target is called on each copy's output of N samples, as for the
-    caller's batch.
+    caller's batch. A target of ``K`` classes per sample ``(N, K)`` scores every class from
+    the same occluded inputs: no more passes than one class.
 
     Args:
         model: the classifier.
@@ -138,8 +139,6 @@ class Occlusion(Explainer):
     def _explain(self, x: torch.Tensor, target: ResolvedTarget) -> Explanation:
         check_input(x, finite=False)
         window, stride = self._geometry(x.shape[2:])
-        if isinstance(target, ClassTarget) and classes_per_sample(target):
-            return each_class(self, x, target)  # K classes per sample: one at a time
         with deferred_checks():  # every check of the call read once, at its end
             check_finite_input(x)
             return self._occlude(x.detach(), target, window, stride)
@@ -147,7 +146,10 @@ class Occlusion(Explainer):
     def _occlude(
         self, x: torch.Tensor, target: ResolvedTarget, window: list[int], stride: list[int]
     ) -> Explanation:
+        """Each window's drop of the score; ``K`` classes per sample are scored from the
+        same passes, each class's map normalised on its own."""
         batch, spatial = x.shape[0], x.shape[2:]
+        k = classes_per_sample(target)
         # the maps' dtype, as every map's: float32 for 16-bit inputs, else the input's
         dtype = torch.promote_types(x.dtype, torch.float32)
         rows = [
@@ -167,11 +169,15 @@ class Occlusion(Explainer):
             inside = inside.view(stop - start, 1, 1, *spatial)
             occluded = torch.where(inside > 0, covered, x).flatten(0, 1)
             scores, _ = forward_scores(self.model, occluded, repeated)
-            drops.append(reference.to(dtype) - scores.view(stop - start, batch).to(dtype))
-        table = torch.cat(drops)  # (positions, N)
-        check_finite_scores(self.model, x, table.sum(dim=0))
-        raw = _spread(table.T.reshape(batch, *counts), rows)
-        return build_explanation(spatial, classes, raw=raw[:, None])
+            # (positions of the run, N, K): K = 1 for one class per sample
+            scores = scores.view(stop - start, batch, -1).to(dtype)
+            drops.append(reference.view(batch, -1).to(dtype) - scores)
+        table = torch.cat(drops)  # (positions, N, K)
+        check_finite_scores(self.model, x, table.sum(dim=(0, 2)))
+        flat = table.permute(1, 2, 0).reshape(batch * max(k, 1), *counts)
+        raw = _spread(flat, rows)  # (N * K, *spatial)
+        explanation = build_explanation(spatial, classes, raw=raw[:, None])
+        return per_class(explanation, k) if k else explanation
 
     def __repr__(self) -> str:
         name = type(self.model).__name__

@@ -2,6 +2,7 @@ r"""RISE (Petsiuk et al., 2018): the score-weighted mean of random masks."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -18,8 +19,8 @@ from .._deferred import deferred_checks
 from .._model.diagnosis import check_finite_scores
 from .._model.per_class import classes_per_sample
 from .._model.scoring import forward_scores
-from .._model.targets import ClassTarget, ResolvedTarget
-from .base import Explainer, Explanation, build_explanation, each_class
+from .._model.targets import ResolvedTarget
+from .base import Explainer, Explanation, build_explanation, per_class
 from .perturbation import _chunks, _fix_target, noise_seeds
 
 
@@ -100,7 +101,9 @@ class RISE(Explainer):
     memory holds the grids (``n_masks`` small grids per image) and one call's masks.
 
     ``target=None`` means the class predicted for ``x``. A callable target is called on
-    each copy's output of N samples, as for the caller's batch.
+    each copy's output of N samples, as for the caller's batch. A target of ``K`` classes
+    per sample ``(N, K)`` scores every class from the same masked inputs: no more passes
+    than one class.
 
     Args:
         model: the classifier.
@@ -161,32 +164,35 @@ class RISE(Explainer):
     def _explain(self, x: torch.Tensor, target: ResolvedTarget) -> Explanation:
         check_input(x, finite=False)
         cell = fit_sizes(self.cell_size, x.shape[2:], "cell_size")  # before any pass
-        if isinstance(target, ClassTarget) and classes_per_sample(target):
-            return each_class(self, x, target)  # K classes per sample: one at a time
         with deferred_checks():  # every check of the call read once, at its end
             fixed = _fix_target(self.model, x, target)  # checks x's values
             return self._weigh(x.detach(), fixed, cell)
 
     def _weigh(self, x: torch.Tensor, fixed: ResolvedTarget, cell: list[int]) -> Explanation:
+        """The masks' scores weigh the masks; ``K`` classes per sample are scored from the
+        same passes, each class's map normalised on its own."""
         batch, spatial = x.shape[0], list(x.shape[2:])
+        k = classes_per_sample(fixed)
         grids, shifts = self._draws(x)
         # the maps' dtype, as every map's: float32 for 16-bit inputs, else the input's
         dtype = torch.promote_types(x.dtype, torch.float32)
-        total = x.new_zeros(batch, *spatial, dtype=dtype)
+        total = x.new_zeros(batch, max(k, 1), math.prod(spatial), dtype=dtype)
         weights = x.new_zeros(batch, dtype=dtype)  # the sum of the scores, for the finite check
         classes: torch.Tensor | None = None
         for start, stop, repeated in _chunks(self.n_masks, batch, self.batch_size, fixed):
             grid = grids[:, start:stop].to(dtype)
-            masks = masks_from(grid, shifts[:, start:stop], cell, spatial)  # (N, k, *S)
+            masks = masks_from(grid, shifts[:, start:stop], cell, spatial)  # (N, m, *S)
             masked = (x[:, None] * masks[:, :, None].to(x.dtype)).transpose(0, 1).flatten(0, 1)
             scores, found = forward_scores(self.model, masked, repeated, probability=True)
-            scores = scores.view(stop - start, batch).T.to(dtype)  # (N, k)
+            # (N, K, m): each class's score of each mask, K = 1 for one class per sample
+            scores = scores.view(stop - start, batch, -1).permute(1, 2, 0).to(dtype)
             classes = found[:batch] if found is not None else None
-            total += (scores.reshape(batch, -1, *[1] * len(spatial)) * masks).sum(dim=1)
-            weights += scores.sum(dim=1)
+            total += torch.bmm(scores, masks.flatten(2))
+            weights += scores.sum(dim=(1, 2))
         check_finite_scores(self.model, x, weights)
-        raw = total / (self.p * self.n_masks)
-        return build_explanation(spatial, classes, raw=raw[:, None])
+        raw = (total / (self.p * self.n_masks)).view(batch * max(k, 1), 1, *spatial)
+        explanation = build_explanation(spatial, classes, raw=raw)
+        return per_class(explanation, k) if k else explanation
 
     def __repr__(self) -> str:
         name = type(self.model).__name__

@@ -8,14 +8,17 @@ from torch import nn
 
 from .diagnosis import forward
 from .hooks import explaining
-from .targets import ResolvedTarget, _logits, require_resolved, target_scores
+from .per_class import class_scores
+from .targets import ResolvedTarget, _logits, require_resolved
 
 
 def forward_scores(
     model: nn.Module, x: torch.Tensor, target: ResolvedTarget, *, probability: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     r"""The target's score of each sample of ``x`` ``(N,)`` from one forward pass in eval
-    mode without a graph, and the classes scored ``(N,)`` (``None`` for a score function).
+    mode without a graph, and the classes scored ``(N,)`` (``None`` for a score function);
+    for ``K`` classes per sample ``(N, K)``, every class's score from the same pass,
+    ``(N, K)``, and the classes ``(N, K)``.
 
     A class is scored by its logit, as every explainer reads it, or with ``probability`` by
     its softmax probability (a single logit $z$: $\sigma(z)$ for class 1, $\sigma(-z)$ for
@@ -27,11 +30,12 @@ def forward_scores(
     resolved = require_resolved(target, "forward_scores")
     with explaining(model), torch.no_grad():
         output = forward(model, x)
-        scores, classes = target_scores(output, resolved, x.shape[0])
+        scores, classes = class_scores(output, resolved, x.shape[0])
         if probability and classes is not None:
-            logits = _logits(output, x.shape[0])  # read as target_scores read it
+            logits = _logits(output, x.shape[0])  # read as the scores were read
             if logits.shape[1] == 1:  # scores are +z for class 1 and -z for class 0
                 scores = torch.sigmoid(scores)
-            else:
-                scores = (scores - logits.logsumexp(dim=1)).exp()
+            else:  # each row's log-sum-exp, against its one score or its K
+                total = logits.logsumexp(dim=1)
+                scores = (scores - total.view(-1, *[1] * (scores.ndim - 1))).exp()
     return scores, classes

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 from typing_extensions import TypedDict
 
-from .._checks import check_input, check_known, check_positive_int
+from .._checks import check_finite_tensor, check_input, check_known, check_positive_int
+from .._deferred import deferred_checks
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
 from .._model.hooks import explaining
 from .._model.targets import ClassTarget, Target, read_logits, resolve_target, target_classes
@@ -264,7 +265,7 @@ def deletion_insertion(
     """
     if not isinstance(model, nn.Module):
         raise ArgumentTypeError(f"model: expected a torch.nn.Module, got {describe(model)}")
-    x = check_input(x)
+    x = check_input(x, finite=False)  # the values: with the call's other checks
     settings = check_options({"steps": steps, "baseline": baseline, "batch_size": batch_size})
     fit_options(settings, x.shape)
     maps = as_maps(saliency)
@@ -275,9 +276,23 @@ def deletion_insertion(
             f"{tuple(saliency.shape)}; upsample the maps to the input first",
             saliency.shape,
         )
-    if maps.is_floating_point() and not bool(torch.isfinite(maps).all()):
+    resolved = class_target(target)
+    with deferred_checks() as checks:  # every check of the call read once, at its end
+        # one kernel each: the largest magnitude, NaN or infinite if any value is
+        checks.add(torch.linalg.vector_norm(x.detach(), math.inf), lambda v: _refuse_non_finite_x(v, x))
+        if maps.is_floating_point():
+            checks.add(torch.linalg.vector_norm(maps, math.inf), _refuse_non_finite_maps)
+        return curves(model, x, maps, resolved, settings)
+
+
+def _refuse_non_finite_x(largest: list[float], x: torch.Tensor) -> None:
+    if not math.isfinite(largest[0]):
+        check_finite_tensor(x, "x")  # raises, naming how many values
+
+
+def _refuse_non_finite_maps(largest: list[float]) -> None:
+    if not math.isfinite(largest[0]):
         raise InvalidArgumentError("saliency: expected finite maps, got NaN or infinite values")
-    return curves(model, x, maps, class_target(target), settings)
 
 
 def curves(
@@ -329,26 +344,36 @@ def _perturbed(
     deletion: torch.Tensor,
     insertion: torch.Tensor,
 ) -> None:
-    """Fill the inner points of ``deletion`` and ``insertion`` ``(N, steps + 1)`` and
-    insertion's first (the baseline itself): the class's probability with the first
-    ``counts[j]`` pixels by ``ranks`` changed, ``batch_size`` images per model call."""
+    """Fill the inner points of ``deletion`` and ``insertion`` ``(N, steps + 1)``,
+    deletion's last point and insertion's first (the baseline itself): the class's
+    probability with the first ``counts[j]`` pixels by ``ranks`` changed, ``batch_size``
+    images per model call.
+
+    The images run in a fixed order, each one's place in it computed on the device from
+    its position: first every sample's baseline, then for each sample ``i`` and inner
+    point ``j = 1 .. steps - 1`` its deletion image, then its insertion image. So the
+    probabilities land in one vector whose parts are the curves' points, and nothing is
+    read from the device."""
     n, steps = x.shape[0], len(counts) - 1
-    # (sample, point, insertion?) for the baseline (shared) and the inner points
-    jobs = [(i, steps, False) for i in range(n)]
-    jobs += [(i, j, ins) for i in range(n) for j in range(1, steps) for ins in (False, True)]
+    pixels = counts[-1]
+    inner = steps - 1
+    jobs = n + 2 * n * inner
     flat_x, flat_base = x.reshape(n, x.shape[1], -1), base.reshape(n, x.shape[1], -1)
-    for start in range(0, len(jobs), batch_size):
-        chunk = jobs[start : start + batch_size]
-        rows = torch.tensor([job[0] for job in chunk], device=x.device)
-        changed = torch.tensor([counts[job[1]] for job in chunk], device=x.device)
-        inserting = torch.tensor([job[2] for job in chunk], device=x.device)
+    p = deletion.new_empty(jobs)
+    for start in range(0, jobs, batch_size):
+        job = torch.arange(start, min(start + batch_size, jobs), device=x.device)
+        later = (job - n).clamp_min(0)  # the position among the inner points' images
+        baseline = job < n
+        rows = torch.where(baseline, job, later // max(2 * inner, 1))
+        point = torch.where(baseline, steps, (later // 2) % max(inner, 1) + 1)
+        inserting = ~baseline & (later % 2 == 1)
+        changed = point * pixels // steps  # counts[point], as counts computes it
         first = ranks[rows] < changed[:, None]  # the pixels changed so far
         keep_x = torch.where(inserting[:, None], first, ~first)
         batch = torch.where(keep_x[:, None], flat_x[rows], flat_base[rows])
-        logits = _logits(model(batch.reshape(len(chunk), *x.shape[1:])))
-        p = _probabilities(logits).gather(1, classes[rows][:, None])[:, 0]
-        points = torch.tensor([job[1] for job in chunk], device=x.device)
-        deletion[rows[~inserting], points[~inserting]] = p[~inserting]
-        insertion[rows[inserting], points[inserting]] = p[inserting]
-        empty = points == steps  # the baseline itself: insertion's first point
-        insertion[rows[empty], 0] = p[empty]
+        logits = _logits(model(batch.reshape(len(job), *x.shape[1:])))
+        p[start : start + len(job)] = _probabilities(logits).gather(1, classes[rows][:, None])[:, 0]
+    deletion[:, steps] = insertion[:, 0] = p[:n]  # the baseline itself: both ends
+    points = p[n:].view(n, inner, 2)
+    deletion[:, 1:steps] = points[..., 0]
+    insertion[:, 1:steps] = points[..., 1]

@@ -177,8 +177,8 @@ class FROC(Accumulator):
 
     def add(
         self,
-        scores: torch.Tensor,
-        positive: torch.Tensor,
+        scores: torch.Tensor | Sequence[float],
+        positive: torch.Tensor | Sequence[bool],
         images: int,
         objects: int,
         outside: int = 0,
@@ -186,12 +186,24 @@ class FROC(Accumulator):
         """Add detections matched elsewhere: their ``scores`` and whether each is a true
         positive (1-D, one per detection), from ``images`` images holding ``objects``
         objects (e.g. per-image records of an evaluation), and ``outside`` objects more
-        that lie wholly outside their maps (not counted)."""
-        count = scores.numel()
-        both = torch.cat([scores.detach().double().flatten(), positive.detach().double().flatten()])
-        values = both.tolist()  # one read
-        self._scores += values[:count]
-        self._positive += [bool(v) for v in values[count:]]
+        that lie wholly outside their maps (not counted). Tensors are read from their
+        device in one read; Python numbers (a record's) are taken as they are."""
+        if isinstance(scores, torch.Tensor) or isinstance(positive, torch.Tensor):
+            count = torch.as_tensor(scores).numel()
+            both = torch.cat(
+                [torch.as_tensor(t).detach().double().flatten() for t in (scores, positive)]
+            )
+            values = both.tolist()  # one read
+            found, hits = values[:count], [bool(v) for v in values[count:]]
+        else:
+            found, hits = [float(v) for v in scores], [bool(v) for v in positive]
+        if len(found) != len(hits):
+            raise ShapeError(
+                f"positive: expected one flag per detection ({len(found)} scores), got {len(hits)}",
+                (len(hits),),
+            )
+        self._scores += found
+        self._positive += hits
         self.images += int(images)
         self.objects += int(objects)
         self.outside += int(outside)

@@ -72,7 +72,8 @@ class Later:
 class Batch:
     """One batch as the metrics see it: the images, the model, the class each explainer
     explained, the regions (prepared once), the run's options (``tolerance``, ``spacing``,
-    ``peaks``, ``deletion_options``) and the metrics chosen."""
+    ``peaks``, ``deletion_options``), the metrics chosen and every method's maps (``maps``,
+    by name: searched for peaks once for them all)."""
 
     model: nn.Module
     x: torch.Tensor
@@ -80,6 +81,7 @@ class Batch:
     regions: PreparedRegions
     options: Mapping[str, Any]
     metrics: Sequence[EvaluationMetric]
+    maps: Mapping[str, torch.Tensor] = field(default_factory=dict)
     reads: Reads = field(default_factory=Reads)
     _found: dict[str, Peaks] = field(default_factory=dict)
     _wanted: list[int] = field(default_factory=list)
@@ -90,13 +92,23 @@ class Batch:
 
     def peaks(self, method: str, saliency: torch.Tensor) -> Peaks:
         """The peaks of ``method``'s maps, searched once for every metric that reads them
-        (as many as the one wanting most: the first ``k`` of more peaks are the ``k``)."""
+        (as many as the one wanting most: the first ``k`` of more peaks are the ``k``),
+        and for every method of ``maps`` at once: one search, whose reads of the device
+        (one per round) do not grow with the methods. A map's peaks do not depend on the
+        maps searched beside it."""
         if not self._wanted:  # once per batch
             self._wanted.append(max(metric.peaks_wanted(self) for metric in self.metrics))
         if method not in self._found:
             k, distance = self._wanted[0], self.options["tolerance"]  # in spacing units
             space = self.options["spacing"]
-            self._found[method] = find_peaks(saliency, k, min_distance=distance, spacing=space)
+            searched = dict(self.maps) if method in self.maps else {method: saliency}
+            found = find_peaks(
+                torch.cat(list(searched.values())), k, min_distance=distance, spacing=space
+            )
+            sizes = [m.shape[0] for m in searched.values()]
+            fields = (found.coords, found.values, found.valid)
+            parts = zip(*(torch.split(t, sizes) for t in fields))
+            self._found.update({name: Peaks(*part) for name, part in zip(searched, parts)})
         return self._found[method]
 
 

@@ -66,8 +66,8 @@ class FROCMetric(EvaluationMetric):
         assert isinstance(accumulator, FROC)
         if record.point is None:  # the random point detects nothing
             return
-        scores = torch.tensor([s for s, _ in record.detections], dtype=torch.float64)
-        positive = torch.tensor([tp for _, tp in record.detections], dtype=torch.bool)
+        scores = [s for s, _ in record.detections]
+        positive = [tp for _, tp in record.detections]
         accumulator.add(scores, positive, images=1, objects=record.objects)
 
     def cell(self, accumulator: Accumulator, name: str) -> float:
