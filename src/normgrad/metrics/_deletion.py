@@ -279,7 +279,8 @@ def deletion_insertion(
     resolved = class_target(target)
     with deferred_checks() as checks:  # every check of the call read once, at its end
         # one kernel each: the largest magnitude, NaN or infinite if any value is
-        checks.add(torch.linalg.vector_norm(x.detach(), math.inf), lambda v: _refuse_non_finite_x(v, x))
+        largest = torch.linalg.vector_norm(x.detach(), math.inf)
+        checks.add(largest, lambda v: _refuse_non_finite_x(v, x))
         if maps.is_floating_point():
             checks.add(torch.linalg.vector_norm(maps, math.inf), _refuse_non_finite_maps)
         return curves(model, x, maps, resolved, settings)
