@@ -6,6 +6,7 @@ import contextlib
 import copy
 import math
 from functools import partial
+from typing import Any
 
 import numpy as np
 import pytest
@@ -266,6 +267,11 @@ def test_errors() -> None:
     bad_x[1, 0, 2, 3] = math.inf
     with pytest.raises(InvalidArgumentError, match=r"x: expected finite values, got 1 NaN"):
         metrics.deletion_insertion(model, bad_x, maps)
+    # read once at the end, the input's check still comes first, as it did when eager
+    for other in [{"steps": 37}, {"saliency": maps[:, :5]}, {"target": lambda out: out[:, 0]}]:
+        call: dict[str, Any] = {"saliency": maps, **other}
+        with pytest.raises(InvalidArgumentError, match=r"x: expected finite values"):
+            metrics.deletion_insertion(model, bad_x, **call)
     with pytest.raises(ArgumentTypeError, match=r"model: expected a torch\.nn\.Module"):
         metrics.deletion_insertion(lambda t: t, x, maps)  # type: ignore[arg-type]
 

@@ -448,6 +448,14 @@ def test_froc_add_takes_tensors_or_python_numbers_alike() -> None:
         host.add(scores, positive, images=1, objects=objects)
         device.add(torch.tensor(scores), torch.tensor(positive), images=1, objects=objects)
     assert host.compute().froc == device.compute().froc == found.compute().froc
+    # a list beside a tensor is taken as it is: two scores apart in float64 but equal in
+    # float32 stay apart (the true positive first: FROC 1.0; tied, it would be 4/7)
+    close = [0.30000000000000004, 0.3000000000000001]
+    as_tensor = torch.tensor(close, dtype=torch.float64)
+    for scores, positive in [(close, torch.tensor([False, True])), (as_tensor, [False, True])]:
+        mixed = metrics.FROC()
+        mixed.add(scores, positive, images=1, objects=1)
+        assert mixed.compute().froc == 1.0
     assert host.compute().sensitivities == found.compute().sensitivities
     with pytest.raises(ShapeError, match=r"positive: expected one flag per detection"):
         host.add([0.5, 0.4], [True], images=1, objects=1)

@@ -478,3 +478,38 @@ def test_the_weight_checksum_is_the_same_on_cuda() -> None:
             tensor = (torch.randn(size, generator=gen) * 50).to(dtype)
             on_cpu = checksum.checksum(tensor).tolist()
             assert checksum.checksum(tensor.cuda()).tolist() == on_cpu, (dtype, size)
+
+
+class _Maps(normgrad.Explainer):
+    """Fixed maps of the input's size, one of them with a NaN, or a pixel too narrow."""
+
+    def __init__(self, model: nn.Module, fault: str = "") -> None:
+        super().__init__(model)
+        self.fault = fault
+
+    def explain(self, x: torch.Tensor, target: Any = None) -> normgrad.Explanation:
+        maps = torch.rand(x.shape[0], 1, *x.shape[2:], generator=torch.Generator().manual_seed(0))
+        if self.fault == "nan":
+            maps[0, 0, 1, 1] = float("nan")
+        if self.fault == "narrow":
+            maps = maps[..., :-1]
+        return normgrad.Explanation(saliency=maps, raw=None, classes=None)
+
+
+@pytest.mark.parametrize(
+    "fault, error, pattern",
+    [
+        ("nan", normgrad.InvalidArgumentError, "saliency: expected maps without NaN"),
+        ("narrow", normgrad.ShapeError, "regions: expected regions prepared for maps of shape"),
+    ],
+)
+def test_a_later_methods_bad_maps_are_named_by_the_pointing_game_with_peaks_metrics(
+    fault: str, error: type, pattern: str
+) -> None:
+    """The metrics that search every method's maps at once (FROC, the multi-object game)
+    run after every method's Pointing Game has checked its maps: a bad map is refused
+    with the Pointing Game's error, as when each method was scored alone."""
+    model = _model()
+    methods = {"fine": _Maps(model), "bad": _Maps(model, fault)}
+    with pytest.raises(error, match=pattern):
+        normgrad.evaluate(model, methods, _data(1), metrics=("froc", "multi"), progress=False)

@@ -184,7 +184,10 @@ def test_single_logit_model_explains_both_classes(build: Any) -> None:
     x = torch.randn(3, 3, 12, 12, dtype=torch.float64)
     target = torch.tensor([[0, 1]] * 3)
     together = explainer.explain(x, target)
-    _assert_per_class(together, [explainer.explain(x, target[:, k]) for k in range(2)], 3)
+    separate = [explainer.explain(x, target[:, k]) for k in range(2)]
+    _assert_per_class(together, separate, 3)
+    if not isinstance(explainer, normgrad.GradCAM):  # scored as alone, bit for bit
+        assert all(torch.equal(together.raw[:, k], separate[k].raw[:, 0]) for k in range(2))
 
 
 @pytest.mark.parametrize(
@@ -389,6 +392,9 @@ def test_perturbation_methods_score_every_class_from_the_same_passes(build: Any)
     finally:
         handle.remove()
     _assert_per_class(together, separate, 2)
+    for k, alone in enumerate(separate):  # bit for bit: each class scored as it is alone
+        assert torch.equal(together.raw[:, k], alone.raw[:, 0])
+        assert torch.equal(together.saliency[:, k], alone.saliency[:, 0])
 
 
 def test_per_class_accuracies_accumulate_over_batches() -> None:

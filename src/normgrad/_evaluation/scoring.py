@@ -70,7 +70,12 @@ def score_batch(
             rates = random_point_hit_rate(regions, x.shape[2:], tolerance, spacing).tolist()
         maps, classes = _maps(explainers, images, target, sigma, kernel_size, reference_rows, k)
         batch = Batch(model, x, classes, regions, options, chosen, maps)
-        rows = {name: _row(batch, name, saliency) for name, saliency in maps.items()}
+        # every method's Pointing Game (which checks its maps), then the metrics, which
+        # may search every method's maps at once
+        rows = {name: _pointing_row(batch, saliency) for name, saliency in maps.items()}
+        for name, saliency in maps.items():
+            for metric in batch.metrics:
+                rows[name].update(metric.score(batch, name, saliency))
         count = batch.later(regions.counts()).values if objects else lambda: [0] * len(ids)
         outside = batch.later(regions.outside_samples()).values
         checks.add(batch.reads.packed(x.device), batch.reads.store)
@@ -119,17 +124,14 @@ def _maps(
     return maps, classes
 
 
-def _row(batch: Batch, method: str, saliency: torch.Tensor) -> dict[str, Values]:
-    """``method``'s fields for the images of ``batch``: the Pointing Game's point, hit and
-    distance, and the fields of every metric chosen."""
+def _pointing_row(batch: Batch, saliency: torch.Tensor) -> dict[str, Values]:
+    """The Pointing Game's point, hit and distance of one method's maps ``saliency`` for
+    the images of ``batch``."""
     tolerance, spacing = batch.options["tolerance"], batch.options["spacing"]
     points, hits = pointing_game_points(saliency, batch.regions, tolerance, spacing)
     distances = distances_from_points(points, batch.regions, spacing)
-    row = {
+    return {
         "point": batch.later(points).values,
         "hit": batch.later(hits).values,
         "distance": batch.later(distances).values,
     }
-    for metric in batch.metrics:
-        row.update(metric.score(batch, method, saliency))
-    return row

@@ -2,7 +2,6 @@ r"""RISE (Petsiuk et al., 2018): the score-weighted mean of random masks."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -176,7 +175,7 @@ class RISE(Explainer):
         grids, shifts = self._draws(x)
         # the maps' dtype, as every map's: float32 for 16-bit inputs, else the input's
         dtype = torch.promote_types(x.dtype, torch.float32)
-        total = x.new_zeros(batch, max(k, 1), math.prod(spatial), dtype=dtype)
+        total = x.new_zeros(batch, max(k, 1), *spatial, dtype=dtype)
         weights = x.new_zeros(batch, dtype=dtype)  # the sum of the scores, for the finite check
         classes: torch.Tensor | None = None
         for start, stop, repeated in _chunks(self.n_masks, batch, self.batch_size, fixed):
@@ -184,13 +183,15 @@ class RISE(Explainer):
             masks = masks_from(grid, shifts[:, start:stop], cell, spatial)  # (N, m, *S)
             masked = (x[:, None] * masks[:, :, None].to(x.dtype)).transpose(0, 1).flatten(0, 1)
             scores, found = forward_scores(self.model, masked, repeated, probability=True)
-            # (N, K, m): each class's score of each mask, K = 1 for one class per sample
-            scores = scores.view(stop - start, batch, -1).permute(1, 2, 0).to(dtype)
+            # (m, N, K): each mask's score for each class, K = 1 for one class per sample
+            scores = scores.view(stop - start, batch, -1).to(dtype)
             classes = found[:batch] if found is not None else None
-            total += torch.bmm(scores, masks.flatten(2))
-            weights += scores.sum(dim=(1, 2))
+            for j, column in enumerate(scores.unbind(dim=2)):  # a class as it is alone
+                weighed = column.T.reshape(batch, -1, *[1] * len(spatial)) * masks
+                total[:, j] += weighed.sum(dim=1)
+                weights += column.sum(dim=0)
         check_finite_scores(self.model, x, weights)
-        raw = (total / (self.p * self.n_masks)).view(batch * max(k, 1), 1, *spatial)
+        raw = (total / (self.p * self.n_masks)).reshape(batch * max(k, 1), 1, *spatial)
         explanation = build_explanation(spatial, classes, raw=raw)
         return per_class(explanation, k) if k else explanation
 

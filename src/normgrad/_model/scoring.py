@@ -33,9 +33,16 @@ def forward_scores(
         scores, classes = class_scores(output, resolved, x.shape[0])
         if probability and classes is not None:
             logits = _logits(output, x.shape[0])  # read as the scores were read
-            if logits.shape[1] == 1:  # scores are +z for class 1 and -z for class 0
-                scores = torch.sigmoid(scores)
-            else:  # each row's log-sum-exp, against its one score or its K
-                total = logits.logsumexp(dim=1)
-                scores = (scores - total.view(-1, *[1] * (scores.ndim - 1))).exp()
+            total = logits.logsumexp(dim=1) if logits.shape[1] > 1 else None
+            if scores.ndim == 1:
+                scores = _probability(scores, total)
+            else:  # each class's column as one class's scores: the same values, bit for bit
+                columns = [_probability(c.contiguous(), total) for c in scores.unbind(dim=1)]
+                scores = torch.stack(columns, dim=1)
     return scores, classes
+
+
+def _probability(scores: torch.Tensor, total: torch.Tensor | None) -> torch.Tensor:
+    """Softmax probabilities from the class's logits ``(N,)`` and each row's log-sum-exp;
+    without one (a single logit), the scores are +z for class 1 and -z for class 0."""
+    return torch.sigmoid(scores) if total is None else (scores - total).exp()

@@ -265,25 +265,24 @@ def deletion_insertion(
     """
     if not isinstance(model, nn.Module):
         raise ArgumentTypeError(f"model: expected a torch.nn.Module, got {describe(model)}")
-    x = check_input(x, finite=False)  # the values: with the call's other checks
-    settings = check_options({"steps": steps, "baseline": baseline, "batch_size": batch_size})
-    fit_options(settings, x.shape)
-    maps = as_maps(saliency)
-    n, spatial = x.shape[0], tuple(x.shape[2:])
-    if tuple(maps.shape) != (n, *spatial):
-        raise ShapeError(
-            f"saliency: expected maps of the input's batch and size {(n, *spatial)}, got shape "
-            f"{tuple(saliency.shape)}; upsample the maps to the input first",
-            saliency.shape,
-        )
-    resolved = class_target(target)
+    x = check_input(x, finite=False)  # its values: with the call's other checks
     with deferred_checks() as checks:  # every check of the call read once, at its end
-        # one kernel each: the largest magnitude, NaN or infinite if any value is
-        largest = torch.linalg.vector_norm(x.detach(), math.inf)
+        # first, as an eager check came first: an error raised below reads it before
+        largest = torch.linalg.vector_norm(x.detach(), math.inf)  # NaN or inf if any is
         checks.add(largest, lambda v: _refuse_non_finite_x(v, x))
+        settings = check_options({"steps": steps, "baseline": baseline, "batch_size": batch_size})
+        fit_options(settings, x.shape)
+        maps = as_maps(saliency)
+        n, spatial = x.shape[0], tuple(x.shape[2:])
+        if tuple(maps.shape) != (n, *spatial):
+            raise ShapeError(
+                f"saliency: expected maps of the input's batch and size {(n, *spatial)}, got "
+                f"shape {tuple(saliency.shape)}; upsample the maps to the input first",
+                saliency.shape,
+            )
         if maps.is_floating_point():
             checks.add(torch.linalg.vector_norm(maps, math.inf), _refuse_non_finite_maps)
-        return curves(model, x, maps, resolved, settings)
+        return curves(model, x, maps, class_target(target), settings)
 
 
 def _refuse_non_finite_x(largest: list[float], x: torch.Tensor) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -41,6 +42,14 @@ from ._regions.shapes import Box, Ellipse, Polygon  # noqa: F401  (the doctests'
 
 RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 """False positives per image at which Object-CXR reads the sensitivity."""
+
+
+def _host(values: torch.Tensor | Sequence[float] | Sequence[bool]) -> list[Any]:
+    """Values as Python numbers: a tensor read in float64, a sequence as it is."""
+    if isinstance(values, torch.Tensor):
+        read: list[Any] = values.detach().double().flatten().tolist()
+        return read
+    return list(values)
 
 
 @dataclass(frozen=True)
@@ -188,15 +197,14 @@ class FROC(Accumulator):
         objects (e.g. per-image records of an evaluation), and ``outside`` objects more
         that lie wholly outside their maps (not counted). Tensors are read from their
         device in one read; Python numbers (a record's) are taken as they are."""
-        if isinstance(scores, torch.Tensor) or isinstance(positive, torch.Tensor):
-            count = torch.as_tensor(scores).numel()
-            both = torch.cat(
-                [torch.as_tensor(t).detach().double().flatten() for t in (scores, positive)]
-            )
+        if isinstance(scores, torch.Tensor) and isinstance(positive, torch.Tensor):
+            count = scores.numel()
+            both = torch.cat([t.detach().double().flatten() for t in (scores, positive)])
             values = both.tolist()  # one read
             found, hits = values[:count], [bool(v) for v in values[count:]]
-        else:
-            found, hits = [float(v) for v in scores], [bool(v) for v in positive]
+        else:  # what is a tensor read (as float64), the numbers taken as they are
+            found = [float(v) for v in _host(scores)]
+            hits = [bool(v) for v in _host(positive)]
         if len(found) != len(hits):
             raise ShapeError(
                 f"positive: expected one flag per detection ({len(found)} scores), got {len(hits)}",
