@@ -5,6 +5,13 @@
 # benchmarks/results/ (cuda.json, cuda.md, gpu_check.log) and copied to $OUT when it is set.
 #
 #   bash benchmarks/gpu_check.sh
+#   bash benchmarks/gpu_check.sh paper   # the protocol at the paper's scale instead
+#
+# "paper" runs `examples/protocol.py --paper` (ResNet-50 and EfficientNet-B0 at 320 px,
+# five seeds, on cuda) under a limit of 560 s, into docs/results/paper/, with the
+# reproduction table made from it; the protocol writes its per-seed results after every
+# run, so a run stopped at the limit keeps the runs it finished. Everything is packed into
+# $OUT/paper.tgz (one file: the device's $OUT takes few), with the log beside it.
 #
 # Run from anywhere; python3 must hold torch with CUDA, torchvision, pytest, hypothesis and
 # scipy. Captum and pytorch-grad-cam (the benchmark's peers, and the import of
@@ -24,6 +31,27 @@ if [ -d .whl ]; then
         --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
+
+if [ "${1:-}" = "paper" ]; then
+    PAPER=docs/results/paper
+    mkdir -p "$PAPER"
+    {
+        echo "== the protocol at the paper's scale ($(date '+%Y-%m-%d %H:%M:%S'))"
+        git rev-parse HEAD 2>/dev/null || echo "commit unknown"
+        nvidia-smi -L 2>/dev/null || echo "nvidia-smi: not found"
+    } 2>&1 | tee "$PAPER/run.log"
+    timeout 560 "$PY" examples/protocol.py --paper --out "$PAPER" 2>&1 | tee -a "$PAPER/run.log"
+    paper_status=${PIPESTATUS[0]}
+    echo "protocol: exit status $paper_status" | tee -a "$PAPER/run.log"
+    if [ -f "$PAPER/results.csv" ]; then
+        "$PY" examples/reproduction.py "$PAPER/results.csv" --out "$PAPER/reproduction.md" \
+            >/dev/null 2>>"$PAPER/run.log"
+    fi
+    if [ -n "${OUT:-}" ]; then
+        tar czf "$OUT/paper.tgz" "$PAPER" && cp "$PAPER/run.log" "$OUT/"
+    fi
+    exit "$paper_status"
+fi
 
 {
     echo "== environment ($(date '+%Y-%m-%d %H:%M:%S'))"

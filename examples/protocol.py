@@ -691,8 +691,18 @@ def run_protocol(train_set: Dataset[Any], test_set: Dataset[Any], config: Config
                 save_figures(model, arch, seed, pos_x, pos_boxes, config)
             run.elapsed = time.perf_counter() - start
             runs.append(run)
+            checkpoint(runs, config)
     log(f"[{time.perf_counter() - start:6.1f} s] done", config)
     return runs
+
+
+def checkpoint(runs: list[Run], config: Config) -> None:
+    """The per-seed results of the runs finished so far, written after each one: a run
+    stopped by a time limit (a lease of a GPU) keeps them, and ``examples/reproduction.py``
+    reads them; the report at the end writes them again with the tables."""
+    config.out.mkdir(parents=True, exist_ok=True)
+    write_csv(runs, config.out / "results.csv")
+    write_curves_csv(runs, config, config.out / "curves.csv")
 
 
 def standardised(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

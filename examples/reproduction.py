@@ -317,11 +317,17 @@ def report(
     scores: Scores, accuracy: dict[str, list[float]], source: str, curves: Curves | None = None
 ) -> str:
     archs = list(scores)
-    seeds = len(next(iter(scores[archs[0]]["trained"].values())))
+    counts = {a: len(next(iter(scores[a]["trained"].values()))) for a in archs}
+    seeds = min(counts.values())
+    said = (
+        f"{seeds} seeds per architecture"
+        if len(set(counts.values())) == 1
+        else "seeds per architecture "  # a run stopped before its last models
+        + ", ".join(f"{a} {n}" for a, n in counts.items())
+    )
     claims = comparisons()
     lines = [
-        f"Ours: the run whose per-seed results are `{source}` ({seeds} seeds per "
-        "architecture; mean test accuracy "
+        f"Ours: the run whose per-seed results are `{source}` ({said}; mean test accuracy "
         + ", ".join(f"{a} {mean(accuracy[a]):.3f}" for a in archs)
         + "). Paper: its Tables 2-6 (LVOT with ResNet-50, Object-CXR with ResNet-34; "
         "EfficientNet-B0 on both in Tables 5-6). Ours are on smoothed maps, as the paper's "

@@ -276,6 +276,33 @@ def test_protocol_quick_path(tmp_path: Path) -> None:
     assert "**resnet18**: test accuracy" in summary and "cells of" in summary
 
 
+def test_a_stopped_protocol_keeps_the_runs_it_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-seed results are written after each run, so a run stopped by a time limit
+    (a lease of a GPU) keeps every run it finished, in the files the report reads."""
+    protocol = load("protocol")
+    classify = protocol.classify
+    calls: list[int] = []
+
+    def stopping(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:  # the second model: stopped as a time limit would stop it
+            raise KeyboardInterrupt
+        return classify(*args, **kwargs)
+
+    monkeypatch.setattr(protocol, "classify", stopping)
+    argv = ["--archs", "resnet18", "--size", "48", "--train", "32", "--test", "16"]
+    argv += ["--epochs", "1", "--seeds", "0", "1", "--figures", "0", "--quiet"]
+    with pytest.raises(KeyboardInterrupt):
+        protocol.main([*argv, "--out", str(tmp_path)])
+    results = list(csv.DictReader((tmp_path / "results.csv").open()))
+    assert {(r["architecture"], r["seed"]) for r in results} == {("resnet18", "0")}
+    curves = list(csv.DictReader((tmp_path / "curves.csv").open()))
+    assert curves and {r["seed"] for r in curves} == {"0"}
+    assert not (tmp_path / "tables.md").exists()  # the report comes at the end
+
+
 # ---------------------------------------------------------------------------------------
 # pictures
 

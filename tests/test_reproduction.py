@@ -187,6 +187,20 @@ def fake_scores(multi: float, single: float, seeds: int = 5) -> dict[tuple[str, 
     return table
 
 
+def test_report_says_each_architectures_seeds_when_they_differ(tmp_path: Path) -> None:
+    """A run stopped before its last models (a time limit) is reported with the seeds
+    each architecture has, not the first one's for all; the p note reads the fewest."""
+    reproduction = load("reproduction")
+    path = tmp_path / "results.csv"
+    scores = {"resnet50": fake_scores(0.9, 0.6), "efficientnet_b0": fake_scores(0.9, 0.6, 2)}
+    write_results(path, scores)
+    text = reproduction.main([str(path)])
+    assert "(seeds per architecture resnet50 5, efficientnet_b0 2; mean test" in text
+    assert "With 2 seeds no p can fall below 0.05" in text
+    write_results(path, {a: fake_scores(0.9, 0.6) for a in scores})
+    assert "(5 seeds per architecture; mean test" in reproduction.main([str(path)])
+
+
 def test_report_reads_each_claim_on_each_architecture(tmp_path: Path) -> None:
     reproduction = load("reproduction")
     path = tmp_path / "results.csv"
