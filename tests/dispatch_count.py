@@ -11,6 +11,9 @@ reads a size back), and a host-to-device copy from pageable memory (``torch.tens
 device=cuda)``), which blocks the host but does not wait for queued kernels. A
 ``.tolist()`` of a tensor made on the host by design is counted too (conservatively).
 
+Operators that make meta tensors (shapes without data, as the layout tracing probes a
+permutation with) run no kernel on any device and are not counted.
+
 ``tests/test_synchronisations.py`` asserts the counts per call; ``benchmarks/run.py``
 reports them beside the times (it imports this module, which needs torch alone).
 """
@@ -91,11 +94,27 @@ class _Dispatch(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
+        out = func(*args, **kwargs)
         if _syncs(func, args, kwargs):
             self.counts.syncs[str(func.overloadpacket.__name__)] += 1
-        elif not func.is_view:
+        elif not func.is_view and not _on_meta(out):
             self.counts.kernels += 1
-        return func(*args, **kwargs)
+        return out
+
+
+def _on_meta(out: Any) -> bool:
+    """Whether an operator made meta tensors (shapes without data, as the layout tracing
+    probes a permutation with): no kernel runs for them on any device."""
+    made = [t for t in _flat(out) if isinstance(t, torch.Tensor)]
+    return bool(made) and all(t.device.type == "meta" for t in made)
+
+
+def _flat(out: Any) -> Iterator[Any]:
+    if isinstance(out, (list, tuple)):
+        for item in out:
+            yield from _flat(item)
+    else:
+        yield out
 
 
 class _Function(TorchFunctionMode):

@@ -112,6 +112,26 @@ def test_k_classes_per_sample_read_the_device_as_one_class(name: str) -> None:
     assert counts.sync_count <= MAX_SYNCS.get(name, 1), dict(counts.syncs)
 
 
+@pytest.mark.parametrize("arch", ["convnext_tiny", "swin_t"])
+def test_kernels_over_the_floor_are_the_same_on_other_architectures(arch: str) -> None:
+    """The preset layers of a ConvNeXt (blocks that permute to channels last and back)
+    and a Swin (token grids, channels last) cost what a ResNet's do: the layouts are read
+    from views, and the layout tracing's probes are meta tensors (no kernel runs)."""
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, arch)(num_classes=3).eval()
+    x = torch.randn(2, 3, 64, 64)
+    preset = normgrad.presets.layers(arch)
+    multi, single = list(preset.multi), preset.single
+    for name, explainer in explainers(model, multi, single).items():
+        if name in MAX_OVER_FLOOR:
+            layers = multi if "(M)" in name else [single]
+            counts = count(_quiet(lambda e=explainer: e(x, target=1)))
+            over = counts.kernels - count(lambda ls=layers: floor(model, x, ls)).kernels
+            assert over <= MAX_OVER_FLOOR[name], (name, over)
+            assert counts.sync_count <= 1, dict(counts.syncs)
+
+
 def _model(which: str) -> tuple[torch.nn.Module, torch.Tensor, list[str], str]:
     if which == "resnet18":
         return (*resnet(), RESNET_MULTI, RESNET_SINGLE)
