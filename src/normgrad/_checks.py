@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ._deferred import deferred_checks
 from ._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
 
 
@@ -61,6 +62,18 @@ def check_finite_tensor(x: torch.Tensor, argument: str) -> torch.Tensor:
             f"{argument}: expected finite values, got {bad} NaN or infinite value(s)"
         )
     return x
+
+
+def check_finite_input(x: torch.Tensor, argument: str = "x") -> None:
+    """Raise (when the call's checks are read) if ``x`` holds a NaN or an infinity, with
+    the message of ``check_finite_tensor``."""
+
+    def action(largest: list[float]) -> None:
+        if not math.isfinite(largest[0]):
+            check_finite_tensor(x, argument)
+
+    with deferred_checks() as checks:  # one kernel: the largest magnitude, NaN or inf if any
+        checks.add(torch.linalg.vector_norm(x.detach(), math.inf), action)
 
 
 def check_positive_int(value: object, argument: str, *, odd: bool = False) -> int:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import check_input
+from .._checks import check_finite_input, check_input
 from .._grid import squared_distances
-from .._model.diagnosis import check_finite_input
 from .._model.targets import ResolvedTarget
 from .base import Explainer, Explanation, build_explanation
 

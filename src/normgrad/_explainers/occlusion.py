@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 
 from .._checks import (
+    check_finite_input,
     check_finite_tensor,
     check_input,
     check_number,
@@ -17,7 +18,7 @@ from .._checks import (
 )
 from .._deferred import deferred_checks
 from .._errors import InvalidArgumentError, ShapeError
-from .._model.diagnosis import check_finite_input, check_finite_scores
+from .._model.diagnosis import check_finite_scores
 from .._model.per_class import classes_per_sample
 from .._model.scoring import forward_scores
 from .._model.targets import ClassTarget, ResolvedTarget

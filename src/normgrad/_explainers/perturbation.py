@@ -9,6 +9,7 @@ import torch
 
 from .._checks import (
     check_count,
+    check_finite_input,
     check_finite_tensor,
     check_input,
     check_number,
@@ -17,7 +18,6 @@ from .._checks import (
 from .._deferred import deferred_checks
 from .._errors import ArgumentTypeError, ShapeError, describe
 from .._model.capture import capture, predicted_classes
-from .._model.diagnosis import check_finite_input
 from .._model.per_class import classes_per_sample
 from .._model.targets import (
     ClassTarget,

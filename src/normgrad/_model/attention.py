@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .._checks import check_input
+from .._checks import check_finite_input, check_input
 from .._deferred import deferred_checks
 from .._errors import LayerError, UnsupportedModelError, describe
 from .attention_sites import Call, Site, find_sites
-from .diagnosis import check_finite_input, check_finite_scores, check_gradients, forward
+from .diagnosis import check_finite_scores, check_gradients, forward
 from .hooks import HookSet, explaining
 from .layout_detection import resolve_layout
 from .layouts import TOKENS, Layout, Resolved, Tokens

@@ -17,11 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._checks import check_input
+from .._checks import check_finite_input, check_input
 from .._deferred import deferred_checks
 from .._errors import InvalidArgumentError, LayerError, describe
 from .diagnosis import (
-    check_finite_input,
     check_finite_scores,
     check_gradients,
     check_supported,

@@ -18,7 +18,6 @@ import torch
 import torch.utils.checkpoint as checkpoint_module
 from torch import nn
 
-from .._checks import check_finite_tensor
 from .._deferred import deferred_checks
 from .._errors import (
     ArgumentTypeError,
@@ -202,18 +201,6 @@ def _first_non_finite_module(model: nn.Module, x: torch.Tensor) -> tuple[str, nn
         except Exception:  # the diagnosis must never hide the real error
             return None
     return found[0] if found else None
-
-
-def check_finite_input(x: torch.Tensor, argument: str = "x") -> None:
-    """Raise (when the call's checks are read) if ``x`` holds a NaN or an infinity, with
-    the message of ``check_finite_tensor``."""
-
-    def action(largest: list[float]) -> None:
-        if not math.isfinite(largest[0]):
-            check_finite_tensor(x, argument)
-
-    with deferred_checks() as checks:  # one kernel: the largest magnitude, NaN or inf if any
-        checks.add(torch.linalg.vector_norm(x.detach(), math.inf), action)
 
 
 def check_finite_scores(model: nn.Module, x: torch.Tensor, scores: torch.Tensor) -> None:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from typing_extensions import TypedDict
 
-from .._checks import check_finite_tensor, check_input, check_known, check_positive_int
+from .._checks import check_finite_input, check_input, check_known, check_positive_int
 from .._deferred import deferred_checks
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
 from .._model.hooks import explaining
@@ -267,9 +267,7 @@ def deletion_insertion(
         raise ArgumentTypeError(f"model: expected a torch.nn.Module, got {describe(model)}")
     x = check_input(x, finite=False)  # its values: with the call's other checks
     with deferred_checks() as checks:  # every check of the call read once, at its end
-        # first, as an eager check came first: an error raised below reads it before
-        largest = torch.linalg.vector_norm(x.detach(), math.inf)  # NaN or inf if any is
-        checks.add(largest, lambda v: _refuse_non_finite_x(v, x))
+        check_finite_input(x)  # first, as when it was eager: an error below reads it first
         settings = check_options({"steps": steps, "baseline": baseline, "batch_size": batch_size})
         fit_options(settings, x.shape)
         maps = as_maps(saliency)
@@ -283,11 +281,6 @@ def deletion_insertion(
         if maps.is_floating_point():
             checks.add(torch.linalg.vector_norm(maps, math.inf), _refuse_non_finite_maps)
         return curves(model, x, maps, class_target(target), settings)
-
-
-def _refuse_non_finite_x(largest: list[float], x: torch.Tensor) -> None:
-    if not math.isfinite(largest[0]):
-        check_finite_tensor(x, "x")  # raises, naming how many values
 
 
 def _refuse_non_finite_maps(largest: list[float]) -> None:
