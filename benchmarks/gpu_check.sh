@@ -23,35 +23,15 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 RESULTS=benchmarks/results
-LOG=$RESULTS/gpu_check.log
-mkdir -p "$RESULTS"
+PAPER=docs/results/paper
+if [ "${1:-}" = "paper" ]; then LOG=$PAPER/run.log; else LOG=$RESULTS/gpu_check.log; fi
+mkdir -p "$(dirname "$LOG")"
 export PYTHONUNBUFFERED=1
 if [ -d .whl ]; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
-
-if [ "${1:-}" = "paper" ]; then
-    PAPER=docs/results/paper
-    mkdir -p "$PAPER"
-    {
-        echo "== the protocol at the paper's scale ($(date '+%Y-%m-%d %H:%M:%S'))"
-        git rev-parse HEAD 2>/dev/null || echo "commit unknown"
-        nvidia-smi -L 2>/dev/null || echo "nvidia-smi: not found"
-    } 2>&1 | tee "$PAPER/run.log"
-    timeout 560 "$PY" examples/protocol.py --paper --out "$PAPER" 2>&1 | tee -a "$PAPER/run.log"
-    paper_status=${PIPESTATUS[0]}
-    echo "protocol: exit status $paper_status" | tee -a "$PAPER/run.log"
-    if [ -f "$PAPER/results.csv" ]; then
-        "$PY" examples/reproduction.py "$PAPER/results.csv" --out "$PAPER/reproduction.md" \
-            >/dev/null 2>>"$PAPER/run.log"
-    fi
-    if [ -n "${OUT:-}" ]; then
-        tar czf "$OUT/paper.tgz" "$PAPER" && cp "$PAPER/run.log" "$OUT/"
-    fi
-    exit "$paper_status"
-fi
 
 {
     echo "== environment ($(date '+%Y-%m-%d %H:%M:%S'))"
@@ -71,6 +51,21 @@ for name in ("torchvision", "captum", "pytorch_grad_cam", "pytest", "hypothesis"
         print(name, "not installed")
 EOF
 } 2>&1 | tee "$LOG"
+
+if [ "${1:-}" = "paper" ]; then
+    echo "== the protocol at the paper's scale" | tee -a "$LOG"
+    timeout 560 "$PY" examples/protocol.py --paper --out "$PAPER" 2>&1 | tee -a "$LOG"
+    paper_status=${PIPESTATUS[0]}
+    echo "protocol: exit status $paper_status" | tee -a "$LOG"
+    if [ -f "$PAPER/results.csv" ]; then
+        "$PY" examples/reproduction.py "$PAPER/results.csv" --out "$PAPER/reproduction.md" \
+            >/dev/null 2>>"$LOG"
+    fi
+    if [ -n "${OUT:-}" ]; then
+        tar czf "$OUT/paper.tgz" "$PAPER" && cp "$LOG" "$OUT/"
+    fi
+    exit "$paper_status"
+fi
 
 # 1. the CUDA tests (each compares the device with the CPU); a module whose imports are
 # missing (captum for test_baselines.py) is reported, the others still run
