@@ -12,6 +12,7 @@ in.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 
@@ -197,6 +198,8 @@ MAX_METRIC_SYNCS = {"pointing_game (boxes)": 2, "energy_pointing_game (boxes)": 
     [
         "pointing_game (masks)", "pointing_game (boxes)", "energy_pointing_game (masks)",
         "energy_pointing_game (boxes)", "PointingGame.update (masks)",
+        "pointing_distances (masks)", "pointing_game_curve (masks)",
+        "pointing_game_curve (distances)",
     ],
 )  # fmt: skip
 def test_metric_reads_the_device_once_per_call(name: str) -> None:
@@ -261,12 +264,20 @@ def _metric_calls() -> dict[str, Callable[[], object]]:
     masks[3] = False
     boxes = [torch.tensor([[4.0, 4.0, 12.0, 10.0]]) for _ in range(3)] + [torch.zeros(0, 4)]
     game = metrics.PointingGame(tolerance=3)
+    distances = torch.tensor([0.0, 2.5, math.inf, math.nan], dtype=torch.float64)
     return {
         "pointing_game (masks)": lambda: metrics.pointing_game(maps, masks, tolerance=3),
         "pointing_game (boxes)": lambda: metrics.pointing_game(maps, boxes, tolerance=3),
         "energy_pointing_game (masks)": lambda: metrics.energy_pointing_game(maps, masks),
         "energy_pointing_game (boxes)": lambda: metrics.energy_pointing_game(maps, boxes),
         "PointingGame.update (masks)": lambda: game.update(maps, masks),
+        "pointing_distances (masks)": lambda: metrics.pointing_distances(maps, masks),
+        "pointing_game_curve (masks)": lambda: metrics.pointing_game_curve(
+            maps, masks, max_tolerance=8
+        ),
+        "pointing_game_curve (distances)": lambda: metrics.pointing_game_curve(
+            distances, max_tolerance=8
+        ),
         "peaks": lambda: metrics.peaks(maps, 5, min_distance=3),
         "froc (boxes)": lambda: metrics.froc(maps, boxes, k=5, min_distance=3),
     }

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from .._checks import check_confidence, check_number, check_tolerance
+from .._deferred import deferred_checks
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
 from ._distance import pointing_distances
 from ._regions.prepared import Regions
@@ -18,8 +19,11 @@ from ._statistics import wilson_interval
 _DEFAULT_STEPS = 100
 
 
-def _as_distances(distances: object, argument: str = "distances") -> torch.Tensor:
-    """Distances ``(N,)`` as float64: each NaN (not counted), ``>= 0``, or ``inf``."""
+def _as_distances(
+    distances: object, argument: str = "distances", *, check: bool = True
+) -> torch.Tensor:
+    """Distances ``(N,)`` as float64: each NaN (not counted), ``>= 0``, or ``inf``; with
+    ``check=False`` their values are left for the caller to check with its own read."""
     what = f"{argument}: expected float64 distances (N,) from pointing_distances"
     d: object = distances
     if isinstance(d, Sequence) and not isinstance(d, (str, bytes)):
@@ -37,12 +41,17 @@ def _as_distances(distances: object, argument: str = "distances") -> torch.Tenso
             f"{what}, got dtype {d.dtype}; rounded to fewer bits they no longer give the "
             "Pointing Game exactly (store them as float64, or as text with repr)"
         )
-    if bool((d < 0).any()):
-        raise InvalidArgumentError(
-            f"{argument}: expected distances >= 0 (NaN: not counted, inf: a constant map), "
-            f"got {d[d < 0][:3].tolist()}"
-        )
+    if check and bool((d < 0).any()):
+        raise _negative(d, argument)
     return d
+
+
+def _negative(d: torch.Tensor, argument: str) -> InvalidArgumentError:
+    """The error for distances below 0 (read once they are known to be there)."""
+    return InvalidArgumentError(
+        f"{argument}: expected distances >= 0 (NaN: not counted, inf: a constant map), "
+        f"got {d[d < 0][:3].tolist()}"
+    )
 
 
 def pointing_hits(distances: torch.Tensor, tolerance: float = 15) -> torch.Tensor:
@@ -173,32 +182,20 @@ def pointing_game_curve(
         0.5312
     """
     level = check_confidence(confidence)
-    if regions is None:
-        if spacing is not None:
-            raise InvalidArgumentError(
-                "spacing: expected None with distances (they are in the units of the spacing "
-                f"they were measured with), got {spacing!r}; pass spacing to "
-                "pointing_distances, or pass the maps with their regions"
-            )
-        distances = _as_distances(saliency_or_distances, "saliency_or_distances")
-    else:
-        if not isinstance(saliency_or_distances, torch.Tensor):
-            raise ArgumentTypeError(
-                "saliency_or_distances: expected maps (a tensor) with regions, got "
-                f"{describe(saliency_or_distances)}"
-            )
-        distances = pointing_distances(saliency_or_distances, regions, spacing)
-    values, top = _tolerances(tolerances, max_tolerance)
-    counted = ~torch.isnan(distances)
-    kept = distances[counted]
-    total = int(kept.numel())
+    read: list[float] = []
+    with deferred_checks() as checks:  # the maps' and regions' checks and the sums together
+        distances = _curve_distances(saliency_or_distances, regions, spacing)
+        values, top = _tolerances(tolerances, max_tolerance)
+        checks.add(_curve_sums(distances, values, top), read.extend)
+    *hits_read, total_read, area_sum, negative = read
+    if negative:
+        raise _negative(distances, "saliency_or_distances")
+    hits = tuple(int(h) for h in hits_read)
+    total = int(total_read)
     skipped = int(distances.numel()) - total
-    steps = torch.tensor(values, dtype=torch.float64, device=kept.device)
-    hit = (kept[None, :] < steps[:, None]) | (kept[None, :] == 0)
-    hits = tuple(int(h) for h in hit.sum(dim=1).tolist())
     intervals = [wilson_interval(h, total, level) for h in hits]
     rate = tuple(h / total if total else math.nan for h in hits)
-    area = (1 - kept / top).clamp_min(0).mean().item() if total else math.nan
+    area = area_sum / total if total else math.nan
     return PointingGameCurve(
         tolerances=values,
         hit_rate=rate,
@@ -213,6 +210,47 @@ def pointing_game_curve(
     )
 
 
+def _curve_distances(
+    saliency_or_distances: torch.Tensor | Sequence[float],
+    regions: Regions | None,
+    spacing: Sequence[float] | None,
+) -> torch.Tensor:
+    """The curve's distances: given, or measured from maps and regions (values unchecked)."""
+    if regions is None:
+        if spacing is not None:
+            raise InvalidArgumentError(
+                "spacing: expected None with distances (they are in the units of the spacing "
+                f"they were measured with), got {spacing!r}; pass spacing to "
+                "pointing_distances, or pass the maps with their regions"
+            )
+        return _as_distances(saliency_or_distances, "saliency_or_distances", check=False)
+    if not isinstance(saliency_or_distances, torch.Tensor):
+        raise ArgumentTypeError(
+            "saliency_or_distances: expected maps (a tensor) with regions, got "
+            f"{describe(saliency_or_distances)}"
+        )
+    return pointing_distances(saliency_or_distances, regions, spacing)
+
+
+def _curve_sums(distances: torch.Tensor, tolerances: tuple[float, ...], top: float) -> torch.Tensor:
+    """float64 ``(len(tolerances) + 3,)``: the hits at each tolerance, the images counted,
+    the sum of their ``clamp(1 - distance / top, 0, 1)``, and 1 where a distance is below 0;
+    made on the distances' device, so that the curve reads it once.
+
+    A NaN distance is neither ``< t`` nor ``== 0``, so it is no hit at any tolerance.
+    """
+    counted = ~torch.isnan(distances)
+    steps = torch.tensor(tolerances, dtype=torch.float64, device=distances.device)
+    d = distances[None, :]
+    hits = ((d < steps[:, None]) | (d == 0)).sum(dim=1)
+    closeness = (1 - distances / top).clamp_min(0)
+    area = torch.where(counted, closeness, torch.zeros_like(closeness)).sum()
+    negative = (distances < 0).any()
+    return torch.cat(
+        [hits.double(), torch.stack([counted.sum().double(), area, negative.double()])]
+    )
+
+
 def _tolerances(
     tolerances: Sequence[float] | torch.Tensor | None, max_tolerance: float | None
 ) -> tuple[tuple[float, ...], float]:
@@ -224,9 +262,8 @@ def _tolerances(
                 "curve and its area), got neither; e.g. max_tolerance=15"
             )
         top = check_number(max_tolerance, "max_tolerance", low=0, open_low=True)
-        grid = torch.linspace(0, top, _DEFAULT_STEPS + 1, dtype=torch.float64).tolist()
-        grid[-1] = top
-        values = tuple(grid)
+        grid = [top * k / _DEFAULT_STEPS for k in range(_DEFAULT_STEPS)]
+        values = (*grid, top)
     else:
         if isinstance(tolerances, torch.Tensor):
             tolerances = tolerances.tolist()
