@@ -4,12 +4,21 @@ of them and of the non-view kernels a call dispatches (a dispatch mode, on any d
 What the CPU count sees: every aten operator dispatched (so ``.item()``, ``bool(t)``,
 ``int(t)``, ``float(t)`` as ``_local_scalar_dense``, ``nonzero``, boolean indexing, ...),
 and, through a torch function mode, every ``.tolist()``, ``.numpy()`` and ``.cpu()`` call
-on a tensor. What it cannot see: a ``_to_copy``/``copy_`` from a CUDA tensor to the host
-(on the CPU there is no other device, so such a copy is a ``.cpu()``/``.tolist()`` call or
-nothing), a synchronisation inside a kernel's own implementation (a CUDA kernel that
-reads a size back), and a host-to-device copy from pageable memory (``torch.tensor(list,
-device=cuda)``), which blocks the host but does not wait for queued kernels. A
-``.tolist()`` of a tensor made on the host by design is counted too (conservatively).
+on a tensor, and every blocking copy of host data to the device. A copy from the host to
+a CUDA device without ``non_blocking=True`` (``torch.tensor(list, device=cuda)``,
+``host_tensor.to(cuda)``) is a ``cudaMemcpyAsync`` followed by a
+``cudaStreamSynchronize``: it waits for every queued kernel, as a read does. On the CPU
+there is one device, so the count follows where each tensor was made: a tensor made inside
+the call from host data (a factory without a device, ``torch.tensor(list)``,
+``from_numpy``, ``.cpu()``, or an operator on such tensors alone) is on the host, every
+other tensor (the call's inputs, the model, what a factory makes on a device) on the
+device; a ``torch.tensor``/``as_tensor``/``asarray`` of host data with a device named, and
+a ``.to``/``.cuda``/``copy_`` of a host tensor to the device, are counted
+(``to_device``) unless ``non_blocking=True``. Reading a host tensor is free. What it
+cannot see: a ``_to_copy``/``copy_`` from a CUDA tensor to the host (on the CPU there is no
+other device, so such a copy is a ``.cpu()``/``.tolist()`` call or nothing), and a
+synchronisation inside a kernel's own implementation (a CUDA kernel that reads a size
+back).
 
 Operators that make meta tensors (shapes without data, as the layout tracing probes a
 permutation with) run no kernel on any device and are not counted.
@@ -21,6 +30,8 @@ reports them beside the times (it imports this module, which needs torch alone).
 from __future__ import annotations
 
 import contextlib
+import os
+import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -81,6 +92,12 @@ class Counts:
 
     syncs: Counter[str] = field(default_factory=Counter)
     kernels: int = 0
+    # each synchronisation by where the library made it ("op @ file:line")
+    sites: Counter[str] = field(default_factory=Counter)
+
+    def add_sync(self, op: str) -> None:
+        self.syncs[op] += 1
+        self.sites[f"{op} @ {_library_line()}"] += 1
 
     @property
     def sync_count(self) -> int:
@@ -88,18 +105,32 @@ class Counts:
 
 
 class _Dispatch(TorchDispatchMode):
-    def __init__(self, counts: Counts) -> None:
+    def __init__(self, counts: Counts, function: _Function) -> None:
         super().__init__()
         self.counts = counts
+        self.function = function  # knows which tensors are on the host
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        if _syncs(func, args, kwargs):
-            self.counts.syncs[str(func.overloadpacket.__name__)] += 1
+        if _syncs(func, args, kwargs) and not self._on_host(args):
+            self.counts.add_sync(str(func.overloadpacket.__name__))
         elif not func.is_view and not _on_meta(out):
             self.counts.kernels += 1
         return out
+
+    def _on_host(self, args: Any) -> bool:
+        """Whether an operator reads host tensors alone (free: nothing waits)."""
+        tensors = [t for t in _flat(list(args)) if isinstance(t, torch.Tensor)]
+        return bool(tensors) and all(self.function.on_host(t) for t in tensors)
+
+
+def _library_line() -> str:
+    """The innermost line of the library on the stack (else of the caller)."""
+    frames = traceback.extract_stack()[:-3]
+    mine = [f for f in frames if f"{os.sep}normgrad{os.sep}" in f.filename]
+    frame = (mine or frames)[-1]
+    return f"{frame.filename.rsplit(os.sep + 'normgrad' + os.sep, 1)[-1]}:{frame.lineno}"
 
 
 def _on_meta(out: Any) -> bool:
@@ -117,22 +148,93 @@ def _flat(out: Any) -> Iterator[Any]:
         yield out
 
 
+# factories of a tensor: on the host unless given a device
+_FACTORIES = {
+    "tensor", "as_tensor", "asarray", "from_numpy", "zeros", "ones", "full", "empty",
+    "arange", "linspace", "logspace", "eye", "rand", "randn", "randint", "randperm",
+    "scalar_tensor", "empty_strided",
+}  # fmt: skip
+# made from the data given (Python numbers, numpy arrays or a tensor): a copy when the
+# device named differs from where the data are
+_FROM_DATA = {"tensor", "as_tensor", "asarray"}
+_MOVES = {"to", "cuda", "copy_"}
+
+
 class _Function(TorchFunctionMode):
+    """Host reads of device tensors, and blocking copies of host data to the device."""
+
     def __init__(self, counts: Counts) -> None:
         super().__init__()
         self.counts = counts
-        # tensors already on the host (made by .cpu() or from numpy): reading them is free
-        self.host: list[torch.Tensor] = []
+        # made inside the call on the host (and the devices they report), by identity:
+        # kept alive for the call's length, so that no other object takes their id
+        self.host: dict[int, Any] = {}
+
+    def on_host(self, item: Any) -> bool:
+        return id(item) in self.host
+
+    def add_host(self, made: Any) -> None:
+        for item in _flat(made):
+            self.host[id(item)] = item
+
+    def names_device(self, device: Any) -> bool:
+        """Whether a device argument names the device (not the host): a tensor's device, a
+        name or a ``torch.device``; "cpu", or the device of a host tensor, is the host."""
+        if device is None or self.on_host(device):
+            return False
+        return not (isinstance(device, str) and device == "cpu")
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
         tensor = args[0] if args and isinstance(args[0], torch.Tensor) else None
-        if name in HOST_READS and tensor is not None and not any(tensor is h for h in self.host):
-            self.counts.syncs[name] += 1
-        result = func(*args, **(kwargs or {}))
-        if name in ("cpu", "from_numpy") and isinstance(result, torch.Tensor):
-            self.host.append(result)
+        if name in HOST_READS and tensor is not None and not self.on_host(tensor):
+            self.counts.add_sync(name)
+        result = func(*args, **kwargs)
+        if self._copies_to_device(name, tensor, args, kwargs):
+            self.counts.add_sync("to_device")
+        elif self._made_on_host(name, tensor, args, kwargs, result):
+            self.add_host(result)
         return result
+
+    def _copies_to_device(
+        self, name: str, tensor: torch.Tensor | None, args: Any, kwargs: dict[str, Any]
+    ) -> bool:
+        if kwargs.get("non_blocking") or (name == "copy_" and len(args) > 2 and args[2]):
+            return False
+        if name in _FROM_DATA:
+            from_host = tensor is None or self.on_host(tensor)
+            return from_host and self.names_device(kwargs.get("device"))
+        if name == "new_tensor" and tensor is not None:  # host data, on the tensor's device
+            device = kwargs.get("device")
+            return self.names_device(device) if device is not None else not self.on_host(tensor)
+        if name not in _MOVES or tensor is None:
+            return False
+        if name == "copy_":  # a host source into a device tensor
+            source = args[1] if len(args) > 1 else kwargs.get("src")
+            return self.on_host(source) and not self.on_host(tensor)
+        if not self.on_host(tensor):
+            return False
+        if name == "cuda":
+            return True
+        targets = [*args[1:], kwargs.get("device"), kwargs.get("other")]
+        return any(
+            (isinstance(t, torch.Tensor) and not self.on_host(t))
+            or (isinstance(t, (str, torch.device)) and self.names_device(t))
+            for t in targets
+        )
+
+    def _made_on_host(
+        self, name: str, tensor: torch.Tensor | None, args: Any, kwargs: dict[str, Any], out: Any
+    ) -> bool:
+        if isinstance(out, torch.device):  # the device of a host tensor is the host
+            return tensor is not None and self.on_host(tensor)
+        if name in ("cpu", "numpy", "from_numpy"):
+            return True
+        if name in _FACTORIES and (tensor is None or self.on_host(tensor)):
+            return not self.names_device(kwargs.get("device"))
+        inputs = [t for t in _flat([*args, *kwargs.values()]) if isinstance(t, torch.Tensor)]
+        return bool(inputs) and all(self.on_host(t) for t in inputs)
 
 
 @contextlib.contextmanager
@@ -144,12 +246,12 @@ def counting() -> Iterator[Counts]:
 
     def host_from_numpy(array: Any) -> torch.Tensor:  # made on the host: reading it is free
         made = from_numpy(array)
-        function.host.append(made)
+        function.add_host(made)
         return made
 
     torch.from_numpy = host_from_numpy
     try:
-        with function, _Dispatch(counts):
+        with function, _Dispatch(counts, function):
             yield counts
     finally:
         torch.from_numpy = from_numpy

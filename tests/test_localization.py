@@ -338,8 +338,18 @@ def test_host_reads_per_call() -> None:
         lambda: metrics.localization_auprc(maps, masks, resamples=50),
         lambda: metrics.map_similarity(maps, maps.flip(-1), "ssim"),
         lambda: metrics.bootstrap_mean(torch.rand(9, 3), resamples=50),
+        lambda: metrics.rank_correlation(maps, maps.flip(-1)),
     ):
         assert count(call).sync_count <= 1
+    classes, images = torch.tensor([0, 1, 1, 2]), torch.tensor([0, 0, 1, 2])
+    # the four scores' tables share their size: the images' count read once when given;
+    # the classes' count read when not given
+    for call, reads in (
+        (lambda: metrics.chexlocalize(maps, masks, classes, num_classes=3, resamples=5), 1),
+        (lambda: metrics.chexlocalize(maps, masks, classes, resamples=5), 2),
+        (lambda: metrics.chexlocalize(maps, masks, classes, images=images, resamples=5), 3),
+    ):
+        assert count(call).sync_count <= reads
 
 
 def test_the_protocol_resamples_images_with_all_their_classes() -> None:

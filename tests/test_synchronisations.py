@@ -20,7 +20,9 @@ import pytest
 import torch
 
 import normgrad
+from normgrad._transfer import to_device
 
+from .conftest import requires_cuda
 from .dispatch_count import count
 from .explainers import EXPLAINERS
 from .models import TinyCNN
@@ -209,19 +211,44 @@ def test_metric_reads_the_device_once_per_call(name: str) -> None:
 
 def test_counter_sees_every_kind_of_host_read() -> None:
     """The counter is not blind: each listed way of reading the device is counted."""
-    t = torch.randn(6)
+    t = torch.randn(6)  # made before the call: on the device
+    ones = torch.ones(6, dtype=torch.long)
     reads: list[Callable[[], object]] = [
         lambda: t.sum().item(), lambda: bool(t.sum() > 0), lambda: float(t[0]),
         lambda: int(t.argmax()), lambda: t.nonzero(), lambda: t[t > 0], lambda: t.tolist(),
         lambda: t.numpy(), lambda: torch.equal(t, t), lambda: t.unique(),
-        lambda: t.masked_select(t > 0),
-        lambda: t.repeat_interleave(torch.ones(6, dtype=torch.long)),
+        lambda: t.masked_select(t > 0), lambda: t.repeat_interleave(ones),
     ]  # fmt: skip
     for read in reads:
         assert count(read).sync_count >= 1
-    sized = torch.ones(6, dtype=torch.long)
-    assert count(lambda: t.repeat_interleave(sized, output_size=6)).sync_count == 0
+    assert count(lambda: t.repeat_interleave(ones, output_size=6)).sync_count == 0
     assert count(lambda: (t.abs() + 1).amax()).sync_count == 0
+
+
+def test_counter_sees_every_blocking_copy_to_the_device() -> None:
+    """A copy of host data to the device waits for the device unless it is non-blocking;
+    reading what was made on the host waits for nothing."""
+    t = torch.randn(6)  # made before the call: on the device
+    copies: list[Callable[[], object]] = [
+        lambda: torch.tensor([1.0, 2.0], device=t.device),
+        lambda: torch.as_tensor([1.0, 2.0], device=t.device),
+        lambda: torch.tensor([1.0]).to(t.device), lambda: torch.tensor([1.0]).to(t),
+        lambda: torch.arange(3).mul(2).to(device=t.device),
+        lambda: t.new_tensor([1.0, 2.0]), lambda: t.clone().copy_(torch.ones(6)),
+    ]  # fmt: skip
+    for copy in copies:
+        assert dict(count(copy).syncs) == {"to_device": 1}
+    free: list[Callable[[], object]] = [
+        lambda: torch.tensor([1.0]).to(t.device, non_blocking=True),
+        lambda: to_device([1.0, 2.0], t.device),
+        lambda: to_device(torch.arange(3), t.device, torch.float64),
+        lambda: torch.zeros(3, device=t.device), lambda: torch.as_tensor(t, device=t.device),
+        lambda: torch.tensor([1.0, 2.0]).tolist(), lambda: torch.arange(4).sum().item(),
+        lambda: torch.zeros(2, device=torch.ones(1).device).tolist(),
+        lambda: torch.tensor([3.0], device="cpu").item(),
+    ]  # fmt: skip
+    for call in free:
+        assert count(call).sync_count == 0
 
 
 def test_errors_are_raised_as_before_at_the_end_of_the_call() -> None:
@@ -329,3 +356,41 @@ if __name__ == "__main__":
     _table(*resnet(), RESNET_MULTI, RESNET_SINGLE)
     torch.manual_seed(0)
     _table(TinyCNN().eval(), torch.randn(2, 3, 16, 16), ["relu1", "relu2", "relu3"], "relu3")
+
+
+def _cuda_syncs(call: Callable[[], object]) -> int:
+    """How many times ``call`` makes the host wait for the CUDA device, as CUDA's own debug
+    mode reports it (its second run: the libraries' first-call work is not the call's)."""
+    _quiet(call)()
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            call()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchronizing CUDA operation" in str(w.message) for w in seen)
+
+
+@requires_cuda
+def test_cuda_reports_the_synchronisations_counted_on_the_cpu() -> None:
+    """On a CUDA device, with targets and regions made on the host (as a data loader gives
+    them), the synchronisations CUDA reports are those counted here: copies included."""
+    from normgrad import metrics
+
+    model, x = resnet()
+    model, x = model.cuda(), x.cuda()
+    target = torch.tensor([[1, 2], [0, 2]])  # on the host
+    for name, explainer in explainers(model, RESNET_MULTI, RESNET_SINGLE).items():
+        calls = {"int": lambda e=explainer: e(x, target=1), "(N, K)": lambda e=explainer: e(x, target=target)}  # fmt: skip
+        for kind, call in calls.items():
+            assert _cuda_syncs(call) <= MAX_SYNCS.get(name, 1), (name, kind)
+    maps = torch.rand(2, 1, 32, 32, device="cuda")
+    shapes = [[metrics.Box(4, 4, 12, 10), metrics.Ellipse(18, 18, 28, 28)], []]
+    boxes = [torch.tensor([[4.0, 4.0, 12.0, 10.0]]), torch.zeros(0, 4)]
+    assert _cuda_syncs(lambda: metrics.pointing_game(maps, shapes, tolerance=3)) <= 1
+    assert _cuda_syncs(lambda: metrics.pointing_game(maps, boxes, tolerance=3)) <= 1
+    assert _cuda_syncs(lambda: metrics.froc(maps, boxes, k=5, min_distance=3)) <= 4
+    call = _evaluate_call(model, x.cpu(), RESNET_MULTI, RESNET_SINGLE)  # a host batch
+    assert _cuda_syncs(call) <= 2

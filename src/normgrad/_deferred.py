@@ -23,6 +23,8 @@ from types import TracebackType
 
 import torch
 
+from ._transfer import to_device
+
 Action = Callable[[list[float]], None]
 """What to do about a check: called with its values (flattened, as Python numbers: a bool
 flag reads as 0 or 1, a value of a float tensor as itself, so a check may hand over the
@@ -47,9 +49,11 @@ class Deferred:
         tensors = [f for f, _ in self._checks if f is not None]
         if not tensors:
             return []
-        device = tensors[0].device
+        # on the device of the call (flags made on the host join them there: a copy that
+        # waits for nothing, where the other way round each would wait)
+        device = next((t.device for t in tensors if t.device.type != "cpu"), tensors[0].device)
         # one tensor of the widest dtype among them (bools read as 0 and 1, values kept)
-        together = torch.cat([t.to(device) for t in tensors])
+        together = torch.cat([to_device(t, device) for t in tensors])
         values: list[float] = together.tolist()  # the one read of the call
         return values
 

@@ -15,6 +15,7 @@ import torch
 from ._checks import check_count, check_number, check_positive_int
 from ._errors import InvalidArgumentError
 from ._explainers.perturbation import _mix, noise_seeds
+from ._transfer import to_device
 
 Explain = Callable[[torch.Tensor], torch.Tensor]
 """Maps ``(N, 1, *spatial)`` of a batch, for one model and a fixed target."""
@@ -43,7 +44,7 @@ def noise_averaged(
             )
             for image in seeds
         ]
-        noisy = x + (torch.stack(eps) * noise).to(x.device, x.dtype)
+        noisy = x + to_device((torch.stack(eps) * noise), x.device, x.dtype)
         total = total + explain(noisy).detach().to(torch.float64)
     return total / samples
 

@@ -7,6 +7,8 @@ import functools
 
 import torch
 
+from .._transfer import to_device
+
 _ROW = 64  # pieces per row sum: 64 products below 2**16 * 2**31 are exact in float64
 _BLOCK = 1 << 22  # pieces hashed at a time (32 MiB of float64)
 _MODULI = (2_147_483_647, 2_147_483_629)  # primes below 2**31: residue products fit int64
@@ -32,8 +34,8 @@ def _tables(device: torch.device, row: int, block: int) -> tuple[torch.Tensor, t
     within = [_residues(b, m, row, 1) for b, m in pairs]
     across = [_residues(b, m, block // row, row) for b, m in pairs]
     return (
-        torch.tensor(within, dtype=torch.float64, device=device).T.contiguous(),
-        torch.tensor(across, dtype=torch.int64, device=device).T.contiguous(),
+        to_device(within, device, torch.float64).T.contiguous(),
+        to_device(across, device, torch.int64).T.contiguous(),
     )
 
 
@@ -70,7 +72,7 @@ def checksum(tensor: torch.Tensor) -> torch.Tensor:
     pieces = raw.view(torch.int16) if raw.numel() % 2 == 0 else raw
     device = raw.device
     within, across = _tables(device, _ROW, _BLOCK)
-    moduli = torch.tensor(_MODULI, dtype=torch.int64, device=device)
+    moduli = to_device(_MODULI, device, torch.int64)
     total = torch.zeros(2, dtype=torch.int64, device=device)
     for start in range(0, pieces.numel(), _BLOCK):
         part = pieces[start : start + _BLOCK].to(torch.float64)
@@ -81,6 +83,6 @@ def checksum(tensor: torch.Tensor) -> torch.Tensor:
         rows = torch.cat(sums).to(torch.int64) % moduli
         weighted = (rows * across[: rows.shape[0]] % moduli).sum(0) % moduli
         first = [pow(b, start, m) for b, m in zip(_BASES, _MODULI)]  # the block's offset
-        shift = torch.tensor(first, dtype=torch.int64, device=device)
+        shift = to_device(first, device, torch.int64)
         total = (total + weighted * shift % moduli) % moduli
     return total

@@ -13,6 +13,7 @@ from torch import nn
 
 from .._errors import InvalidArgumentError, warn, warn_renamed
 from .._explainers.base import Explainer
+from .._transfer import to_device
 from ..metrics import DeletionOptions
 from .arguments import Run, checked
 from .data import (
@@ -316,7 +317,7 @@ def _score_data(
             continue
         with labels_named(step):  # a class the model has not: the labels of this batch
             batch_records = score_batch(
-                model, explainers, x.to(device), labels, batch_regions, ids, run.methods,
+                model, explainers, to_device(x, device), labels, batch_regions, ids, run.methods,
                 **run.scoring,
             )  # fmt: skip
         if log is not None:  # images the file holds whole keep their records

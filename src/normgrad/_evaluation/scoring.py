@@ -12,6 +12,7 @@ from .._deferred import deferred_checks
 from .._explainers.base import Explainer
 from .._explainers.center import CenterMap
 from .._explainers.shared import explain_shared
+from .._transfer import to_device
 from ..metrics import DeletionOptions, Regions, random_point_hit_rate, smooth
 from ..metrics._distance import distances_from_points
 from ..metrics._pointing import pointing_game_points
@@ -57,7 +58,7 @@ def score_batch(
     for metric in chosen:  # what depends on the images, before they are explained
         metric.check_images(options, x, labels)
     k = classes_per_image(labels)  # labels (N, K): one image per (image, class) pair
-    images, target = x, labels.to(x.device) if isinstance(labels, torch.Tensor) else labels
+    images, target = x, to_device(labels, x.device) if isinstance(labels, torch.Tensor) else labels
     if k:
         x, batch_regions, ids = pairs(x, labels, batch_regions, ids)
     with deferred_checks() as checks:

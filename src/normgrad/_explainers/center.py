@@ -8,6 +8,7 @@ from torch import nn
 from .._checks import check_finite_input, check_input
 from .._grid import squared_distances
 from .._model.targets import ResolvedTarget
+from .._transfer import to_device
 from .base import Explainer, Explanation, build_explanation
 
 
@@ -33,7 +34,7 @@ class CenterMap(Explainer):
         check_finite_input(x)  # read with the call's other checks
         spatial = x.shape[2:]
         center = torch.tensor([[(s - 1) / 2 for s in spatial]], dtype=torch.float64)
-        dist2 = squared_distances(center.to(x.device), spatial)[0]
+        dist2 = squared_distances(to_device(center, x.device), spatial)[0]
         peak = dist2.max().clamp_min(1e-12)
         dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
         raw = (1 - dist2 / peak).to(dtype).expand(x.shape[0], 1, *spatial).contiguous()

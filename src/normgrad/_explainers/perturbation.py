@@ -26,6 +26,7 @@ from .._model.targets import (
     ScoreTarget,
     check_class_shape,
 )
+from .._transfer import to_device
 from ..functional import quadrature, reduce_channels
 from .base import Explainer, Explanation, build_explanation, explain_resolved, per_class
 
@@ -220,7 +221,7 @@ def baseline_like(baseline: float | torch.Tensor, x: torch.Tensor) -> torch.Tens
     if not isinstance(baseline, torch.Tensor):
         return x.new_full((1,) * x.ndim, baseline)
     try:
-        return torch.broadcast_to(baseline.to(device=x.device, dtype=x.dtype), x.shape)
+        return torch.broadcast_to(to_device(baseline, x.device, x.dtype), x.shape)
     except RuntimeError:
         raise ShapeError(
             f"baseline: expected a tensor broadcastable to the input shape "
@@ -285,7 +286,7 @@ class IntegratedGradients(Explainer):
         check_input(x, finite=False)
         # copied to the device once, before any kernel is queued (a copy from the host
         # waits for the queue to drain)
-        all_weights = torch.tensor(self.weights, dtype=x.dtype, device=x.device)
+        all_weights = to_device(self.weights, x.device, x.dtype)
         fixed = _fix_target(self.model, x, target)
         x = x.detach()
         baseline = baseline_like(0.0 if self.baseline is None else self.baseline, x)

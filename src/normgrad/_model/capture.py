@@ -20,6 +20,7 @@ from torch import nn
 from .._checks import check_finite_input, check_input
 from .._deferred import deferred_checks
 from .._errors import InvalidArgumentError, LayerError, describe
+from .._transfer import to_device
 from .diagnosis import (
     check_finite_scores,
     check_gradients,
@@ -135,7 +136,7 @@ def _prepared(
     ):
         # copied to the device now, while its queue is short (a copy from the host waits
         # for the queue to drain)
-        resolved = ClassTarget(resolved.classes.to(x.device))
+        resolved = ClassTarget(to_device(resolved.classes, x.device))
     if not layers and not differentiated:
         raise InvalidArgumentError("layers: expected at least one layer to capture")
     check_supported(model, layers, guided)

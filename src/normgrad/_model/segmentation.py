@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
+from .._transfer import to_device
 from .outputs import logits_of
 
 _REDUCTIONS = ("sum", "mean")
@@ -132,7 +133,7 @@ class SegmentationTarget:
         assert self.mask is not None
         mask = self._placed.get(scores.device)
         if mask is None:
-            mask = self._placed[scores.device] = self.mask.to(scores.device)
+            mask = self._placed[scores.device] = to_device(self.mask, scores.device)
         spatial = tuple(scores.shape[1:])
         if tuple(mask.shape) not in (spatial, tuple(scores.shape)):
             raise ShapeError(

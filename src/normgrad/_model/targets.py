@@ -13,6 +13,7 @@ import torch
 
 from .._deferred import deferred_checks
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
+from .._transfer import to_device
 from .outputs import read_logits as read_logits  # deletion and insertion read it here
 
 Target = Union[None, int, Sequence[int], torch.Tensor, np.ndarray, Callable[[Any], torch.Tensor]]
@@ -349,7 +350,7 @@ def target_classes(output: Any, target: ClassTarget, batch: int) -> torch.Tensor
         if target.index >= num_classes:
             _class_range_error(num_classes, logits.shape[1], [target.index])
         return torch.full((batch,), target.index, dtype=torch.long, device=logits.device)
-    given = target.classes.to(logits.device)
+    given = to_device(target.classes, logits.device)
     given = given.expand(batch) if given.ndim == 0 else given
     # a fresh tensor (the caller's may be an inference tensor or an int broadcast), in range
     # until the check is read, so that no kernel indexes outside the logits

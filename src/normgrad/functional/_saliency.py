@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .._errors import InvalidArgumentError
+from .._transfer import to_device
 
 # A per-layer map whose spread (max - min) is at most this many machine epsilons of its
 # magnitude is treated as constant: the spread is rounding noise, not signal...
@@ -124,7 +125,7 @@ def fuse_geometric_mean(
     if informative is None:
         keep = torch.ones(stacked.shape[:2], dtype=torch.bool, device=stacked.device)
     else:
-        keep = torch.stack(list(informative)).to(stacked.device)
+        keep = to_device(torch.stack(list(informative)), stacked.device)
     view = keep.shape + (1,) * (stacked.ndim - 2)
     keep = keep.view(view)
     # log(0) = -inf is wanted (the mean is then 0); excluded maps contribute log(1) = 0.

@@ -16,6 +16,7 @@ import torch
 from .._checks import check_number, check_positive_int
 from .._deferred import deferred_checks
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
+from .._transfer import to_device
 from ._filters import filter_axes, reflect_101
 from ._maps import _refuse_nan as refuse_nan_maxima
 from ._maps import as_maps
@@ -132,7 +133,7 @@ def check_classes(
         )
     if classes.is_floating_point() or classes.dtype == torch.bool:
         raise ArgumentTypeError(f"classes: expected integer class indices, got {classes.dtype}")
-    labels = classes.to(device).long()
+    labels = to_device(classes, device).long()
     if count is None:
         count = int(labels.amax()) + 1 if n else 0  # the tables' size: read on the host
     if n:
@@ -150,7 +151,7 @@ def _thresholds(threshold: object, n: int, device: torch.device) -> torch.Tensor
                 "thresholds with each map's class: thresholds[classes]",
                 threshold.shape,
             )
-        values = threshold.to(device, torch.float64).expand(n)
+        values = to_device(threshold, device, torch.float64).expand(n)
         fix = "the maps are normalised to it: pass thresholds of the normalised maps"
         refuse_outside_unit(values, "threshold", "thresholds", fix)
         return values
@@ -218,6 +219,6 @@ def binarize(
         if classes is not None and isinstance(threshold, torch.Tensor) and threshold.ndim == 1:
             fix = "pass one threshold per class"
             labels, _ = check_classes(classes, n, threshold.shape[0], fix, maps.device)
-            threshold = threshold.to(maps.device)[labels]
+            threshold = to_device(threshold, maps.device)[labels]
         cut = _thresholds(threshold, n, maps.device).view(n, *[1] * (maps.ndim - 1))
         return normalized > cut

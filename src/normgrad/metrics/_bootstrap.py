@@ -15,6 +15,7 @@ import torch
 
 from .._checks import check_confidence, check_count
 from .._errors import ArgumentTypeError, ShapeError, describe
+from .._transfer import to_device
 
 # Resampled values per chunk (the resamples are cut so no chunk holds more).
 _CHUNK_ELEMENTS = 1 << 24
@@ -45,7 +46,7 @@ def resample_rows(rows: int, resamples: int, seed: int, device: torch.device) ->
     """Row indices ``(resamples, rows)`` drawn with replacement, seeded, on ``device``."""
     generator = torch.Generator().manual_seed(seed)
     drawn = torch.randint(0, max(rows, 1), (resamples, rows), generator=generator)
-    return drawn.to(device)
+    return to_device(drawn, device)
 
 
 def _nanmean(values: torch.Tensor, dim: tuple[int, ...] | int) -> torch.Tensor:
@@ -111,7 +112,7 @@ def bootstrap_mean(
     alpha = (1 - confidence) / 2
     if resamples and table.shape[0]:
         stats = torch.cat(means)  # (resamples, K) or (resamples,)
-        q = torch.tensor([alpha, 1 - alpha], dtype=torch.float64, device=table.device)
+        q = to_device([alpha, 1 - alpha], table.device, torch.float64)
         low, high = torch.nanquantile(stats, q, dim=0)
     else:
         low = high = torch.full_like(mean, float("nan"))

@@ -17,6 +17,7 @@ import torch
 
 from .._deferred import deferred_checks
 from .._errors import ArgumentTypeError, ShapeError, describe
+from .._transfer import to_device
 from ._binarize import (
     binarize,
     box_smooth,
@@ -67,7 +68,7 @@ def _read(saliency: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, to
             f"masks: expected the maps' shape {tuple(maps.shape)}, got {tuple(truth.shape)}",
             truth.shape,
         )
-    return maps, truth.to(maps.device)
+    return maps, to_device(truth, maps.device)
 
 
 def _per_class(values: object, count: int, argument: str) -> torch.Tensor:
@@ -91,7 +92,7 @@ def _best(scores: torch.Tensor, grid: tuple[float, ...]) -> tuple[torch.Tensor, 
     """The grid value of the first maximum of each class's scores ``(G, K)``, and that
     maximum (NaN for a class without a score)."""
     best = torch.nan_to_num(scores, nan=-1.0).argmax(dim=0)
-    values = torch.tensor(grid, dtype=torch.float64, device=scores.device)[best]
+    values = to_device(grid, scores.device, torch.float64)[best]
     return values, scores.gather(0, best[None])[0]
 
 
@@ -135,8 +136,8 @@ def gate(
     with deferred_checks():  # the call's checks read once, together
         kept = as_masks(masks, "masks")
         n = kept.shape[0]
-        prob = _probabilities(probabilities, n).to(kept.device)
-        cut = torch.as_tensor(cutoffs, dtype=torch.float64).to(kept.device)
+        prob = to_device(_probabilities(probabilities, n), kept.device)
+        cut = to_device(torch.as_tensor(cutoffs, dtype=torch.float64), kept.device)
         if classes is not None and cut.ndim == 1:
             fix = "pass one cutoff per class"
             cut = cut[check_classes(classes, n, cut.shape[0], fix, kept.device)[0]]
@@ -229,7 +230,7 @@ def tune_thresholds(
         thresholds, miou = _best(class_means(positive, labels, count), grid)
         if probabilities is None:
             return TunedThresholds(thresholds, None, miou, None)
-        prob = _probabilities(probabilities, maps.shape[0]).to(maps.device)
+        prob = to_device(_probabilities(probabilities, maps.shape[0]), maps.device)
         overlap = iou(normalized > thresholds[labels].view(-1, *[1] * (maps.ndim - 1)), truth)
         gated_scores = class_means(
             torch.stack([gated(overlap, truth, prob > c) for c in cutoffs]), labels, count
@@ -276,11 +277,11 @@ class CheXlocalizeResult:
 
 
 def _table(
-    values: torch.Tensor, rows: torch.Tensor, classes: torch.Tensor, count: int
+    values: torch.Tensor, rows: torch.Tensor, classes: torch.Tensor, shape: tuple[int, int]
 ) -> torch.Tensor:
-    """Values ``(M,)`` placed in a table ``(R, K)`` by row and class (NaN elsewhere)."""
-    size = int(rows.max()) + 1 if rows.numel() else 0
-    table = values.new_full((size, count), float("nan"))
+    """Values ``(M,)`` placed in a table ``shape`` ``(R, K)`` by row and class (NaN
+    elsewhere)."""
+    table = values.new_full(shape, float("nan"))
     return table.index_put_((rows.long(), classes), values)
 
 
@@ -288,10 +289,10 @@ def _score(
     values: torch.Tensor,
     rows: torch.Tensor,
     classes: torch.Tensor,
-    count: int,
+    shape: tuple[int, int],
     draw: tuple[int, float, int],
 ) -> CheXlocalizeScore:
-    table = _table(values, rows, classes, count)
+    table = _table(values, rows, classes, shape)
     return CheXlocalizeScore(
         values, bootstrap_mean(table, *draw), bootstrap_mean(table, *draw, pooled=True)
     )
@@ -363,7 +364,7 @@ def chexlocalize(
         m = maps.shape[0]
         labels, count = check_classes(classes, m, num_classes, _NUM_CLASSES, maps.device)
         if isinstance(thresholds, torch.Tensor):
-            thresholds = _per_class(thresholds, count, "thresholds").to(maps.device)[labels]
+            thresholds = to_device(_per_class(thresholds, count, "thresholds"), maps.device)[labels]
         predicted = binarize(maps, thresholds, smoothing=smoothing)
         if gates is not None:
             if probabilities is None:
@@ -377,14 +378,20 @@ def chexlocalize(
         both = predicted.flatten(1).any(dim=1) & truth.flatten(1).any(dim=1)
         hit = hits(maps, truth)
         nan = torch.full_like(overlap, float("nan"))
-        rows = torch.arange(m, device=maps.device) if images is None else images.to(maps.device)
+        rows = (
+            torch.arange(m, device=maps.device)
+            if images is None
+            else to_device(images, maps.device)
+        )
+        size = m  # the tables' rows: one per image (read once when images are given)
         if images is not None:
             refuse_repeated_pairs(rows.long() * count + labels, count)
-        draw = (resamples, confidence, seed)
+            size = int(rows.max()) + 1 if m else 0
+        draw, shape = (resamples, confidence, seed), (size, count)
         return CheXlocalizeResult(
-            _score(overlap, rows, labels, count, draw),
-            _score(torch.where(both, overlap, nan), rows, labels, count, draw),
-            _score(hit, rows, labels, count, draw),
-            _score(torch.where(both, hit, nan), rows, labels, count, draw),
+            _score(overlap, rows, labels, shape, draw),
+            _score(torch.where(both, overlap, nan), rows, labels, shape, draw),
+            _score(hit, rows, labels, shape, draw),
+            _score(torch.where(both, hit, nan), rows, labels, shape, draw),
             predicted,
         )

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from .._errors import ShapeError
+from .._transfer import to_device
 
 
 def rank_correlation(maps_a: torch.Tensor, maps_b: torch.Tensor) -> torch.Tensor:
@@ -26,8 +27,10 @@ def rank_correlation(maps_a: torch.Tensor, maps_b: torch.Tensor) -> torch.Tensor
             f"got {tuple(maps_b.shape)}",
             maps_b.shape,
         )
-    a = rankdata(maps_a.detach().flatten(1).double().cpu().numpy(), axis=1)
-    b = rankdata(maps_b.detach().flatten(1).double().cpu().numpy(), axis=1)
+    a_flat = maps_a.detach().flatten(1).double()
+    b_flat = to_device(maps_b.detach().flatten(1), a_flat.device, torch.float64)
+    both = torch.stack([a_flat, b_flat]).cpu().numpy()  # one copy to the host
+    a, b = rankdata(both[0], axis=1), rankdata(both[1], axis=1)
     a -= a.mean(axis=1, keepdims=True)
     b -= b.mean(axis=1, keepdims=True)
     denom = np.sqrt((a**2).sum(axis=1) * (b**2).sum(axis=1))

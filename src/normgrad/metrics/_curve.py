@@ -11,6 +11,7 @@ import torch
 from .._checks import check_confidence, check_number, check_tolerance
 from .._deferred import deferred_checks
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
+from .._transfer import to_device
 from ._distance import pointing_distances
 from ._regions.prepared import Regions
 from ._statistics import wilson_interval
@@ -240,7 +241,7 @@ def _curve_sums(distances: torch.Tensor, tolerances: tuple[float, ...], top: flo
     A NaN distance is neither ``< t`` nor ``== 0``, so it is no hit at any tolerance.
     """
     counted = ~torch.isnan(distances)
-    steps = torch.tensor(tolerances, dtype=torch.float64, device=distances.device)
+    steps = to_device(tolerances, distances.device, torch.float64)
     d = distances[None, :]
     hits = ((d < steps[:, None]) | (d == 0)).sum(dim=1)
     closeness = (1 - distances / top).clamp_min(0)

@@ -22,6 +22,7 @@ from .._deferred import deferred_checks
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
 from .._model.hooks import explaining
 from .._model.targets import ClassTarget, Target, read_logits, resolve_target, target_classes
+from .._transfer import to_device
 from ._maps import as_maps
 from ._smoothing import smooth
 
@@ -315,7 +316,7 @@ def curves(
         deletion[:, 0] = insertion[:, -1] = original
         _perturbed(model, x, base, ranks, counts, classes, batch_size, deletion, insertion)
     fractions = torch.tensor(counts, dtype=torch.float64) / pixels
-    grid = fractions.to(x.device)
+    grid = to_device(fractions, x.device)
     return DeletionInsertionResult(
         fractions,
         deletion,

@@ -9,6 +9,7 @@ import torch
 
 from .._deferred import deferred_checks
 from .._errors import InvalidArgumentError
+from .._transfer import to_device
 from ._maps import as_maps
 from ._regions.pixels import Window
 from ._regions.prepared import Regions, prepare_regions
@@ -138,7 +139,7 @@ def _sums(
                 owners.append(i)
     inside = torch.zeros(n, dtype=dtype, device=maps.device)
     if sums:
-        inside[torch.tensor(owners, device=maps.device)] = torch.cat(sums)
+        inside[to_device(owners, maps.device)] = torch.cat(sums)
     return inside, total
 
 

@@ -32,6 +32,7 @@ import torch
 from .._checks import check_number, check_positive_int, check_spacing
 from .._deferred import Deferred, deferred_checks
 from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
+from .._transfer import to_device
 from ._accumulator import Accumulator
 from ._maps import as_maps
 from ._matching import match
@@ -258,7 +259,7 @@ def _probabilities(
     """The images' predicted probabilities ``(n,)`` (float64, on ``device``), checked (with
     ``checks``): a value outside [0, 1] (or NaN) would reorder the detections silently."""
     try:
-        p = torch.as_tensor(probabilities, device=device)
+        p = to_device(probabilities, device)
     except (TypeError, ValueError, RuntimeError):
         raise ArgumentTypeError(
             f"probabilities: expected {n} numbers in [0, 1] (one per map), got "

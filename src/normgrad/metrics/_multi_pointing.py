@@ -9,6 +9,7 @@ import torch
 from .._checks import check_number
 from .._deferred import deferred_checks
 from .._errors import InvalidArgumentError
+from .._transfer import to_device
 from ._maps import as_maps
 from ._matching import match
 from ._peaks import Peaks, peaks
@@ -65,15 +66,18 @@ def multi_pointing_game(
     # object count (how many peaks to find) and the peaks' search read what they need
     with deferred_checks():
         objects = prepare(regions, maps.shape, maps.device, one_by_one=True)
-        k = peaks_needed(objects.counts())
+        k = peaks_needed(objects)
         found = peaks(maps, k, min_distance=distance, spacing=spacing)
         return multi_from_peaks(found, objects)
 
 
-def peaks_needed(counts: torch.Tensor) -> int:
-    """The peaks per map the multi-object score reads: the largest object count (at
-    least 1, as [`peaks`][normgrad.metrics.peaks] wants; one read)."""
-    return max(1, int(counts.max())) if counts.numel() else 1
+def peaks_needed(objects: PreparedRegions) -> int:
+    """The peaks per map the multi-object score reads: at least the largest object count;
+    the most objects given to one image (padding rows included), known on the host, so
+    nothing is read (more peaks are fine, see ``multi_from_peaks``); at least 1, as
+    [`peaks`][normgrad.metrics.peaks] wants."""
+    objects.counts()  # refuses masks
+    return max((1, *objects.given))
 
 
 def multi_from_peaks(found: Peaks, objects: PreparedRegions) -> torch.Tensor:
@@ -87,7 +91,7 @@ def multi_from_peaks(found: Peaks, objects: PreparedRegions) -> torch.Tensor:
     """
     k = found.valid.shape[1]
     device = found.coords.device
-    counts = objects.counts().to(device)
+    counts = to_device(objects.counts(), device)
     with deferred_checks() as checks:
         checks.add(counts.max() if counts.numel() else None, _enough(k))
     within = torch.arange(k, device=device)[None, :] < counts[:, None]

@@ -21,6 +21,7 @@ import torch
 
 from .._deferred import Deferred
 from .._errors import InvalidArgumentError
+from .._transfer import to_device
 
 Rule = Callable[[torch.Tensor], torch.Tensor]
 """Whether pixel steps ``(ndim, ...)`` are far enough apart (``Apart.steps``)."""
@@ -90,7 +91,7 @@ def search(
     pending = list(range(n))  # the maps whose peaks are not yet certain
     searched = min(stretches, max(tuning.first_stretches, 4 * k))
     while pending:
-        rows = torch.tensor(pending, device=maps.device)
+        rows = to_device(pending, maps.device)
         top = highest[rows].topk(min(searched + 1, stretches), dim=1)
         if searched < stretches:
             floor = top.values[:, searched]
@@ -102,7 +103,7 @@ def search(
         this_round, kept = _suppressed(*candidates, len(pending), k, apart, suppresses, tuning)
         done = [i for i, count in enumerate(kept) if count == k or searched == stretches]
         if done:
-            at = torch.tensor(done, device=maps.device)
+            at = to_device(done, maps.device)
             where = rows[at]
             coords[where], found[where], valid[where] = (part[at] for part in this_round)
         finished = set(done)
@@ -223,10 +224,10 @@ def _suppressed(
             used = min(max(maxima[i], tuning.first_candidates), limit)
             groups.setdefault((used - 1).bit_length(), []).append(i)
         for size, members in sorted(groups.items()):
-            maps = torch.tensor(members, device=dev)
+            maps = to_device(members, dev)
             slots = torch.arange(1 << size, device=dev)
-            usable = slots < torch.tensor([maxima[i] for i in members], device=dev)[:, None]
-            first = torch.tensor([starts[i] for i in members], device=dev)
+            usable = slots < to_device([maxima[i] for i in members], dev)[:, None]
+            first = to_device([starts[i] for i in members], dev)
             at = (first[:, None] + slots).clamp_(max=value.numel() - 1)
             cells = cell[:, at]
             picks, has = _suppress(cells, usable, k, apart, suppresses)
@@ -235,7 +236,7 @@ def _suppressed(
             coords[maps] = chosen * has[:, :, None]
             values[maps] = torch.where(has, value[at], math.nan)
             valid[maps] = has
-        counted = valid[torch.tensor(pending, device=dev)].sum(dim=1).tolist()  # one read
+        counted = valid[to_device(pending, dev)].sum(dim=1).tolist()  # one read
         for i, count in zip(pending, counted):
             kept[i] = count
         # fewer than k peaks in the first candidates, with more local maxima to come

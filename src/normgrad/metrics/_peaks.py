@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from .._checks import check_number, check_positive_int, check_spacing
 from .._deferred import deferred_checks
+from .._transfer import to_device
 from ._maps import as_maps
 from ._peak_search import TUNING, Tuning, refuse_non_finite, search
 
@@ -125,7 +126,9 @@ def peaks_by_definition(
                 found[i, len(kept)] = float(values[i][tuple(cell)])
                 kept.append(cell)
     valid = ~found.isnan()
-    return Peaks(coords.to(maps.device), found.to(maps.device), valid.to(maps.device))
+    return Peaks(
+        to_device(coords, maps.device), to_device(found, maps.device), to_device(valid, maps.device)
+    )
 
 
 def peaks(

@@ -13,6 +13,7 @@ import torch
 from .._checks import check_confidence, check_spacing, check_tolerance
 from .._deferred import deferred_checks
 from .._grid import squared_distances
+from .._transfer import to_device
 from ._accumulator import Accumulator
 from ._maps import as_maps, first_maxima
 from ._regions.prepared import PreparedRegions, Regions, prepare_regions
@@ -29,7 +30,7 @@ def spacing_tensor(
 ) -> torch.Tensor:
     """Voxel sizes ``(ndim,)`` in float64 (ones when ``spacing`` is None), checked."""
     values = check_spacing(spacing, ndim)
-    return torch.tensor(values or [1.0] * ndim, dtype=torch.float64, device=device)
+    return to_device(values or [1.0] * ndim, device, torch.float64)
 
 
 def within(dist2: T, tolerance: float) -> T:
@@ -226,7 +227,9 @@ class PointingGame(Accumulator):
         a region wholly outside the map ``(N,)`` (bool; as the ``outside`` of
         [`PreparedRegions`][normgrad.metrics.PreparedRegions], None: none); one read."""
         counted = ~torch.isnan(results)
-        given = outside.to(counted.device) if outside is not None else torch.zeros_like(counted)
+        given = (
+            to_device(outside, counted.device) if outside is not None else torch.zeros_like(counted)
+        )
         far = ~counted & given
         sums = torch.stack(
             [results.nan_to_num(0).double().sum(), counted.sum(), (~counted).sum(), far.sum()]

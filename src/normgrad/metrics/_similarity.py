@@ -12,6 +12,7 @@ import torch
 from .._checks import check_known
 from .._deferred import deferred_checks
 from .._errors import ShapeError
+from .._transfer import to_device
 from ._binarize import min_max
 from ._bootstrap import Interval, bootstrap_mean
 from ._correlation import rank_correlation
@@ -77,7 +78,7 @@ def map_similarity(
             return ssim(min_max(a, "maps_a"), min_max(b, "maps_b"))
         if measure == "spearman_abs":
             a, b = a.abs(), b.abs()
-        return rank_correlation(a, b).to(a.device)
+        return to_device(rank_correlation(a, b), a.device)
 
 
 def map_agreement(

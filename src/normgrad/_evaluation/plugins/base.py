@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..._transfer import to_device
 from ...metrics import Peaks, PreparedRegions
 from ...metrics import peaks as find_peaks
 from ...metrics._accumulator import Accumulator, Mean
@@ -40,7 +41,7 @@ class Reads:
 
     def packed(self, device: torch.device) -> torch.Tensor:
         """Every tensor recorded, in float64 (exact for the ints and bools too), flat."""
-        flat = [t.to(device, torch.float64).reshape(-1) for t in self._tensors]
+        flat = [to_device(t, device, torch.float64).reshape(-1) for t in self._tensors]
         return torch.cat(flat) if flat else torch.zeros(0, dtype=torch.float64, device=device)
 
     def store(self, values: list[float]) -> None:

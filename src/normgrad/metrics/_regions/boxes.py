@@ -15,6 +15,7 @@ from typing import NoReturn
 import torch
 
 from ..._errors import InvalidArgumentError, warn
+from ..._transfer import to_device
 
 # the samples named in the warning about regions outside their maps, at most
 _NAMED = 10
@@ -41,7 +42,7 @@ def box_flags(boxes: torch.Tensor, spatial: Sequence[int]) -> torch.Tensor:
     low, high = boxes[:, :ndim], boxes[:, ndim:]
     wrong = ~torch.isfinite(boxes).all(dim=1) | (low > high).any(dim=1)
     bad = wrong & ~padding
-    last = torch.tensor([s - 1 for s in reversed(spatial)], dtype=boxes.dtype, device=boxes.device)
+    last = to_device([s - 1 for s in reversed(spatial)], boxes.device, boxes.dtype)
     outside = ((high < 0) | (low > last)).any(dim=1) & ~wrong
     return torch.stack([padding, bad, outside])
 
@@ -54,7 +55,7 @@ def clip(boxes: torch.Tensor, spatial: Sequence[int]) -> tuple[torch.Tensor, tor
     ndim = len(spatial)
     # box coordinates are (x, y[, z]); array order is ([z,] y, x)
     low = boxes[:, :ndim].flip(1).ceil().clamp_min(0)
-    last = torch.tensor([s - 1 for s in spatial], dtype=boxes.dtype, device=boxes.device)
+    last = to_device([s - 1 for s in spatial], boxes.device, boxes.dtype)
     high = torch.minimum(boxes[:, ndim:].flip(1).floor(), last)
     return low, high
 

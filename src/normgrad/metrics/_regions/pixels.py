@@ -11,6 +11,8 @@ from typing import Optional
 
 import torch
 
+from ..._transfer import to_device
+
 ShapePixels = tuple[int, int, int, torch.Tensor]
 """A shape's pixels: its row among the objects, the first row and column of its window
 (its bounds clipped to the map) and the mask of its pixels there."""
@@ -40,7 +42,7 @@ class Table:
         device = self.owner.device
         shapes = torch.zeros(self.owner.shape[0], dtype=torch.bool, device=device)
         if self.shapes:
-            rows = torch.tensor([row for row, *_ in self.shapes], device=device)
+            rows = to_device([row for row, *_ in self.shapes], device)
             shapes[rows] = True
         return shapes
 
@@ -121,22 +123,22 @@ def inside(objects: Table, coords: torch.Tensor) -> torch.Tensor:
     device = coords.device
     most = max(objects.given, default=0)
     out = torch.zeros(n, k, max(most, 1), dtype=torch.bool, device=device)
-    owner = objects.owner.to(device)
+    owner = to_device(objects.owner, device)
     if owner.numel() == 0:
         return out
-    given = torch.tensor(objects.given, dtype=torch.long, device=device)
+    given = to_device(objects.given, device, torch.long)
     slot = torch.arange(owner.numel(), device=device) - (given.cumsum(0) - given)[owner]
     points = coords[owner]  # (B, k, ndim)
-    low, high = objects.low.to(device), objects.high.to(device)
+    low, high = to_device(objects.low, device), to_device(objects.high, device)
     hit = (points >= low[:, None]) & (points <= high[:, None])
-    hit = hit.all(dim=2) & objects.valid.to(device)[:, None]
+    hit = hit.all(dim=2) & to_device(objects.valid, device)[:, None]
     if objects.shapes:  # in a shape's window, its mask says
-        rows = torch.tensor([row for row, *_ in objects.shapes], device=device)
+        rows = to_device([row for row, *_ in objects.shapes], device)
         widths = [mask.shape[1] for *_, mask in objects.shapes]
-        sizes = torch.tensor([mask.numel() for *_, mask in objects.shapes], device=device)
-        flat = torch.cat([mask.reshape(-1).to(device) for *_, mask in objects.shapes])
+        sizes = to_device([mask.numel() for *_, mask in objects.shapes], device)
+        flat = torch.cat([to_device(mask.reshape(-1), device) for *_, mask in objects.shapes])
         local = points[rows] - low[rows].long()[:, None]  # (S, k, 2)
-        width = torch.tensor(widths, device=device)[:, None]
+        width = to_device(widths, device)[:, None]
         index = (sizes.cumsum(0) - sizes)[:, None] + local[..., 0] * width + local[..., 1]
         looked = flat.take(index.clamp(0, flat.numel() - 1))
         hit[rows] = hit[rows] & looked

@@ -12,6 +12,7 @@ import torch
 
 from ..._deferred import deferred_checks
 from ..._errors import ArgumentTypeError, ShapeError
+from ..._transfer import to_device
 from . import pixels
 from .boxes import box_flags, clip, refuse_box, warn_outside
 from .forms import SampleRegions, read_forms, region_name
@@ -68,16 +69,16 @@ class PreparedRegions:
         """These regions on ``device``."""
 
         def move(t: torch.Tensor | None) -> Any:
-            return t.to(device) if t is not None else None
+            return to_device(t, device) if t is not None else None
 
-        shapes = tuple((row, r, c, mask.to(device)) for row, r, c, mask in self.shapes)
+        shapes = tuple((row, r, c, to_device(mask, device)) for row, r, c, mask in self.shapes)
         return replace(
             self,
             masks=move(self.masks),
-            owner=self.owner.to(device),
-            low=self.low.to(device),
-            high=self.high.to(device),
-            valid=self.valid.to(device),
+            owner=to_device(self.owner, device),
+            low=to_device(self.low, device),
+            high=to_device(self.high, device),
+            valid=to_device(self.valid, device),
             outside=move(self.outside),
             shapes=shapes,
             outside_count=move(self.outside_count),
@@ -216,7 +217,7 @@ def prepare(
         )
     forms = read_forms(regions, shape, one_by_one, per_class)
     if isinstance(forms, torch.Tensor):  # masks
-        masks = forms.to(dev) if dev is not None else forms
+        masks = to_device(forms, dev) if dev is not None else forms
         none = torch.empty(0, dtype=torch.long, device=masks.device)
         window = torch.empty(0, len(shape) - 1, dtype=torch.float64, device=masks.device)
         return PreparedRegions(shape, masks, none, window, window, none.bool())
@@ -237,16 +238,16 @@ def _objects(
     given = [len(item) if isinstance(item, list) else int(item.shape[0]) for item in items]
     starts = [0, *itertools.accumulate(given)]
     parts = [
-        torch.tensor([s.bounds() for s in item], dtype=torch.float64, device=device)
+        to_device([s.bounds() for s in item], device, torch.float64)
         if isinstance(item, list)
-        else item.detach().to(device, torch.float64)
+        else to_device(item.detach(), device, torch.float64)
         for item, count in zip(items, given)
         if count
     ]
     bounds = torch.cat(parts) if parts else torch.zeros(0, 2 * ndim, dtype=torch.float64)
-    bounds = bounds.to(device)
+    bounds = to_device(bounds, device)
     total = starts[-1]
-    sizes = torch.tensor(given, dtype=torch.long, device=device)
+    sizes = to_device(given, device, torch.long)
     owner = torch.repeat_interleave(torch.arange(n, device=device), sizes, output_size=total)
     padding, bad, far = box_flags(bounds, spatial)
     low, high = clip(bounds, spatial)
@@ -267,7 +268,7 @@ def _objects(
         )
         shapes = [(row, w[0], w[1], w[2]) for row, w in zip(rows, drawn) if w is not None]
         if shapes:  # a shape whose window holds none of its pixels covers nothing
-            where = torch.tensor([s[0] for s in shapes], device=device)
+            where = to_device([s[0] for s in shapes], device)
             covers = torch.stack([s[3].any() for s in shapes])
             valid = valid.index_put((where,), valid[where] & covers)
     count = torch.zeros(n, dtype=torch.long, device=device).index_add_(0, owner, far.long())

@@ -32,6 +32,7 @@ from typing import TypeVar, cast
 import torch
 
 from ..._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
+from ..._transfer import to_device
 from .boxes import check_box
 
 
@@ -137,7 +138,7 @@ class _Boxed(Shape):
     def _boxes(shapes: Sequence[Shape], like: torch.Tensor) -> list[torch.Tensor]:
         """``xmin``, ``ymin``, ``xmax``, ``ymax`` of each shape, each ``(B, 1, ...)`` as
         the points ``like``."""
-        b = torch.tensor([s.bounds() for s in shapes], dtype=torch.float64, device=like.device)
+        b = to_device([s.bounds() for s in shapes], like.device, torch.float64)
         return list(b.view(-1, 4, *([1] * (like.ndim - 1))).unbind(1))
 
     @staticmethod
@@ -246,7 +247,7 @@ class Polygon(Shape):
         polygons = [cast(Polygon, p).vertices for p in shapes]
         most = max(len(v) for v in polygons)
         padded = [list(v) + [v[0]] * (most - len(v)) for v in polygons]
-        v = torch.tensor(padded, dtype=torch.float64, device=like.device)  # (B, V, 2)
+        v = to_device(padded, like.device, torch.float64)  # (B, V, 2)
         w = v.roll(-1, 1)
         shape = (len(polygons), *[1] * (like.ndim - 2), most)
         return [t.reshape(shape) for t in (v[..., 0], v[..., 1], w[..., 0], w[..., 1])]
@@ -309,7 +310,7 @@ def _per_kind(
     ``_inside_grid``) of its row of ``x`` and ``y``: one batched test per kind of shape."""
     for kind in {type(shape) for shape in shapes}:
         rows = [i for i, shape in enumerate(shapes) if type(shape) is kind]
-        at = torch.tensor(rows, device=out.device)
+        at = to_device(rows, out.device)
         out[at] = getattr(kind, test)([shapes[i] for i in rows], x[at], y[at])
     return out
 
@@ -353,7 +354,7 @@ def rasterize(
             group.append(i)
             rows, cols = h, w
         live = live[len(group) :]
-        origin = torch.tensor([spans[i][:2] for i in group], dtype=torch.float64, device=device)
+        origin = to_device([spans[i][:2] for i in group], device, torch.float64)
         ys = origin[:, :1] + torch.arange(rows, dtype=torch.float64, device=device)
         xs = origin[:, 1:] + torch.arange(cols, dtype=torch.float64, device=device)
         inside = torch.zeros(len(group), rows, cols, dtype=torch.bool, device=device)
