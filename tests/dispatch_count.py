@@ -157,7 +157,6 @@ _FACTORIES = {
 # made from the data given (Python numbers, numpy arrays or a tensor): a copy when the
 # device named differs from where the data are
 _FROM_DATA = {"tensor", "as_tensor", "asarray"}
-_MOVES = {"to", "cuda", "copy_"}
 
 
 class _Function(TorchFunctionMode):
@@ -169,6 +168,7 @@ class _Function(TorchFunctionMode):
         # made inside the call on the host (and the devices they report), by identity:
         # kept alive for the call's length, so that no other object takes their id
         self.host: dict[int, Any] = {}
+        self.devices: dict[int, Any] = {}  # the devices reported by tensors on the device
 
     def on_host(self, item: Any) -> bool:
         return id(item) in self.host
@@ -178,51 +178,94 @@ class _Function(TorchFunctionMode):
             self.host[id(item)] = item
 
     def names_device(self, device: Any) -> bool:
-        """Whether a device argument names the device (not the host): a tensor's device, a
-        name or a ``torch.device``; "cpu", or the device of a host tensor, is the host."""
+        """Whether a device argument names the device, not the host: the device of a tensor
+        on the device, or a device other than the CPU named in the code; the device of a
+        host tensor, and "cpu" named in the code (``torch.device("cpu")``), are the host."""
         if device is None or self.on_host(device):
             return False
-        return not (isinstance(device, str) and device == "cpu")
+        if id(device) in self.devices:
+            return True
+        try:
+            return torch.device(device).type != "cpu"
+        except (TypeError, RuntimeError):
+            return True
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
         tensor = args[0] if args and isinstance(args[0], torch.Tensor) else None
-        if name in HOST_READS and tensor is not None and not self.on_host(tensor):
-            self.counts.add_sync(name)
+        if tensor is not None and not self.on_host(tensor):
+            if name in HOST_READS:
+                self.counts.add_sync(name)
+            elif name == "to" and self._targets_host(args, kwargs):
+                self.counts.add_sync("cpu")  # ``.to("cpu")``: a copy to the host
         result = func(*args, **kwargs)
-        if self._copies_to_device(name, tensor, args, kwargs):
+        if isinstance(result, torch.device) and self._device_of_device(tensor, args):
+            self.devices[id(result)] = result
+        copies = self._copies_to_device(name, tensor, args, kwargs)
+        if copies:
             self.counts.add_sync("to_device")
-        elif self._made_on_host(name, tensor, args, kwargs, result):
+        if not copies and self._made_on_host(name, tensor, args, kwargs, result):
             self.add_host(result)
+        elif self.on_host(result):  # ``.to(device)`` of a host tensor is itself on the CPU
+            del self.host[id(result)]
         return result
 
-    def _copies_to_device(
-        self, name: str, tensor: torch.Tensor | None, args: Any, kwargs: dict[str, Any]
-    ) -> bool:
-        if kwargs.get("non_blocking") or (name == "copy_" and len(args) > 2 and args[2]):
-            return False
-        if name in _FROM_DATA:
-            from_host = tensor is None or self.on_host(tensor)
-            return from_host and self.names_device(kwargs.get("device"))
-        if name == "new_tensor" and tensor is not None:  # host data, on the tensor's device
-            device = kwargs.get("device")
-            return self.names_device(device) if device is not None else not self.on_host(tensor)
-        if name not in _MOVES or tensor is None:
-            return False
-        if name == "copy_":  # a host source into a device tensor
-            source = args[1] if len(args) > 1 else kwargs.get("src")
-            return self.on_host(source) and not self.on_host(tensor)
-        if not self.on_host(tensor):
-            return False
-        if name == "cuda":
+    def _device_of_device(self, tensor: torch.Tensor | None, args: Any) -> bool:
+        """Whether a ``torch.device`` made by a call names the device: a device tensor's
+        ``.device``, or ``torch.device(d)`` of such a device (not ``torch.device("cpu")``)."""
+        if tensor is not None:
+            return not self.on_host(tensor)
+        return any(id(a) in self.devices for a in args)
+
+    def _targets_host(self, args: Any, kwargs: dict[str, Any]) -> bool:
+        """Whether ``.to`` names the host as where its result goes."""
+        named = [a for a in [*args[1:], kwargs.get("device")] if isinstance(a, (str, torch.device))]
+        return bool(named) and not any(self.names_device(a) for a in named)
+
+    def _targets_device(self, name: str, args: Any, kwargs: dict[str, Any]) -> bool:
+        """Whether a call puts its result on the device by name: ``device=`` naming it, or
+        ``.to``/``.cuda`` towards it (a device, a name or a device tensor)."""
+        if self.names_device(kwargs.get("device")) or name == "cuda":
             return True
-        targets = [*args[1:], kwargs.get("device"), kwargs.get("other")]
+        if name != "to":
+            return False
+        targets = [*args[1:], kwargs.get("other")]
         return any(
             (isinstance(t, torch.Tensor) and not self.on_host(t))
             or (isinstance(t, (str, torch.device)) and self.names_device(t))
             for t in targets
         )
+
+    def _copies_to_device(
+        self, name: str, tensor: torch.Tensor | None, args: Any, kwargs: dict[str, Any]
+    ) -> bool:
+        """Whether a call copies host data to the device, waiting for it."""
+        positional = name in ("to", "copy_") and any(a is True for a in args[1:])
+        if kwargs.get("non_blocking") or positional:
+            return False  # also ``to(device, dtype, True)``, ``copy_(src, True)``
+        if name in _FROM_DATA or name == "new_tensor":
+            data = args[1] if name == "new_tensor" and len(args) > 1 else tensor
+            if isinstance(data, torch.Tensor) and not self.on_host(data):
+                return False  # already on the device
+            if name == "new_tensor" and "device" not in kwargs:
+                return tensor is not None and not self.on_host(tensor)
+            return self.names_device(kwargs.get("device"))
+        if name == "copy_" and tensor is not None:  # a host source into a device tensor
+            source = args[1] if len(args) > 1 else kwargs.get("src")
+            return self.on_host(source) and not self.on_host(tensor)
+        if name in ("to", "cuda") and tensor is not None:
+            return self.on_host(tensor) and self._targets_device(name, args, kwargs)
+        return self._mixes(args, kwargs)
+
+    def _mixes(self, args: Any, kwargs: dict[str, Any]) -> bool:
+        """Whether a call takes device tensors with host tensors of one value or more (a
+        0-dim host tensor is passed as a scalar): on CUDA, indexing copies such a host
+        tensor to the device (``t[host_indices]``, ``t[:2] = host_values``), and most other
+        operators refuse it."""
+        tensors = [t for t in _flat([*args, *kwargs.values()]) if isinstance(t, torch.Tensor)]
+        host = [self.on_host(t) for t in tensors]
+        return any(host) and not all(host) and any(t.ndim and h for t, h in zip(tensors, host))
 
     def _made_on_host(
         self, name: str, tensor: torch.Tensor | None, args: Any, kwargs: dict[str, Any], out: Any
@@ -231,8 +274,12 @@ class _Function(TorchFunctionMode):
             return tensor is not None and self.on_host(tensor)
         if name in ("cpu", "numpy", "from_numpy"):
             return True
+        if self._targets_device(name, args, kwargs):
+            return False
+        if name == "to" and self._targets_host(args, kwargs):
+            return True
         if name in _FACTORIES and (tensor is None or self.on_host(tensor)):
-            return not self.names_device(kwargs.get("device"))
+            return True
         inputs = [t for t in _flat([*args, *kwargs.values()]) if isinstance(t, torch.Tensor)]
         return bool(inputs) and all(self.on_host(t) for t in inputs)
 

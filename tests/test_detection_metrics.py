@@ -649,7 +649,7 @@ def test_multi_pointing_game_matches_reference(
     got = metrics.multi_pointing_game(maps, objects, min_distance=min_distance)  # type: ignore[arg-type]
     # from more peaks than the largest count (as evaluate does for FROC's k): the same
     prepared = prepare(objects, maps.shape, one_by_one=True)  # type: ignore[arg-type]
-    more = metrics.peaks(maps, peaks_needed(prepared) + 3, min_distance=min_distance)
+    more = metrics.peaks(maps, peaks_needed(prepared.counts()) + 3, min_distance=min_distance)
     assert torch.equal(multi_from_peaks(more, prepared).nan_to_num(-1), got.nan_to_num(-1))
     for i in range(n):
         counted = [o for o in objects[i] if reference_covers(o, height, width)]

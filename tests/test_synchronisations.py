@@ -235,9 +235,15 @@ def test_counter_sees_every_blocking_copy_to_the_device() -> None:
         lambda: torch.tensor([1.0]).to(t.device), lambda: torch.tensor([1.0]).to(t),
         lambda: torch.arange(3).mul(2).to(device=t.device),
         lambda: t.new_tensor([1.0, 2.0]), lambda: t.clone().copy_(torch.ones(6)),
+        lambda: t[torch.tensor([0, 2])], lambda: t.clone().index_put_((torch.arange(2),), t[0]),
+        lambda: t.clone().__setitem__(slice(0, 2), torch.tensor([1.0, 2.0])),
+        lambda: torch.tensor([1.0]).to(torch.device(t.device)),
     ]  # fmt: skip
     for copy in copies:
         assert dict(count(copy).syncs) == {"to_device": 1}
+    # what a copy made on the device holds is read as any device tensor is
+    assert count(lambda: to_device([1.0, 2.0], t.device).sum().item()).sync_count == 1
+    assert count(lambda: t.to("cpu")).sync_count == 1  # a copy to the host
     free: list[Callable[[], object]] = [
         lambda: torch.tensor([1.0]).to(t.device, non_blocking=True),
         lambda: to_device([1.0, 2.0], t.device),
@@ -246,6 +252,9 @@ def test_counter_sees_every_blocking_copy_to_the_device() -> None:
         lambda: torch.tensor([1.0, 2.0]).tolist(), lambda: torch.arange(4).sum().item(),
         lambda: torch.zeros(2, device=torch.ones(1).device).tolist(),
         lambda: torch.tensor([3.0], device="cpu").item(),
+        lambda: torch.ones(2).to(torch.device("cpu")).tolist(),
+        lambda: torch.ones(2).to(t.device, torch.float64, True),
+        lambda: t + torch.tensor(2.0), lambda: torch.where(t > 0, torch.tensor(1.0), t),
     ]  # fmt: skip
     for call in free:
         assert count(call).sync_count == 0

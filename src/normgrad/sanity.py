@@ -32,6 +32,7 @@ from ._explainers.base import Explainer
 from ._model.layers import LayerSpec, check_model, resolve_layers
 from ._model.targets import Target
 from ._mprt import CascadeResult, ComplexityResult, check_bins, discrete_entropy, noise_averaged
+from ._transfer import to_device
 from .metrics import SIMILARITY_MEASURES, map_similarity
 
 __all__ = [
@@ -60,7 +61,7 @@ TOKEN_STD = 0.02
 
 def _draw(param: torch.Tensor, std: float, generator: torch.Generator) -> None:
     values = torch.randn(param.shape, generator=generator, dtype=torch.float64) * std
-    param.copy_(values.to(param.dtype))
+    param.copy_(to_device(values, param.device, param.dtype))
 
 
 def reinitialize(module: nn.Module, generator: torch.Generator) -> None:

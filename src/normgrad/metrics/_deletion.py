@@ -197,7 +197,7 @@ def class_target(target: object) -> ClassTarget:
 def _baseline(x: torch.Tensor, baseline: Baseline) -> torch.Tensor:
     """The baseline images of ``x``, from a baseline checked by ``check_options``."""
     if isinstance(baseline, torch.Tensor):
-        return torch.broadcast_to(baseline.to(x), x.shape)
+        return torch.broadcast_to(to_device(baseline, x.device, x.dtype), x.shape)
     if baseline == "zeros":
         return torch.zeros_like(x)
     if baseline == "mean":

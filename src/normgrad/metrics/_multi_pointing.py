@@ -66,18 +66,17 @@ def multi_pointing_game(
     # object count (how many peaks to find) and the peaks' search read what they need
     with deferred_checks():
         objects = prepare(regions, maps.shape, maps.device, one_by_one=True)
-        k = peaks_needed(objects)
+        k = peaks_needed(objects.counts())
         found = peaks(maps, k, min_distance=distance, spacing=spacing)
         return multi_from_peaks(found, objects)
 
 
-def peaks_needed(objects: PreparedRegions) -> int:
-    """The peaks per map the multi-object score reads: at least the largest object count;
-    the most objects given to one image (padding rows included), known on the host, so
-    nothing is read (more peaks are fine, see ``multi_from_peaks``); at least 1, as
-    [`peaks`][normgrad.metrics.peaks] wants."""
-    objects.counts()  # refuses masks
-    return max((1, *objects.given))
+def peaks_needed(counts: torch.Tensor) -> int:
+    """The peaks per map the multi-object score reads: the largest object count (at
+    least 1, as [`peaks`][normgrad.metrics.peaks] wants; one read: the count of objects
+    given, padding rows and regions outside the map included, is known on the host, but
+    the search's time and memory grow with the peaks searched)."""
+    return max(1, int(counts.max())) if counts.numel() else 1
 
 
 def multi_from_peaks(found: Peaks, objects: PreparedRegions) -> torch.Tensor:

@@ -18,7 +18,7 @@ class MultiPointingGame(EvaluationMetric):
     needs_objects = True
 
     def peaks_wanted(self, batch: Batch) -> int:
-        return peaks_needed(batch.regions)
+        return peaks_needed(batch.regions.counts())
 
     def score(self, batch: Batch, method: str, saliency: torch.Tensor) -> dict[str, Values]:
         found = batch.peaks(method, saliency)

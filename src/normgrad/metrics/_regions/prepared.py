@@ -237,15 +237,7 @@ def _objects(
     ndim = len(spatial)
     given = [len(item) if isinstance(item, list) else int(item.shape[0]) for item in items]
     starts = [0, *itertools.accumulate(given)]
-    parts = [
-        to_device([s.bounds() for s in item], device, torch.float64)
-        if isinstance(item, list)
-        else to_device(item.detach(), device, torch.float64)
-        for item, count in zip(items, given)
-        if count
-    ]
-    bounds = torch.cat(parts) if parts else torch.zeros(0, 2 * ndim, dtype=torch.float64)
-    bounds = to_device(bounds, device)
+    bounds = _bounds([item for item, count in zip(items, given) if count], ndim, device)
     total = starts[-1]
     sizes = to_device(given, device, torch.long)
     owner = torch.repeat_interleave(torch.arange(n, device=device), sizes, output_size=total)
@@ -277,6 +269,25 @@ def _objects(
     return PreparedRegions(
         shape, None, owner, low, high, valid, count > 0, tuple(given), tuple(shapes), count
     )
+
+
+def _bounds(
+    items: list[torch.Tensor | list[Shape]], ndim: int, device: torch.device
+) -> torch.Tensor:
+    """Every object's bounds ``(B, 2 * ndim)`` in float64 on ``device``: the boxes joined
+    where they are (on one device, the usual case), then moved in one copy, so that the
+    copies do not grow with the samples."""
+    tensors = [item for item in items if isinstance(item, torch.Tensor)]
+    where = {t.device for t in tensors}
+    home = where.pop() if len(where) == 1 else device
+    parts = [
+        to_device([s.bounds() for s in item], home, torch.float64)
+        if isinstance(item, list)
+        else to_device(item.detach(), home, torch.float64)
+        for item in items
+    ]
+    joined = torch.cat(parts) if parts else torch.zeros(0, 2 * ndim, dtype=torch.float64)
+    return to_device(joined, device)
 
 
 def _check_later(
