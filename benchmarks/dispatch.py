@@ -28,7 +28,7 @@ import normgrad
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from tests.dispatch_count import count  # from the repository root, added just above
+from tests.dispatch_count import count, cuda_syncs  # from the repository root, added above
 
 SIZE, BATCH = 112, 2
 
@@ -42,22 +42,6 @@ def _counted(call: Callable[[], object]) -> dict[str, Any]:
         "by operator": dict(counts.syncs),
         "kernels": counts.kernels,
     }
-
-
-def cuda_syncs(call: Callable[[], object]) -> int:
-    """How many times ``call`` makes the host wait for the CUDA device (its second run)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        call()  # the libraries' own first-call work is not the call's
-    torch.cuda.synchronize()
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            call()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    return sum("synchronizing CUDA operation" in str(w.message) for w in seen)
 
 
 def bench_dispatch(device: torch.device) -> dict[str, Any]:

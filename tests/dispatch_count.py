@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import os
 import traceback
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -308,3 +309,21 @@ def count(call: Callable[[], object]) -> Counts:
     with counting() as counts:
         call()
     return counts
+
+
+def cuda_syncs(call: Callable[[], object]) -> int:
+    """How many times ``call`` makes the host wait for the CUDA device, as CUDA's own
+    debug mode reports it (its second run: the libraries' first-call work is not the
+    call's); copies to and from the device included."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        call()
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            call()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchronizing CUDA operation" in str(w.message) for w in seen)

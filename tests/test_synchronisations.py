@@ -23,7 +23,7 @@ import normgrad
 from normgrad._transfer import to_device
 
 from .conftest import requires_cuda
-from .dispatch_count import count
+from .dispatch_count import count, cuda_syncs
 from .explainers import EXPLAINERS
 from .models import TinyCNN
 
@@ -367,21 +367,6 @@ if __name__ == "__main__":
     _table(TinyCNN().eval(), torch.randn(2, 3, 16, 16), ["relu1", "relu2", "relu3"], "relu3")
 
 
-def _cuda_syncs(call: Callable[[], object]) -> int:
-    """How many times ``call`` makes the host wait for the CUDA device, as CUDA's own debug
-    mode reports it (its second run: the libraries' first-call work is not the call's)."""
-    _quiet(call)()
-    torch.cuda.synchronize()
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            call()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    return sum("synchronizing CUDA operation" in str(w.message) for w in seen)
-
-
 @requires_cuda
 def test_cuda_reports_the_synchronisations_counted_on_the_cpu() -> None:
     """On a CUDA device, with targets and regions made on the host (as a data loader gives
@@ -394,12 +379,12 @@ def test_cuda_reports_the_synchronisations_counted_on_the_cpu() -> None:
     for name, explainer in explainers(model, RESNET_MULTI, RESNET_SINGLE).items():
         calls = {"int": lambda e=explainer: e(x, target=1), "(N, K)": lambda e=explainer: e(x, target=target)}  # fmt: skip
         for kind, call in calls.items():
-            assert _cuda_syncs(call) <= MAX_SYNCS.get(name, 1), (name, kind)
+            assert cuda_syncs(call) <= MAX_SYNCS.get(name, 1), (name, kind)
     maps = torch.rand(2, 1, 32, 32, device="cuda")
     shapes = [[metrics.Box(4, 4, 12, 10), metrics.Ellipse(18, 18, 28, 28)], []]
     boxes = [torch.tensor([[4.0, 4.0, 12.0, 10.0]]), torch.zeros(0, 4)]
-    assert _cuda_syncs(lambda: metrics.pointing_game(maps, shapes, tolerance=3)) <= 1
-    assert _cuda_syncs(lambda: metrics.pointing_game(maps, boxes, tolerance=3)) <= 1
-    assert _cuda_syncs(lambda: metrics.froc(maps, boxes, k=5, min_distance=3)) <= 4
+    assert cuda_syncs(lambda: metrics.pointing_game(maps, shapes, tolerance=3)) <= 1
+    assert cuda_syncs(lambda: metrics.pointing_game(maps, boxes, tolerance=3)) <= 1
+    assert cuda_syncs(lambda: metrics.froc(maps, boxes, k=5, min_distance=3)) <= 4
     call = _evaluate_call(model, x.cpu(), RESNET_MULTI, RESNET_SINGLE)  # a host batch
-    assert _cuda_syncs(call) <= 2
+    assert cuda_syncs(call) <= 2
