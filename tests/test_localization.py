@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from normgrad import metrics
-from normgrad._errors import NormGradError
+from normgrad._errors import ArgumentTypeError, InvalidArgumentError, NormGradError, ShapeError
 from normgrad.metrics._bootstrap import resample_rows
 
 from .conftest import examples, requires_cuda
@@ -473,3 +473,24 @@ def test_two_pairs_of_one_image_and_class_are_refused() -> None:
         metrics.chexlocalize(maps, masks, classes, images=torch.tensor([0, 0, 0, 1]))
     ok = metrics.chexlocalize(maps, masks, classes, images=torch.tensor([0, 0, 1, 1]))
     assert ok.miou.values.shape == (4,)
+
+
+def test_the_images_of_the_pairs_are_checked() -> None:
+    """An image index read as anything but a non-negative integer per pair would place a
+    pair's score in another image's row (a float truncated, a negative index wrapped)."""
+    maps = torch.rand(4, 8, 8)
+    masks = torch.ones(4, 8, 8, dtype=torch.bool)
+    classes = torch.tensor([0, 1, 1, 0])
+    for wrong in ([0, 1, 2, 3], torch.tensor([0.0, 0.5, 1.0, 1.5]), torch.ones(4).bool()):
+        with pytest.raises(ArgumentTypeError, match="images: expected the image of each pair"):
+            metrics.chexlocalize(maps, masks, classes, images=wrong, resamples=2)
+    with pytest.raises(
+        ShapeError, match=r"images: expected one image index per pair, shape \(4,\)"
+    ):
+        metrics.chexlocalize(maps, masks, classes, images=torch.tensor([0, 1]), resamples=2)
+    with pytest.raises(InvalidArgumentError, match="images: expected image indices >= 0, got -1"):
+        metrics.chexlocalize(maps, masks, classes, images=torch.tensor([0, 1, -1, 2]), resamples=2)
+    result = metrics.chexlocalize(
+        maps, masks, classes, images=torch.tensor([0, 1, 3, 2], dtype=torch.int32), resamples=2
+    )
+    assert result.miou.values.shape == (4,)

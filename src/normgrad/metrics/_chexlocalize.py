@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from .._deferred import deferred_checks
-from .._errors import ArgumentTypeError, ShapeError, describe
+from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
 from .._transfer import to_device
 from ._binarize import (
     binarize,
@@ -276,6 +276,35 @@ class CheXlocalizeResult:
     masks: torch.Tensor
 
 
+def _image_rows(images: object, m: int, device: torch.device) -> tuple[torch.Tensor, int]:
+    """The image of each of ``m`` pairs, long ``(m,)`` on ``device``, and the number of
+    images (one read: the smallest and largest index)."""
+    if not isinstance(images, torch.Tensor) or images.dtype in _NOT_INDICES:
+        raise ArgumentTypeError(
+            f"images: expected the image of each pair as an integer tensor (M,), got "
+            f"{describe(images)}"
+        )
+    if tuple(images.shape) != (m,):
+        raise ShapeError(
+            f"images: expected one image index per pair, shape ({m},), got shape "
+            f"{tuple(images.shape)}",
+            images.shape,
+        )
+    rows = to_device(images, device).long()
+    if not m:
+        return rows, 0
+    low, high = (int(v) for v in torch.stack([rows.min(), rows.max()]).tolist())
+    if low < 0:
+        raise InvalidArgumentError(f"images: expected image indices >= 0, got {low}")
+    return rows, high + 1
+
+
+_NOT_INDICES = (
+    torch.bool, torch.float16, torch.bfloat16, torch.float32, torch.float64,
+    torch.complex64, torch.complex128,
+)  # fmt: skip
+
+
 def _table(
     values: torch.Tensor, rows: torch.Tensor, classes: torch.Tensor, shape: tuple[int, int]
 ) -> torch.Tensor:
@@ -378,15 +407,13 @@ def chexlocalize(
         both = predicted.flatten(1).any(dim=1) & truth.flatten(1).any(dim=1)
         hit = hits(maps, truth)
         nan = torch.full_like(overlap, float("nan"))
-        rows = (
-            torch.arange(m, device=maps.device)
+        rows, size = (  # the tables' rows: one per image
+            (torch.arange(m, device=maps.device), m)
             if images is None
-            else to_device(images, maps.device)
+            else _image_rows(images, m, maps.device)
         )
-        size = m  # the tables' rows: one per image (read once when images are given)
         if images is not None:
-            refuse_repeated_pairs(rows.long() * count + labels, count)
-            size = int(rows.max()) + 1 if m else 0
+            refuse_repeated_pairs(rows * count + labels, count)
         draw, shape = (resamples, confidence, seed), (size, count)
         return CheXlocalizeResult(
             _score(overlap, rows, labels, shape, draw),
