@@ -284,8 +284,7 @@ class IntegratedGradients(Explainer):
 
     def _integrate(self, x: torch.Tensor, target: ResolvedTarget) -> Explanation:
         check_input(x, finite=False)
-        # copied to the device once, before any kernel is queued (a copy from the host
-        # waits for the queue to drain)
+        # copied to the device once, queued without waiting for the device (to_device)
         all_weights = to_device(self.weights, x.device, x.dtype)
         fixed = _fix_target(self.model, x, target)
         x = x.detach()

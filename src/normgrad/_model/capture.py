@@ -134,8 +134,7 @@ def _prepared(
         and resolved.classes is not None
         and resolved.index is None
     ):
-        # copied to the device now, while its queue is short (a copy from the host waits
-        # for the queue to drain)
+        # copied to the device once, queued without waiting for the device (to_device)
         resolved = ClassTarget(to_device(resolved.classes, x.device))
     if not layers and not differentiated:
         raise InvalidArgumentError("layers: expected at least one layer to capture")
