@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from .._deferred import deferred_checks
-from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
+from .._errors import ArgumentTypeError, ShapeError, describe
 from .._transfer import to_device
 from ._binarize import (
     binarize,
@@ -28,7 +28,7 @@ from ._binarize import (
 from ._bootstrap import Interval, bootstrap_mean
 from ._maps import as_maps
 from ._overlap import as_masks, hits, iou
-from ._pairs import check_grid, refuse_repeated_pairs
+from ._pairs import check_grid, image_rows, refuse_repeated_pairs
 
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 """The grid of map thresholds [`tune_thresholds`][normgrad.metrics.tune_thresholds]
@@ -276,35 +276,6 @@ class CheXlocalizeResult:
     masks: torch.Tensor
 
 
-def _image_rows(images: object, m: int, device: torch.device) -> tuple[torch.Tensor, int]:
-    """The image of each of ``m`` pairs, long ``(m,)`` on ``device``, and the number of
-    images (one read: the smallest and largest index)."""
-    if not isinstance(images, torch.Tensor) or images.dtype in _NOT_INDICES:
-        raise ArgumentTypeError(
-            f"images: expected the image of each pair as an integer tensor (M,), got "
-            f"{describe(images)}"
-        )
-    if tuple(images.shape) != (m,):
-        raise ShapeError(
-            f"images: expected one image index per pair, shape ({m},), got shape "
-            f"{tuple(images.shape)}",
-            images.shape,
-        )
-    rows = to_device(images, device).long()
-    if not m:
-        return rows, 0
-    low, high = (int(v) for v in torch.stack([rows.min(), rows.max()]).tolist())
-    if low < 0:
-        raise InvalidArgumentError(f"images: expected image indices >= 0, got {low}")
-    return rows, high + 1
-
-
-_NOT_INDICES = (
-    torch.bool, torch.float16, torch.bfloat16, torch.float32, torch.float64,
-    torch.complex64, torch.complex128,
-)  # fmt: skip
-
-
 def _table(
     values: torch.Tensor, rows: torch.Tensor, classes: torch.Tensor, shape: tuple[int, int]
 ) -> torch.Tensor:
@@ -410,7 +381,7 @@ def chexlocalize(
         rows, size = (  # the tables' rows: one per image
             (torch.arange(m, device=maps.device), m)
             if images is None
-            else _image_rows(images, m, maps.device)
+            else image_rows(images, m, maps.device)
         )
         if images is not None:
             refuse_repeated_pairs(rows * count + labels, count)

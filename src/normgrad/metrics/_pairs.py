@@ -1,4 +1,5 @@
-"""Checks of CheXlocalize's settings and pairs: grids searched, one pair per image and class."""
+"""Checks of CheXlocalize's settings and pairs: grids searched, the image of each pair, one
+pair per image and class."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import torch
 
 from .._checks import check_number
 from .._deferred import deferred_checks
-from .._errors import InvalidArgumentError, describe
+from .._errors import ArgumentTypeError, InvalidArgumentError, ShapeError, describe
+from .._transfer import to_device
 
 
 def check_grid(values: object, argument: str) -> tuple[float, ...]:
@@ -42,3 +44,32 @@ def refuse_repeated_pairs(keys: torch.Tensor, count: int) -> None:
     repeated = (ordered[1:] == ordered[:-1]).any().view(1)
     with deferred_checks() as checks:
         checks.add(repeated, partial(_refuse_repeats, keys, count))
+
+
+def image_rows(images: object, m: int, device: torch.device) -> tuple[torch.Tensor, int]:
+    """The image of each of ``m`` pairs, long ``(m,)`` on ``device``, and the number of
+    images (one read: the smallest and largest index)."""
+    if not isinstance(images, torch.Tensor) or images.dtype in _NOT_INDICES:
+        raise ArgumentTypeError(
+            f"images: expected the image of each pair as an integer tensor (M,), got "
+            f"{describe(images)}"
+        )
+    if tuple(images.shape) != (m,):
+        raise ShapeError(
+            f"images: expected one image index per pair, shape ({m},), got shape "
+            f"{tuple(images.shape)}",
+            images.shape,
+        )
+    rows = to_device(images, device).long()
+    if not m:
+        return rows, 0
+    low, high = (int(v) for v in torch.stack([rows.min(), rows.max()]).tolist())
+    if low < 0:
+        raise InvalidArgumentError(f"images: expected image indices >= 0, got {low}")
+    return rows, high + 1
+
+
+_NOT_INDICES = (
+    torch.bool, torch.float16, torch.bfloat16, torch.float32, torch.float64,
+    torch.complex64, torch.complex128,
+)  # fmt: skip
