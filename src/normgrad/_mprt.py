@@ -44,7 +44,7 @@ def noise_averaged(
             )
             for image in seeds
         ]
-        noisy = x + to_device((torch.stack(eps) * noise), x.device, x.dtype)
+        noisy = x + to_device(torch.stack(eps) * noise, x.device, x.dtype)
         total = total + explain(noisy).detach().to(torch.float64)
     return total / samples
 

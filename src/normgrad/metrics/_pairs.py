@@ -49,7 +49,12 @@ def refuse_repeated_pairs(keys: torch.Tensor, count: int) -> None:
 def image_rows(images: object, m: int, device: torch.device) -> tuple[torch.Tensor, int]:
     """The image of each of ``m`` pairs, long ``(m,)`` on ``device``, and the number of
     images (one read: the smallest and largest index)."""
-    if not isinstance(images, torch.Tensor) or images.dtype in _NOT_INDICES:
+    if (
+        not isinstance(images, torch.Tensor)
+        or images.is_floating_point()
+        or images.is_complex()
+        or images.dtype == torch.bool
+    ):
         raise ArgumentTypeError(
             f"images: expected the image of each pair as an integer tensor (M,), got "
             f"{describe(images)}"
@@ -63,13 +68,7 @@ def image_rows(images: object, m: int, device: torch.device) -> tuple[torch.Tens
     rows = to_device(images, device).long()
     if not m:
         return rows, 0
-    low, high = (int(v) for v in torch.stack([rows.min(), rows.max()]).tolist())
+    low, high = (int(v) for v in torch.stack(torch.aminmax(rows)).tolist())
     if low < 0:
         raise InvalidArgumentError(f"images: expected image indices >= 0, got {low}")
     return rows, high + 1
-
-
-_NOT_INDICES = (
-    torch.bool, torch.float16, torch.bfloat16, torch.float32, torch.float64,
-    torch.complex64, torch.complex128,
-)  # fmt: skip

@@ -22,7 +22,7 @@ def gaussian_kernel(
     check_kernel_size(kernel_size)
     x = torch.arange(kernel_size, dtype=torch.float64) - kernel_size // 2
     kernel = torch.exp(-(x**2) / (2 * sigma**2))
-    return to_device((kernel / kernel.sum()), device, dtype)
+    return to_device(kernel / kernel.sum(), device, dtype)
 
 
 def smooth(saliency: torch.Tensor, sigma: float = 1.0, kernel_size: int = 11) -> torch.Tensor:
